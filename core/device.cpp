@@ -1,0 +1,95 @@
+// Device parsing and the one-time GPU probe.
+#include "core/device.h"
+
+#include <cuda_runtime_api.h>
+
+#include <mutex>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+
+namespace ember {
+
+namespace {
+
+struct GpuProbe {
+  int count = 0;
+  std::string reason;
+};
+
+// Note [GPU probe]
+// cudaGetDeviceCount is the one call that tells "no driver", "no device" and "driver
+// too old" apart without aborting. Its result is cached for the life of the process:
+// devices do not come and go under a running program, and asking again would pay the
+// driver's initialisation cost each time. A failed probe leaves a sticky error in the
+// runtime's last-error slot, which we clear so later launch checks are not confused.
+const GpuProbe& probe() {
+  static const GpuProbe result = [] {
+    GpuProbe p;
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      switch (err) {
+        case cudaErrorNoDevice: p.reason = "no CUDA-capable device is present"; break;
+        case cudaErrorInsufficientDriver:
+          p.reason = "the NVIDIA driver is older than the CUDA runtime ember was built with";
+          break;
+        default:
+          p.reason = std::string("no usable CUDA driver (") + cudaGetErrorName(err) + ": " +
+                     cudaGetErrorString(err) + ")";
+      }
+      return p;
+    }
+    p.count = n;
+    if (n == 0) p.reason = "no CUDA-capable device is present";
+    return p;
+  }();
+  return result;
+}
+
+}  // namespace
+
+namespace cuda {
+int device_count() { return probe().count; }
+bool is_available() { return probe().count > 0; }
+std::string unavailable_reason() { return probe().reason; }
+void synchronize(int device) {
+  if (!is_available()) return;
+  int prev = 0;
+  EMBER_CUDA_CHECK(cudaGetDevice(&prev));
+  EMBER_CUDA_CHECK(cudaSetDevice(device));
+  EMBER_CUDA_CHECK(cudaDeviceSynchronize());
+  EMBER_CUDA_CHECK(cudaSetDevice(prev));
+}
+}  // namespace cuda
+
+Device Device::cuda(int index) {
+  EMBER_CHECK_T(DeviceError, cuda::is_available(),
+                "Device::cuda(", index, "): CUDA is not available: ", cuda::unavailable_reason(),
+                ". Use Device::best() to fall back to the CPU.");
+  EMBER_CHECK_T(DeviceError, index >= 0 && index < cuda::device_count(), "Device::cuda(", index,
+                "): there are ", cuda::device_count(), " CUDA device(s)");
+  return Device(DeviceType::CUDA, index);
+}
+
+Device Device::best() { return cuda::is_available() ? Device(DeviceType::CUDA, 0) : cpu(); }
+
+Device Device::parse(const std::string& spec) {
+  if (spec == "cpu") return cpu();
+  if (spec == "cuda") return cuda(0);
+  if (spec == "best" || spec == "auto") return best();
+  if (spec.rfind("cuda:", 0) == 0) {
+    const std::string num = spec.substr(5);
+    EMBER_CHECK_T(DeviceError, !num.empty() && num.find_first_not_of("0123456789") == std::string::npos,
+                  "Device::parse: '", spec, "' is not a device (expected cpu, cuda, cuda:N or best)");
+    return cuda(std::stoi(num));
+  }
+  throw DeviceError("Device::parse: '" + spec + "' is not a device (expected cpu, cuda, cuda:N or best)");
+}
+
+std::string Device::str() const {
+  return is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(index_);
+}
+
+}  // namespace ember

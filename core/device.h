@@ -1,0 +1,51 @@
+// Device: where a tensor lives. "No GPU" is a normal state, detected once.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "core/export.h"
+
+namespace ember {
+
+enum class DeviceType : uint8_t { CPU, CUDA };
+
+class EMBER_API Device {
+ public:
+  constexpr Device() = default;
+  constexpr Device(DeviceType type, int index) : type_(type), index_(index) {}
+  // Parses "cpu", "cuda", "cuda:1".
+  static Device parse(const std::string& spec);
+
+  static constexpr Device cpu() { return Device(DeviceType::CPU, 0); }
+  static Device cuda(int index = 0);  // throws DeviceError if that GPU is not present
+  static Device best();               // cuda:0 when a usable GPU exists, else cpu
+
+  DeviceType type() const { return type_; }
+  int index() const { return index_; }
+  bool is_cpu() const { return type_ == DeviceType::CPU; }
+  bool is_cuda() const { return type_ == DeviceType::CUDA; }
+  std::string str() const;  // "cpu", "cuda:0"
+
+  bool operator==(const Device& o) const { return type_ == o.type_ && index_ == o.index_; }
+  bool operator!=(const Device& o) const { return !(*this == o); }
+
+ private:
+  DeviceType type_ = DeviceType::CPU;
+  int index_ = 0;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const Device& d) { return os << d.str(); }
+
+namespace cuda {
+// Number of usable GPUs; 0 when there is no driver, no device or the driver is too old.
+EMBER_API int device_count();
+EMBER_API bool is_available();
+// Why there is no GPU ("no CUDA driver found", "driver too old for the runtime", ...),
+// or "" when there is one.
+EMBER_API std::string unavailable_reason();
+// Waits for all work queued by ember on `device`.
+EMBER_API void synchronize(int device = 0);
+}  // namespace cuda
+
+}  // namespace ember

@@ -1,0 +1,32 @@
+// DType names and sizes.
+#include "core/dtype.h"
+
+#include "core/error.h"
+
+namespace ember {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::Float32: return 4;
+    case DType::Float64: return 8;
+    case DType::Int32: return 4;
+    case DType::Int64: return 8;
+    case DType::UInt8: return 1;
+    case DType::Bool: return 1;
+  }
+  EMBER_INTERNAL_ASSERT(false, "unknown dtype ", static_cast<int>(t));
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Int32: return "int32";
+    case DType::Int64: return "int64";
+    case DType::UInt8: return "uint8";
+    case DType::Bool: return "bool";
+  }
+  return "unknown";
+}
+
+}  // namespace ember

@@ -1,0 +1,64 @@
+// Out-of-line parts of core/error.h and core/cuda_check.h.
+#include "core/error.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/cuda_check.h"
+
+namespace ember::detail {
+
+void throw_internal(const char* cond, const char* file, int line, const std::string& msg) {
+  throw Error(str_cat("ember internal error: ", cond, " failed at ", file, ":", line,
+                      msg.empty() ? "" : ": ", msg,
+                      " (this is a bug in ember; please report it)"));
+}
+
+static int current_device_or_minus_one() {
+  int dev = -1;
+  if (cudaGetDevice(&dev) != cudaSuccess) return -1;
+  return dev;
+}
+
+void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
+  std::string msg = str_cat("CUDA error ", cudaGetErrorName(err), ": ",
+                            cudaGetErrorString(err), "\n  in ", call, " at ", file, ":",
+                            line, " (device ", current_device_or_minus_one(), ")");
+  if (err == cudaErrorMemoryAllocation) throw OutOfMemoryError(msg);
+  msg += "\n  CUDA kernel errors may be reported at a later call; set "
+         "EMBER_LAUNCH_BLOCKING=1 to make launches synchronous and find the failing one.";
+  throw CudaError(msg);
+}
+
+void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line) {
+  std::string msg = str_cat("cuBLAS error ", cublasGetStatusName(st), ": ",
+                            cublasGetStatusString(st), "\n  in ", call, " at ", file, ":",
+                            line, " (device ", current_device_or_minus_one(), ")");
+  if (st == CUBLAS_STATUS_ALLOC_FAILED) throw OutOfMemoryError(msg);
+  throw CudaError(msg);
+}
+
+void warn_cuda_error(cudaError_t err, const char* call, const char* file, int line) {
+  std::fprintf(stderr, "ember warning: CUDA error %s: %s in %s at %s:%d\n",
+               cudaGetErrorName(err), cudaGetErrorString(err), call, file, line);
+}
+
+bool launch_blocking() {
+  static const bool blocking = [] {
+    const char* v = std::getenv("EMBER_LAUNCH_BLOCKING");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return blocking;
+}
+
+void check_launch(const char* file, int line) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) throw_cuda_error(err, "kernel launch", file, line);
+  if (launch_blocking()) {
+    err = cudaDeviceSynchronize();
+    if (err != cudaSuccess) throw_cuda_error(err, "kernel (EMBER_LAUNCH_BLOCKING)", file, line);
+  }
+}
+
+}  // namespace ember::detail

@@ -1,0 +1,67 @@
+// Activations: relu, leaky_relu, sigmoid, tanh, gelu (through the shared unary kernels)
+// and softmax / log_softmax along a dimension.
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/ops/op_utils.h"
+#include "kernels/cpu/reduce.h"
+#include "kernels/cuda/reduce.cuh"
+
+namespace ember {
+
+using kernels::UnaryOp;
+
+Tensor relu(const Tensor& x) { return detail::unary(x, UnaryOp::Relu, {}, "relu"); }
+Tensor leaky_relu(const Tensor& x, double negative_slope) {
+  return detail::unary(x, UnaryOp::LeakyRelu, {negative_slope, 0.0}, "leaky_relu");
+}
+Tensor sigmoid(const Tensor& x) { return detail::unary(x, UnaryOp::Sigmoid, {}, "sigmoid"); }
+Tensor tanh(const Tensor& x) { return detail::unary(x, UnaryOp::Tanh, {}, "tanh"); }
+Tensor gelu(const Tensor& x) { return detail::unary(x, UnaryOp::Gelu, {}, "gelu"); }
+
+namespace {
+
+Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+  const char* name = log ? "log_softmax" : "softmax";
+  detail::check_floating(x, name);
+  const int64_t d = detail::wrap_dim(dim, x.dim(), name);
+  Tensor xc = x.contiguous();
+  Tensor y = detail::empty_like(xc);
+  const auto l = detail::reduce_layout(xc.shape(), x.dim() == 0 ? 0 : d);
+  if (xc.is_cuda()) {
+    kernels::cuda::softmax_forward(detail::stream_of(xc), xc.data<float>(), y.data<float>(),
+                                   l.outer, l.n, l.inner, log);
+  } else if (xc.dtype() == kFloat32) {
+    kernels::cpu::softmax_forward(xc.data<float>(), y.data<float>(), l.outer, l.n, l.inner, log);
+  } else {
+    kernels::cpu::softmax_forward(xc.data<double>(), y.data<double>(), l.outer, l.n, l.inner, log);
+  }
+  if (autograd::needs_grad({&x})) {
+    autograd::record(name, {x}, {y},
+                     [l, log, sy = autograd::SavedTensor(y, name)](std::vector<Tensor>& g) {
+                       // y, g: x's shape; reduction along the softmax dim
+                       Tensor ys = sy.unpack();
+                       Tensor gy = g[0].contiguous();
+                       Tensor gx = detail::empty_like(ys);
+                       if (ys.is_cuda()) {
+                         kernels::cuda::softmax_backward(detail::stream_of(ys), ys.data<float>(),
+                                                         gy.data<float>(), gx.data<float>(),
+                                                         l.outer, l.n, l.inner, log);
+                       } else if (ys.dtype() == kFloat32) {
+                         kernels::cpu::softmax_backward(ys.data<float>(), gy.data<float>(),
+                                                        gx.data<float>(), l.outer, l.n, l.inner, log);
+                       } else {
+                         kernels::cpu::softmax_backward(ys.data<double>(), gy.data<double>(),
+                                                        gx.data<double>(), l.outer, l.n, l.inner, log);
+                       }
+                       return std::vector<Tensor>{gx};
+                     });
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+
+}  // namespace ember

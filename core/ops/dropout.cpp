@@ -1,0 +1,30 @@
+// Dropout: a Philox mask (cuRAND on the GPU, the same counter-based generator family on
+// the CPU) multiplied into the input; the backward is the multiplication's.
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/ops/op_utils.h"
+#include "core/random.h"
+#include "kernels/cpu/loss.h"
+#include "kernels/cuda/loss.cuh"
+
+namespace ember {
+
+Tensor dropout(const Tensor& x, double p, bool training) {
+  detail::check_floating(x, "dropout");
+  EMBER_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability must be in [0, 1], got ", p);
+  if (!training || p == 0.0) return x;
+  if (p == 1.0) return mul(x, 0.0);
+  Tensor mask = detail::empty_on(x.shape(), x.dtype(), x.device());
+  const int64_t n = mask.numel();
+  const PhiloxState st = philox_reserve(x.device(), static_cast<uint64_t>(n));
+  if (x.is_cuda()) {
+    kernels::cuda::dropout_mask(detail::stream_of(x), mask.data<float>(), n, p, st.seed, st.offset);
+  } else if (x.dtype() == kFloat32) {
+    kernels::cpu::dropout_mask(mask.data<float>(), n, p, st.seed, st.offset);
+  } else {
+    kernels::cpu::dropout_mask(mask.data<double>(), n, p, st.seed, st.offset);
+  }
+  return mul(x, mask);
+}
+
+}  // namespace ember

@@ -1,0 +1,199 @@
+// matmul (1-D, 2-D and batched 3-D) and linear, through OpenBLAS on the CPU and cuBLAS
+// on the GPU. Transposed views are passed to the GEMM as transpose flags, not copied.
+#include "core/autograd.h"
+#include "core/cuda_context.h"
+#include "core/ops.h"
+#include "core/ops/op_utils.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cublas/gemm.h"
+
+namespace ember {
+
+namespace {
+
+// A rank-2 or rank-3 operand as the GEMM sees it: row-major, possibly transposed, with
+// its leading dimension and batch stride (0 when the one matrix is shared by the batch).
+struct GemmOperand {
+  Tensor t;  // what the pointer refers to (kept alive)
+  bool trans = false;
+  int64_t ld = 0;
+  int64_t batch_stride = 0;
+};
+
+GemmOperand gemm_operand(const Tensor& x) {
+  const int64_t r = x.dim();
+  const int64_t rows = x.size(r - 2), cols = x.size(r - 1);
+  auto fits = [&](const Tensor& t, bool* trans, int64_t* ld) {
+    const int64_t s0 = t.stride(r - 2), s1 = t.stride(r - 1);
+    if ((s1 == 1 || cols <= 1) && s0 >= std::max<int64_t>(cols, 1)) {
+      *trans = false;
+      *ld = std::max<int64_t>(s0, std::max<int64_t>(cols, 1));
+      return true;
+    }
+    if ((s0 == 1 || rows <= 1) && s1 >= std::max<int64_t>(rows, 1)) {
+      *trans = true;
+      *ld = std::max<int64_t>(s1, std::max<int64_t>(rows, 1));
+      return true;
+    }
+    return false;
+  };
+  GemmOperand op;
+  op.t = x;
+  if (!fits(x, &op.trans, &op.ld) || (r == 3 && x.size(0) > 1 && x.stride(0) == 0)) {
+    op.t = x.contiguous();
+    fits(op.t, &op.trans, &op.ld);
+  }
+  op.batch_stride = r == 3 ? op.t.stride(0) : 0;
+  return op;
+}
+
+// c [batch, m, n] (contiguous) = a @ b (+ beta * c).
+void run_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c, int64_t m, int64_t n,
+              int64_t k, int64_t batch, double beta) {
+  const int64_t sc = batch > 1 ? m * n : 0;
+  if (c.is_cuda()) {
+    const int dev = c.device().index();
+    kernels::cublas::gemm(cuda::cublas_handle(dev), a.trans, b.trans, m, n, k, 1.0f,
+                          a.t.data<float>(), a.ld, a.batch_stride, b.t.data<float>(), b.ld,
+                          b.batch_stride, static_cast<float>(beta), c.data<float>(), n, sc, batch);
+  } else if (c.dtype() == kFloat32) {
+    kernels::cpu::gemm<float>(a.trans, b.trans, m, n, k, 1.0f, a.t.data<float>(), a.ld,
+                              a.batch_stride, b.t.data<float>(), b.ld, b.batch_stride,
+                              static_cast<float>(beta), c.data<float>(), n, sc, batch);
+  } else {
+    kernels::cpu::gemm<double>(a.trans, b.trans, m, n, k, 1.0, a.t.data<double>(), a.ld,
+                               a.batch_stride, b.t.data<double>(), b.ld, b.batch_stride, beta,
+                               c.data<double>(), n, sc, batch);
+  }
+}
+
+void check_matmul_inputs(const Tensor& a, const Tensor& b, const char* op) {
+  detail::check_floating(a, op);
+  detail::check_floating(b, op);
+  detail::check_same_device(a, b, op);
+  detail::check_same_dtype(a, b, op);
+}
+
+// 2-D/3-D forward without recording.
+Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+  const int64_t ra = a.dim(), rb = b.dim();
+  const int64_t m = a.size(ra - 2), k = a.size(ra - 1), n = b.size(rb - 1);
+  EMBER_CHECK_T(ShapeError, b.size(rb - 2) == k, "matmul: shapes ", shape_str(a.shape()), " and ",
+                shape_str(b.shape()), " cannot be multiplied (", k, " != ", b.size(rb - 2), ")");
+  int64_t batch = 1;
+  if (ra == 3 && rb == 3) {
+    EMBER_CHECK_T(ShapeError, a.size(0) == b.size(0), "matmul: batch sizes differ: ",
+                  shape_str(a.shape()), " and ", shape_str(b.shape()));
+    batch = a.size(0);
+  } else if (ra == 3) {
+    batch = a.size(0);
+  } else if (rb == 3) {
+    batch = b.size(0);
+  }
+  Shape out_shape = (ra == 3 || rb == 3) ? Shape{batch, m, n} : Shape{m, n};
+  Tensor c = detail::empty_on(out_shape, a.dtype(), a.device());
+  if (c.numel() == 0) return c;
+  run_gemm(gemm_operand(a), gemm_operand(b), c, m, n, k, batch, 0.0);
+  return c;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_matmul_inputs(a, b, "matmul");
+  const int64_t ra = a.dim(), rb = b.dim();
+  EMBER_CHECK_T(ShapeError, ra >= 1 && ra <= 3 && rb >= 1 && rb <= 3, "matmul: supports tensors of "
+                "rank 1 to 3, got shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()));
+  // Vectors become matrices and the extra dimension is dropped afterwards, like NumPy.
+  if (ra == 1 || rb == 1) {
+    Tensor a2 = ra == 1 ? a.unsqueeze(0) : a;
+    Tensor b2 = rb == 1 ? b.unsqueeze(1) : b;
+    Tensor y = matmul(a2, b2);
+    if (rb == 1) y = y.squeeze(-1);
+    if (ra == 1) y = y.squeeze(ra == 1 && rb == 1 ? 0 : -2);
+    return y;
+  }
+  Tensor y = matmul_forward(a, b);
+  if (autograd::needs_grad({&a, &b})) {
+    const bool ga = a.requires_grad(), gb = b.requires_grad();
+    autograd::record("mm", {a, b}, {y},
+                     [ga, gb, sa = autograd::SavedTensor(gb ? a : Tensor(), "matmul"),
+                      sb = autograd::SavedTensor(ga ? b : Tensor(), "matmul"), ra, rb](
+                         std::vector<Tensor>& g) {
+                       // a: [(B,) M, K], b: [(B,) K, N], g: [(B,) M, N]
+                       Tensor da, db;
+                       if (ga) {
+                         Tensor bb = sb.unpack();
+                         da = matmul_forward(g[0], bb.transpose(-1, -2));
+                         if (ra == 2 && rb == 3) da = sum(da, {0});
+                       }
+                       if (gb) {
+                         Tensor aa = sa.unpack();
+                         if (ra == 3 && rb == 2) {
+                           // Shared b: sum over the batch as one GEMM on flattened rows.
+                           Tensor a2 = aa.reshape({-1, aa.size(-1)});
+                           db = matmul_forward(a2.t(), g[0].reshape({-1, g[0].size(-1)}));
+                         } else {
+                           db = matmul_forward(aa.transpose(-1, -2), g[0]);
+                           if (rb == 2 && ra == 3) db = sum(db, {0});
+                         }
+                       }
+                       return std::vector<Tensor>{da, db};
+                     });
+  }
+  return y;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_matmul_inputs(x, weight, "linear");
+  EMBER_CHECK_T(ShapeError, weight.dim() == 2, "linear: weight must be [out_features, "
+                "in_features], got ", shape_str(weight.shape()));
+  EMBER_CHECK_T(ShapeError, x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ",
+                shape_str(x.shape()), " has ", x.dim() ? x.size(-1) : 0,
+                " features in its last dimension, weight ", shape_str(weight.shape()),
+                " expects ", weight.size(1));
+  const int64_t out_features = weight.size(0);
+  if (bias.defined()) {
+    detail::check_same_device(x, bias, "linear");
+    detail::check_same_dtype(x, bias, "linear");
+    EMBER_CHECK_T(ShapeError, bias.dim() == 1 && bias.size(0) == out_features, "linear: bias ",
+                  shape_str(bias.shape()), " must be [", out_features, "]");
+  }
+  // x: [*, in] -> [N, in]; y = x w^T + b: [N, out]
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(out_features);
+  Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, x.size(-1)});
+  const int64_t n_rows = x2.size(0);
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    // The bias is written first and the GEMM accumulates onto it (beta = 1): one pass.
+    y = bias.defined() ? bias.detach().unsqueeze(0).expand({n_rows, out_features}).contiguous()
+                       : detail::empty_on({n_rows, out_features}, x.dtype(), x.device());
+    if (y.numel() > 0) {
+      GemmOperand w_t = gemm_operand(weight.detach());
+      w_t.trans = !w_t.trans;  // weight^T
+      run_gemm(gemm_operand(x2.detach()), w_t, y, n_rows, out_features, weight.size(1), 1,
+               bias.defined() ? 1.0 : 0.0);
+    }
+  }
+  y = y.detach().reshape(out_shape);
+  if (autograd::needs_grad({&x, &weight, &bias})) {
+    const bool gx = x.requires_grad(), gw = weight.requires_grad(),
+               gb = bias.defined() && bias.requires_grad();
+    autograd::record("linear", {x, weight, bias}, {y},
+                     [gx, gw, gb, sx = autograd::SavedTensor(gw ? x2 : Tensor(), "linear"),
+                      sw = autograd::SavedTensor(gx ? weight : Tensor(), "linear"),
+                      x_shape = x.shape(), out_features](std::vector<Tensor>& g) {
+                       Tensor g2 = g[0].reshape({-1, out_features});  // [N, out]
+                       Tensor dx, dw, db;
+                       if (gx) dx = matmul_forward(g2, sw.unpack()).reshape(x_shape);  // [N, in]
+                       if (gw) dw = matmul_forward(g2.t(), sx.unpack());               // [out, in]
+                       if (gb) db = sum(g2, {0});                                      // [out]
+                       return std::vector<Tensor>{dx, dw, db};
+                     });
+  }
+  return y;
+}
+
+}  // namespace ember

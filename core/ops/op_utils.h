@@ -1,0 +1,58 @@
+// Helpers shared by the op definitions in core/ops/ (internal): input checks with
+// messages naming the op, kernel index structs built from tensors, and the stream.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+
+#include "core/autograd.h"
+#include "core/cuda_context.h"
+#include "core/error.h"
+#include "core/tensor.h"
+#include "kernels/op_kinds.h"
+
+namespace ember::detail {
+
+// "[32, 3] float32 cpu"
+std::string describe(const Tensor& t);
+
+void check_defined(const Tensor& t, const char* op, const char* what = "input");
+void check_same_device(const Tensor& a, const Tensor& b, const char* op);
+void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+// f32 anywhere, f64 on the CPU only.
+void check_floating(const Tensor& t, const char* op);
+void check_dtype(const Tensor& t, DType expected, const char* op, const char* what);
+void check_rank(const Tensor& t, int64_t rank, const char* op, const char* what);
+
+// Wraps a possibly negative dim into [0, rank), or ShapeError naming the op.
+int64_t wrap_dim(int64_t dim, int64_t rank, const char* op);
+
+inline cudaStream_t stream_of(const Tensor& t) {
+  return cuda::compute_stream(t.device().index());
+}
+
+// Indexing for `a` and `b` read at their strides, broadcast to `out_shape`. Collapses to
+// a flat 1-D index when both are contiguous with the output's shape.
+kernels::BroadcastIndex broadcast_index(const Shape& out_shape, const Tensor& a,
+                                        const Tensor& b);
+kernels::StridedIndex strided_index(const Tensor& t);
+
+// [outer, n, inner] around `dim` of a contiguous shape.
+struct ReduceLayout {
+  int64_t outer = 1, n = 1, inner = 1;
+};
+ReduceLayout reduce_layout(const Shape& shape, int64_t dim);
+
+// Empty tensor like `t` (same shape, dtype, device) and variants.
+Tensor empty_like(const Tensor& t);
+Tensor empty_on(const Shape& shape, DType dtype, Device device);
+
+// Runs a UnaryOp (float32, or float64 on the CPU) and records its backward rule.
+Tensor unary(const Tensor& x, kernels::UnaryOp op, kernels::UnaryParams p, const char* name);
+
+// Refuses an in-place change to a leaf that requires grad while grad mode is on, and
+// bumps the version counter (see Note [Saved tensors and versions]).
+void prepare_inplace(const Tensor& t, const char* op);
+
+}  // namespace ember::detail

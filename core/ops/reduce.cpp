@@ -1,0 +1,196 @@
+// Reductions: sum, mean (all elements or over dims), max/min (values and indices),
+// argmax/argmin.
+#include <algorithm>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/ops/op_utils.h"
+#include "kernels/cpu/reduce.h"
+#include "kernels/cuda/reduce.cuh"
+
+namespace ember {
+
+using kernels::ReduceOp;
+
+namespace {
+
+// Runs one reduction kernel over the middle axis of `xc` (contiguous) viewed as
+// [outer, n, inner]; returns values with `out_shape` (and indices when asked).
+Tensor run_reduce(const Tensor& xc, ReduceOp op, detail::ReduceLayout l, const Shape& out_shape,
+                  Tensor* indices) {
+  Tensor out = detail::empty_on(out_shape, xc.dtype(), xc.device());
+  int64_t* idx = nullptr;
+  if (indices != nullptr) {
+    *indices = detail::empty_on(out_shape, kInt64, xc.device());
+    idx = indices->data<int64_t>();
+  }
+  if (xc.is_cuda()) {
+    cudaStream_t s = detail::stream_of(xc);
+    if (xc.dtype() == kFloat32) {
+      kernels::cuda::reduce(s, op, xc.data<float>(), out.data<float>(), idx, l.outer, l.n, l.inner);
+    } else {
+      kernels::cuda::reduce(s, op, xc.data<int64_t>(), out.data<int64_t>(), idx, l.outer, l.n, l.inner);
+    }
+  } else {
+    switch (xc.dtype()) {
+      case kFloat32: kernels::cpu::reduce(op, xc.data<float>(), out.data<float>(), idx, l.outer, l.n, l.inner); break;
+      case kFloat64: kernels::cpu::reduce(op, xc.data<double>(), out.data<double>(), idx, l.outer, l.n, l.inner); break;
+      case kInt64: kernels::cpu::reduce(op, xc.data<int64_t>(), out.data<int64_t>(), idx, l.outer, l.n, l.inner); break;
+      default: EMBER_INTERNAL_ASSERT(false, "reduce dtype");
+    }
+  }
+  return out;
+}
+
+// Floats reduce in their own dtype; integers and bools are summed as int64.
+Tensor reducible(const Tensor& x, const char* op, bool allow_int) {
+  detail::check_defined(x, op);
+  if (is_floating(x.dtype())) {
+    detail::check_floating(x, op);
+    return x;
+  }
+  EMBER_CHECK_T(DTypeError, allow_int, op, ": expected a floating-point tensor, got ",
+                detail::describe(x));
+  return x.to(kInt64);
+}
+
+std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
+  std::vector<int64_t> out;
+  for (int64_t d : dims) out.push_back(detail::wrap_dim(d, rank, op));
+  std::sort(out.begin(), out.end());
+  EMBER_CHECK_T(ShapeError, std::adjacent_find(out.begin(), out.end()) == out.end(), op,
+                ": a dimension appears more than once in the list");
+  return out;
+}
+
+Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool keepdim) {
+  Shape out;
+  for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
+    const bool reduced = std::find(dims.begin(), dims.end(), d) != dims.end();
+    if (!reduced) out.push_back(shape[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+// Sum or mean over `dims` without recording (one kernel per reduced dim, last first).
+Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims, bool mean) {
+  Tensor cur = x.contiguous();
+  for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
+    const auto l = detail::reduce_layout(cur.shape(), *it);
+    Shape keep = cur.shape();
+    keep[*it] = 1;
+    cur = run_reduce(cur, mean ? ReduceOp::Mean : ReduceOp::Sum, l, keep, nullptr);
+  }
+  return cur;
+}
+
+Tensor sum_mean(const Tensor& x_in, const std::vector<int64_t>& dims_in, bool keepdim, bool mean,
+                bool all) {
+  const char* name = mean ? "mean" : "sum";
+  Tensor x = reducible(x_in, name, !mean);
+  std::vector<int64_t> dims;
+  if (all) {
+    for (int64_t d = 0; d < x.dim(); ++d) dims.push_back(d);
+  } else {
+    dims = normalize_dims(dims_in, x.dim(), name);
+  }
+  Tensor out;
+  if (x.dim() == 0) {
+    out = x.clone().detach();
+  } else if (all) {
+    const int64_t n = x.numel();
+    out = run_reduce(x.contiguous(), mean ? ReduceOp::Mean : ReduceOp::Sum, {1, n, 1},
+                     keepdim ? Shape(x.dim(), 1) : Shape{}, nullptr);
+  } else {
+    out = sum_mean_forward(x, dims, mean).reshape(reduced_shape(x.shape(), dims, keepdim));
+  }
+  if (autograd::needs_grad({&x})) {
+    int64_t count = 1;
+    for (int64_t d : dims) count *= x.size(d);
+    autograd::record(name, {x}, {out},
+                     [mean, count, shape = x.shape(),
+                      keep_shape = reduced_shape(x.shape(), dims, true)](std::vector<Tensor>& g) {
+                       // g: reduced shape -> broadcast back over the reduced dims
+                       Tensor gx = g[0].reshape(keep_shape).expand(shape);
+                       if (mean) gx = mul(gx.contiguous(), 1.0 / static_cast<double>(count));
+                       return std::vector<Tensor>{gx};
+                     });
+  }
+  return out;
+}
+
+// Max/min over one dim (or everything, when dim < 0 and `all`): values and indices.
+ValuesIndices extremum(const Tensor& x_in, int64_t dim, bool keepdim, bool is_max, bool all,
+                       bool want_grad) {
+  const char* name = is_max ? "max" : "min";
+  Tensor x = reducible(x_in, name, true);
+  if (!is_floating(x_in.dtype())) x = x_in.to(kInt64);
+  Tensor xc = x.contiguous();
+  detail::ReduceLayout l;
+  Shape out_shape;
+  if (all || x.dim() == 0) {
+    l = {1, x.numel(), 1};
+    out_shape = keepdim ? Shape(x.dim(), 1) : Shape{};
+  } else {
+    const int64_t d = detail::wrap_dim(dim, x.dim(), name);
+    l = detail::reduce_layout(x.shape(), d);
+    out_shape = reduced_shape(x.shape(), {d}, keepdim);
+  }
+  EMBER_CHECK_T(ShapeError, l.n > 0, name, "(): cannot reduce over an empty dimension (input ",
+                detail::describe(x_in), ")");
+  ValuesIndices r;
+  r.values = run_reduce(xc, is_max ? ReduceOp::Max : ReduceOp::Min, l, out_shape, &r.indices);
+  if (!is_floating(x_in.dtype())) r.values = r.values.to(x_in.dtype());
+  if (want_grad && autograd::needs_grad({&x_in})) {
+    autograd::record(name, {x_in}, {r.values},
+                     [l, shape = x.shape(), si = autograd::SavedTensor(r.indices, name)](
+                         std::vector<Tensor>& g) {
+                       // g: reduced shape; the gradient goes to the chosen index only
+                       Tensor idx = si.unpack();
+                       Tensor gy = g[0].contiguous();
+                       Tensor gx = detail::empty_on(shape, gy.dtype(), gy.device());
+                       if (gy.is_cuda()) {
+                         kernels::cuda::reduce_index_backward(detail::stream_of(gy), idx.data<int64_t>(),
+                                                              gy.data<float>(), gx.data<float>(),
+                                                              l.outer, l.n, l.inner);
+                       } else if (gy.dtype() == kFloat32) {
+                         kernels::cpu::reduce_index_backward(idx.data<int64_t>(), gy.data<float>(),
+                                                             gx.data<float>(), l.outer, l.n, l.inner);
+                       } else {
+                         kernels::cpu::reduce_index_backward(idx.data<int64_t>(), gy.data<double>(),
+                                                             gx.data<double>(), l.outer, l.n, l.inner);
+                       }
+                       return std::vector<Tensor>{gx};
+                     });
+  }
+  return r;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x) { return sum_mean(x, {}, false, false, true); }
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return sum_mean(x, dims, keepdim, false, false);
+}
+Tensor mean(const Tensor& x) { return sum_mean(x, {}, false, true, true); }
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  return sum_mean(x, dims, keepdim, true, false);
+}
+
+Tensor max(const Tensor& x) { return extremum(x, 0, false, true, true, true).values; }
+Tensor min(const Tensor& x) { return extremum(x, 0, false, false, true, true).values; }
+ValuesIndices max(const Tensor& x, int64_t dim, bool keepdim) {
+  return extremum(x, dim, keepdim, true, false, true);
+}
+ValuesIndices min(const Tensor& x, int64_t dim, bool keepdim) {
+  return extremum(x, dim, keepdim, false, false, true);
+}
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+  return extremum(x, dim, keepdim, true, false, false).indices;
+}
+Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
+  return extremum(x, dim, keepdim, false, false, false).indices;
+}
+
+}  // namespace ember

@@ -1,0 +1,103 @@
+// CPU GEMM through OpenBLAS (cblas), row-major, batched by a loop. The reference every
+// GPU GEMM is tested against.
+#include "kernels/cpu/gemm.h"
+
+#include <cblas.h>
+
+#include <limits>
+
+#include "core/error.h"
+
+namespace ember::kernels::cpu {
+
+namespace {
+
+// cblas takes blasint (32-bit in the usual OpenBLAS build); a silent truncation would
+// multiply the wrong matrices, so anything that does not fit is refused.
+blasint to_blas_int(int64_t v, const char* what) {
+  EMBER_CHECK(v >= 0 && v <= std::numeric_limits<blasint>::max(), "gemm: ", what, " = ", v,
+              " does not fit in the BLAS integer type (max ",
+              std::numeric_limits<blasint>::max(), ")");
+  return static_cast<blasint>(v);
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+               float alpha, const float* a, blasint lda, const float* b, blasint ldb,
+               float beta, float* c, blasint ldc) {
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+               double alpha, const double* a, blasint lda, const double* b, blasint ldb,
+               double beta, double* c, blasint ldc) {
+  cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// k == 0: op(A) op(B) is an [m, n] matrix of zeros. BLAS semantics say C is not read
+// when beta == 0, so NaN/garbage in an uninitialised output must not survive.
+template <typename T>
+void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
+  if (beta == T(1)) return;
+  for (int64_t i = 0; i < m; ++i) {
+    T* row = c + i * ldc;
+    if (beta == T(0)) {
+      for (int64_t j = 0; j < n; ++j) row[j] = T(0);
+    } else {
+      for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+          const T* a, int64_t lda, int64_t stride_a, const T* b, int64_t ldb,
+          int64_t stride_b, T beta, T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+  EMBER_CHECK(m >= 0 && n >= 0 && k >= 0 && batch >= 0, "gemm: negative size (m = ", m,
+              ", n = ", n, ", k = ", k, ", batch = ", batch, ")");
+  if (m == 0 || n == 0 || batch == 0) return;
+  EMBER_CHECK(ldc >= n, "gemm: ldc = ", ldc, " is smaller than the row length of C [", m,
+              ", ", n, "]");
+  // Overlapping outputs would make the batch order-dependent (and differ from cuBLAS).
+  EMBER_CHECK(batch == 1 || stride_c >= (m - 1) * ldc + n, "gemm: stride_c = ", stride_c,
+              " makes the ", batch, " outputs [", m, ", ", n, "] (ldc = ", ldc,
+              ") overlap");
+
+  if (k == 0) {
+    for (int64_t i = 0; i < batch; ++i) scale_c(m, n, beta, c + i * stride_c, ldc);
+    return;
+  }
+
+  // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
+  const int64_t a_cols = trans_a ? m : k;
+  const int64_t b_cols = trans_b ? k : n;
+  EMBER_CHECK(lda >= a_cols, "gemm: lda = ", lda, " is smaller than the row length ",
+              a_cols, " of A stored as [", trans_a ? k : m, ", ", a_cols, "]");
+  EMBER_CHECK(ldb >= b_cols, "gemm: ldb = ", ldb, " is smaller than the row length ",
+              b_cols, " of B stored as [", trans_b ? n : k, ", ", b_cols, "]");
+  EMBER_CHECK(stride_a >= 0 && stride_b >= 0, "gemm: negative batch stride (stride_a = ",
+              stride_a, ", stride_b = ", stride_b, ")");
+
+  const blasint bm = to_blas_int(m, "m");
+  const blasint bn = to_blas_int(n, "n");
+  const blasint bk = to_blas_int(k, "k");
+  const blasint blda = to_blas_int(lda, "lda");
+  const blasint bldb = to_blas_int(ldb, "ldb");
+  const blasint bldc = to_blas_int(ldc, "ldc");
+  const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+  const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+  for (int64_t i = 0; i < batch; ++i) {
+    blas_gemm(ta, tb, bm, bn, bk, alpha, a + i * stride_a, blda, b + i * stride_b, bldb,
+              beta, c + i * stride_c, bldc);
+  }
+}
+
+template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,
+                          int64_t, int64_t, const float*, int64_t, int64_t, float, float*,
+                          int64_t, int64_t, int64_t);
+template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
+                           int64_t, int64_t, const double*, int64_t, int64_t, double,
+                           double*, int64_t, int64_t, int64_t);
+
+}  // namespace ember::kernels::cpu

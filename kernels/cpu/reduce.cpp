@@ -1,0 +1,202 @@
+// CPU reductions over the middle axis of [outer, n, inner], the max/min index backward and
+// softmax / log-softmax: the reference the CUDA kernels are tested against.
+#include "kernels/cpu/reduce.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "core/error.h"
+
+namespace ember::kernels::cpu {
+namespace {
+
+// Float sums accumulate in double: a float running sum over 10^6 elements loses about
+// three of its seven digits.
+template <typename T>
+struct Accumulator {
+  using type = double;
+};
+template <>
+struct Accumulator<int64_t> {
+  using type = int64_t;
+};
+
+template <typename T>
+bool is_nan(T v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return std::isnan(v);
+  } else {
+    return false;
+  }
+}
+
+// Whether `v`, met at a later index, replaces `best` as the running max (min). NaN
+// replaces everything and is never replaced; ties keep the earlier index.
+template <typename T>
+bool replaces_extreme(T v, T best, bool is_max) {
+  if (is_nan(best)) return false;
+  if (is_nan(v)) return true;
+  return is_max ? v > best : v < best;
+}
+
+// The loops run k outside i so that the inner loop walks contiguous memory; one
+// accumulator per column of the [n, inner] slab.
+template <typename T>
+void reduce_sum(const T* x, T* out, int64_t outer, int64_t n, int64_t inner, bool mean) {
+  using Acc = typename Accumulator<T>::type;
+  std::vector<Acc> acc(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    std::fill(acc.begin(), acc.end(), Acc(0));
+    const T* xo = x + o * n * inner;
+    for (int64_t k = 0; k < n; ++k) {
+      const T* row = xo + k * inner;
+      for (int64_t i = 0; i < inner; ++i) acc[i] += static_cast<Acc>(row[i]);
+    }
+    T* oo = out + o * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      // n == 0 gives 0 / 0 = NaN for the mean, as documented.
+      oo[i] = mean ? static_cast<T>(acc[i] / static_cast<Acc>(n)) : static_cast<T>(acc[i]);
+    }
+  }
+}
+
+template <typename T>
+void reduce_extreme(const T* x, T* out, int64_t* indices, int64_t outer, int64_t n, int64_t inner,
+                    bool is_max) {
+  std::vector<T> best(static_cast<size_t>(inner));
+  std::vector<int64_t> best_k(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    const T* xo = x + o * n * inner;
+    std::copy(xo, xo + inner, best.begin());
+    std::fill(best_k.begin(), best_k.end(), int64_t{0});
+    for (int64_t k = 1; k < n; ++k) {
+      const T* row = xo + k * inner;
+      for (int64_t i = 0; i < inner; ++i) {
+        if (replaces_extreme(row[i], best[i], is_max)) {
+          best[i] = row[i];
+          best_k[i] = k;
+        }
+      }
+    }
+    std::copy(best.begin(), best.end(), out + o * inner);
+    if (indices != nullptr) std::copy(best_k.begin(), best_k.end(), indices + o * inner);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void reduce(ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer, int64_t n,
+            int64_t inner) {
+  if (outer == 0 || inner == 0) return;
+  switch (op) {
+    case ReduceOp::Sum:
+      reduce_sum(x, out, outer, n, inner, /*mean=*/false);
+      return;
+    case ReduceOp::Mean:
+      if constexpr (std::is_integral_v<T>) {
+        EMBER_CHECK(false, "reduce: mean of an int64 tensor [", outer, ", ", n, ", ", inner,
+                    "] is not supported; convert it to a floating dtype first");
+      } else {
+        reduce_sum(x, out, outer, n, inner, /*mean=*/true);
+      }
+      return;
+    case ReduceOp::Max:
+    case ReduceOp::Min:
+      EMBER_INTERNAL_ASSERT(n > 0, "reduce: max/min over an empty axis of [", outer, ", ", n, ", ",
+                            inner, "]");
+      reduce_extreme(x, out, indices, outer, n, inner, op == ReduceOp::Max);
+      return;
+  }
+  EMBER_INTERNAL_ASSERT(false, "reduce: unknown ReduceOp ", static_cast<int>(op));
+}
+
+template <typename T>
+void reduce_index_backward(const int64_t* indices, const T* grad_y, T* grad_x, int64_t outer,
+                           int64_t n, int64_t inner) {
+  std::fill(grad_x, grad_x + outer * n * inner, T(0));
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      const int64_t k = indices[o * inner + i];
+      EMBER_INTERNAL_ASSERT(k >= 0 && k < n, "reduce_index_backward: index ", k, " outside [0, ", n,
+                            ")");
+      grad_x[(o * n + k) * inner + i] = grad_y[o * inner + i];
+    }
+  }
+}
+
+template <typename T>
+void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool log) {
+  if (outer == 0 || n == 0 || inner == 0) return;
+  std::vector<T> max_v(static_cast<size_t>(inner));
+  std::vector<double> sum(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    const T* xo = x + o * n * inner;
+    T* yo = y + o * n * inner;
+    std::copy(xo, xo + inner, max_v.begin());
+    for (int64_t k = 1; k < n; ++k) {
+      for (int64_t i = 0; i < inner; ++i) max_v[i] = std::max(max_v[i], xo[k * inner + i]);
+    }
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (int64_t k = 0; k < n; ++k) {
+      for (int64_t i = 0; i < inner; ++i) {
+        sum[i] += std::exp(static_cast<double>(xo[k * inner + i]) - max_v[i]);
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const double shifted = static_cast<double>(xo[k * inner + i]) - max_v[i];
+        yo[k * inner + i] =
+            static_cast<T>(log ? shifted - std::log(sum[i]) : std::exp(shifted) / sum[i]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void softmax_backward(const T* y, const T* grad_y, T* grad_x, int64_t outer, int64_t n,
+                      int64_t inner, bool log) {
+  if (outer == 0 || n == 0 || inner == 0) return;
+  // softmax: sum_k gy*y; log_softmax: sum_k gy.
+  std::vector<double> dot(static_cast<size_t>(inner));
+  for (int64_t o = 0; o < outer; ++o) {
+    const int64_t base = o * n * inner;
+    std::fill(dot.begin(), dot.end(), 0.0);
+    for (int64_t k = 0; k < n; ++k) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t j = base + k * inner + i;
+        dot[i] += log ? static_cast<double>(grad_y[j])
+                      : static_cast<double>(grad_y[j]) * static_cast<double>(y[j]);
+      }
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      for (int64_t i = 0; i < inner; ++i) {
+        const int64_t j = base + k * inner + i;
+        const double gy = grad_y[j], yj = y[j];
+        grad_x[j] = static_cast<T>(log ? gy - std::exp(yj) * dot[i] : yj * (gy - dot[i]));
+      }
+    }
+  }
+}
+
+template void reduce<float>(ReduceOp, const float*, float*, int64_t*, int64_t, int64_t, int64_t);
+template void reduce<double>(ReduceOp, const double*, double*, int64_t*, int64_t, int64_t, int64_t);
+template void reduce<int64_t>(ReduceOp, const int64_t*, int64_t*, int64_t*, int64_t, int64_t,
+                              int64_t);
+
+template void reduce_index_backward<float>(const int64_t*, const float*, float*, int64_t, int64_t,
+                                           int64_t);
+template void reduce_index_backward<double>(const int64_t*, const double*, double*, int64_t,
+                                            int64_t, int64_t);
+
+template void softmax_forward<float>(const float*, float*, int64_t, int64_t, int64_t, bool);
+template void softmax_forward<double>(const double*, double*, int64_t, int64_t, int64_t, bool);
+
+template void softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t, int64_t,
+                                      bool);
+template void softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t,
+                                       int64_t, bool);
+
+}  // namespace ember::kernels::cpu

@@ -1,0 +1,142 @@
+// Row-major float GEMM on cuBLAS (column-major) via C^T = op(B)^T op(A)^T; same contract
+// and same edge cases (k == 0, empty sizes) as kernels/cpu/gemm.cpp.
+#include "kernels/cublas/gemm.h"
+
+#include <cuda_runtime_api.h>
+
+#include <limits>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+
+namespace ember::kernels::cublas {
+
+namespace {
+
+int to_cublas_int(int64_t v, const char* what) {
+  EMBER_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), "gemm (cuBLAS): ", what,
+              " = ", v, " does not fit in int (max ", std::numeric_limits<int>::max(), ")");
+  return static_cast<int>(v);
+}
+
+// alpha and beta arrive by value, so they must be read as host pointers whatever mode
+// the caller left the handle in; the caller's mode is restored on the way out.
+class HostPointerMode {
+ public:
+  explicit HostPointerMode(cublasHandle_t handle) : handle_(handle) {
+    EMBER_CUBLAS_CHECK(cublasGetPointerMode(handle_, &saved_));
+    if (saved_ != CUBLAS_POINTER_MODE_HOST) {
+      EMBER_CUBLAS_CHECK(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST));
+    }
+  }
+  ~HostPointerMode() {
+    if (saved_ != CUBLAS_POINTER_MODE_HOST) cublasSetPointerMode(handle_, saved_);
+  }
+  HostPointerMode(const HostPointerMode&) = delete;
+  HostPointerMode& operator=(const HostPointerMode&) = delete;
+
+ private:
+  cublasHandle_t handle_;
+  cublasPointerMode_t saved_ = CUBLAS_POINTER_MODE_HOST;
+};
+
+// Note [GEMM with k == 0]
+// op(A) op(B) is then an [m, n] zero matrix and the result is C = beta * C, with
+// beta == 0 meaning "write zeros, never read C" (NaN in an uninitialised output must not
+// survive). cuBLAS does not document what it does for k == 0 and some GPU BLAS
+// libraries return early, so it is done here: a 2-D memset for beta == 0, cublasSscal
+// otherwise, all on the handle's stream.
+void scale_c(cublasHandle_t handle, int64_t m, int64_t n, float beta, float* c,
+             int64_t ldc, int64_t stride_c, int64_t batch) {
+  if (beta == 1.0f) return;
+  cudaStream_t stream = nullptr;
+  EMBER_CUBLAS_CHECK(cublasGetStream(handle, &stream));
+  if (beta == 0.0f) {
+    // One plain memset when the whole batch is one contiguous block.
+    if (ldc == n && (batch == 1 || stride_c == m * n)) {
+      EMBER_CUDA_CHECK(cudaMemsetAsync(c, 0, m * n * batch * sizeof(float), stream));
+      return;
+    }
+    for (int64_t i = 0; i < batch; ++i) {
+      EMBER_CUDA_CHECK(cudaMemset2DAsync(c + i * stride_c, ldc * sizeof(float), 0,
+                                         n * sizeof(float), m, stream));
+    }
+    return;
+  }
+  // Scale contiguous runs: the whole matrix when rows are packed, else row by row or
+  // column by column (strided), whichever takes fewer calls.
+  // m, n and ldc were checked to fit in int by the caller.
+  const bool one_run = ldc == n && m * n <= std::numeric_limits<int>::max();
+  for (int64_t i = 0; i < batch; ++i) {
+    float* ci = c + i * stride_c;
+    if (one_run) {
+      EMBER_CUBLAS_CHECK(cublasSscal(handle, static_cast<int>(m * n), &beta, ci, 1));
+    } else if (m <= n) {
+      for (int64_t r = 0; r < m; ++r) {
+        EMBER_CUBLAS_CHECK(cublasSscal(handle, static_cast<int>(n), &beta, ci + r * ldc, 1));
+      }
+    } else {
+      for (int64_t col = 0; col < n; ++col) {
+        EMBER_CUBLAS_CHECK(cublasSscal(handle, static_cast<int>(m), &beta, ci + col,
+                                       static_cast<int>(ldc)));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t n,
+          int64_t k, float alpha, const float* a, int64_t lda, int64_t stride_a,
+          const float* b, int64_t ldb, int64_t stride_b, float beta, float* c,
+          int64_t ldc, int64_t stride_c, int64_t batch) {
+  EMBER_CHECK(m >= 0 && n >= 0 && k >= 0 && batch >= 0, "gemm (cuBLAS): negative size (m = ",
+              m, ", n = ", n, ", k = ", k, ", batch = ", batch, ")");
+  if (m == 0 || n == 0 || batch == 0) return;
+  EMBER_CHECK(ldc >= n, "gemm (cuBLAS): ldc = ", ldc, " is smaller than the row length of C [",
+              m, ", ", n, "]");
+  // Overlapping outputs are undefined for strided-batched cuBLAS.
+  EMBER_CHECK(batch == 1 || stride_c >= (m - 1) * ldc + n, "gemm (cuBLAS): stride_c = ",
+              stride_c, " makes the ", batch, " outputs [", m, ", ", n, "] (ldc = ", ldc,
+              ") overlap");
+  const int im = to_cublas_int(m, "m");
+  const int in = to_cublas_int(n, "n");
+  const int ildc = to_cublas_int(ldc, "ldc");
+  HostPointerMode host_mode(handle);
+
+  if (k == 0) {  // See Note [GEMM with k == 0].
+    scale_c(handle, m, n, beta, c, ldc, stride_c, batch);
+    return;
+  }
+
+  const int64_t a_cols = trans_a ? m : k;
+  const int64_t b_cols = trans_b ? k : n;
+  EMBER_CHECK(lda >= a_cols, "gemm (cuBLAS): lda = ", lda, " is smaller than the row length ",
+              a_cols, " of A stored as [", trans_a ? k : m, ", ", a_cols, "]");
+  EMBER_CHECK(ldb >= b_cols, "gemm (cuBLAS): ldb = ", ldb, " is smaller than the row length ",
+              b_cols, " of B stored as [", trans_b ? n : k, ", ", b_cols, "]");
+  EMBER_CHECK(stride_a >= 0 && stride_b >= 0,
+              "gemm (cuBLAS): negative batch stride (stride_a = ", stride_a,
+              ", stride_b = ", stride_b, ")");
+  const int ik = to_cublas_int(k, "k");
+  const int ilda = to_cublas_int(lda, "lda");
+  const int ildb = to_cublas_int(ldb, "ldb");
+  const int ibatch = to_cublas_int(batch, "batch");
+
+  // A row-major [r, c] matrix with row stride ld is the column-major [c, r] matrix with
+  // leading dimension ld, i.e. its transpose. So the row-major C = op(A) op(B) is the
+  // column-major C^T = op(B)^T op(A)^T: B goes first, m and n swap, and each operand keeps
+  // its own transpose flag.
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (batch == 1) {
+    EMBER_CUBLAS_CHECK(cublasSgemm(handle, op_b, op_a, in, im, ik, &alpha, b, ildb, a, ilda,
+                                   &beta, c, ildc));
+  } else {
+    EMBER_CUBLAS_CHECK(cublasSgemmStridedBatched(handle, op_b, op_a, in, im, ik, &alpha, b,
+                                                 ildb, stride_b, a, ilda, stride_a, &beta, c,
+                                                 ildc, stride_c, ibatch));
+  }
+}
+
+}  // namespace ember::kernels::cublas

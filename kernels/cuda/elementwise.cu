@@ -1,0 +1,229 @@
+// CUDA elementwise kernels, the twins of kernels/cpu/elementwise.cpp: the arithmetic is
+// the shared kernels/elementwise_math.h; this file adds only indexing and launches.
+#include "kernels/cuda/elementwise.cuh"
+
+#include <cstdint>
+#include <type_traits>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/elementwise_math.h"
+#include "kernels/index_math.h"
+
+namespace ember::kernels::cuda {
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// Kernels
+
+template <typename F>
+__global__ void unary_forward_kernel(F f, const float* x, float* y, int64_t n) {
+  for (int64_t i : grid_stride(n)) y[i] = f.forward(x[i]);
+}
+
+// x and y 16-byte aligned: one float4 load and store per thread and step; the last
+// n % 4 elements go to the first n % 4 threads of the grid. Launched for n / 4 items.
+template <typename F>
+__global__ void unary_forward_vec4_kernel(F f, const float* x, float* y, int64_t n) {
+  const int64_t n4 = n / 4;
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  float4* y4 = reinterpret_cast<float4*>(y);
+  for (int64_t i : grid_stride(n4)) {
+    float4 v = x4[i];
+    v.x = f.forward(v.x);
+    v.y = f.forward(v.y);
+    v.z = f.forward(v.z);
+    v.w = f.forward(v.w);
+    y4[i] = v;
+  }
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < n - 4 * n4) y[4 * n4 + t] = f.forward(x[4 * n4 + t]);
+}
+
+template <typename F>
+__global__ void unary_backward_kernel(F f, const float* x, const float* y,
+                                      const float* grad_y, float* grad_x, int64_t n) {
+  for (int64_t i : grid_stride(n)) grad_x[i] = grad_y[i] * f.derivative(x[i], y[i]);
+}
+
+// Rank 0 or 1 (contiguous, broadcast scalar, or one strided dimension): offsets without
+// the unravel's 64-bit divisions.
+template <typename T, typename R, typename F>
+__global__ void broadcast_1d_kernel(F f, const T* a, int64_t stride_a, const T* b,
+                                    int64_t stride_b, R* out, int64_t n) {
+  for (int64_t i : grid_stride(n)) out[i] = f(a[i * stride_a], b[i * stride_b]);
+}
+
+template <typename T, typename R, typename F>
+__global__ void broadcast_kernel(F f, const T* a, const T* b, R* out, BroadcastIndex idx,
+                                 int64_t n) {
+  for (int64_t i : grid_stride(n)) {
+    const BroadcastOffsets off = broadcast_offsets(idx, i);
+    out[i] = f(a[off.a], b[off.b]);
+  }
+}
+
+template <typename S, typename D>
+__global__ void cast_kernel(const S* x, D* y, int64_t n) {
+  for (int64_t i : grid_stride(n)) y[i] = math::convert<D>(x[i]);
+}
+
+template <typename T>
+__global__ void fill_kernel(T* y, int64_t n, T value) {
+  for (int64_t i : grid_stride(n)) y[i] = value;
+}
+
+// Gather (Scatter == false): y[i] = x[offset(i)]; scatter: y[offset(i)] = x[i].
+template <typename U, bool Scatter>
+__global__ void strided_copy_kernel(const U* x, StridedIndex idx, U* y, int64_t n) {
+  for (int64_t i : grid_stride(n)) {
+    if constexpr (Scatter) {
+      y[strided_offset(idx, i)] = x[i];
+    } else {
+      y[i] = x[strided_offset(idx, i)];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Launchers
+
+inline bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T, typename R, typename F>
+void launch_broadcast(cudaStream_t stream, F f, const T* a, const T* b, R* out,
+                      const BroadcastIndex& idx, int64_t n) {
+  if (idx.ndim <= 1) {
+    const int64_t sa = idx.ndim == 0 ? 0 : idx.stride_a[0];
+    const int64_t sb = idx.ndim == 0 ? 0 : idx.stride_b[0];
+    launch_1d(broadcast_1d_kernel<T, R, F>, n, stream, f, a, sa, b, sb, out, n);
+  } else {
+    launch_1d(broadcast_kernel<T, R, F>, n, stream, f, a, b, out, idx, n);
+  }
+}
+
+template <typename U, bool Scatter>
+void launch_strided_copy(cudaStream_t stream, const void* x, const StridedIndex& idx,
+                         void* y, int64_t n) {
+  launch_1d(strided_copy_kernel<U, Scatter>, n, stream, static_cast<const U*>(x), idx,
+            static_cast<U*>(y), n);
+}
+
+// Float64 has no CUDA kernels in ember (gradient checks run on the CPU).
+void check_cuda_dtype(const char* op, int dtype) {
+  EMBER_CHECK_T(DTypeError, dtype != 1, op,
+                ": float64 is not supported on CUDA (dtype code 1); use the CPU backend");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// Entry points
+
+void unary_forward(cudaStream_t stream, UnaryOp op, const float* x, float* y, int64_t n,
+                   UnaryParams p) {
+  if (n <= 0) return;
+  math::visit_unary<float>(op, p, [&](auto f) {
+    using F = decltype(f);
+    if (n >= 4 && aligned_16(x) && aligned_16(y)) {
+      launch_1d(unary_forward_vec4_kernel<F>, n / 4, stream, f, x, y, n);
+    } else {
+      launch_1d(unary_forward_kernel<F>, n, stream, f, x, y, n);
+    }
+  });
+}
+
+void unary_backward(cudaStream_t stream, UnaryOp op, const float* x, const float* y,
+                    const float* grad_y, float* grad_x, int64_t n, UnaryParams p) {
+  if (n <= 0) return;
+  math::visit_unary<float>(op, p, [&](auto f) {
+    launch_1d(unary_backward_kernel<decltype(f)>, n, stream, f, x, y, grad_y, grad_x, n);
+  });
+}
+
+template <typename T>
+void binary(cudaStream_t stream, BinaryOp op, const T* a, const T* b, T* out,
+            const BroadcastIndex& idx, int64_t n) {
+  if (n <= 0) return;
+  math::visit_binary<T>(op, [&](auto f) { launch_broadcast(stream, f, a, b, out, idx, n); });
+}
+
+template <typename T>
+void compare(cudaStream_t stream, CompareOp op, const T* a, const T* b, bool* out,
+             const BroadcastIndex& idx, int64_t n) {
+  if (n <= 0) return;
+  math::visit_compare<T>(op, [&](auto f) { launch_broadcast(stream, f, a, b, out, idx, n); });
+}
+
+void cast(cudaStream_t stream, int src_dtype, const void* x, int dst_dtype, void* y,
+          int64_t n) {
+  check_cuda_dtype("cast", src_dtype);
+  check_cuda_dtype("cast", dst_dtype);
+  math::visit_dtype("cast", src_dtype, [&](auto src_tag) {
+    using S = typename decltype(src_tag)::type;
+    math::visit_dtype("cast", dst_dtype, [&](auto dst_tag) {
+      using D = typename decltype(dst_tag)::type;
+      if (n <= 0) return;
+      // The f64 branches are never taken (checked above) but must still compile.
+      if constexpr (std::is_same_v<S, D>) {
+        EMBER_CUDA_CHECK(cudaMemcpyAsync(y, x, static_cast<size_t>(n) * sizeof(S),
+                                         cudaMemcpyDeviceToDevice, stream));
+      } else if constexpr (!std::is_same_v<S, double> && !std::is_same_v<D, double>) {
+        launch_1d(cast_kernel<S, D>, n, stream, static_cast<const S*>(x),
+                  static_cast<D*>(y), n);
+      }
+    });
+  });
+}
+
+void fill(cudaStream_t stream, int dtype, void* y, int64_t n, double value) {
+  math::visit_dtype("fill", dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    launch_1d(fill_kernel<T>, n, stream, static_cast<T*>(y), n, math::convert<T>(value));
+  });
+}
+
+template <bool Scatter>
+static void strided_copy_any(cudaStream_t stream, const char* op, int64_t elem_size,
+                             const void* x, const StridedIndex& idx, void* y, int64_t n) {
+  switch (elem_size) {
+    case 1: return launch_strided_copy<uint8_t, Scatter>(stream, x, idx, y, n);
+    case 2: return launch_strided_copy<uint16_t, Scatter>(stream, x, idx, y, n);
+    case 4: return launch_strided_copy<uint32_t, Scatter>(stream, x, idx, y, n);
+    case 8: return launch_strided_copy<uint64_t, Scatter>(stream, x, idx, y, n);
+  }
+  EMBER_CHECK(false, op, ": element size ", elem_size,
+              " bytes is not supported (expected 1, 2, 4 or 8)");
+}
+
+void strided_copy(cudaStream_t stream, int64_t elem_size, const void* x,
+                  const StridedIndex& idx, void* y, int64_t n) {
+  strided_copy_any<false>(stream, "strided_copy", elem_size, x, idx, y, n);
+}
+
+void strided_scatter(cudaStream_t stream, int64_t elem_size, const void* x,
+                     const StridedIndex& idx, void* y, int64_t n) {
+  strided_copy_any<true>(stream, "strided_scatter", elem_size, x, idx, y, n);
+}
+
+template void binary<float>(cudaStream_t, BinaryOp, const float*, const float*, float*,
+                            const BroadcastIndex&, int64_t);
+template void binary<int32_t>(cudaStream_t, BinaryOp, const int32_t*, const int32_t*,
+                              int32_t*, const BroadcastIndex&, int64_t);
+template void binary<int64_t>(cudaStream_t, BinaryOp, const int64_t*, const int64_t*,
+                              int64_t*, const BroadcastIndex&, int64_t);
+
+template void compare<float>(cudaStream_t, CompareOp, const float*, const float*, bool*,
+                             const BroadcastIndex&, int64_t);
+template void compare<int32_t>(cudaStream_t, CompareOp, const int32_t*, const int32_t*,
+                               bool*, const BroadcastIndex&, int64_t);
+template void compare<int64_t>(cudaStream_t, CompareOp, const int64_t*, const int64_t*,
+                               bool*, const BroadcastIndex&, int64_t);
+template void compare<uint8_t>(cudaStream_t, CompareOp, const uint8_t*, const uint8_t*,
+                               bool*, const BroadcastIndex&, int64_t);
+template void compare<bool>(cudaStream_t, CompareOp, const bool*, const bool*, bool*,
+                            const BroadcastIndex&, int64_t);
+
+}  // namespace ember::kernels::cuda

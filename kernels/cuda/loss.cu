@@ -1,0 +1,278 @@
+// CUDA loss kernels (fused log-softmax + NLL, NLL, pointwise losses) and the dropout
+// mask. The per-element math comes from kernels/loss_math.h, shared with kernels/cpu.
+#include "kernels/cuda/loss.cuh"
+
+#include <cub/block/block_reduce.cuh>
+#include <curand_kernel.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "core/error.h"
+#include "kernels/cuda/launch.cuh"
+#include "kernels/loss_math.h"
+
+namespace ember::kernels::cuda {
+namespace {
+
+constexpr int kRowBlock = 256;
+
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+__device__ inline void count_bad_target(int64_t* bad_count) {
+  atomicAdd(reinterpret_cast<unsigned long long*>(bad_count), 1ULL);
+}
+
+// ---- kernels ----------------------------------------------------------------------------
+
+// logits: [N, C] -> loss, lse: [N]. One block per row: max, then sum of exp (and of the
+// logits when smoothing), then thread 0 picks the target's logit and writes the row.
+__global__ void cross_entropy_forward_kernel(const float* logits, const int64_t* target,
+                                             float* loss, float* lse, int64_t N, int64_t C,
+                                             int64_t ignore_index, float smoothing,
+                                             int64_t* bad_count) {
+  using BlockReduce = cub::BlockReduce<float, kRowBlock>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  __shared__ float row_max;
+  for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
+    const float* x = logits + r * C;
+    float m = -INFINITY;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) m = fmaxf(m, x[c]);
+    m = BlockReduce(temp).Reduce(m, MaxOp{});
+    if (threadIdx.x == 0) row_max = m;
+    __syncthreads();
+    m = row_max;
+    float sum_exp = 0.0f, sum_x = 0.0f;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      sum_exp += expf(x[c] - m);
+      sum_x += x[c];
+    }
+    sum_exp = BlockReduce(temp).Sum(sum_exp);
+    if (smoothing != 0.0f) {  // uniform across the block, so every thread joins or none
+      __syncthreads();
+      sum_x = BlockReduce(temp).Sum(sum_x);
+    }
+    if (threadIdx.x == 0) {
+      const float row_lse = m + logf(sum_exp);
+      lse[r] = row_lse;
+      const int64_t t = target[r];
+      switch (classify_target(t, C, ignore_index)) {
+        case TargetClass::Ignored:
+          loss[r] = 0.0f;
+          break;
+        case TargetClass::OutOfRange:
+          loss[r] = invalid_target_value<float>();
+          count_bad_target(bad_count);
+          break;
+        case TargetClass::Valid:
+          loss[r] =
+              cross_entropy_row_loss<float>(row_lse, x[t], sum_x, static_cast<float>(C), smoothing);
+          break;
+      }
+    }
+    __syncthreads();  // row_max and temp are rewritten by the next row
+  }
+}
+
+__global__ void cross_entropy_backward_kernel(const float* logits, const int64_t* target,
+                                              const float* lse, const float* grad_loss,
+                                              int64_t grad_stride, float* grad_logits, int64_t N,
+                                              int64_t C, int64_t ignore_index, float smoothing,
+                                              float smoothing_over_c) {
+  for (int64_t j : grid_stride(N * C)) {
+    const int64_t r = j / C;
+    const int64_t t = target[r];
+    switch (classify_target(t, C, ignore_index)) {
+      case TargetClass::Ignored:
+        grad_logits[j] = 0.0f;
+        break;
+      case TargetClass::OutOfRange:
+        grad_logits[j] = invalid_target_value<float>();
+        break;
+      case TargetClass::Valid:
+        grad_logits[j] = grad_loss[r * grad_stride] *
+                         cross_entropy_logit_grad<float>(logits[j], lse[r], j - r * C == t,
+                                                         smoothing, smoothing_over_c);
+        break;
+    }
+  }
+}
+
+__global__ void nll_forward_kernel(const float* logp, const int64_t* target, float* loss, int64_t N,
+                                   int64_t C, int64_t ignore_index, int64_t* bad_count) {
+  for (int64_t r : grid_stride(N)) {
+    const int64_t t = target[r];
+    switch (classify_target(t, C, ignore_index)) {
+      case TargetClass::Ignored:
+        loss[r] = 0.0f;
+        break;
+      case TargetClass::OutOfRange:
+        loss[r] = invalid_target_value<float>();
+        count_bad_target(bad_count);
+        break;
+      case TargetClass::Valid:
+        loss[r] = nll_row_loss(logp[r * C + t]);
+        break;
+    }
+  }
+}
+
+__global__ void nll_backward_kernel(const int64_t* target, const float* grad_loss,
+                                    int64_t grad_stride, float* grad_logp, int64_t N, int64_t C,
+                                    int64_t ignore_index) {
+  for (int64_t j : grid_stride(N * C)) {
+    const int64_t r = j / C;
+    const int64_t t = target[r];
+    const TargetClass kind = classify_target(t, C, ignore_index);
+    float g = 0.0f;
+    if (kind == TargetClass::OutOfRange) {
+      g = invalid_target_value<float>();
+    } else if (kind == TargetClass::Valid && j - r * C == t) {
+      g = -grad_loss[r * grad_stride];
+    }
+    grad_logp[j] = g;
+  }
+}
+
+template <typename Loss>
+__global__ void pointwise_forward_kernel(const float* input, const float* target, float* out,
+                                         int64_t n) {
+  for (int64_t i : grid_stride(n)) out[i] = Loss::forward(input[i], target[i]);
+}
+
+template <typename Loss>
+__global__ void pointwise_backward_kernel(const float* input, const float* target,
+                                          const float* grad_out, int64_t grad_stride,
+                                          float* grad_input, int64_t n) {
+  for (int64_t i : grid_stride(n)) {
+    grad_input[i] = grad_out[i * grad_stride] * Loss::derivative(input[i], target[i]);
+  }
+}
+
+// One thread per group of four elements, one Philox block per group; see
+// Note [Dropout random stream] in kernels/philox.h for why the subsequence is the group
+// index (the global thread index on the grid-stride loop's first pass) and the offset is
+// 4 * offset. Each group re-initialises its state so the mask does not depend on the
+// launch size; for Philox that is counter arithmetic, and the block curand_init computes
+// is overwritten before use, so the compiler drops it.
+__global__ void dropout_mask_kernel(float* mask, int64_t n, uint64_t seed, uint64_t offset,
+                                    uint64_t threshold, float scale) {
+  const int64_t groups = (n + 3) / 4;
+  const bool vector_store = reinterpret_cast<uintptr_t>(mask) % sizeof(float4) == 0;
+  for (int64_t g : grid_stride(groups)) {
+    curandStatePhilox4_32_10_t state;
+    curand_init(seed, static_cast<unsigned long long>(g), 4 * offset, &state);
+    const uint4 w = curand4(&state);
+    const float4 v{
+        dropout_keeps(w.x, threshold) ? scale : 0.0f, dropout_keeps(w.y, threshold) ? scale : 0.0f,
+        dropout_keeps(w.z, threshold) ? scale : 0.0f, dropout_keeps(w.w, threshold) ? scale : 0.0f};
+    const int64_t base = g * 4;
+    if (vector_store && base + 4 <= n) {
+      reinterpret_cast<float4*>(mask)[g] = v;
+    } else {
+      const float lanes[4] = {v.x, v.y, v.z, v.w};
+      for (int64_t j = 0; j < 4 && base + j < n; ++j) mask[base + j] = lanes[j];
+    }
+  }
+}
+
+// ---- launchers --------------------------------------------------------------------------
+
+template <typename Loss>
+void launch_pointwise_forward(cudaStream_t stream, const float* input, const float* target,
+                              float* out, int64_t n) {
+  launch_1d(pointwise_forward_kernel<Loss>, n, stream, input, target, out, n);
+}
+
+template <typename Loss>
+void launch_pointwise_backward(cudaStream_t stream, const float* input, const float* target,
+                               const float* grad_out, int64_t grad_stride, float* grad_input,
+                               int64_t n) {
+  launch_1d(pointwise_backward_kernel<Loss>, n, stream, input, target, grad_out, grad_stride,
+            grad_input, n);
+}
+
+}  // namespace
+
+// ---- entry points -----------------------------------------------------------------------
+
+void cross_entropy_forward(cudaStream_t stream, const float* logits, const int64_t* target,
+                           float* loss, float* lse, int64_t N, int64_t C, int64_t ignore_index,
+                           double label_smoothing, int64_t* bad_count) {
+  launch_rows<kRowBlock>(cross_entropy_forward_kernel, N, stream, logits, target, loss, lse, N, C,
+                         ignore_index, static_cast<float>(label_smoothing), bad_count);
+}
+
+void cross_entropy_backward(cudaStream_t stream, const float* logits, const int64_t* target,
+                            const float* lse, const float* grad_loss, int64_t grad_stride,
+                            float* grad_logits, int64_t N, int64_t C, int64_t ignore_index,
+                            double label_smoothing) {
+  // Rounded to float once, exactly as the CPU float path does.
+  const float smoothing = static_cast<float>(label_smoothing);
+  const float smoothing_over_c =
+      C > 0 ? static_cast<float>(label_smoothing / static_cast<double>(C)) : 0.0f;
+  launch_1d(cross_entropy_backward_kernel, N * C, stream, logits, target, lse, grad_loss,
+            grad_stride, grad_logits, N, C, ignore_index, smoothing, smoothing_over_c);
+}
+
+void nll_forward(cudaStream_t stream, const float* logp, const int64_t* target, float* loss,
+                 int64_t N, int64_t C, int64_t ignore_index, int64_t* bad_count) {
+  launch_1d(nll_forward_kernel, N, stream, logp, target, loss, N, C, ignore_index, bad_count);
+}
+
+void nll_backward(cudaStream_t stream, const int64_t* target, const float* grad_loss,
+                  int64_t grad_stride, float* grad_logp, int64_t N, int64_t C,
+                  int64_t ignore_index) {
+  launch_1d(nll_backward_kernel, N * C, stream, target, grad_loss, grad_stride, grad_logp, N, C,
+            ignore_index);
+}
+
+void pointwise_loss_forward(cudaStream_t stream, PointwiseLoss op, const float* input,
+                            const float* target, float* out, int64_t n) {
+  switch (op) {
+    case PointwiseLoss::Mse:
+      return launch_pointwise_forward<MseLoss>(stream, input, target, out, n);
+    case PointwiseLoss::L1:
+      return launch_pointwise_forward<L1Loss>(stream, input, target, out, n);
+    case PointwiseLoss::BinaryCrossEntropy:
+      return launch_pointwise_forward<BinaryCrossEntropyLoss>(stream, input, target, out, n);
+    case PointwiseLoss::BinaryCrossEntropyWithLogits:
+      return launch_pointwise_forward<BinaryCrossEntropyWithLogitsLoss>(stream, input, target, out,
+                                                                        n);
+  }
+  EMBER_INTERNAL_ASSERT(false, "pointwise_loss_forward: unknown PointwiseLoss ",
+                        static_cast<int>(op));
+}
+
+void pointwise_loss_backward(cudaStream_t stream, PointwiseLoss op, const float* input,
+                             const float* target, const float* grad_out, int64_t grad_stride,
+                             float* grad_input, int64_t n) {
+  switch (op) {
+    case PointwiseLoss::Mse:
+      return launch_pointwise_backward<MseLoss>(stream, input, target, grad_out, grad_stride,
+                                                grad_input, n);
+    case PointwiseLoss::L1:
+      return launch_pointwise_backward<L1Loss>(stream, input, target, grad_out, grad_stride,
+                                               grad_input, n);
+    case PointwiseLoss::BinaryCrossEntropy:
+      return launch_pointwise_backward<BinaryCrossEntropyLoss>(stream, input, target, grad_out,
+                                                               grad_stride, grad_input, n);
+    case PointwiseLoss::BinaryCrossEntropyWithLogits:
+      return launch_pointwise_backward<BinaryCrossEntropyWithLogitsLoss>(
+          stream, input, target, grad_out, grad_stride, grad_input, n);
+  }
+  EMBER_INTERNAL_ASSERT(false, "pointwise_loss_backward: unknown PointwiseLoss ",
+                        static_cast<int>(op));
+}
+
+void dropout_mask(cudaStream_t stream, float* mask, int64_t n, double p, uint64_t seed,
+                  uint64_t offset) {
+  EMBER_CHECK(p >= 0.0 && p < 1.0, "dropout_mask: p = ", p, " must lie in [0, 1)");
+  EMBER_CHECK(offset < (uint64_t{1} << 62), "dropout_mask: offset ", offset, " must be below 2^62");
+  launch_1d(dropout_mask_kernel, (n + 3) / 4, stream, mask, n, seed, offset, dropout_threshold(p),
+            static_cast<float>(1.0 / (1.0 - p)));
+}
+
+}  // namespace ember::kernels::cuda

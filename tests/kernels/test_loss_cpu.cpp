@@ -1,0 +1,404 @@
+// CPU losses and dropout: hand-computed values, target validation, every backward against
+// central finite differences in double, the Philox known answers and the mask statistics.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cpu/loss.h"
+#include "kernels/loss_math.h"
+#include "kernels/philox.h"
+
+namespace ember::kernels::cpu {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr int64_t kNoIgnore = -100;  // PyTorch's default ignore_index
+
+std::vector<double> numeric_gradient(const std::function<double(const std::vector<double>&)>& f,
+                                     std::vector<double> x, double h = 1e-6) {
+  std::vector<double> g(x.size());
+  for (size_t j = 0; j < x.size(); ++j) {
+    const double saved = x[j];
+    x[j] = saved + h;
+    const double up = f(x);
+    x[j] = saved - h;
+    const double down = f(x);
+    x[j] = saved;
+    g[j] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
+std::vector<double> random_vector(size_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(n);
+  for (double& e : v) e = dist(gen);
+  return v;
+}
+
+// ---- Philox ---------------------------------------------------------------------------
+
+TEST(Philox4x32_10, MatchesRandom123KnownAnswers) {
+  // kat_vectors of Random123: counter (4 words), key (2 words) -> output (4 words).
+  struct Kat {
+    PhiloxBlock ctr;
+    PhiloxKey key;
+    PhiloxBlock expected;
+  };
+  const Kat kats[] = {
+      {{{0, 0, 0, 0}}, {{0, 0}}, {{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}}},
+      {{{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}},
+       {{0xffffffff, 0xffffffff}},
+       {{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}}},
+      {{{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}},
+       {{0xa4093822, 0x299f31d0}},
+       {{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}}},
+  };
+  for (const Kat& kat : kats) {
+    const PhiloxBlock out = philox4x32_10(kat.ctr, kat.key);
+    for (int w = 0; w < 4; ++w) EXPECT_EQ(out.v[w], kat.expected.v[w]) << "word " << w;
+  }
+}
+
+// ---- cross-entropy --------------------------------------------------------------------
+
+// logits [[1, 2, 3], [1, -1, 0.5]], targets [2, 0]; lse and losses by log-sum-exp in double.
+const std::vector<double> kLogits = {1, 2, 3, 1, -1, 0.5};
+constexpr double kLse0 = 3.4076059644, kLse1 = 1.5549569196;
+
+template <typename T>
+class CrossEntropyCpuTyped : public ::testing::Test {};
+using FloatTypes = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(CrossEntropyCpuTyped, FloatTypes);
+
+TYPED_TEST(CrossEntropyCpuTyped, MatchesLogSumExpOn2x3Logits) {
+  using T = TypeParam;
+  const std::vector<T> x(kLogits.begin(), kLogits.end());
+  const std::vector<int64_t> t = {2, 0};
+  std::vector<T> loss(2, T(kNaN)), lse(2, T(kNaN));
+  const int64_t bad =
+      cross_entropy_forward<T>(x.data(), t.data(), loss.data(), lse.data(), 2, 3, kNoIgnore, 0.0);
+  EXPECT_EQ(bad, 0);
+  EXPECT_NEAR(lse[0], kLse0, 1e-6);
+  EXPECT_NEAR(lse[1], kLse1, 1e-6);
+  EXPECT_NEAR(loss[0], 0.4076059644, 1e-6);
+  EXPECT_NEAR(loss[1], 0.5549569196, 1e-6);
+}
+
+TYPED_TEST(CrossEntropyCpuTyped, LabelSmoothingMixesInTheMeanOverClasses) {
+  using T = TypeParam;
+  const std::vector<T> x(kLogits.begin(), kLogits.end());
+  const std::vector<int64_t> t = {2, 0};
+  std::vector<T> loss(2), lse(2);
+  cross_entropy_forward<T>(x.data(), t.data(), loss.data(), lse.data(), 2, 3, kNoIgnore, 0.1);
+  // 0.9 (lse - x_t) + 0.1 (lse - mean(x))
+  EXPECT_NEAR(loss[0], 0.5076059644, 1e-6);
+  EXPECT_NEAR(loss[1], 0.6382902530, 1e-6);
+}
+
+TEST(CrossEntropyCpu, IgnoredRowHasZeroLossButItsLseIsWritten) {
+  const std::vector<int64_t> t = {kNoIgnore, 0};
+  std::vector<double> loss(2, kNaN), lse(2, kNaN);
+  const int64_t bad = cross_entropy_forward<double>(kLogits.data(), t.data(), loss.data(),
+                                                    lse.data(), 2, 3, kNoIgnore, 0.1);
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(loss[0], 0.0);
+  EXPECT_NEAR(lse[0], kLse0, 1e-9);
+  EXPECT_NEAR(loss[1], 0.6382902530, 1e-9);
+}
+
+TEST(CrossEntropyCpu, IgnoreIndexMayBeAValidClass) {
+  const std::vector<int64_t> t = {1, 0};
+  std::vector<double> loss(2), lse(2);
+  const int64_t bad = cross_entropy_forward<double>(kLogits.data(), t.data(), loss.data(),
+                                                    lse.data(), 2, 3, /*ignore_index=*/1, 0.0);
+  EXPECT_EQ(bad, 0);
+  EXPECT_EQ(loss[0], 0.0);
+  EXPECT_NEAR(loss[1], 0.5549569196, 1e-9);
+}
+
+TEST(CrossEntropyCpu, OutOfRangeTargetsAreCountedAndGetNaNLoss) {
+  const std::vector<double> x = {1, 2, 3, 1, -1, 0.5, 0, 0, 0};
+  const std::vector<int64_t> t = {3, -5, 1};
+  std::vector<double> loss(3), lse(3);
+  const int64_t bad = cross_entropy_forward<double>(x.data(), t.data(), loss.data(), lse.data(), 3,
+                                                    3, kNoIgnore, 0.0);
+  EXPECT_EQ(bad, 2);
+  EXPECT_TRUE(std::isnan(loss[0]));
+  EXPECT_TRUE(std::isnan(loss[1]));
+  EXPECT_NEAR(loss[2], std::log(3.0), 1e-12);
+  EXPECT_NEAR(lse[0], kLse0, 1e-9);
+}
+
+TEST(CrossEntropyCpu, BackwardMatchesFiniteDifferences) {
+  const int64_t N = 4, C = 5;
+  const std::vector<double> x = random_vector(N * C, 41, -3, 3);
+  const std::vector<int64_t> t = {3, kNoIgnore, 0, 4};
+  const std::vector<double> weights = random_vector(N, 42, 0.5, 1.5);
+  for (double s : {0.0, 0.1}) {
+    for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+      // grad_stride 0: one scalar gradient for every row (a mean or sum reduction).
+      auto f = [&](const std::vector<double>& xv) {
+        std::vector<double> loss(N), lse(N);
+        cross_entropy_forward<double>(xv.data(), t.data(), loss.data(), lse.data(), N, C, kNoIgnore,
+                                      s);
+        double total = 0;
+        for (int64_t r = 0; r < N; ++r) total += weights[r * grad_stride] * loss[r];
+        return total;
+      };
+      std::vector<double> loss(N), lse(N), gx(N * C, kNaN);
+      cross_entropy_forward<double>(x.data(), t.data(), loss.data(), lse.data(), N, C, kNoIgnore,
+                                    s);
+      cross_entropy_backward<double>(x.data(), t.data(), lse.data(), weights.data(), grad_stride,
+                                     gx.data(), N, C, kNoIgnore, s);
+      const std::vector<double> num = numeric_gradient(f, x);
+      for (size_t j = 0; j < x.size(); ++j) {
+        EXPECT_NEAR(gx[j], num[j], 1e-7)
+            << "smoothing " << s << " grad_stride " << grad_stride << " element " << j;
+      }
+      for (int64_t c = 0; c < C; ++c) EXPECT_EQ(gx[1 * C + c], 0.0) << "ignored row";
+    }
+  }
+}
+
+TEST(CrossEntropyCpu, FloatBackwardAgreesWithDouble) {
+  const int64_t N = 3, C = 7;
+  const std::vector<double> xd = random_vector(N * C, 51, -4, 4);
+  const std::vector<float> xf(xd.begin(), xd.end());
+  const std::vector<int64_t> t = {6, 0, 2};
+  const std::vector<double> gd = {0.5};
+  const std::vector<float> gf = {0.5f};
+  std::vector<double> lossd(N), lsed(N), gxd(N * C);
+  std::vector<float> lossf(N), lsef(N), gxf(N * C);
+  cross_entropy_forward<double>(xd.data(), t.data(), lossd.data(), lsed.data(), N, C, kNoIgnore,
+                                0.2);
+  cross_entropy_forward<float>(xf.data(), t.data(), lossf.data(), lsef.data(), N, C, kNoIgnore,
+                               0.2);
+  cross_entropy_backward<double>(xd.data(), t.data(), lsed.data(), gd.data(), 0, gxd.data(), N, C,
+                                 kNoIgnore, 0.2);
+  cross_entropy_backward<float>(xf.data(), t.data(), lsef.data(), gf.data(), 0, gxf.data(), N, C,
+                                kNoIgnore, 0.2);
+  for (int64_t r = 0; r < N; ++r) EXPECT_NEAR(lossf[r], lossd[r], 1e-5);
+  for (int64_t j = 0; j < N * C; ++j) EXPECT_NEAR(gxf[j], gxd[j], 1e-6);
+}
+
+// ---- NLL ------------------------------------------------------------------------------
+
+TEST(NllCpu, LossIsTheNegatedTargetLogProbability) {
+  const std::vector<float> logp = {-0.1f, -2.5f, -3.0f, -1.2f, -0.4f, -2.0f};
+  const std::vector<int64_t> t = {1, kNoIgnore};
+  std::vector<float> loss(2, NAN);
+  EXPECT_EQ(nll_forward<float>(logp.data(), t.data(), loss.data(), 2, 3, kNoIgnore), 0);
+  EXPECT_EQ(loss[0], 2.5f);
+  EXPECT_EQ(loss[1], 0.0f);
+}
+
+TEST(NllCpu, OutOfRangeTargetsAreCountedAndGetNaNLoss) {
+  const std::vector<double> logp = {-1, -2, -3, -1, -2};
+  const std::vector<int64_t> t = {5, -1, 1, 2, 0};
+  std::vector<double> loss(5);
+  EXPECT_EQ(nll_forward<double>(logp.data(), t.data(), loss.data(), 5, 1, kNoIgnore), 4);
+  EXPECT_TRUE(std::isnan(loss[0]));
+  EXPECT_EQ(loss[4], 2.0);  // row 4 of the [5, 1] log-probabilities holds -2
+}
+
+TEST(NllCpu, BackwardMatchesFiniteDifferences) {
+  const int64_t N = 3, C = 4;
+  const std::vector<double> logp = random_vector(N * C, 61, -5, 0);
+  const std::vector<int64_t> t = {2, 0, kNoIgnore};
+  const std::vector<double> weights = {0.3, -1.2, 2.0};
+  for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+    auto f = [&](const std::vector<double>& lp) {
+      std::vector<double> loss(N);
+      nll_forward<double>(lp.data(), t.data(), loss.data(), N, C, kNoIgnore);
+      double total = 0;
+      for (int64_t r = 0; r < N; ++r) total += weights[r * grad_stride] * loss[r];
+      return total;
+    };
+    std::vector<double> g(N * C, kNaN);
+    nll_backward<double>(t.data(), weights.data(), grad_stride, g.data(), N, C, kNoIgnore);
+    const std::vector<double> num = numeric_gradient(f, logp);
+    for (size_t j = 0; j < g.size(); ++j) EXPECT_NEAR(g[j], num[j], 1e-8) << "element " << j;
+  }
+}
+
+// ---- pointwise losses -----------------------------------------------------------------
+
+double pointwise(PointwiseLoss op, double x, double t) {
+  double out = kNaN;
+  pointwise_loss_forward<double>(op, &x, &t, &out, 1);
+  return out;
+}
+
+TEST(PointwiseLossCpu, ForwardMatchesHandComputedValues) {
+  EXPECT_DOUBLE_EQ(pointwise(PointwiseLoss::Mse, 0.5, 2.0), 2.25);
+  EXPECT_DOUBLE_EQ(pointwise(PointwiseLoss::L1, 0.5, 2.0), 1.5);
+  EXPECT_NEAR(pointwise(PointwiseLoss::BinaryCrossEntropy, 0.8, 1.0), 0.2231435513, 1e-10);
+  EXPECT_NEAR(pointwise(PointwiseLoss::BinaryCrossEntropy, 0.7, 0.25), 0.9921483392, 1e-10);
+  EXPECT_NEAR(pointwise(PointwiseLoss::BinaryCrossEntropyWithLogits, 0.3, 0.6), 0.6743552445,
+              1e-10);
+}
+
+TEST(PointwiseLossCpu, BinaryCrossEntropyClampsItsLogsAtMinus100) {
+  EXPECT_EQ(pointwise(PointwiseLoss::BinaryCrossEntropy, 0.0, 1.0), 100.0);
+  EXPECT_EQ(pointwise(PointwiseLoss::BinaryCrossEntropy, 1.0, 0.0), 100.0);
+  EXPECT_EQ(pointwise(PointwiseLoss::BinaryCrossEntropy, 0.0, 0.0), 0.0);
+  EXPECT_EQ(pointwise(PointwiseLoss::BinaryCrossEntropy, 1.0, 1.0), 0.0);
+  const float x = 0.0f, t = 0.5f;
+  float out = NAN;
+  pointwise_loss_forward<float>(PointwiseLoss::BinaryCrossEntropy, &x, &t, &out, 1);
+  EXPECT_FLOAT_EQ(out, 50.0f);
+}
+
+TEST(PointwiseLossCpu, BinaryCrossEntropyWithLogitsIsStableForLargeLogits) {
+  const std::vector<float> x = {1000.0f, -1000.0f, 100.0f, -100.0f};
+  const std::vector<float> t = {0.0f, 1.0f, 1.0f, 1.0f};
+  std::vector<float> out(4), grad(4);
+  const float one = 1.0f;
+  pointwise_loss_forward<float>(PointwiseLoss::BinaryCrossEntropyWithLogits, x.data(), t.data(),
+                                out.data(), 4);
+  pointwise_loss_backward<float>(PointwiseLoss::BinaryCrossEntropyWithLogits, x.data(), t.data(),
+                                 &one, 0, grad.data(), 4);
+  EXPECT_FLOAT_EQ(out[0], 1000.0f);
+  EXPECT_FLOAT_EQ(out[1], 1000.0f);
+  EXPECT_NEAR(out[2], 0.0f, 1e-30f);
+  EXPECT_FLOAT_EQ(out[3], 100.0f);
+  EXPECT_FLOAT_EQ(grad[0], 1.0f);
+  EXPECT_FLOAT_EQ(grad[1], -1.0f);
+  EXPECT_FLOAT_EQ(grad[2], 0.0f);
+  EXPECT_FLOAT_EQ(grad[3], -1.0f);
+}
+
+TEST(PointwiseLossCpu, L1DerivativeIsZeroWhereInputEqualsTarget) {
+  const std::vector<double> x = {2.0, 1.0, 3.0}, t = {2.0, 2.0, 2.0};
+  const double g = 1.0;
+  std::vector<double> grad(3, kNaN);
+  pointwise_loss_backward<double>(PointwiseLoss::L1, x.data(), t.data(), &g, 0, grad.data(), 3);
+  EXPECT_EQ(grad, (std::vector<double>{0.0, -1.0, 1.0}));
+}
+
+TEST(PointwiseLossCpu, BinaryCrossEntropyDerivativeFloorsItsDenominator) {
+  const double x = 0.0, t = 1.0, g = 1.0;
+  double grad = kNaN;
+  pointwise_loss_backward<double>(PointwiseLoss::BinaryCrossEntropy, &x, &t, &g, 0, &grad, 1);
+  EXPECT_DOUBLE_EQ(grad, -1e12);
+}
+
+TEST(PointwiseLossCpu, EveryBackwardMatchesFiniteDifferences) {
+  const size_t n = 12;
+  const std::vector<double> weights = random_vector(n, 71, -1.5, 1.5);
+  for (PointwiseLoss op : {PointwiseLoss::Mse, PointwiseLoss::L1, PointwiseLoss::BinaryCrossEntropy,
+                           PointwiseLoss::BinaryCrossEntropyWithLogits}) {
+    const bool probabilities = op == PointwiseLoss::BinaryCrossEntropy;
+    const std::vector<double> x =
+        probabilities ? random_vector(n, 72, 0.05, 0.95) : random_vector(n, 72, -4, 4);
+    // L1's targets keep away from the inputs so the difference never straddles its kink.
+    std::vector<double> t = random_vector(n, 73, 0.0, 1.0);
+    if (op == PointwiseLoss::L1) {
+      for (size_t i = 0; i < n; ++i) t[i] = x[i] + (i % 2 == 0 ? 0.5 : -0.5);
+    }
+    for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+      auto f = [&](const std::vector<double>& xv) {
+        std::vector<double> out(n);
+        pointwise_loss_forward<double>(op, xv.data(), t.data(), out.data(), n);
+        double total = 0;
+        for (size_t i = 0; i < n; ++i) total += weights[i * grad_stride] * out[i];
+        return total;
+      };
+      std::vector<double> grad(n, kNaN);
+      pointwise_loss_backward<double>(op, x.data(), t.data(), weights.data(), grad_stride,
+                                      grad.data(), n);
+      const std::vector<double> num = numeric_gradient(f, x);
+      for (size_t i = 0; i < n; ++i) {
+        EXPECT_NEAR(grad[i], num[i], 1e-6 * (1 + std::fabs(num[i])))
+            << "loss " << static_cast<int>(op) << " grad_stride " << grad_stride << " element "
+            << i;
+      }
+    }
+  }
+}
+
+// ---- dropout --------------------------------------------------------------------------
+
+TEST(DropoutCpu, MaskHoldsOnlyZeroOrTheInverseKeepProbability) {
+  const double p = 0.3;
+  std::vector<float> mask(10001, NAN);
+  dropout_mask<float>(mask.data(), static_cast<int64_t>(mask.size()), p, 1234, 0);
+  const float scale = static_cast<float>(1.0 / (1.0 - p));
+  for (float m : mask) EXPECT_TRUE(m == 0.0f || m == scale) << m;
+}
+
+TEST(DropoutCpu, KeptFractionIsWithinThreeSigma) {
+  const int64_t n = 100000;
+  for (double p : {0.1, 0.5, 0.9}) {
+    std::vector<double> mask(n);
+    dropout_mask<double>(mask.data(), n, p, 2024, 7);
+    int64_t kept = 0;
+    for (double m : mask) kept += m != 0.0;
+    const double expected = n * (1 - p);
+    const double sigma = std::sqrt(n * p * (1 - p));
+    EXPECT_NEAR(static_cast<double>(kept), expected, 3 * sigma) << "p = " << p;
+  }
+}
+
+TEST(DropoutCpu, SameSeedAndOffsetGiveTheSameMask) {
+  const int64_t n = 1003;
+  std::vector<float> a(n), b(n, NAN);
+  dropout_mask<float>(a.data(), n, 0.5, 99, 3);
+  dropout_mask<float>(b.data(), n, 0.5, 99, 3);
+  EXPECT_EQ(a, b);
+}
+
+TEST(DropoutCpu, DifferentOffsetOrSeedGivesADifferentMask) {
+  const int64_t n = 1000;
+  std::vector<float> a(n), b(n), c(n);
+  dropout_mask<float>(a.data(), n, 0.5, 99, 3);
+  dropout_mask<float>(b.data(), n, 0.5, 99, 4);
+  dropout_mask<float>(c.data(), n, 0.5, 100, 3);
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, c);
+}
+
+TEST(DropoutCpu, ZeroProbabilityKeepsEverything) {
+  std::vector<float> mask(4097, NAN);
+  dropout_mask<float>(mask.data(), static_cast<int64_t>(mask.size()), 0.0, 5, 0);
+  for (float m : mask) EXPECT_EQ(m, 1.0f);
+}
+
+TEST(DropoutCpu, MaskOfAPrefixIsThePrefixOfTheMask) {
+  std::vector<float> full(1000), prefix(10);
+  dropout_mask<float>(full.data(), 1000, 0.4, 8, 2);
+  dropout_mask<float>(prefix.data(), 10, 0.4, 8, 2);
+  EXPECT_EQ(prefix, std::vector<float>(full.begin(), full.begin() + 10));
+}
+
+// The layout Note [Dropout random stream] documents, which the CUDA kernel reproduces
+// through cuRAND: element i keeps iff word i % 4 of block (offset, i / 4) is >= p * 2^32.
+TEST(DropoutCpu, MaskFollowsThePhiloxCounterLayout) {
+  const int64_t n = 37;
+  const double p = 0.5;
+  const uint64_t seed = 0x0123456789abcdefULL, offset = (uint64_t{5} << 32) + 9;
+  std::vector<double> mask(n);
+  dropout_mask<double>(mask.data(), n, p, seed, offset);
+  for (int64_t i = 0; i < n; ++i) {
+    const PhiloxBlock block = dropout_philox_block(seed, offset, static_cast<uint64_t>(i / 4));
+    const bool keep = block.v[i % 4] >= 0x80000000u;
+    EXPECT_EQ(mask[i], keep ? 2.0 : 0.0) << "element " << i;
+  }
+}
+
+TEST(DropoutCpu, RejectsProbabilityOutsideZeroToOne) {
+  std::vector<float> mask(4);
+  EXPECT_THROW(dropout_mask<float>(mask.data(), 4, 1.0, 0, 0), ember::Error);
+  EXPECT_THROW(dropout_mask<float>(mask.data(), 4, -0.1, 0, 0), ember::Error);
+}
+
+}  // namespace
+}  // namespace ember::kernels::cpu

@@ -1,0 +1,374 @@
+// CPU <-> CUDA parity for cross-entropy, NLL and the pointwise losses (forward, backward,
+// bad-target counts), and the CUDA dropout mask: identical to the CPU's, deterministic,
+// statistically sound. Device outputs start as 0xFF garbage; every launch runs on a
+// created stream. Skipped, with the reason, when there is no GPU.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "kernels/cpu/loss.h"
+#include "kernels/cuda/loss.cuh"
+
+namespace ember::kernels {
+namespace {
+
+// Float tolerances, stated once: the same per-element math runs on both sides, but the
+// GPU's expf/logf differ from glibc's by an ulp or two and its row sums are float sums in
+// another order (the CPU's are double).
+constexpr double kRtol = 1e-4;
+constexpr double kAtol = 1e-6;
+constexpr int64_t kIgnore = -100;
+
+bool cuda_device_available() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();  // "no driver" / "no device" is a normal state, not an error
+    return false;
+  }
+  return count > 0;
+}
+
+// Device memory that starts as 0xFF bytes (NaN for float, -1 for int64), so an element a
+// kernel forgets to write cannot pass for a correct one.
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer(size_t n, cudaStream_t stream) : n_(n), stream_(stream) {
+    EMBER_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), bytes()));
+    EMBER_CUDA_CHECK(cudaMemsetAsync(ptr_, 0xFF, bytes(), stream_));
+  }
+  DeviceBuffer(const std::vector<T>& host, cudaStream_t stream)
+      : DeviceBuffer(host.size(), stream) {
+    EMBER_CUDA_CHECK(
+        cudaMemcpyAsync(ptr_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice, stream_));
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { EMBER_CUDA_WARN(cudaFree(ptr_)); }
+
+  T* get() const { return ptr_; }
+
+  std::vector<T> to_host() const { return to_host(ptr_, n_); }
+  std::vector<T> to_host(const T* from, size_t count) const {
+    std::vector<T> host(count);
+    EMBER_CUDA_CHECK(
+        cudaMemcpyAsync(host.data(), from, count * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return host;
+  }
+
+ private:
+  size_t bytes() const { return std::max<size_t>(n_, 1) * sizeof(T); }
+  T* ptr_ = nullptr;
+  size_t n_;
+  cudaStream_t stream_;
+};
+
+class CudaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda_device_available()) {
+      GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount found none): CUDA kernels not run";
+    }
+    EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  }
+  void TearDown() override {
+    if (stream_ != nullptr) EMBER_CUDA_WARN(cudaStreamDestroy(stream_));
+  }
+  cudaStream_t stream_ = nullptr;
+};
+
+std::vector<float> uniform_values(int64_t n, uint32_t seed, float lo, float hi) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& e : v) e = dist(gen);
+  return v;
+}
+
+void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu,
+                  const std::string& what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  int failures = 0;
+  for (size_t i = 0; i < cpu.size() && failures < 10; ++i) {
+    const bool ok = std::isnan(cpu[i])
+                        ? std::isnan(gpu[i])
+                        : std::fabs(gpu[i] - cpu[i]) <= kAtol + kRtol * std::fabs(cpu[i]);
+    if (!ok) {
+      ++failures;
+      ADD_FAILURE() << what << " element " << i << ": cuda " << gpu[i] << ", cpu " << cpu[i];
+    }
+  }
+}
+
+// Targets in [0, C) with some rows ignored and, when asked, some out of range.
+std::vector<int64_t> make_targets(int64_t N, int64_t C, uint32_t seed, bool with_bad) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int64_t> cls(0, std::max<int64_t>(C - 1, 0));
+  std::vector<int64_t> t(static_cast<size_t>(N));
+  for (int64_t r = 0; r < N; ++r) {
+    t[r] = C > 0 ? cls(gen) : 0;
+    if (r % 7 == 3) t[r] = kIgnore;
+    if (with_bad && r % 11 == 5) t[r] = (r % 2 == 0) ? C : -7;
+  }
+  return t;
+}
+
+struct RowCase {
+  int64_t N, C;
+  std::string str() const { return "[" + std::to_string(N) + ", " + std::to_string(C) + "]"; }
+};
+
+const RowCase kRowCases[] = {{0, 5},    {1, 1},    {7, 10},     {128, 10}, {5, 1000},
+                             {33, 257}, {1000, 3}, {2, 100003}, {12, 1}};
+
+// ---- cross-entropy --------------------------------------------------------------------
+
+using CrossEntropyCuda = CudaTest;
+
+TEST_F(CrossEntropyCuda, ForwardMatchesCpuIncludingBadTargetCounts) {
+  uint32_t seed = 1;
+  for (const RowCase& rc : kRowCases) {
+    for (double smoothing : {0.0, 0.1}) {
+      for (bool with_bad : {false, true}) {
+        const std::vector<float> x = uniform_values(rc.N * rc.C, seed++, -6.0f, 6.0f);
+        const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, with_bad);
+        std::vector<float> cpu_loss(rc.N), cpu_lse(rc.N);
+        const int64_t cpu_bad = cpu::cross_entropy_forward<float>(
+            x.data(), t.data(), cpu_loss.data(), cpu_lse.data(), rc.N, rc.C, kIgnore, smoothing);
+
+        DeviceBuffer<float> dx(x, stream_), dloss(rc.N, stream_), dlse(rc.N, stream_);
+        DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{0}, stream_);
+        cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), dloss.get(), dlse.get(), rc.N,
+                                    rc.C, kIgnore, smoothing, dbad.get());
+        const std::string what = "cross_entropy " + rc.str() + " smoothing " +
+                                 std::to_string(smoothing) + (with_bad ? " with bad targets" : "");
+        expect_close(dloss.to_host(), cpu_loss, what + " (loss)");
+        expect_close(dlse.to_host(), cpu_lse, what + " (lse)");
+        EXPECT_EQ(dbad.to_host()[0], cpu_bad) << what;
+      }
+    }
+  }
+}
+
+TEST_F(CrossEntropyCuda, BadTargetCountAddsToTheCallersCounter) {
+  const std::vector<float> x = {1, 2, 3, 4, 5, 6};
+  const std::vector<int64_t> t = {3, -1};
+  DeviceBuffer<float> dx(x, stream_), dloss(2, stream_), dlse(2, stream_);
+  DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{5}, stream_);
+  cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), dloss.get(), dlse.get(), 2, 3, kIgnore,
+                              0.0, dbad.get());
+  EXPECT_EQ(dbad.to_host()[0], 7);
+}
+
+TEST_F(CrossEntropyCuda, BackwardMatchesCpu) {
+  uint32_t seed = 100;
+  for (const RowCase& rc : kRowCases) {
+    for (double smoothing : {0.0, 0.1}) {
+      for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+        const std::vector<float> x = uniform_values(rc.N * rc.C, seed++, -6.0f, 6.0f);
+        const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, /*with_bad=*/false);
+        const std::vector<float> g =
+            uniform_values(grad_stride == 0 ? 1 : rc.N, seed++, 0.1f, 2.0f);
+        std::vector<float> loss(rc.N), lse(rc.N), cpu_gx(x.size());
+        cpu::cross_entropy_forward<float>(x.data(), t.data(), loss.data(), lse.data(), rc.N, rc.C,
+                                          kIgnore, smoothing);
+        cpu::cross_entropy_backward<float>(x.data(), t.data(), lse.data(), g.data(), grad_stride,
+                                           cpu_gx.data(), rc.N, rc.C, kIgnore, smoothing);
+        DeviceBuffer<float> dx(x, stream_), dlse(lse, stream_), dg(g, stream_),
+            dgx(x.size(), stream_);
+        DeviceBuffer<int64_t> dt(t, stream_);
+        cuda::cross_entropy_backward(stream_, dx.get(), dt.get(), dlse.get(), dg.get(), grad_stride,
+                                     dgx.get(), rc.N, rc.C, kIgnore, smoothing);
+        expect_close(dgx.to_host(), cpu_gx,
+                     "cross_entropy backward " + rc.str() + " smoothing " +
+                         std::to_string(smoothing) + " grad_stride " + std::to_string(grad_stride));
+      }
+    }
+  }
+}
+
+// ---- NLL ------------------------------------------------------------------------------
+
+using NllCuda = CudaTest;
+
+TEST_F(NllCuda, ForwardAndBackwardMatchCpu) {
+  uint32_t seed = 200;
+  for (const RowCase& rc : kRowCases) {
+    for (bool with_bad : {false, true}) {
+      const std::vector<float> logp = uniform_values(rc.N * rc.C, seed++, -9.0f, 0.0f);
+      const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, with_bad);
+      std::vector<float> cpu_loss(rc.N);
+      const int64_t cpu_bad =
+          cpu::nll_forward<float>(logp.data(), t.data(), cpu_loss.data(), rc.N, rc.C, kIgnore);
+      DeviceBuffer<float> dlogp(logp, stream_), dloss(rc.N, stream_);
+      DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{0}, stream_);
+      cuda::nll_forward(stream_, dlogp.get(), dt.get(), dloss.get(), rc.N, rc.C, kIgnore,
+                        dbad.get());
+      const std::string what = "nll " + rc.str() + (with_bad ? " with bad targets" : "");
+      expect_close(dloss.to_host(), cpu_loss, what);
+      EXPECT_EQ(dbad.to_host()[0], cpu_bad) << what;
+
+      for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+        const std::vector<float> g = uniform_values(grad_stride == 0 ? 1 : rc.N, seed++, -2, 2);
+        std::vector<float> cpu_g(logp.size());
+        cpu::nll_backward<float>(t.data(), g.data(), grad_stride, cpu_g.data(), rc.N, rc.C,
+                                 kIgnore);
+        DeviceBuffer<float> dg(g, stream_), dgl(logp.size(), stream_);
+        cuda::nll_backward(stream_, dt.get(), dg.get(), grad_stride, dgl.get(), rc.N, rc.C,
+                           kIgnore);
+        expect_close(dgl.to_host(), cpu_g,
+                     what + " backward grad_stride " + std::to_string(grad_stride));
+      }
+    }
+  }
+}
+
+// ---- pointwise losses -----------------------------------------------------------------
+
+using PointwiseLossCuda = CudaTest;
+
+const char* loss_name(PointwiseLoss op) {
+  switch (op) {
+    case PointwiseLoss::Mse:
+      return "mse";
+    case PointwiseLoss::L1:
+      return "l1";
+    case PointwiseLoss::BinaryCrossEntropy:
+      return "bce";
+    case PointwiseLoss::BinaryCrossEntropyWithLogits:
+      return "bce_with_logits";
+  }
+  return "?";
+}
+
+TEST_F(PointwiseLossCuda, ForwardAndBackwardMatchCpu) {
+  uint32_t seed = 300;
+  for (PointwiseLoss op : {PointwiseLoss::Mse, PointwiseLoss::L1, PointwiseLoss::BinaryCrossEntropy,
+                           PointwiseLoss::BinaryCrossEntropyWithLogits}) {
+    for (int64_t n : {int64_t{0}, int64_t{1}, int64_t{7}, int64_t{4096}, int64_t{100003}}) {
+      const bool probabilities = op == PointwiseLoss::BinaryCrossEntropy;
+      std::vector<float> x = probabilities ? uniform_values(n, seed++, 0.0f, 1.0f)
+                                           : uniform_values(n, seed++, -5.0f, 5.0f);
+      std::vector<float> t = uniform_values(n, seed++, 0.0f, 1.0f);
+      // Edge inputs: BCE's clamped logs at exactly 0 and 1, L1's kink where x == t.
+      if (n >= 7) {
+        if (probabilities) {
+          x[0] = 0.0f;
+          x[1] = 1.0f;
+          t[1] = 0.0f;
+        }
+        x[2] = t[2];
+      }
+      std::vector<float> cpu_out(n);
+      cpu::pointwise_loss_forward<float>(op, x.data(), t.data(), cpu_out.data(), n);
+      DeviceBuffer<float> dx(x, stream_), dt(t, stream_), dout(n, stream_);
+      cuda::pointwise_loss_forward(stream_, op, dx.get(), dt.get(), dout.get(), n);
+      const std::string what = std::string(loss_name(op)) + " n=" + std::to_string(n);
+      expect_close(dout.to_host(), cpu_out, what);
+
+      for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+        const std::vector<float> g = uniform_values(grad_stride == 0 ? 1 : n, seed++, -2, 2);
+        std::vector<float> cpu_gx(n);
+        cpu::pointwise_loss_backward<float>(op, x.data(), t.data(), g.data(), grad_stride,
+                                            cpu_gx.data(), n);
+        DeviceBuffer<float> dg(g, stream_), dgx(n, stream_);
+        cuda::pointwise_loss_backward(stream_, op, dx.get(), dt.get(), dg.get(), grad_stride,
+                                      dgx.get(), n);
+        expect_close(dgx.to_host(), cpu_gx,
+                     what + " backward grad_stride " + std::to_string(grad_stride));
+      }
+    }
+  }
+}
+
+// ---- dropout --------------------------------------------------------------------------
+
+using DropoutCuda = CudaTest;
+
+TEST_F(DropoutCuda, MaskIsIdenticalToTheCpuMask) {
+  // Note [Dropout random stream]: both draw the same Philox words.
+  struct Case {
+    int64_t n;
+    double p;
+    uint64_t seed, offset;
+  };
+  const Case cases[] = {{1, 0.5, 1, 0},
+                        {3, 0.3, 2, 1},
+                        {4, 0.5, 3, 2},
+                        {5, 0.7, 0xffffffffffffffffULL, 3},
+                        {1000, 0.1, 42, (uint64_t{1} << 40) + 17},
+                        {100003, 0.5, 0x9e3779b97f4a7c15ULL, 12345}};
+  for (const Case& c : cases) {
+    std::vector<float> cpu_mask(c.n);
+    cpu::dropout_mask<float>(cpu_mask.data(), c.n, c.p, c.seed, c.offset);
+    DeviceBuffer<float> dmask(c.n, stream_);
+    cuda::dropout_mask(stream_, dmask.get(), c.n, c.p, c.seed, c.offset);
+    EXPECT_EQ(dmask.to_host(), cpu_mask) << "n=" << c.n << " p=" << c.p;
+  }
+}
+
+TEST_F(DropoutCuda, UnalignedMaskIsWrittenElementByElement) {
+  const int64_t n = 1001;
+  std::vector<float> cpu_mask(n);
+  cpu::dropout_mask<float>(cpu_mask.data(), n, 0.4, 77, 5);
+  DeviceBuffer<float> dmask(n + 1, stream_);
+  cuda::dropout_mask(stream_, dmask.get() + 1, n, 0.4, 77, 5);
+  EXPECT_EQ(dmask.to_host(dmask.get() + 1, n), cpu_mask);
+  EXPECT_TRUE(std::isnan(dmask.to_host(dmask.get(), 1)[0])) << "wrote before the mask";
+}
+
+TEST_F(DropoutCuda, KeptFractionIsWithinThreeSigmaAndValuesAreZeroOrScale) {
+  const int64_t n = 100000;
+  for (double p : {0.1, 0.5, 0.9}) {
+    DeviceBuffer<float> dmask(n, stream_);
+    cuda::dropout_mask(stream_, dmask.get(), n, p, 2024, 7);
+    const std::vector<float> mask = dmask.to_host();
+    const float scale = static_cast<float>(1.0 / (1.0 - p));
+    int64_t kept = 0, other = 0;
+    for (float m : mask) {
+      kept += m == scale;
+      other += m != scale && m != 0.0f;
+    }
+    EXPECT_EQ(other, 0) << "p = " << p;
+    const double sigma = std::sqrt(n * p * (1 - p));
+    EXPECT_NEAR(static_cast<double>(kept), n * (1 - p), 3 * sigma) << "p = " << p;
+  }
+}
+
+TEST_F(DropoutCuda, SameSeedAndOffsetGiveTheSameMaskAndAnotherOffsetDoesNot) {
+  const int64_t n = 4099;
+  DeviceBuffer<float> a(n, stream_), b(n, stream_), c(n, stream_);
+  cuda::dropout_mask(stream_, a.get(), n, 0.5, 9, 1);
+  cuda::dropout_mask(stream_, b.get(), n, 0.5, 9, 1);
+  cuda::dropout_mask(stream_, c.get(), n, 0.5, 9, 2);
+  const std::vector<float> ha = a.to_host();
+  EXPECT_EQ(ha, b.to_host());
+  EXPECT_NE(ha, c.to_host());
+}
+
+TEST_F(DropoutCuda, ZeroProbabilityKeepsEverythingAndEmptyMaskIsANoOp) {
+  const int64_t n = 4097;
+  DeviceBuffer<float> mask(n, stream_);
+  cuda::dropout_mask(stream_, mask.get(), n, 0.0, 5, 0);
+  for (float m : mask.to_host()) ASSERT_EQ(m, 1.0f);
+  cuda::dropout_mask(stream_, mask.get(), 0, 0.5, 5, 0);
+  EMBER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+TEST_F(DropoutCuda, RejectsProbabilityOutsideZeroToOne) {
+  DeviceBuffer<float> mask(4, stream_);
+  EXPECT_THROW(cuda::dropout_mask(stream_, mask.get(), 4, 1.0, 0, 0), ember::Error);
+  EXPECT_THROW(cuda::dropout_mask(stream_, mask.get(), 4, -0.5, 0, 0), ember::Error);
+}
+
+}  // namespace
+}  // namespace ember::kernels
