@@ -10,5 +10,8 @@
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
+#include "ember/layers/init.h"
+#include "ember/layers/layers.h"
+#include "ember/layers/module.h"
 #include "ember/python_free_api/data/fashion_mnist.h"
 #include "ember/python_free_api/data/idx.h"

@@ -1,5 +1,5 @@
 // The autograd engine: recording nodes and running backward (see Note [The tape]).
-#include "core/autograd.h"
+#include "ember/core/autograd.h"
 
 #include <algorithm>
 #include <atomic>
@@ -7,8 +7,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
 
 namespace ember {
 

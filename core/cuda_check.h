@@ -4,9 +4,10 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cudnn.h>
 #include <cuda_runtime_api.h>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember::detail {
 
@@ -14,6 +15,8 @@ namespace ember::detail {
                                              const char* file, int line);
 [[noreturn]] EMBER_API void throw_cublas_error(cublasStatus_t st, const char* call,
                                                const char* file, int line);
+[[noreturn]] EMBER_API void throw_cudnn_error(cudnnStatus_t st, const char* call,
+                                              const char* file, int line);
 // For destructors: logs to stderr instead of throwing.
 EMBER_API void warn_cuda_error(cudaError_t err, const char* call, const char* file,
                                int line);
@@ -44,6 +47,14 @@ EMBER_API void check_launch(const char* file, int line);
     cublasStatus_t ember_st_ = (call);                                             \
     if (ember_st_ != CUBLAS_STATUS_SUCCESS) {                                      \
       ::ember::detail::throw_cublas_error(ember_st_, #call, __FILE__, __LINE__);   \
+    }                                                                              \
+  } while (0)
+
+#define EMBER_CUDNN_CHECK(call)                                                    \
+  do {                                                                             \
+    cudnnStatus_t ember_st_ = (call);                                              \
+    if (ember_st_ != CUDNN_STATUS_SUCCESS) {                                       \
+      ::ember::detail::throw_cudnn_error(ember_st_, #call, __FILE__, __LINE__);    \
     }                                                                              \
   } while (0)
 

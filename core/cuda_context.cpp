@@ -1,13 +1,14 @@
 // Streams and cuBLAS handles, created lazily once per device and kept for the process.
-#include "core/cuda_context.h"
+#include "ember/core/cuda_context.h"
 
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "core/device.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/device.h"
 
 namespace ember::cuda {
 
@@ -17,9 +18,37 @@ struct DeviceContext {
   cudaStream_t compute = nullptr;
   cudaStream_t copy = nullptr;
   cublasHandle_t cublas = nullptr;
+  cudnnHandle_t cudnn = nullptr;
 };
 
 std::atomic<bool> g_allow_tf32{false};
+std::atomic<bool> g_cudnn_benchmark{false};
+std::atomic<bool> g_deterministic{false};
+
+// Note [Library versions]
+// libember is built against one cuDNN and cuBLAS, but the loader may find others at run
+// time. A different major version breaks the ABI; a different minor may change results
+// or speed. Say so plainly, once, instead of failing obscurely later.
+void check_library_versions() {
+  static const bool checked = [] {
+    const size_t cudnn_runtime = cudnnGetVersion();
+    if (cudnn_runtime / 10000 != CUDNN_VERSION / 10000 ||
+        (cudnn_runtime / 100) % 100 != (CUDNN_VERSION / 100) % 100) {
+      std::fprintf(stderr,
+                   "ember warning: built against cuDNN %d.%d.%d but loaded cuDNN %zu.%zu.%zu\n",
+                   CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL, cudnn_runtime / 10000,
+                   (cudnn_runtime / 100) % 100, cudnn_runtime % 100);
+    }
+    int cublas_runtime = 0;
+    if (cublasGetProperty(MAJOR_VERSION, &cublas_runtime) == CUBLAS_STATUS_SUCCESS &&
+        cublas_runtime != CUBLAS_VER_MAJOR) {
+      std::fprintf(stderr, "ember warning: built against cuBLAS %d but loaded cuBLAS %d\n",
+                   CUBLAS_VER_MAJOR, cublas_runtime);
+    }
+    return true;
+  }();
+  (void)checked;
+}
 
 DeviceContext& context(int device) {
   static std::mutex mu;
@@ -32,6 +61,7 @@ DeviceContext& context(int device) {
   if (contexts.empty()) contexts.resize(n);
   auto& ctx = contexts[device];
   if (!ctx) {
+    check_library_versions();
     DeviceGuard guard(device);
     auto c = std::make_unique<DeviceContext>();
     EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
@@ -40,6 +70,8 @@ DeviceContext& context(int device) {
     EMBER_CUBLAS_CHECK(cublasSetStream(c->cublas, c->compute));
     EMBER_CUBLAS_CHECK(cublasSetMathMode(
         c->cublas, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    EMBER_CUDNN_CHECK(cudnnCreate(&c->cudnn));
+    EMBER_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->compute));
     // Handles and streams live until the process ends: destroying them from a static
     // destructor can run after the driver has shut down.
     ctx = std::move(c);
@@ -58,6 +90,13 @@ cublasHandle_t cublas_handle(int device) {
       h, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
 }
+
+cudnnHandle_t cudnn_handle(int device) { return context(device).cudnn; }
+
+void set_cudnn_benchmark(bool on) { g_cudnn_benchmark = on; }
+bool cudnn_benchmark() { return g_cudnn_benchmark; }
+void set_deterministic(bool on) { g_deterministic = on; }
+bool deterministic() { return g_deterministic; }
 
 void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
 bool allow_tf32() { return g_allow_tf32; }

@@ -4,15 +4,25 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cudnn.h>
 #include <cuda_runtime_api.h>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember::cuda {
 
 EMBER_API cudaStream_t compute_stream(int device);
 EMBER_API cudaStream_t copy_stream(int device);
 EMBER_API cublasHandle_t cublas_handle(int device);
+EMBER_API cudnnHandle_t cudnn_handle(int device);
+
+// cuDNN algorithm choice: heuristics by default; measured search (cudnnFind*) when
+// benchmark mode is on, the result cached per shape (like torch.backends.cudnn.benchmark).
+EMBER_API void set_cudnn_benchmark(bool on);
+EMBER_API bool cudnn_benchmark();
+// Deterministic mode: deterministic cuDNN algorithms only.
+EMBER_API void set_deterministic(bool on);
+EMBER_API bool deterministic();
 
 // TF32 for float GEMMs: off by default (exact float32 results), switchable.
 EMBER_API void set_allow_tf32(bool allow);

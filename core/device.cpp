@@ -1,12 +1,12 @@
 // Device parsing and the one-time GPU probe.
-#include "core/device.h"
+#include "ember/core/device.h"
 
 #include <cuda_runtime_api.h>
 
 #include <mutex>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
 
 namespace ember {
 

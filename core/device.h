@@ -4,7 +4,7 @@
 #include <ostream>
 #include <string>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember {
 

@@ -1,7 +1,7 @@
 // DType names and sizes.
-#include "core/dtype.h"
+#include "ember/core/dtype.h"
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember {
 

@@ -5,7 +5,7 @@
 #include <ostream>
 #include <string>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember {
 

@@ -1,11 +1,11 @@
 // Out-of-line parts of core/error.h and core/cuda_check.h.
-#include "core/error.h"
+#include "ember/core/error.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
-#include "core/cuda_check.h"
+#include "ember/core/cuda_check.h"
 
 namespace ember::detail {
 
@@ -36,6 +36,16 @@ void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, i
                             cublasGetStatusString(st), "\n  in ", call, " at ", file, ":",
                             line, " (device ", current_device_or_minus_one(), ")");
   if (st == CUBLAS_STATUS_ALLOC_FAILED) throw OutOfMemoryError(msg);
+  throw CudaError(msg);
+}
+
+void throw_cudnn_error(cudnnStatus_t st, const char* call, const char* file, int line) {
+  char detail[512] = {0};
+  cudnnGetLastErrorString(detail, sizeof detail);
+  std::string msg = str_cat("cuDNN error ", cudnnGetErrorString(st), "\n  in ", call, " at ",
+                            file, ":", line, " (device ", current_device_or_minus_one(), ")",
+                            detail[0] != '\0' ? "\n  cuDNN says: " : "", detail);
+  if (st == CUDNN_STATUS_ALLOC_FAILED) throw OutOfMemoryError(msg);
   throw CudaError(msg);
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <utility>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember {
 

@@ -1,12 +1,12 @@
 // The finite-difference gradient checker.
-#include "core/grad_check.h"
+#include "ember/core/grad_check.h"
 
 #include <cmath>
 #include <random>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/ops.h"
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
 
 namespace ember {
 

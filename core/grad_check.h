@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/export.h"
-#include "core/tensor.h"
+#include "ember/core/export.h"
+#include "ember/core/tensor.h"
 
 namespace ember {
 

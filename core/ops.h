@@ -2,13 +2,14 @@
 // Names and semantics follow PyTorch's. Binary ops broadcast by NumPy rules.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "core/export.h"
-#include "core/tensor.h"
+#include "ember/core/export.h"
+#include "ember/core/tensor.h"
 
 namespace ember {
 
@@ -100,6 +101,45 @@ EMBER_API Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Te
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when `training`;
 // identity otherwise. Philox-based on both devices (seeded by manual_seed).
 EMBER_API Tensor dropout(const Tensor& x, double p = 0.5, bool training = true);
+
+// --- convolution, pooling, normalization (core/ops/conv.cpp, pool.cpp, norm.cpp) -------------
+// cuDNN on the GPU, im2col + GEMM (and plain loops) on the CPU.
+struct Conv2dParams {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};   // symmetric zero padding (top/bottom, left/right)
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+  // "same" output size for stride 1: the padding is computed from the kernel and
+  // dilation, with the odd extra pixel on the bottom/right as PyTorch does.
+  bool same = false;
+};
+// x [N, C, H, W], weight [O, C / groups, kH, kW], bias [O] (may be undefined) -> [N, O, H', W'].
+EMBER_API Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                        Conv2dParams params = {});
+
+struct Pool2dParams {
+  std::array<int64_t, 2> kernel{2, 2};
+  std::array<int64_t, 2> stride{0, 0};   // 0 means "equal to the kernel", like PyTorch's None
+  std::array<int64_t, 2> padding{0, 0};
+  bool ceil_mode = false;
+  bool count_include_pad = true;         // avg pooling only
+};
+EMBER_API Tensor max_pool2d(const Tensor& x, Pool2dParams params = {});
+EMBER_API Tensor avg_pool2d(const Tensor& x, Pool2dParams params = {});
+// x [N, C, H, W] -> [N, C, out_h, out_w] with PyTorch's adaptive bin boundaries.
+EMBER_API Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
+
+// x [N, C] or [N, C, L] or [N, C, H, W]. In training mode normalizes with the batch
+// statistics and updates running_mean/running_var in place (if defined) with `momentum`
+// (PyTorch's convention: new = (1 - momentum) * old + momentum * batch, unbiased var);
+// in eval mode uses the running statistics. weight/bias [C] may be undefined.
+EMBER_API Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& weight, const Tensor& bias, bool training,
+                            double momentum = 0.1, double eps = 1e-5);
+// Normalizes over the last normalized_shape.size() dims; weight/bias of normalized_shape.
+EMBER_API Tensor layer_norm(const Tensor& x, const Shape& normalized_shape,
+                            const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                            double eps = 1e-5);
 
 // --- operators ----------------------------------------------------------------------------
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }

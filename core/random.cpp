@@ -1,9 +1,9 @@
 // Generators: the CPU engine and the per-device Philox offsets.
-#include "core/random.h"
+#include "ember/core/random.h"
 
 #include <sstream>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember {
 

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/export.h"
+#include "ember/core/device.h"
+#include "ember/core/export.h"
 
 namespace ember {
 

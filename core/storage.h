@@ -8,8 +8,8 @@
 #include <functional>
 #include <memory>
 
-#include "core/device.h"
-#include "core/export.h"
+#include "ember/core/device.h"
+#include "ember/core/export.h"
 
 namespace ember {
 

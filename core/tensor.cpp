@@ -1,6 +1,6 @@
 // Tensor: storage allocation, creation, metadata, device/dtype conversion, in-place
 // updates and printing. Views and math live in core/ops/.
-#include "core/tensor.h"
+#include "ember/core/tensor.h"
 
 #include <cuda_runtime_api.h>
 
@@ -8,18 +8,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iomanip>
+#include <algorithm>
 #include <sstream>
 
-#include "core/autograd.h"
-#include "core/cuda_check.h"
-#include "core/cuda_context.h"
-#include "core/memory/cuda_memory.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "core/random.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cuda/elementwise.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/cuda_context.h"
+#include "ember/core/memory/cuda_memory.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/core/random.h"
+#include "ember/kernels/cpu/elementwise.h"
+#include "ember/kernels/cuda/elementwise.cuh"
 
 namespace ember {
 
@@ -162,7 +162,12 @@ static Tensor random_tensor(const Shape& shape, TensorOptions opts, Dist dist, c
 }
 
 Tensor rand(const Shape& shape, TensorOptions opts) {
-  return random_tensor(shape, opts, std::uniform_real_distribution<double>(0.0, 1.0), "rand");
+  // A double draw just below 1 rounds to 1.0f; keep float32 draws inside [0, 1) as well.
+  const double top = opts.dtype == kFloat32 ? std::nextafter(1.0f, 0.0f) : std::nextafter(1.0, 0.0);
+  return random_tensor(shape, opts,
+                       [uniform = std::uniform_real_distribution<double>(0.0, 1.0),
+                        top](std::mt19937_64& gen) mutable { return std::min(uniform(gen), top); },
+                       "rand");
 }
 Tensor randn(const Shape& shape, TensorOptions opts) {
   return random_tensor(shape, opts, std::normal_distribution<double>(0.0, 1.0), "randn");
@@ -170,15 +175,24 @@ Tensor randn(const Shape& shape, TensorOptions opts) {
 
 // --- metadata -------------------------------------------------------------------------
 
+// wrap_dim lets a rank-0 tensor name dim 0 (for ops like sum(dim=0)), but it has no size
+// or stride to read there.
+static int64_t indexable_dim(int64_t dim, int64_t rank, const char* op) {
+  EMBER_CHECK_T(ShapeError, rank > 0, op, ": dimension ", dim,
+                " is out of range for a tensor of rank 0 (it has no dimensions)");
+  return detail::wrap_dim(dim, rank, op);
+}
+
 int64_t Tensor::size(int64_t dim) const {
-  return impl().sizes[detail::wrap_dim(dim, this->dim(), "size")];
+  return impl().sizes[indexable_dim(dim, this->dim(), "size")];
 }
 
 int64_t Tensor::stride(int64_t dim) const {
-  return impl().strides[detail::wrap_dim(dim, this->dim(), "stride")];
+  return impl().strides[indexable_dim(dim, this->dim(), "stride")];
 }
 
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;  // no element to be out of place, as in PyTorch
   const auto& sz = impl().sizes;
   const auto& st = impl().strides;
   int64_t expected = 1;
@@ -251,7 +265,7 @@ static void copy_bytes(const Tensor& src, const Tensor& dst) {
   if (nbytes == 0) return;
   const Device s = src.device(), d = dst.device();
   if (s.is_cpu() && d.is_cpu()) {
-    std::memcpy(dst.data_ptr(), src.data_ptr(), nbytes);
+    std::memmove(dst.data_ptr(), src.data_ptr(), nbytes);  // views of one storage may overlap
   } else if (s.is_cpu()) {
     cudaStream_t stream = cuda::compute_stream(d.index());
     cuda::DeviceGuard guard(d.index());
@@ -382,6 +396,9 @@ Tensor& Tensor::copy_(const Tensor& src) {
   {
     NoGradGuard no_grad;
     s = src.to(device()).to(dtype()).expand(shape()).contiguous();
+    // A source that aliases the destination (x.t().copy_(x)) would be read after parts of
+    // it were overwritten; read all of it first.
+    if (s.impl().storage == impl().storage && !s.is_same(*this)) s = s.clone();
   }
   if (is_contiguous()) {
     copy_bytes(s, *this);
@@ -399,6 +416,8 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  detail::check_defined(other, "add_", "other");
+  detail::prepare_inplace(*this, "add_");
   Tensor r;
   {
     NoGradGuard no_grad;
@@ -409,6 +428,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
 }
 
 Tensor& Tensor::mul_(double value) {
+  detail::prepare_inplace(*this, "mul_");
   Tensor r;
   {
     NoGradGuard no_grad;
@@ -437,63 +457,126 @@ Tensor Tensor::sqrt() const { return ember::sqrt(*this); }
 
 namespace {
 
-// Formats like PyTorch: integers-valued floats as "1.", otherwise 4 decimals, or
-// scientific notation when magnitudes span too much; every element padded to one width.
+// Note [Printing like PyTorch]
+// operator<< follows torch/_tensor_str.py so that output can be compared by eye (or by
+// string) with PyTorch's. One formatter serves the whole tensor. It is built from the
+// elements that are shown: all of them, or, past kSummarizeThreshold elements, the first
+// and last kEdgeItems along every dimension. For floats only the non-zero finite values
+// choose the mode -- "1." when all are integers, 4 decimals otherwise, scientific when
+// they span more than 1000x, exceed 1e8, or (non-integers) fall below 1e-4 -- and the
+// width every element is padded to; nan and inf never widen the columns. Rows wrap at
+// kLineWidth columns, and the suffixes (dtype=, grad_fn=, ...) move to their own line
+// when they would not fit.
+constexpr int64_t kSummarizeThreshold = 1000;
+constexpr int64_t kEdgeItems = 3;
+constexpr int64_t kLineWidth = 80;
+
 struct Formatter {
   bool floating = false;
-  bool int_valued = true;
+  bool is_bool = false;
+  bool int_mode = true;
   bool sci = false;
-  int width = 1;
+  size_t width = 1;
+  std::vector<double> fvals;   // floating dtypes
+  std::vector<int64_t> ivals;  // integer dtypes and bool, exact past 2^53
 
-  std::string format(double v) const {
+  std::string raw(int64_t k) const {
     char buf[64];
     if (!floating) {
-      std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
-    } else if (std::isnan(v)) {
-      std::snprintf(buf, sizeof buf, "nan");
-    } else if (std::isinf(v)) {
-      std::snprintf(buf, sizeof buf, v > 0 ? "inf" : "-inf");
-    } else if (sci) {
+      if (is_bool) return ivals[k] != 0 ? "True" : "False";
+      std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(ivals[k]));
+      return buf;
+    }
+    const double v = fvals[k];
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    if (sci) {
       std::snprintf(buf, sizeof buf, "%.4e", v);
-    } else if (int_valued) {
+    } else if (int_mode) {
       std::snprintf(buf, sizeof buf, "%.0f.", v);
     } else {
       std::snprintf(buf, sizeof buf, "%.4f", v);
     }
     return buf;
   }
+
+  std::string format(int64_t k) const {
+    std::string s = raw(k);
+    if (s.size() < width) s.insert(0, width - s.size(), ' ');
+    return s;
+  }
 };
 
-constexpr int64_t kSummarizeThreshold = 1000;
-constexpr int64_t kEdgeItems = 3;
-
-void print_rec(std::ostream& os, const std::vector<double>& vals, const Shape& shape,
-               const Shape& strides, int64_t dim, int64_t base, const Formatter& f,
-               bool summarize, int indent, bool is_bool) {
-  if (dim == static_cast<int64_t>(shape.size())) {
-    std::string s = is_bool ? (vals[base] != 0 ? "True" : "False") : f.format(vals[base]);
-    os << std::setw(f.width) << s;
+// Flat indices (into the contiguous values) of the elements that are shown.
+void shown_indices(const Shape& shape, const Shape& strides, size_t dim, int64_t base,
+                   bool summarize, std::vector<int64_t>* out) {
+  if (dim == shape.size()) {
+    out->push_back(base);
     return;
   }
-  os << "[";
   const int64_t n = shape[dim];
-  const bool last = dim + 1 == static_cast<int64_t>(shape.size());
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarize && n > 2 * kEdgeItems && i == kEdgeItems) i = n - kEdgeItems;
+    shown_indices(shape, strides, dim + 1, base + i * strides[dim], summarize, out);
+  }
+}
+
+void fit_formatter(Formatter& f, const std::vector<int64_t>& shown) {
+  if (!f.floating) {
+    for (int64_t k : shown) f.width = std::max(f.width, f.raw(k).size());
+    return;
+  }
+  std::vector<int64_t> nonzero_finite;
+  double min_abs = INFINITY, max_abs = 0;
+  for (int64_t k : shown) {
+    const double v = f.fvals[k];
+    if (!std::isfinite(v) || v == 0) continue;
+    nonzero_finite.push_back(k);
+    if (v != std::ceil(v)) f.int_mode = false;
+    min_abs = std::min(min_abs, std::fabs(v));
+    max_abs = std::max(max_abs, std::fabs(v));
+  }
+  if (nonzero_finite.empty()) return;
+  f.sci = max_abs / min_abs > 1000.0 || max_abs > 1.0e8 || (!f.int_mode && min_abs < 1.0e-4);
+  for (int64_t k : nonzero_finite) f.width = std::max(f.width, f.raw(k).size());
+}
+
+// The bracketed body of one (sub-)tensor starting at `base`; `indent` is the column of
+// its opening bracket.
+std::string body_str(const Formatter& f, const Shape& shape, const Shape& strides, size_t dim,
+                     int64_t base, int64_t indent, bool summarize) {
+  const size_t rank = shape.size();
+  const bool innermost = dim + 1 == rank;
+  const int64_t n = shape[dim];
+  std::vector<std::string> items;
   for (int64_t i = 0; i < n; ++i) {
     if (summarize && n > 2 * kEdgeItems && i == kEdgeItems) {
-      os << (last ? "..., " : "...,\n" + std::string(indent + 1, ' '));
+      items.emplace_back(innermost ? " ..." : "...");
       i = n - kEdgeItems;
     }
-    print_rec(os, vals, shape, strides, dim + 1, base + i * strides[dim], f, summarize,
-              indent + 1, is_bool);
-    if (i + 1 < n) {
-      if (last) {
-        os << ", ";
-      } else {
-        os << "," << std::string(shape.size() - dim - 1, '\n') << std::string(indent + 1, ' ');
-      }
+    const int64_t at = base + i * strides[dim];
+    items.push_back(innermost ? f.format(at)
+                              : body_str(f, shape, strides, dim + 1, at, indent + 1, summarize));
+  }
+  std::string out = "[";
+  const std::string wrap = ",\n" + std::string(static_cast<size_t>(indent + 1), ' ');
+  if (innermost) {
+    const int64_t per_line =
+        std::max<int64_t>(1, (kLineWidth - indent) / static_cast<int64_t>(f.width + 2));
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (k > 0) out += k % static_cast<size_t>(per_line) == 0 ? wrap : ", ";
+      out += items[k];
+    }
+  } else {
+    // Blocks of higher dimensions are set apart by one more blank line per level.
+    const std::string sep = "," + std::string(rank - dim - 1, '\n') +
+                            std::string(static_cast<size_t>(indent + 1), ' ');
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (k > 0) out += sep;
+      out += items[k];
     }
   }
-  os << "]";
+  return out + "]";
 }
 
 }  // namespace
@@ -506,49 +589,66 @@ std::string Tensor::str() const {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "tensor(undefined)";
+  const std::string prefix = "tensor(";
+  const int64_t indent = static_cast<int64_t>(prefix.size());
+  Formatter f;
+  f.floating = is_floating(t.dtype());
+  f.is_bool = t.dtype() == kBool;
   Tensor c;
   {
     NoGradGuard no_grad;
-    c = t.detach().to(Device::cpu()).to(kFloat64).contiguous();
+    c = t.detach().to(Device::cpu()).to(f.floating ? kFloat64 : kInt64).contiguous();
   }
-  const double* p = c.data<double>();
-  std::vector<double> vals(p, p + c.numel());
-  Formatter f;
-  f.floating = is_floating(t.dtype());
-  const bool is_bool = t.dtype() == kBool;
-  double max_abs = 0, min_abs = INFINITY;
-  for (double v : vals) {
-    if (!std::isfinite(v)) continue;
-    if (v != std::floor(v)) f.int_valued = false;
-    max_abs = std::max(max_abs, std::fabs(v));
-    if (v != 0) min_abs = std::min(min_abs, std::fabs(v));
-  }
-  if (f.floating && (max_abs >= 1e8 || (min_abs < 1e-4 && !f.int_valued) ||
-                     (max_abs / min_abs > 1000 && !f.int_valued && min_abs != INFINITY))) {
-    f.sci = true;
+  if (f.floating) {
+    f.fvals = c.to_vector<double>();
+  } else {
+    f.ivals = c.to_vector<int64_t>();
   }
   const bool summarize = c.numel() > kSummarizeThreshold;
-  for (double v : vals) {
-    const int w = static_cast<int>(is_bool ? (v != 0 ? 4 : 5) : f.format(v).size());
-    f.width = std::max(f.width, w);
-  }
-  os << "tensor(";
-  if (t.dim() == 0) {
-    os << (is_bool ? (vals[0] != 0 ? "True" : "False") : f.format(vals[0]));
+  std::vector<int64_t> shown;
+  shown_indices(c.shape(), c.strides(), 0, 0, summarize, &shown);
+  fit_formatter(f, shown);
+
+  std::vector<std::string> suffixes;
+  if (t.is_cuda()) suffixes.push_back("device='" + t.device().str() + "'");
+  std::string body;
+  const bool default_dtype = t.dtype() == kFloat32 || t.dtype() == kInt64 || t.dtype() == kBool;
+  if (t.numel() == 0) {
+    body = "[]";
+    if (t.dim() != 1) {
+      std::string size = "size=(";
+      for (int64_t d = 0; d < t.dim(); ++d) size += (d ? ", " : "") + std::to_string(t.size(d));
+      suffixes.push_back(size + ")");
+    }
+    // No element shows what kind of numbers these are.
+    if (t.dtype() != kFloat32) suffixes.push_back(std::string("dtype=") + dtype_name(t.dtype()));
   } else {
-    print_rec(os, vals, c.shape(), c.strides(), 0, 0, f, summarize, 7, is_bool);
+    body = t.dim() == 0 ? f.format(0)
+                        : body_str(f, c.shape(), c.strides(), 0, 0, indent, summarize);
+    if (!default_dtype) suffixes.push_back(std::string("dtype=") + dtype_name(t.dtype()));
   }
-  if (t.is_cuda()) os << ", device='" << t.device().str() << "'";
-  if (t.dtype() != kFloat32 && t.dtype() != kInt64 && t.dtype() != kBool) {
-    os << ", dtype=" << dtype_name(t.dtype());
-  }
-  if (t.numel() == 0 && t.dim() != 1) os << ", size=" << shape_str(t.shape());
   if (t.grad_fn()) {
-    os << ", grad_fn=<" << t.grad_fn()->name() << ">";
+    suffixes.push_back("grad_fn=<" + t.grad_fn()->name() + ">");
   } else if (t.requires_grad()) {
-    os << ", requires_grad=True";
+    suffixes.push_back("requires_grad=True");
   }
-  return os << ")";
+
+  std::string out = prefix + body;
+  const size_t nl = out.rfind('\n');
+  // PyTorch's measure of the last line, kept as is so that suffixes wrap where its do.
+  int64_t last_line = static_cast<int64_t>(nl == std::string::npos ? out.size() + 2
+                                                                   : out.size() - nl + 1);
+  for (const std::string& suffix : suffixes) {
+    const int64_t len = static_cast<int64_t>(suffix.size());
+    if (last_line + len + 2 > kLineWidth) {
+      out += ",\n" + std::string(static_cast<size_t>(indent), ' ') + suffix;
+      last_line = indent + len;
+    } else {
+      out += ", " + suffix;
+      last_line += len + 2;
+    }
+  }
+  return os << out << ")";
 }
 
 }  // namespace ember

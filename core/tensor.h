@@ -10,11 +10,11 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
-#include "core/dtype.h"
-#include "core/error.h"
-#include "core/export.h"
-#include "core/storage.h"
+#include "ember/core/device.h"
+#include "ember/core/dtype.h"
+#include "ember/core/error.h"
+#include "ember/core/export.h"
+#include "ember/core/storage.h"
 
 namespace ember {
 

@@ -7,9 +7,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "core/error.h"
-#include "kernels/hd.h"
-#include "kernels/op_kinds.h"
+#include "ember/core/error.h"
+#include "ember/kernels/hd.h"
+#include "ember/kernels/op_kinds.h"
 
 namespace ember::kernels::math {
 

@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "kernels/hd.h"
-#include "kernels/op_kinds.h"
+#include "ember/kernels/hd.h"
+#include "ember/kernels/op_kinds.h"
 
 namespace ember::kernels {
 

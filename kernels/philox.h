@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "kernels/hd.h"
+#include "ember/kernels/hd.h"
 
 namespace ember::kernels {
 

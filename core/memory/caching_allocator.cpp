@@ -1,13 +1,13 @@
 // The caching allocator's bookkeeping: free-block pools, splitting and coalescing,
 // deferred reuse across streams, and the out-of-memory path.
-#include "core/memory/caching_allocator.h"
+#include "ember/core/memory/caching_allocator.h"
 
 #include <algorithm>
 #include <cstdio>
 #include <limits>
 #include <unordered_set>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember::memory {
 

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember::memory {
 

@@ -1,6 +1,6 @@
 // cudaMalloc segments and CUDA events behind the caching allocator, the cudaMallocAsync
 // backend, the per-device allocators, and the public ember::cuda memory functions.
-#include "core/memory/cuda_allocator.h"
+#include "ember/core/memory/cuda_allocator.h"
 
 #include <algorithm>
 #include <array>
@@ -9,10 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/cuda_check.h"
-#include "core/cuda_context.h"
-#include "core/device.h"
-#include "core/error.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/cuda_context.h"
+#include "ember/core/device.h"
+#include "ember/core/error.h"
 
 namespace ember::memory {
 

@@ -8,9 +8,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/export.h"
-#include "core/memory/caching_allocator.h"
-#include "core/memory/cuda_memory.h"
+#include "ember/core/export.h"
+#include "ember/core/memory/caching_allocator.h"
+#include "ember/core/memory/cuda_memory.h"
 
 namespace ember::memory {
 

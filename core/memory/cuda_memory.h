@@ -5,8 +5,8 @@
 #include <cstddef>
 #include <string>
 
-#include "core/export.h"
-#include "core/memory/caching_allocator.h"
+#include "ember/core/export.h"
+#include "ember/core/memory/caching_allocator.h"
 
 namespace ember::cuda {
 

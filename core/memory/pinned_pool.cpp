@@ -1,16 +1,16 @@
 // The pinned host pool: power-of-two bins over cudaHostAlloc, with a malloc fallback.
 // See Note [Pinned pool policy].
-#include "core/memory/pinned_pool.h"
+#include "ember/core/memory/pinned_pool.h"
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cstdlib>
 
-#include "core/cuda_check.h"
-#include "core/device.h"
-#include "core/error.h"
-#include "core/memory/caching_allocator.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/device.h"
+#include "ember/core/error.h"
+#include "ember/core/memory/caching_allocator.h"
 
 namespace ember::memory {
 

@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember::memory {
 

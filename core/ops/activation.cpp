@@ -1,10 +1,10 @@
 // Activations: relu, leaky_relu, sigmoid, tanh, gelu (through the shared unary kernels)
 // and softmax / log_softmax along a dimension.
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "kernels/cpu/reduce.h"
-#include "kernels/cuda/reduce.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/reduce.h"
+#include "ember/kernels/cuda/reduce.cuh"
 
 namespace ember {
 

@@ -1,11 +1,11 @@
 // Dropout: a Philox mask (cuRAND on the GPU, the same counter-based generator family on
 // the CPU) multiplied into the input; the backward is the multiplication's.
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "core/random.h"
-#include "kernels/cpu/loss.h"
-#include "kernels/cuda/loss.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/core/random.h"
+#include "ember/kernels/cpu/loss.h"
+#include "ember/kernels/cuda/loss.cuh"
 
 namespace ember {
 

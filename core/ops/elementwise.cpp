@@ -3,11 +3,11 @@
 #include <cmath>
 #include <limits>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cuda/elementwise.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/elementwise.h"
+#include "ember/kernels/cuda/elementwise.cuh"
 
 namespace ember {
 
@@ -106,15 +106,28 @@ Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> m
   return detail::unary(x, UnaryOp::Clamp, {lo, hi}, "clamp");
 }
 
+namespace {
+
+// An integer tensor meets a scalar as a rank-0 tensor of its own dtype. ember does no type
+// promotion, so a scalar with a fraction (int * 2.5) is refused instead of truncated.
+Tensor integer_scalar(const Tensor& a, double b, const char* op) {
+  EMBER_CHECK_T(DTypeError, std::isfinite(b) && b == std::trunc(b), op, ": scalar ", b,
+                " is not a whole number and ", detail::describe(a),
+                " is an integer tensor (no type promotion); convert it with .to(kFloat32) first");
+  return full({}, b, {.dtype = a.dtype(), .device = a.device()});
+}
+
+}  // namespace
+
 Tensor add(const Tensor& a, double b) {
   detail::check_defined(a, "add");
-  if (!is_floating(a.dtype())) return add(a, full({}, b, {.dtype = a.dtype(), .device = a.device()}));
+  if (!is_floating(a.dtype())) return add(a, integer_scalar(a, b, "add"));
   return detail::unary(a, UnaryOp::AddScalar, {b, 0.0}, "add");
 }
 
 Tensor mul(const Tensor& a, double b) {
   detail::check_defined(a, "mul");
-  if (!is_floating(a.dtype())) return mul(a, full({}, b, {.dtype = a.dtype(), .device = a.device()}));
+  if (!is_floating(a.dtype())) return mul(a, integer_scalar(a, b, "mul"));
   return detail::unary(a, UnaryOp::MulScalar, {b, 0.0}, "mul");
 }
 

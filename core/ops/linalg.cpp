@@ -1,11 +1,11 @@
 // matmul (1-D, 2-D and batched 3-D) and linear, through OpenBLAS on the CPU and cuBLAS
 // on the GPU. Transposed views are passed to the GEMM as transpose flags, not copied.
-#include "core/autograd.h"
-#include "core/cuda_context.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "kernels/cpu/gemm.h"
-#include "kernels/cublas/gemm.h"
+#include "ember/core/autograd.h"
+#include "ember/core/cuda_context.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/gemm.h"
+#include "ember/kernels/cublas/gemm.h"
 
 namespace ember {
 
@@ -105,7 +105,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   EMBER_CHECK_T(ShapeError, ra >= 1 && ra <= 3 && rb >= 1 && rb <= 3, "matmul: supports tensors of "
                 "rank 1 to 3, got shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()));
   // Vectors become matrices and the extra dimension is dropped afterwards, like NumPy.
+  // Checked here so that the message names the caller's shapes, not the unsqueezed ones.
   if (ra == 1 || rb == 1) {
+    const int64_t k_a = a.size(-1), k_b = b.size(rb == 1 ? 0 : -2);
+    EMBER_CHECK_T(ShapeError, k_a == k_b, "matmul: shapes ", shape_str(a.shape()), " and ",
+                  shape_str(b.shape()), " cannot be multiplied (", k_a, " != ", k_b, ")");
     Tensor a2 = ra == 1 ? a.unsqueeze(0) : a;
     Tensor b2 = rb == 1 ? b.unsqueeze(1) : b;
     Tensor y = matmul(a2, b2);
@@ -130,9 +134,11 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
                        if (gb) {
                          Tensor aa = sa.unpack();
                          if (ra == 3 && rb == 2) {
-                           // Shared b: sum over the batch as one GEMM on flattened rows.
-                           Tensor a2 = aa.reshape({-1, aa.size(-1)});
-                           db = matmul_forward(a2.t(), g[0].reshape({-1, g[0].size(-1)}));
+                           // Shared b: sum over the batch as one GEMM on flattened rows
+                           // (row counts spelled out: -1 cannot be inferred when K or N is 0).
+                           const int64_t rows = aa.size(0) * aa.size(1);
+                           Tensor a2 = aa.reshape({rows, aa.size(2)});
+                           db = matmul_forward(a2.t(), g[0].reshape({rows, g[0].size(2)}));
                          } else {
                            db = matmul_forward(aa.transpose(-1, -2), g[0]);
                            if (rb == 2 && ra == 3) db = sum(db, {0});
@@ -162,13 +168,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   // x: [*, in] -> [N, in]; y = x w^T + b: [N, out]
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(out_features);
-  Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, x.size(-1)});
-  const int64_t n_rows = x2.size(0);
+  // The row count is spelled out: -1 cannot be inferred when in_features is 0.
+  int64_t n_rows = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) n_rows *= x.size(d);
+  Tensor x2 = x.dim() == 2 ? x : x.reshape({n_rows, x.size(-1)});
   Tensor y;
   {
     NoGradGuard no_grad;
     // The bias is written first and the GEMM accumulates onto it (beta = 1): one pass.
-    y = bias.defined() ? bias.detach().unsqueeze(0).expand({n_rows, out_features}).contiguous()
+    // clone(), not contiguous(): for one row the expanded bias is already contiguous, and
+    // contiguous() would hand back the bias itself for the GEMM to accumulate into.
+    y = bias.defined() ? bias.detach().unsqueeze(0).expand({n_rows, out_features}).clone()
                        : detail::empty_on({n_rows, out_features}, x.dtype(), x.device());
     if (y.numel() > 0) {
       GemmOperand w_t = gemm_operand(weight.detach());
@@ -184,8 +194,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     autograd::record("linear", {x, weight, bias}, {y},
                      [gx, gw, gb, sx = autograd::SavedTensor(gw ? x2 : Tensor(), "linear"),
                       sw = autograd::SavedTensor(gx ? weight : Tensor(), "linear"),
-                      x_shape = x.shape(), out_features](std::vector<Tensor>& g) {
-                       Tensor g2 = g[0].reshape({-1, out_features});  // [N, out]
+                      x_shape = x.shape(), n_rows, out_features](std::vector<Tensor>& g) {
+                       Tensor g2 = g[0].reshape({n_rows, out_features});  // [N, out]
                        Tensor dx, dw, db;
                        if (gx) dx = matmul_forward(g2, sw.unpack()).reshape(x_shape);  // [N, in]
                        if (gw) dw = matmul_forward(g2.t(), sx.unpack());               // [out, in]

@@ -2,12 +2,12 @@
 // cross-entropy (on probabilities and on logits). Each records one backward node.
 #include <cuda_runtime_api.h>
 
-#include "core/autograd.h"
-#include "core/cuda_check.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "kernels/cpu/loss.h"
-#include "kernels/cuda/loss.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/loss.h"
+#include "ember/kernels/cuda/loss.cuh"
 
 namespace ember {
 

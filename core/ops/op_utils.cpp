@@ -1,5 +1,5 @@
 // Shared checks and index builders for core/ops/.
-#include "core/ops/op_utils.h"
+#include "ember/core/ops/op_utils.h"
 
 namespace ember::detail {
 

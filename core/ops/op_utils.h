@@ -6,11 +6,11 @@
 
 #include <string>
 
-#include "core/autograd.h"
-#include "core/cuda_context.h"
-#include "core/error.h"
-#include "core/tensor.h"
-#include "kernels/op_kinds.h"
+#include "ember/core/autograd.h"
+#include "ember/core/cuda_context.h"
+#include "ember/core/error.h"
+#include "ember/core/tensor.h"
+#include "ember/kernels/op_kinds.h"
 
 namespace ember::detail {
 

@@ -2,11 +2,11 @@
 // argmax/argmin.
 #include <algorithm>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "kernels/cpu/reduce.h"
-#include "kernels/cuda/reduce.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/reduce.h"
+#include "ember/kernels/cuda/reduce.cuh"
 
 namespace ember {
 
@@ -88,6 +88,9 @@ Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims, bool 
 Tensor sum_mean(const Tensor& x_in, const std::vector<int64_t>& dims_in, bool keepdim, bool mean,
                 bool all) {
   const char* name = mean ? "mean" : "sum";
+  // An empty dim list reduces everything, as PyTorch's sum(x, dim=[]) does (reducing
+  // nothing would make the result an alias of x's storage).
+  all = all || dims_in.empty();
   Tensor x = reducible(x_in, name, !mean);
   std::vector<int64_t> dims;
   if (all) {

@@ -2,11 +2,11 @@
 // slice, select, squeeze/unsqueeze, expand, flatten; and contiguous/clone, which copy.
 #include <numeric>
 
-#include "core/autograd.h"
-#include "core/ops.h"
-#include "core/ops/op_utils.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cuda/elementwise.cuh"
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/elementwise.h"
+#include "ember/kernels/cuda/elementwise.cuh"
 
 namespace ember {
 
@@ -70,14 +70,16 @@ Shape infer_shape(const Shape& shape, int64_t numel, const char* op, const Shape
   return out;
 }
 
-// Strides that let `new_shape` view a tensor of `sizes`/`strides`, or empty when the
-// memory layout does not allow it (then reshape copies). Groups old dimensions into
+// Puts in `out` the strides that let `new_shape` view a tensor of `sizes`/`strides`;
+// false when the memory layout does not allow it (then reshape copies). Groups old dimensions into
 // contiguous chunks and splits each chunk over the new dimensions that cover it.
 bool view_strides(const Shape& sizes, const Shape& strides, const Shape& new_shape,
                   Shape* out) {
   const int64_t numel = shape_numel(sizes);
   out->assign(new_shape.size(), 1);
-  if (numel == 0) {
+  // An empty tensor views as any shape of zero elements, and a rank-0 tensor (no strides
+  // to group into chunks) as any shape of ones: both take contiguous strides.
+  if (numel == 0 || sizes.empty()) {
     int64_t s = 1;
     for (int64_t i = static_cast<int64_t>(new_shape.size()) - 1; i >= 0; --i) {
       (*out)[i] = s;
@@ -85,6 +87,8 @@ bool view_strides(const Shape& sizes, const Shape& strides, const Shape& new_sha
     }
     return true;
   }
+  // A rank-0 tensor (one element) views as any all-ones shape; the walk below needs a dim.
+  if (sizes.empty()) return true;
   int64_t view_d = static_cast<int64_t>(new_shape.size()) - 1;
   int64_t chunk_base_stride = strides.empty() ? 1 : strides.back();
   int64_t tensor_numel = 1, view_numel = 1;
@@ -278,6 +282,8 @@ Tensor Tensor::expand(const Shape& shape_) const {
       continue;
     }
     const int64_t have = size(td);
+    EMBER_CHECK_T(ShapeError, want >= -1, "expand: invalid size ", want, " at dimension ", d,
+                  " (target ", shape_str(shape_), ")");
     if (want == -1 || want == have) {
       sz[d] = have;
       st[d] = stride(td);

@@ -1,13 +1,13 @@
 // CPU elementwise kernels: plain loops over the shared math of kernels/elementwise_math.h
 // and the shared indexing of kernels/index_math.h. The reference for kernels/cuda.
-#include "kernels/cpu/elementwise.h"
+#include "ember/kernels/cpu/elementwise.h"
 
 #include <cstring>
 #include <type_traits>
 
-#include "core/error.h"
-#include "kernels/elementwise_math.h"
-#include "kernels/index_math.h"
+#include "ember/core/error.h"
+#include "ember/kernels/elementwise_math.h"
+#include "ember/kernels/index_math.h"
 
 namespace ember::kernels::cpu {
 

@@ -1,12 +1,12 @@
 // CPU GEMM through OpenBLAS (cblas), row-major, batched by a loop. The reference every
 // GPU GEMM is tested against.
-#include "kernels/cpu/gemm.h"
+#include "ember/kernels/cpu/gemm.h"
 
 #include <cblas.h>
 
 #include <limits>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember::kernels::cpu {
 

@@ -1,13 +1,13 @@
 // CPU loss kernels (cross-entropy, NLL, pointwise losses) and the dropout mask, built on
 // the shared math of kernels/loss_math.h and kernels/philox.h.
-#include "kernels/cpu/loss.h"
+#include "ember/kernels/cpu/loss.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
-#include "kernels/loss_math.h"
-#include "kernels/philox.h"
+#include "ember/core/error.h"
+#include "ember/kernels/loss_math.h"
+#include "ember/kernels/philox.h"
 
 namespace ember::kernels::cpu {
 namespace {

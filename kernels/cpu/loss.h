@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "kernels/op_kinds.h"
+#include "ember/kernels/op_kinds.h"
 
 namespace ember::kernels::cpu {
 

@@ -1,13 +1,13 @@
 // CPU reductions over the middle axis of [outer, n, inner], the max/min index backward and
 // softmax / log-softmax: the reference the CUDA kernels are tested against.
-#include "kernels/cpu/reduce.h"
+#include "ember/kernels/cpu/reduce.h"
 
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
 #include <vector>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember::kernels::cpu {
 namespace {

@@ -1,13 +1,13 @@
 // Row-major float GEMM on cuBLAS (column-major) via C^T = op(B)^T op(A)^T; same contract
 // and same edge cases (k == 0, empty sizes) as kernels/cpu/gemm.cpp.
-#include "kernels/cublas/gemm.h"
+#include "ember/kernels/cublas/gemm.h"
 
 #include <cuda_runtime_api.h>
 
 #include <limits>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
 
 namespace ember::kernels::cublas {
 

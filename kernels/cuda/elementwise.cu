@@ -1,15 +1,15 @@
 // CUDA elementwise kernels, the twins of kernels/cpu/elementwise.cpp: the arithmetic is
 // the shared kernels/elementwise_math.h; this file adds only indexing and launches.
-#include "kernels/cuda/elementwise.cuh"
+#include "ember/kernels/cuda/elementwise.cuh"
 
 #include <cstdint>
 #include <type_traits>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
-#include "kernels/cuda/launch.cuh"
-#include "kernels/elementwise_math.h"
-#include "kernels/index_math.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cuda/launch.cuh"
+#include "ember/kernels/elementwise_math.h"
+#include "ember/kernels/index_math.h"
 
 namespace ember::kernels::cuda {
 

@@ -1,6 +1,6 @@
 // CUDA loss kernels (fused log-softmax + NLL, NLL, pointwise losses) and the dropout
 // mask. The per-element math comes from kernels/loss_math.h, shared with kernels/cpu.
-#include "kernels/cuda/loss.cuh"
+#include "ember/kernels/cuda/loss.cuh"
 
 #include <cub/block/block_reduce.cuh>
 #include <curand_kernel.h>
@@ -8,9 +8,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/error.h"
-#include "kernels/cuda/launch.cuh"
-#include "kernels/loss_math.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cuda/launch.cuh"
+#include "ember/kernels/loss_math.h"
 
 namespace ember::kernels::cuda {
 namespace {

@@ -1,15 +1,15 @@
 // CUDA reductions over the middle axis of [outer, n, inner], the max/min index backward
 // and softmax / log-softmax. A contiguous axis (inner == 1) gets one block per row with
 // CUB block reductions; a strided one gets one thread per output column.
-#include "kernels/cuda/reduce.cuh"
+#include "ember/kernels/cuda/reduce.cuh"
 
 #include <cub/block/block_reduce.cuh>
 
 #include <cmath>
 #include <type_traits>
 
-#include "core/error.h"
-#include "kernels/cuda/launch.cuh"
+#include "ember/core/error.h"
+#include "ember/kernels/cuda/launch.cuh"
 
 namespace ember::kernels::cuda {
 namespace {

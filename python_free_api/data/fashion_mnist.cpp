@@ -1,11 +1,12 @@
 // Fashion-MNIST loading: IDX arrays turned into float images and int64 labels.
-#include "python_free_api/data/fashion_mnist.h"
+#include "ember/python_free_api/data/fashion_mnist.h"
 
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
-#include "core/ops.h"
-#include "python_free_api/data/idx.h"
+#include "ember/core/ops.h"
+#include "ember/python_free_api/data/idx.h"
 
 namespace ember::data {
 
@@ -14,7 +15,9 @@ std::string default_fashion_mnist_dir() {
   return env != nullptr && *env != '\0' ? env : "/usr/share/datasets/fashion-mnist";
 }
 
-FashionMNIST::FashionMNIST(const std::string& root, Split split) {
+namespace {
+
+Batch load_fashion_mnist(const std::string& root, Split split) {
   const std::string prefix = split == Split::Train ? "train" : "t10k";
   IdxDataset ds = read_idx_pair(find_idx_file(root, prefix + "-images-idx3-ubyte"),
                                 find_idx_file(root, prefix + "-labels-idx1-ubyte"), 10);
@@ -22,11 +25,17 @@ FashionMNIST::FashionMNIST(const std::string& root, Split split) {
   const int64_t n = d[0];
   Tensor raw = Tensor::empty({n, 1, d[1], d[2]}, {.dtype = kUInt8});
   std::memcpy(raw.data_ptr(), ds.images.data.data(), ds.images.data.size());
-  images_ = mul(raw.to(kFloat32), 1.0 / 255.0);
   Tensor lab = Tensor::empty({n}, {.dtype = kUInt8});
   std::memcpy(lab.data_ptr(), ds.labels.data.data(), ds.labels.data.size());
-  labels_ = lab.to(kInt64);
+  return {mul(raw.to(kFloat32), 1.0 / 255.0), lab.to(kInt64)};
 }
+
+}  // namespace
+
+FashionMNIST::FashionMNIST(const std::string& root, Split split)
+    : FashionMNIST(load_fashion_mnist(root, split)) {}
+
+FashionMNIST::FashionMNIST(Batch loaded) : TensorDataset(std::move(loaded.x), std::move(loaded.y)) {}
 
 const std::vector<std::string>& FashionMNIST::classes() {
   static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress",

@@ -1,12 +1,13 @@
 // Fashion-MNIST (and MNIST, same format) as tensors, read from the IDX files directly
-// (plain or .gz).
+// (plain or .gz); a TensorDataset, so it feeds a DataLoader as it is.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "core/export.h"
-#include "core/tensor.h"
+#include "ember/core/export.h"
+#include "ember/core/tensor.h"
+#include "ember/python_free_api/data/dataset.h"
 
 namespace ember::data {
 
@@ -16,21 +17,20 @@ enum class Split { Train, Test };
 // in the environment overrides it.
 EMBER_API std::string default_fashion_mnist_dir();
 
-class EMBER_API FashionMNIST {
+class EMBER_API FashionMNIST : public TensorDataset {
  public:
   // Reads train-* or t10k-* {images-idx3,labels-idx1}-ubyte[.gz] under `root`.
   FashionMNIST(const std::string& root, Split split);
 
   // float32 [N, 1, 28, 28], pixels scaled to [0, 1].
-  const Tensor& images() const { return images_; }
+  const Tensor& images() const { return x(); }
   // int64 [N], class indices 0..9.
-  const Tensor& labels() const { return labels_; }
-  int64_t size() const { return labels_.numel(); }
+  const Tensor& labels() const { return y(); }
+  // size() (the number of samples) comes from TensorDataset.
   static const std::vector<std::string>& classes();
 
  private:
-  Tensor images_;
-  Tensor labels_;
+  explicit FashionMNIST(Batch loaded);
 };
 
 }  // namespace ember::data

@@ -1,6 +1,6 @@
 // IDX reader: header checks, overflow-checked sizes, raw or gzip input streamed through
 // zlib, big-endian to native conversion.
-#include "python_free_api/data/idx.h"
+#include "ember/python_free_api/data/idx.h"
 
 #include <sys/stat.h>
 #include <zlib.h>
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace ember::data {
 

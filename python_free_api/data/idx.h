@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "core/export.h"
+#include "ember/core/export.h"
 
 namespace ember::data {
 

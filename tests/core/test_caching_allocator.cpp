@@ -1,6 +1,6 @@
 // CachingAllocator's bookkeeping against a fake segment source (fake addresses, a set
 // capacity) and fake events completed by hand; no GPU involved.
-#include "core/memory/caching_allocator.h"
+#include "ember/core/memory/caching_allocator.h"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // The real allocators on a GPU: cudaMalloc-backed CachingAllocator, the public
 // ember::cuda memory functions and the cudaMallocAsync backend. Skipped without a GPU.
-#include "core/memory/cuda_allocator.h"
+#include "ember/core/memory/cuda_allocator.h"
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
-#include "core/memory/cuda_memory.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+#include "ember/core/memory/cuda_memory.h"
 
 namespace {
 

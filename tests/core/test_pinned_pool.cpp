@@ -1,6 +1,6 @@
 // PinnedPool's bins, reuse, fallback and stats against a fake source; and the global
 // pool on this machine (page-locked with a GPU, the malloc fallback without one).
-#include "core/memory/pinned_pool.h"
+#include "ember/core/memory/pinned_pool.h"
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // IDX reader: round trips of every element type, raw and gzip input, and one test per
 // malformed-file check, each of which must name the file and say what was expected.
-#include "python_free_api/data/idx.h"
+#include "ember/python_free_api/data/idx.h"
 
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace {
 

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "kernels/cpu/elementwise.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/elementwise.h"
 
 namespace {
 

@@ -14,10 +14,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
-#include "kernels/cpu/elementwise.h"
-#include "kernels/cuda/elementwise.cuh"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/elementwise.h"
+#include "ember/kernels/cuda/elementwise.cuh"
 
 namespace {
 

@@ -1,6 +1,6 @@
 // kernels/cpu/gemm (OpenBLAS) against a naive triple loop in double: transposes, padded
 // leading dimensions, broadcast batches and the empty-size edge cases.
-#include "kernels/cpu/gemm.h"
+#include "ember/kernels/cpu/gemm.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "ember/core/error.h"
 
 namespace {
 

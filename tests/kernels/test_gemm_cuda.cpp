@@ -1,6 +1,6 @@
 // kernels/cublas/gemm against kernels/cpu/gemm on random shapes (odd sizes, transposes,
 // padded leading dimensions, batches, broadcasts, k == 0), outputs pre-filled with NaN.
-#include "kernels/cublas/gemm.h"
+#include "ember/kernels/cublas/gemm.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -13,9 +13,9 @@
 #include <random>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
-#include "kernels/cpu/gemm.h"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/gemm.h"
 
 namespace {
 

@@ -9,10 +9,10 @@
 #include <random>
 #include <vector>
 
-#include "core/error.h"
-#include "kernels/cpu/loss.h"
-#include "kernels/loss_math.h"
-#include "kernels/philox.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/loss.h"
+#include "ember/kernels/loss_math.h"
+#include "ember/kernels/philox.h"
 
 namespace ember::kernels::cpu {
 namespace {

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
-#include "kernels/cpu/loss.h"
-#include "kernels/cuda/loss.cuh"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/loss.h"
+#include "ember/kernels/cuda/loss.cuh"
 
 namespace ember::kernels {
 namespace {

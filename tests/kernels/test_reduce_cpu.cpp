@@ -9,8 +9,8 @@
 #include <random>
 #include <vector>
 
-#include "core/error.h"
-#include "kernels/cpu/reduce.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/reduce.h"
 
 namespace ember::kernels::cpu {
 namespace {

@@ -12,10 +12,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "core/error.h"
-#include "kernels/cpu/reduce.h"
-#include "kernels/cuda/reduce.cuh"
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/reduce.h"
+#include "ember/kernels/cuda/reduce.cuh"
 
 namespace ember::kernels {
 namespace {

@@ -1,0 +1,280 @@
+// conv2d: cuDNN on the GPU, im2col + OpenBLAS on the CPU, with one backward node that
+// computes the gradients of the input, the weight and the bias as needed.
+#include <array>
+#include <vector>
+
+#include "ember/core/autograd.h"
+#include "ember/core/cuda_context.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/conv_shape.h"
+#include "ember/kernels/cpu/conv.h"
+#include "ember/kernels/cudnn/conv.h"
+
+namespace ember {
+
+namespace {
+
+constexpr const char* kOp = "conv2d";
+
+std::string pair_str(const std::array<int64_t, 2>& a) {
+  return detail::str_cat("[", a[0], ", ", a[1], "]");
+}
+
+// Note [Odd "same" padding]
+// "same" pads dilation * (k - 1) in total per spatial dim. The kernels pad symmetrically,
+// so when the total is odd they get floor(total / 2) on both sides and the one extra
+// zero row/column (bottom/right, as PyTorch puts it) is made explicit: the input is
+// copied into a zero tensor one larger. Backward computes the gradient of that padded
+// input and narrows it back to the input's size.
+struct ConvSetup {
+  kernels::ConvShape shape;          // of the (possibly padded) input
+  int64_t extra_h = 0, extra_w = 0;  // explicit zero rows / columns at the bottom / right
+  int64_t h = 0, w = 0;              // the input's own size
+};
+
+ConvSetup check_and_plan(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         const Conv2dParams& p) {
+  detail::check_floating(x, kOp);
+  detail::check_defined(weight, kOp, "weight");
+  detail::check_floating(weight, kOp);
+  detail::check_same_device(x, weight, kOp);
+  detail::check_same_dtype(x, weight, kOp);
+  EMBER_CHECK_T(ShapeError, x.dim() == 4, kOp, ": input must be 4-D [N, C, H, W], got shape ",
+                shape_str(x.shape()));
+  EMBER_CHECK_T(ShapeError, weight.dim() == 4, kOp,
+                ": weight must be 4-D [out_channels, in_channels / groups, kH, kW], got shape ",
+                shape_str(weight.shape()));
+  EMBER_CHECK(p.stride[0] >= 1 && p.stride[1] >= 1, kOp, ": stride must be positive, got ",
+              pair_str(p.stride));
+  EMBER_CHECK(p.dilation[0] >= 1 && p.dilation[1] >= 1, kOp,
+              ": dilation must be positive, got ", pair_str(p.dilation));
+  EMBER_CHECK(p.padding[0] >= 0 && p.padding[1] >= 0, kOp,
+              ": padding must be non-negative, got ", pair_str(p.padding));
+  EMBER_CHECK(p.groups >= 1, kOp, ": groups must be positive, got ", p.groups);
+
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t o = weight.size(0), cg = weight.size(1), kh = weight.size(2), kw = weight.size(3);
+  EMBER_CHECK_T(ShapeError, kh >= 1 && kw >= 1, kOp, ": weight ", shape_str(weight.shape()),
+                " has an empty kernel");
+  EMBER_CHECK_T(ShapeError, o % p.groups == 0, kOp, ": weight ", shape_str(weight.shape()),
+                " has ", o, " output channels, which groups = ", p.groups, " does not divide");
+  EMBER_CHECK_T(ShapeError, c == cg * p.groups, kOp, ": input ", shape_str(x.shape()), " has ",
+                c, " channels, weight ", shape_str(weight.shape()), " expects ", cg * p.groups,
+                " (groups = ", p.groups, ")");
+  if (bias.defined()) {
+    detail::check_same_device(x, bias, kOp);
+    detail::check_same_dtype(x, bias, kOp);
+    EMBER_CHECK_T(ShapeError, bias.dim() == 1 && bias.size(0) == o, kOp, ": bias ",
+                  shape_str(bias.shape()), " must be [", o, "], one per output channel of weight ",
+                  shape_str(weight.shape()));
+  }
+
+  ConvSetup cs;
+  cs.h = h;
+  cs.w = w;
+  std::array<int64_t, 2> pad = p.padding;
+  if (p.same) {
+    EMBER_CHECK(p.stride[0] == 1 && p.stride[1] == 1, kOp,
+                ": 'same' padding needs stride 1, got stride ", pair_str(p.stride));
+    EMBER_CHECK(p.padding[0] == 0 && p.padding[1] == 0, kOp,
+                ": 'same' computes the padding itself; padding must be [0, 0], got ",
+                pair_str(p.padding));
+    // See Note [Odd "same" padding].
+    const int64_t total_h = p.dilation[0] * (kh - 1), total_w = p.dilation[1] * (kw - 1);
+    pad = {total_h / 2, total_w / 2};
+    cs.extra_h = total_h % 2;
+    cs.extra_w = total_w % 2;
+  }
+  const int64_t eff_h = p.dilation[0] * (kh - 1) + 1, eff_w = p.dilation[1] * (kw - 1) + 1;
+  const int64_t padded_h = h + 2 * pad[0] + cs.extra_h, padded_w = w + 2 * pad[1] + cs.extra_w;
+  EMBER_CHECK_T(ShapeError, eff_h <= padded_h && eff_w <= padded_w, kOp, ": kernel [", kh, ", ",
+                kw, "] (dilation ", pair_str(p.dilation), ", effective size [", eff_h, ", ",
+                eff_w, "]) is larger than the padded input [", padded_h, ", ", padded_w,
+                "] (input ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()),
+                ", padding ", pair_str(pad), ")");
+
+  kernels::ConvShape& s = cs.shape;
+  s.n = n;
+  s.c = c;
+  s.h = h + cs.extra_h;
+  s.w = w + cs.extra_w;
+  s.o = o;
+  s.kh = kh;
+  s.kw = kw;
+  s.pad_h = pad[0];
+  s.pad_w = pad[1];
+  s.stride_h = p.stride[0];
+  s.stride_w = p.stride[1];
+  s.dil_h = p.dilation[0];
+  s.dil_w = p.dilation[1];
+  s.groups = p.groups;
+  s.out_h = kernels::conv_out_size(s.h, kh, s.pad_h, s.stride_h, s.dil_h);
+  s.out_w = kernels::conv_out_size(s.w, kw, s.pad_w, s.stride_w, s.dil_w);
+  return cs;
+}
+
+// The input as the kernels read it: contiguous, with the explicit extra zero rows and
+// columns of Note [Odd "same" padding]. `x` must not require grad (detached).
+Tensor kernel_input(const Tensor& x, const ConvSetup& cs) {
+  if (cs.extra_h == 0 && cs.extra_w == 0) return x.contiguous();
+  Tensor xp = zeros({cs.shape.n, cs.shape.c, cs.shape.h, cs.shape.w},
+                    {.dtype = x.dtype(), .device = x.device()});
+  xp.narrow(2, 0, cs.h).narrow(3, 0, cs.w).copy_(x);
+  return xp;
+}
+
+kernels::cudnn::ConvPolicy cudnn_policy() {
+  return {cuda::cudnn_benchmark(), cuda::deterministic(), cuda::allow_tf32()};
+}
+
+// cuDNN workspace from the memory pool: `keep` holds the bytes until the caller is done.
+void* pool_bytes(size_t bytes, Device device, std::vector<Tensor>& keep) {
+  if (bytes == 0) return nullptr;
+  keep.push_back(Tensor::empty({static_cast<int64_t>(bytes)}, {.dtype = kUInt8, .device = device}));
+  return keep.back().data_ptr();
+}
+
+// The measured search may ask for more than is free; it then searches without workspace.
+kernels::cudnn::ScratchFn search_scratch(Device device, std::vector<Tensor>& keep) {
+  return [device, &keep](size_t bytes) -> void* {
+    try {
+      return pool_bytes(bytes, device, keep);
+    } catch (const OutOfMemoryError&) {
+      return nullptr;
+    }
+  };
+}
+
+// Bias broadcast over [N, O, H', W'] (or zeros): the output when the input is empty.
+void fill_bias_or_zero(Tensor& y, const Tensor& b) {
+  if (b.defined()) {
+    y.copy_(b.view({1, b.size(0), 1, 1}));
+  } else {
+    y.zero_();
+  }
+}
+
+// x [N, C, H, W], w [O, C / groups, kH, kW], b [O] or undefined -> y [N, O, H', W'].
+// All contiguous, none requiring grad.
+Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels::ConvShape& s) {
+  Tensor y = detail::empty_on({s.n, s.o, s.out_h, s.out_w}, x.dtype(), x.device());
+  if (y.numel() == 0) return y;
+  if (x.numel() == 0 || w.numel() == 0) {
+    fill_bias_or_zero(y, b);
+    return y;
+  }
+  if (x.is_cuda()) {
+    const int dev = x.device().index();
+    cuda::DeviceGuard guard(dev);
+    cudnnHandle_t h = cuda::cudnn_handle(dev);
+    const auto policy = cudnn_policy();
+    std::vector<Tensor> keep;
+    const size_t bytes = kernels::cudnn::conv2d_forward_workspace(
+        h, s, policy, x.data<float>(), w.data<float>(), y.data<float>(),
+        search_scratch(x.device(), keep));
+    keep.clear();
+    void* ws = pool_bytes(bytes, x.device(), keep);
+    kernels::cudnn::conv2d_forward(h, s, policy, x.data<float>(), w.data<float>(),
+                                   b.defined() ? b.data<float>() : nullptr, y.data<float>(), ws,
+                                   bytes);
+  } else if (x.dtype() == kFloat32) {
+    kernels::cpu::conv2d_forward(s, x.data<float>(), w.data<float>(),
+                                 b.defined() ? b.data<float>() : nullptr, y.data<float>());
+  } else {
+    kernels::cpu::conv2d_forward(s, x.data<double>(), w.data<double>(),
+                                 b.defined() ? b.data<double>() : nullptr, y.data<double>());
+  }
+  return y;
+}
+
+// dx [N, C, H, W] from w and dy [N, O, H', W'] (contiguous).
+Tensor backward_data(const Tensor& w, const Tensor& dy, const kernels::ConvShape& s) {
+  Tensor dx = detail::empty_on({s.n, s.c, s.h, s.w}, dy.dtype(), dy.device());
+  if (dx.numel() == 0) return dx;
+  if (dy.numel() == 0 || w.numel() == 0) return dx.zero_();
+  if (dy.is_cuda()) {
+    const int dev = dy.device().index();
+    cuda::DeviceGuard guard(dev);
+    cudnnHandle_t h = cuda::cudnn_handle(dev);
+    const auto policy = cudnn_policy();
+    std::vector<Tensor> keep;
+    const size_t bytes = kernels::cudnn::conv2d_backward_data_workspace(
+        h, s, policy, w.data<float>(), dy.data<float>(), dx.data<float>(),
+        search_scratch(dy.device(), keep));
+    keep.clear();
+    void* ws = pool_bytes(bytes, dy.device(), keep);
+    kernels::cudnn::conv2d_backward_data(h, s, policy, w.data<float>(), dy.data<float>(),
+                                         dx.data<float>(), ws, bytes);
+  } else if (dy.dtype() == kFloat32) {
+    kernels::cpu::conv2d_backward_data(s, w.data<float>(), dy.data<float>(), dx.data<float>());
+  } else {
+    kernels::cpu::conv2d_backward_data(s, w.data<double>(), dy.data<double>(), dx.data<double>());
+  }
+  return dx;
+}
+
+// dw [O, C / groups, kH, kW] from x and dy (contiguous), summed over the batch.
+Tensor backward_filter(const Tensor& x, const Tensor& dy, const kernels::ConvShape& s) {
+  Tensor dw = detail::empty_on({s.o, s.c / s.groups, s.kh, s.kw}, dy.dtype(), dy.device());
+  if (dw.numel() == 0) return dw;
+  if (dy.numel() == 0 || x.numel() == 0) return dw.zero_();
+  if (dy.is_cuda()) {
+    const int dev = dy.device().index();
+    cuda::DeviceGuard guard(dev);
+    cudnnHandle_t h = cuda::cudnn_handle(dev);
+    const auto policy = cudnn_policy();
+    std::vector<Tensor> keep;
+    const size_t bytes = kernels::cudnn::conv2d_backward_filter_workspace(
+        h, s, policy, x.data<float>(), dy.data<float>(), dw.data<float>(),
+        search_scratch(dy.device(), keep));
+    keep.clear();
+    void* ws = pool_bytes(bytes, dy.device(), keep);
+    kernels::cudnn::conv2d_backward_filter(h, s, policy, x.data<float>(), dy.data<float>(),
+                                           dw.data<float>(), ws, bytes);
+  } else if (dy.dtype() == kFloat32) {
+    kernels::cpu::conv2d_backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>());
+  } else {
+    kernels::cpu::conv2d_backward_filter(s, x.data<double>(), dy.data<double>(),
+                                         dw.data<double>());
+  }
+  return dw;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dParams params) {
+  const ConvSetup cs = check_and_plan(x, weight, bias, params);
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = forward(kernel_input(x.detach(), cs), weight.detach().contiguous(),
+                bias.defined() ? bias.detach().contiguous() : Tensor(), cs.shape);
+  }
+  if (autograd::needs_grad({&x, &weight, &bias})) {
+    const bool gx = x.requires_grad(), gw = weight.requires_grad(),
+               gb = bias.defined() && bias.requires_grad();
+    // x is saved as given (not padded) so its version is checked; the padding of
+    // Note [Odd "same" padding] is redone in backward.
+    autograd::record(kOp, {x, weight, bias}, {y},
+                     [gx, gw, gb, cs, sx = autograd::SavedTensor(gw ? x : Tensor(), kOp),
+                      sw = autograd::SavedTensor(gx ? weight : Tensor(), kOp)](
+                         std::vector<Tensor>& g) {
+                       // x: [N, C, H, W], w: [O, C / groups, kH, kW], g: [N, O, H', W']
+                       Tensor gy = g[0].contiguous();
+                       Tensor dx, dw, db;
+                       if (gx) {
+                         dx = backward_data(sw.unpack().contiguous(), gy, cs.shape);
+                         if (cs.extra_h != 0 || cs.extra_w != 0) {
+                           dx = dx.narrow(2, 0, cs.h).narrow(3, 0, cs.w).contiguous();
+                         }
+                       }
+                       if (gw) dw = backward_filter(kernel_input(sx.unpack(), cs), gy, cs.shape);
+                       if (gb) db = sum(gy, {0, 2, 3});  // [O]
+                       return std::vector<Tensor>{dx, dw, db};
+                     });
+  }
+  return y;
+}
+
+}  // namespace ember

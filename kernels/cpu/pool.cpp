@@ -1,0 +1,161 @@
+// CPU pooling loops (max, average, adaptive average; forward and backward): one plane of
+// [n * c] at a time, the window arithmetic from kernels/cpu/pool.h.
+#include "ember/kernels/cpu/pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ember/core/error.h"
+
+namespace ember::kernels::cpu {
+namespace {
+
+template <typename T>
+T window_max(const Pool2dGeometry& g, const T* plane, const PoolWindow& win) {
+  T best = -std::numeric_limits<T>::infinity();
+  for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+    for (int64_t iw = win.w0; iw < win.w1; ++iw) {
+      const T v = plane[ih * g.w + iw];
+      if (v > best || std::isnan(v)) {
+        best = v;
+        if (std::isnan(v)) return best;
+      }
+    }
+  }
+  return best;
+}
+
+// Sums in double: the CPU is the reference the GPU paths are measured against.
+template <typename T>
+T window_mean(const Pool2dGeometry& g, const T* plane, const PoolWindow& win) {
+  double sum = 0.0;
+  for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+    for (int64_t iw = win.w0; iw < win.w1; ++iw) sum += static_cast<double>(plane[ih * g.w + iw]);
+  }
+  return static_cast<T>(sum / static_cast<double>(win.divisor));
+}
+
+// Where the forward's max came from: the first element equal to y, or the first NaN.
+// Every window holds at least one input element (the op checks padding <= kernel / 2),
+// so the search always succeeds for a y the forward produced.
+template <typename T>
+int64_t window_argmax(const Pool2dGeometry& g, const T* plane, const PoolWindow& win, T y) {
+  const bool y_nan = std::isnan(y);
+  for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+    for (int64_t iw = win.w0; iw < win.w1; ++iw) {
+      const T v = plane[ih * g.w + iw];
+      if (y_nan ? std::isnan(v) : v == y) return ih * g.w + iw;
+    }
+  }
+  return win.h0 * g.w + win.w0;
+}
+
+}  // namespace
+
+template <typename T>
+void pool2d_forward(const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
+  const int64_t in_plane = g.h * g.w;
+  const int64_t out_plane = g.out_h * g.out_w;
+#pragma omp parallel for if (g.output_numel() > 32768)
+  for (int64_t p = 0; p < g.planes(); ++p) {
+    const T* xp = x + p * in_plane;
+    T* yp = y + p * out_plane;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const PoolWindow win = pool_window(g, oh, ow);
+        yp[oh * g.out_w + ow] =
+            mode == PoolMode::Max ? window_max(g, xp, win) : window_mean(g, xp, win);
+      }
+    }
+  }
+}
+
+template <typename T>
+void pool2d_backward(const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
+                     const T* grad_y, T* grad_x) {
+  EMBER_INTERNAL_ASSERT(mode == PoolMode::Avg || (x != nullptr && y != nullptr),
+                        "max pooling backward needs x and y");
+  const int64_t in_plane = g.h * g.w;
+  const int64_t out_plane = g.out_h * g.out_w;
+  // Planes are independent, so threads never write the same grad_x element.
+#pragma omp parallel for if (g.input_numel() > 32768)
+  for (int64_t p = 0; p < g.planes(); ++p) {
+    T* gx = grad_x + p * in_plane;
+    std::fill(gx, gx + in_plane, T(0));
+    const T* gy = grad_y + p * out_plane;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const PoolWindow win = pool_window(g, oh, ow);
+        const int64_t o = oh * g.out_w + ow;
+        if (mode == PoolMode::Max) {
+          gx[window_argmax(g, x + p * in_plane, win, y[p * out_plane + o])] += gy[o];
+        } else {
+          const T share = gy[o] / static_cast<T>(win.divisor);
+          for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) gx[ih * g.w + iw] += share;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w,
+                                 int64_t out_h, int64_t out_w) {
+#pragma omp parallel for if (planes * h * w > 32768)
+  for (int64_t p = 0; p < planes; ++p) {
+    const T* xp = x + p * h * w;
+    T* yp = y + p * out_h * out_w;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
+        double sum = 0.0;
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          for (int64_t iw = w0; iw < w1; ++iw) sum += static_cast<double>(xp[ih * w + iw]);
+        }
+        yp[oh * out_w + ow] = static_cast<T>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward(const T* grad_y, T* grad_x, int64_t planes, int64_t h,
+                                  int64_t w, int64_t out_h, int64_t out_w) {
+#pragma omp parallel for if (planes * h * w > 32768)
+  for (int64_t p = 0; p < planes; ++p) {
+    T* gx = grad_x + p * h * w;
+    std::fill(gx, gx + h * w, T(0));
+    const T* gy = grad_y + p * out_h * out_w;
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
+        const T share = gy[oh * out_w + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          for (int64_t iw = w0; iw < w1; ++iw) gx[ih * w + iw] += share;
+        }
+      }
+    }
+  }
+}
+
+template void pool2d_forward<float>(const Pool2dGeometry&, PoolMode, const float*, float*);
+template void pool2d_forward<double>(const Pool2dGeometry&, PoolMode, const double*, double*);
+template void pool2d_backward<float>(const Pool2dGeometry&, PoolMode, const float*,
+                                     const float*, const float*, float*);
+template void pool2d_backward<double>(const Pool2dGeometry&, PoolMode, const double*,
+                                      const double*, const double*, double*);
+template void adaptive_avg_pool2d_forward<float>(const float*, float*, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t);
+template void adaptive_avg_pool2d_forward<double>(const double*, double*, int64_t, int64_t,
+                                                  int64_t, int64_t, int64_t);
+template void adaptive_avg_pool2d_backward<float>(const float*, float*, int64_t, int64_t,
+                                                  int64_t, int64_t, int64_t);
+template void adaptive_avg_pool2d_backward<double>(const double*, double*, int64_t, int64_t,
+                                                   int64_t, int64_t, int64_t);
+
+}  // namespace ember::kernels::cpu

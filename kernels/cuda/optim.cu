@@ -1,0 +1,206 @@
+// Multi-tensor CUDA optimizer updates, the twins of kernels/cpu/optim.cpp: the arithmetic
+// is the shared kernels/optim_math.h; this file adds the launch table, indexing and launch.
+//
+// Note [Multi-tensor apply]
+// An optimizer step touches every parameter tensor once. One launch per tensor would cost
+// a launch (several microseconds) for each of a model's tens or hundreds of tensors, most
+// of them tiny (biases, norms), so the step would be bound by launch latency instead of
+// memory bandwidth. Instead, one kernel updates a whole list of tensors:
+//  - The host builds a table of per-tensor entries (param, grad and state pointers, numel
+//    and the tensor's own hyper-parameters: groups differ in lr, and bias corrections
+//    depend on each tensor's step count) plus a prefix sum of each tensor's chunk count
+//    (chunks of kMultiTensorChunk elements).
+//  - The table is passed BY VALUE as the kernel's only argument (a __grid_constant__
+//    parameter, read in place from the constant bank), as PyTorch's multi_tensor_apply
+//    does. Nothing is copied to the device or cached, so nothing goes stale when the
+//    parameter set changes, a module moves between devices or the caching allocator hands
+//    the gradients new addresses each step; the step stays free of host synchronisation.
+//  - A table of up to ~4 KB (kSmallTableBytes: 45 Adam or 62 SGD tensors) is used when
+//    it suffices, since a larger argument block costs a little more per launch; otherwise
+//    one of up to 32 KB (kLargeTableBytes, the limit CUDA 12.1+ allows on Volta and newer:
+//    363 Adam, 399 RMSprop or 499 SGD tensors). Only a longer list is split over further
+//    launches, so an optimizer updates all float32 parameters of one device in ONE launch
+//    for models of up to several hundred parameter tensors.
+//  - Blocks map to (tensor, chunk) pairs: block b takes global chunks b, b + gridDim.x, ...
+//    and finds the owning tensor by a binary search over the prefix sums (a handful of
+//    reads from the constant bank), so the grid size is independent of the table size.
+//    Within a chunk, threads stride over float4 groups when every array of the tensor is
+//    16-byte aligned (pool allocations are), else over single floats.
+#include "ember/kernels/cuda/optim.cuh"
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+
+#include "ember/core/cuda_check.h"
+#include "ember/kernels/cuda/launch.cuh"
+#include "ember/kernels/optim_math.h"
+
+namespace ember::kernels::cuda {
+
+namespace {
+
+// ---------------------------------------------------------------------------------
+// The update of one element, with the state passed as an array (the shape the generic
+// kernel works with).
+
+template <typename Hyper>
+struct Update;
+
+template <>
+struct Update<math::SgdParams<float>> {
+  __device__ static void apply(const math::SgdParams<float>& h, float& p, float g, float* s) {
+    math::sgd_update(h, p, g, s[0]);
+  }
+};
+
+template <>
+struct Update<math::AdamParams<float>> {
+  __device__ static void apply(const math::AdamParams<float>& h, float& p, float g, float* s) {
+    math::adam_update(h, p, g, s[0], s[1], s[2]);
+  }
+};
+
+template <>
+struct Update<math::RmspropParams<float>> {
+  __device__ static void apply(const math::RmspropParams<float>& h, float& p, float g,
+                               float* s) {
+    math::rmsprop_update(h, p, g, s[0], s[1], s[2]);
+  }
+};
+
+// ---------------------------------------------------------------------------------
+// Kernels
+
+// Updates elements [begin, begin + n) of entry `e` with the threads of one block.
+template <typename Entry>
+__device__ void update_chunk(const Entry& e, int64_t begin, int64_t n) {
+  constexpr int S = Entry::kNumState;
+  using Hyper = decltype(e.hyper);
+  const Hyper h = e.hyper;
+  float* p = e.param + begin;
+  const float* g = e.grad + begin;
+  float* s[S];
+  uintptr_t bits = reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(g);
+#pragma unroll
+  for (int k = 0; k < S; ++k) {
+    s[k] = e.state[k] != nullptr ? e.state[k] + begin : nullptr;
+    bits |= reinterpret_cast<uintptr_t>(s[k]);
+  }
+
+  int64_t vec_end = 0;  // elements [0, vec_end) go through the float4 path
+  if (bits % 16 == 0) {
+    const int64_t n4 = n / 4;
+    vec_end = 4 * n4;
+    for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+      float4 pv = reinterpret_cast<const float4*>(p)[i];
+      const float4 gv = reinterpret_cast<const float4*>(g)[i];
+      float4 sv[S];
+#pragma unroll
+      for (int k = 0; k < S; ++k) {
+        sv[k] = s[k] != nullptr ? reinterpret_cast<const float4*>(s[k])[i]
+                                : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+      float* pl = reinterpret_cast<float*>(&pv);
+      const float* gl = reinterpret_cast<const float*>(&gv);
+#pragma unroll
+      for (int lane = 0; lane < 4; ++lane) {
+        float st[S];
+#pragma unroll
+        for (int k = 0; k < S; ++k) st[k] = reinterpret_cast<float*>(&sv[k])[lane];
+        Update<Hyper>::apply(h, pl[lane], gl[lane], st);
+#pragma unroll
+        for (int k = 0; k < S; ++k) reinterpret_cast<float*>(&sv[k])[lane] = st[k];
+      }
+      reinterpret_cast<float4*>(p)[i] = pv;
+#pragma unroll
+      for (int k = 0; k < S; ++k) {
+        if (s[k] != nullptr) reinterpret_cast<float4*>(s[k])[i] = sv[k];
+      }
+    }
+  }
+  for (int64_t i = vec_end + threadIdx.x; i < n; i += blockDim.x) {
+    float st[S];
+#pragma unroll
+    for (int k = 0; k < S; ++k) st[k] = s[k] != nullptr ? s[k][i] : 0.f;
+    float pi = p[i];
+    Update<Hyper>::apply(h, pi, g[i], st);
+    p[i] = pi;
+#pragma unroll
+    for (int k = 0; k < S; ++k) {
+      if (s[k] != nullptr) s[k][i] = st[k];
+    }
+  }
+}
+
+// See Note [Multi-tensor apply].
+template <typename Table>
+__global__ void __launch_bounds__(kBlockSize)
+    multi_tensor_kernel(const __grid_constant__ Table table) {
+  const int64_t total = table.chunk_begin[table.count];
+  for (int64_t c = blockIdx.x; c < total; c += gridDim.x) {
+    const int32_t t = multi_tensor_chunk_owner(table.chunk_begin, table.count, c);
+    const auto& e = table.entries[t];
+    const int64_t begin = (c - table.chunk_begin[t]) * kMultiTensorChunk;
+    const int64_t n = e.numel - begin < kMultiTensorChunk ? e.numel - begin : kMultiTensorChunk;
+    update_chunk(e, begin, n);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Launchers
+
+// More blocks than this only queue up; the chunk loop covers the rest.
+constexpr int64_t kMaxGrid = 65535LL * 8;
+
+template <typename Table, typename Entry>
+void launch_tables(cudaStream_t stream, const Entry* entries, int64_t count) {
+  static_assert(sizeof(Table) <= kLargeTableBytes, "multi-tensor table exceeds the argument limit");
+  // Heap, not stack: the large table is 32 KB. The launch copies it into the argument
+  // block, so it may be refilled (or freed) as soon as the launch returns.
+  auto table = std::make_unique<Table>();
+  int64_t next = 0;
+  while (next < count) {
+    next = pack_multi_tensor_table(table.get(), entries, count, next);
+    const int64_t chunks = table->chunk_begin[table->count];
+    if (chunks == 0) continue;
+    const unsigned grid = static_cast<unsigned>(std::min(chunks, kMaxGrid));
+    multi_tensor_kernel<Table><<<grid, kBlockSize, 0, stream>>>(*table);
+    EMBER_KERNEL_LAUNCH_CHECK();
+  }
+}
+
+template <typename Entry>
+void multi_tensor_apply(cudaStream_t stream, const Entry* entries, int64_t count) {
+  using Small = MultiTensorTable<Entry, multi_tensor_capacity<Entry>(kSmallTableBytes)>;
+  using Large = MultiTensorTable<Entry, multi_tensor_capacity<Entry>(kLargeTableBytes)>;
+  static_assert(sizeof(Small) <= kSmallTableBytes && sizeof(Large) <= kLargeTableBytes,
+                "multi-tensor table larger than its budget");
+  int64_t nonempty = 0;
+  for (int64_t i = 0; i < count; ++i) nonempty += entries[i].numel > 0 ? 1 : 0;
+  if (nonempty == 0) return;
+  if (nonempty <= Small::kCapacity) {
+    launch_tables<Small>(stream, entries, count);
+  } else {
+    launch_tables<Large>(stream, entries, count);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// Entry points
+
+void sgd_multi_tensor(cudaStream_t stream, const SgdEntry* entries, int64_t count) {
+  multi_tensor_apply(stream, entries, count);
+}
+
+void adam_multi_tensor(cudaStream_t stream, const AdamEntry* entries, int64_t count) {
+  multi_tensor_apply(stream, entries, count);
+}
+
+void rmsprop_multi_tensor(cudaStream_t stream, const RmspropEntry* entries, int64_t count) {
+  multi_tensor_apply(stream, entries, count);
+}
+
+}  // namespace ember::kernels::cuda

@@ -1,0 +1,392 @@
+// cuDNN 2-D convolution: cached descriptors and algorithm choices per shape (see
+// Note [cuDNN convolution plans] in conv.h), forward with bias, backward data and filter.
+#include "ember/kernels/cudnn/conv.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "ember/core/cuda_check.h"
+#include "ember/core/error.h"
+
+namespace ember::kernels::cudnn {
+
+namespace {
+
+// Some algorithms (FFT, Winograd on large planes) ask for gigabytes of workspace, and
+// cuDNN has been seen to report absurd sizes; an algorithm that needs more than this is
+// not worth the memory it would pin, so neither the heuristic's list nor the measured
+// search may pick it (the fallbacks need little or none).
+constexpr size_t kMaxWorkspace = size_t(1) << 30;
+
+// Destructors run at exit and must not throw: a failure is only reported.
+void warn_cudnn(cudnnStatus_t st, const char* call) {
+  if (st != CUDNN_STATUS_SUCCESS) {
+    std::fprintf(stderr, "ember warning: cuDNN error %s in %s\n", cudnnGetErrorString(st), call);
+  }
+}
+
+int to_int(int64_t v, const char* what) {
+  EMBER_CHECK(v >= 0 && v <= INT_MAX, "conv2d: ", what, " = ", v,
+              " does not fit in cuDNN's int dimensions");
+  return static_cast<int>(v);
+}
+
+enum Direction { kForward = 0, kBackwardData = 1, kBackwardFilter = 2, kDirections = 3 };
+
+struct AlgoChoice {
+  bool chosen = false;
+  int algo = 0;          // the direction's cudnnConvolution*Algo_t
+  size_t workspace = 0;  // bytes the run needs
+};
+
+// Everything cached for one (handle, shape, policy). Each direction has its own
+// convolution descriptor because the chosen algorithm may fix a different math type.
+struct Plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv[kDirections] = {nullptr, nullptr, nullptr};
+  AlgoChoice choice[kDirections];
+
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    if (x) warn_cudnn(cudnnDestroyTensorDescriptor(x), "cudnnDestroyTensorDescriptor");
+    if (y) warn_cudnn(cudnnDestroyTensorDescriptor(y), "cudnnDestroyTensorDescriptor");
+    if (bias) warn_cudnn(cudnnDestroyTensorDescriptor(bias), "cudnnDestroyTensorDescriptor");
+    if (w) warn_cudnn(cudnnDestroyFilterDescriptor(w), "cudnnDestroyFilterDescriptor");
+    for (auto c : conv) {
+      if (c) warn_cudnn(cudnnDestroyConvolutionDescriptor(c), "cudnnDestroyConvolutionDescriptor");
+    }
+  }
+};
+
+struct Key {
+  cudnnHandle_t handle;  // one per device: algorithm choices are per GPU
+  ConvShape s;
+  ConvPolicy p;
+  bool operator==(const Key& k) const {
+    return handle == k.handle && s == k.s && p.benchmark == k.p.benchmark &&
+           p.deterministic == k.p.deterministic && p.allow_tf32 == k.p.allow_tf32;
+  }
+};
+
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    size_t h = std::hash<const void*>()(k.handle);
+    auto mix = [&h](int64_t v) {
+      h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    };
+    const ConvShape& s = k.s;
+    for (int64_t v : {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h,
+                      s.stride_w, s.dil_h, s.dil_w, s.groups, s.out_h, s.out_w}) {
+      mix(v);
+    }
+    mix((k.p.benchmark ? 1 : 0) | (k.p.deterministic ? 2 : 0) | (k.p.allow_tf32 ? 4 : 0));
+    return h;
+  }
+};
+
+struct PlanCache {
+  std::mutex mu;
+  std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
+};
+
+PlanCache& plan_cache() {
+  static PlanCache cache;
+  return cache;
+}
+
+cudnnMathType_t policy_math(const ConvPolicy& p) {
+  // FMA math keeps float32 convolutions exact to float32; default math lets cuDNN use
+  // TF32 tensor cores on Ampere and later.
+  return p.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+}
+
+std::unique_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
+  EMBER_INTERNAL_ASSERT(s.n > 0 && s.c > 0 && s.h > 0 && s.w > 0 && s.o > 0 && s.kh > 0 &&
+                            s.kw > 0 && s.out_h > 0 && s.out_w > 0 && s.groups > 0,
+                        "conv2d: empty shapes are handled before cuDNN is called");
+  const int n = to_int(s.n, "batch"), c = to_int(s.c, "channels"), h = to_int(s.h, "height"),
+            w = to_int(s.w, "width"), o = to_int(s.o, "output channels");
+  const int groups = to_int(s.groups, "groups");
+  const int oh = to_int(s.out_h, "output height"), ow = to_int(s.out_w, "output width");
+  // The legacy convolution API indexes tensors with 32-bit integers.
+  to_int(s.n * s.c * s.h * s.w, "the input's element count");
+  to_int(s.n * s.o * s.out_h * s.out_w, "the output's element count");
+  auto plan = std::make_unique<Plan>();
+  EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, w));
+  EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, o, oh, ow));
+  EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->bias));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, o, 1, 1));
+  EMBER_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan->w));
+  EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, o,
+                                               c / groups, to_int(s.kh, "kernel height"),
+                                               to_int(s.kw, "kernel width")));
+  for (auto& cd : plan->conv) {
+    EMBER_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
+    EMBER_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+        cd, to_int(s.pad_h, "padding"), to_int(s.pad_w, "padding"), to_int(s.stride_h, "stride"),
+        to_int(s.stride_w, "stride"), to_int(s.dil_h, "dilation"), to_int(s.dil_w, "dilation"),
+        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    EMBER_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd, groups));
+    EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, policy_math(p)));
+  }
+  int dn = 0, dc = 0, dh = 0, dw = 0;
+  EMBER_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(plan->conv[kForward], plan->x,
+                                                          plan->w, &dn, &dc, &dh, &dw));
+  EMBER_INTERNAL_ASSERT(dn == n && dc == o && dh == oh && dw == ow,
+                        "conv2d: cuDNN's output size [", dn, ", ", dc, ", ", dh, ", ", dw,
+                        "] differs from ConvShape's [", n, ", ", o, ", ", oh, ", ", ow, "]");
+  return plan;
+}
+
+// The plan for a key, created on first use. Call with the cache's mutex held.
+Plan& plan_for(PlanCache& cache, cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p) {
+  auto& slot = cache.plans[Key{handle, s, p}];
+  if (!slot) slot = make_plan(s, p);
+  return *slot;
+}
+
+// --- the three directions as the algorithm chooser sees them -------------------------
+
+struct ForwardCalls {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  using Algo = cudnnConvolutionFwdAlgo_t;
+  static constexpr Direction kDir = kForward;
+  static constexpr int kAlgoCount = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  static constexpr Algo kFallback = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  static cudnnStatus_t max_count(cudnnHandle_t h, int* n) {
+    return cudnnGetConvolutionForwardAlgorithmMaxCount(h, n);
+  }
+  static cudnnStatus_t heuristic(cudnnHandle_t h, const Plan& pl, int req, int* ret, Perf* perf) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(h, pl.x, pl.w, pl.conv[kDir], pl.y, req, ret, perf);
+  }
+  // a = x, b = w, out = y
+  static cudnnStatus_t find(cudnnHandle_t h, const Plan& pl, const void* a, const void* b,
+                            void* out, int req, int* ret, Perf* perf, void* ws, size_t bytes) {
+    return cudnnFindConvolutionForwardAlgorithmEx(h, pl.x, a, pl.w, b, pl.conv[kDir], pl.y, out,
+                                                  req, ret, perf, ws, bytes);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Plan& pl, Algo algo, size_t* bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(h, pl.x, pl.w, pl.conv[kDir], pl.y, algo, bytes);
+  }
+};
+
+struct BackwardDataCalls {
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  using Algo = cudnnConvolutionBwdDataAlgo_t;
+  static constexpr Direction kDir = kBackwardData;
+  static constexpr int kAlgoCount = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  static constexpr Algo kFallback = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;  // deterministic
+  static cudnnStatus_t max_count(cudnnHandle_t h, int* n) {
+    return cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, n);
+  }
+  static cudnnStatus_t heuristic(cudnnHandle_t h, const Plan& pl, int req, int* ret, Perf* perf) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, pl.w, pl.y, pl.conv[kDir], pl.x, req,
+                                                       ret, perf);
+  }
+  // a = w, b = dy, out = dx
+  static cudnnStatus_t find(cudnnHandle_t h, const Plan& pl, const void* a, const void* b,
+                            void* out, int req, int* ret, Perf* perf, void* ws, size_t bytes) {
+    return cudnnFindConvolutionBackwardDataAlgorithmEx(h, pl.w, a, pl.y, b, pl.conv[kDir], pl.x,
+                                                       out, req, ret, perf, ws, bytes);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Plan& pl, Algo algo, size_t* bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(h, pl.w, pl.y, pl.conv[kDir], pl.x, algo,
+                                                        bytes);
+  }
+};
+
+struct BackwardFilterCalls {
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  using Algo = cudnnConvolutionBwdFilterAlgo_t;
+  static constexpr Direction kDir = kBackwardFilter;
+  static constexpr int kAlgoCount = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  static constexpr Algo kFallback = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;  // deterministic
+  static cudnnStatus_t max_count(cudnnHandle_t h, int* n) {
+    return cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, n);
+  }
+  static cudnnStatus_t heuristic(cudnnHandle_t h, const Plan& pl, int req, int* ret, Perf* perf) {
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, pl.x, pl.y, pl.conv[kDir], pl.w, req,
+                                                         ret, perf);
+  }
+  // a = x, b = dy, out = dw
+  static cudnnStatus_t find(cudnnHandle_t h, const Plan& pl, const void* a, const void* b,
+                            void* out, int req, int* ret, Perf* perf, void* ws, size_t bytes) {
+    return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, pl.x, a, pl.y, b, pl.conv[kDir], pl.w,
+                                                         out, req, ret, perf, ws, bytes);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Plan& pl, Algo algo, size_t* bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, pl.x, pl.y, pl.conv[kDir], pl.w,
+                                                          algo, bytes);
+  }
+};
+
+template <typename Perf>
+bool acceptable(const Perf& r, const ConvPolicy& p) {
+  if (r.status != CUDNN_STATUS_SUCCESS) return false;
+  if (p.deterministic && r.determinism == CUDNN_NON_DETERMINISTIC) return false;
+  // Down-conversion to half precision is never wanted for float32 data; TF32 tensor-op
+  // math only when allowed.
+  if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
+  if (!p.allow_tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) return false;
+  return true;
+}
+
+// Chooses and caches the direction's algorithm (see Note [cuDNN convolution plans]).
+// Call with the cache's mutex held.
+template <typename Calls>
+AlgoChoice choose(cudnnHandle_t h, Plan& plan, const ConvPolicy& p, const void* a,
+                  const void* b, void* out, const ScratchFn& scratch) {
+  AlgoChoice& choice = plan.choice[Calls::kDir];
+  if (choice.chosen) return choice;
+  cudnnConvolutionDescriptor_t cd = plan.conv[Calls::kDir];
+
+  int max_count = 0;
+  EMBER_CUDNN_CHECK(Calls::max_count(h, &max_count));
+  std::vector<typename Calls::Perf> perf(static_cast<size_t>(std::max(max_count, 1)));
+  int returned = 0;
+  if (p.benchmark) {
+    // Offer the search as much workspace as the hungriest algorithm asks for (capped).
+    size_t want = 0;
+    for (int algo = 0; algo < Calls::kAlgoCount; ++algo) {
+      size_t bytes = 0;
+      if (Calls::workspace(h, plan, static_cast<typename Calls::Algo>(algo), &bytes) ==
+              CUDNN_STATUS_SUCCESS &&
+          bytes <= kMaxWorkspace) {
+        want = std::max(want, bytes);
+      }
+    }
+    void* ws = want > 0 && scratch ? scratch(want) : nullptr;
+    if (ws == nullptr) want = 0;
+    EMBER_CUDNN_CHECK(Calls::find(h, plan, a, b, out, max_count, &returned, perf.data(), ws, want));
+  } else {
+    EMBER_CUDNN_CHECK(Calls::heuristic(h, plan, max_count, &returned, perf.data()));
+  }
+
+  for (int i = 0; i < returned && !choice.chosen; ++i) {
+    const auto& r = perf[static_cast<size_t>(i)];
+    if (!acceptable(r, p)) continue;
+    // The algorithm runs with the math type it was ranked (or timed) with; without TF32
+    // the descriptor stays at FMA math.
+    if (p.allow_tf32) EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, r.mathType));
+    size_t bytes = 0;
+    if (Calls::workspace(h, plan, r.algo, &bytes) != CUDNN_STATUS_SUCCESS ||
+        bytes > kMaxWorkspace) {
+      EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, policy_math(p)));
+      continue;
+    }
+    choice = AlgoChoice{true, static_cast<int>(r.algo), bytes};
+  }
+  if (!choice.chosen) {
+    // Nothing acceptable was offered (e.g. every candidate was non-deterministic): the
+    // fallbacks are deterministic and supported for every float32 NCHW convolution.
+    EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, policy_math(p)));
+    size_t bytes = 0;
+    EMBER_CUDNN_CHECK(Calls::workspace(h, plan, Calls::kFallback, &bytes));
+    choice = AlgoChoice{true, static_cast<int>(Calls::kFallback), bytes};
+  }
+  return choice;
+}
+
+template <typename Calls>
+size_t workspace_query(cudnnHandle_t h, const ConvShape& s, const ConvPolicy& p, const void* a,
+                       const void* b, void* out, const ScratchFn& scratch) {
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  Plan& plan = plan_for(cache, h, s, p);
+  return choose<Calls>(h, plan, p, a, b, out, scratch).workspace;
+}
+
+// The cached plan and its choice for a direction whose workspace was queried before.
+struct Ready {
+  const Plan* plan;
+  cudnnConvolutionDescriptor_t conv;
+  AlgoChoice choice;
+};
+
+Ready ready_plan(cudnnHandle_t h, const ConvShape& s, const ConvPolicy& p, Direction dir,
+                 size_t workspace_bytes, void* workspace) {
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  auto it = cache.plans.find(Key{h, s, p});
+  EMBER_INTERNAL_ASSERT(it != cache.plans.end() && it->second->choice[dir].chosen,
+                        "conv2d: the workspace query must come before the cuDNN call");
+  const Plan& plan = *it->second;
+  const AlgoChoice choice = plan.choice[dir];
+  EMBER_INTERNAL_ASSERT(workspace_bytes >= choice.workspace &&
+                            (choice.workspace == 0 || workspace != nullptr),
+                        "conv2d: workspace of ", workspace_bytes, " bytes, the algorithm needs ",
+                        choice.workspace);
+  // Plans are never erased, so the pointers stay valid after the lock is released.
+  return Ready{&plan, plan.conv[dir], choice};
+}
+
+}  // namespace
+
+size_t conv2d_forward_workspace(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                                const float* x, const float* w, float* y,
+                                const ScratchFn& scratch) {
+  return workspace_query<ForwardCalls>(handle, s, p, x, w, y, scratch);
+}
+
+void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                    const float* x, const float* w, const float* bias, float* y,
+                    void* workspace, size_t workspace_bytes) {
+  const Ready r = ready_plan(handle, s, p, kForward, workspace_bytes, workspace);
+  const float one = 1.0f, zero = 0.0f;
+  EMBER_CUDNN_CHECK(cudnnConvolutionForward(
+      handle, &one, r.plan->x, x, r.plan->w, w, r.conv,
+      static_cast<cudnnConvolutionFwdAlgo_t>(r.choice.algo), workspace, workspace_bytes, &zero,
+      r.plan->y, y));
+  // Bias in place on y: one read-modify-write pass, where a broadcasting add would also
+  // allocate a second output and leave the first for the pool.
+  if (bias != nullptr) {
+    EMBER_CUDNN_CHECK(cudnnAddTensor(handle, &one, r.plan->bias, bias, &one, r.plan->y, y));
+  }
+}
+
+size_t conv2d_backward_data_workspace(cudnnHandle_t handle, const ConvShape& s,
+                                      const ConvPolicy& p, const float* w, const float* dy,
+                                      float* dx, const ScratchFn& scratch) {
+  return workspace_query<BackwardDataCalls>(handle, s, p, w, dy, dx, scratch);
+}
+
+void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                          const float* w, const float* dy, float* dx, void* workspace,
+                          size_t workspace_bytes) {
+  const Ready r = ready_plan(handle, s, p, kBackwardData, workspace_bytes, workspace);
+  const float one = 1.0f, zero = 0.0f;
+  EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(
+      handle, &one, r.plan->w, w, r.plan->y, dy, r.conv,
+      static_cast<cudnnConvolutionBwdDataAlgo_t>(r.choice.algo), workspace, workspace_bytes,
+      &zero, r.plan->x, dx));
+}
+
+size_t conv2d_backward_filter_workspace(cudnnHandle_t handle, const ConvShape& s,
+                                        const ConvPolicy& p, const float* x, const float* dy,
+                                        float* dw, const ScratchFn& scratch) {
+  return workspace_query<BackwardFilterCalls>(handle, s, p, x, dy, dw, scratch);
+}
+
+void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                            const float* x, const float* dy, float* dw, void* workspace,
+                            size_t workspace_bytes) {
+  const Ready r = ready_plan(handle, s, p, kBackwardFilter, workspace_bytes, workspace);
+  const float one = 1.0f, zero = 0.0f;
+  EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      handle, &one, r.plan->x, x, r.plan->y, dy, r.conv,
+      static_cast<cudnnConvolutionBwdFilterAlgo_t>(r.choice.algo), workspace, workspace_bytes,
+      &zero, r.plan->w, dw));
+}
+
+}  // namespace ember::kernels::cudnn

@@ -1,0 +1,62 @@
+// 2-D convolution through cuDNN (float32, NCHW): forward (+ bias), backward data and
+// backward filter, with the same ConvShape contract as kernels/cpu/conv.h.
+//
+// Note [cuDNN convolution plans]
+// Descriptors (input, output, filter, bias, and one convolution descriptor per direction)
+// are built once per (handle, ConvShape, policy) and cached for the process, behind one
+// mutex. The algorithm of each direction is chosen once per key and cached beside them:
+// by cuDNN's heuristic (cudnnGet*Algorithm_v7, the first result that succeeded) by
+// default, or by measured search (cudnnFind*AlgorithmEx) in benchmark mode. Both skip
+// non-deterministic algorithms in deterministic mode and tensor-op math unless TF32 is
+// allowed. The calls are two-phase so the caller can take the workspace from its own
+// memory pool: `*_workspace` chooses the algorithm and returns its workspace size, the
+// run call then takes a buffer of at least that size. The search needs real buffers to
+// time on: the workspace query takes the same pointers as the run (the output is
+// overwritten) and a `scratch` callback for the search's own workspace.
+#pragma once
+
+#include <cudnn.h>
+
+#include <cstddef>
+#include <functional>
+
+#include "ember/kernels/conv_shape.h"
+
+namespace ember::kernels::cudnn {
+
+// How algorithms are chosen (part of the cache key).
+struct ConvPolicy {
+  bool benchmark = false;      // measured search instead of the heuristic
+  bool deterministic = false;  // deterministic algorithms only
+  bool allow_tf32 = false;     // TF32 tensor-core math for float32 (else FMA math only)
+};
+
+// Device memory of at least `bytes`, valid until the workspace query returns, or
+// nullptr when it cannot be had (the search then considers only algorithms that fit).
+using ScratchFn = std::function<void*(size_t bytes)>;
+
+// All buffers contiguous float32 on the handle's device, sizes as in `s`; outputs are
+// overwritten (beta = 0). The handle is bound to the caller's stream.
+size_t conv2d_forward_workspace(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                                const float* x, const float* w, float* y,
+                                const ScratchFn& scratch);
+// y = conv(x, w) (+ bias[o], added in place by cudnnAddTensor, when bias is not null).
+void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                    const float* x, const float* w, const float* bias, float* y,
+                    void* workspace, size_t workspace_bytes);
+
+size_t conv2d_backward_data_workspace(cudnnHandle_t handle, const ConvShape& s,
+                                      const ConvPolicy& p, const float* w, const float* dy,
+                                      float* dx, const ScratchFn& scratch);
+void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                          const float* w, const float* dy, float* dx, void* workspace,
+                          size_t workspace_bytes);
+
+size_t conv2d_backward_filter_workspace(cudnnHandle_t handle, const ConvShape& s,
+                                        const ConvPolicy& p, const float* x, const float* dy,
+                                        float* dw, const ScratchFn& scratch);
+void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                            const float* x, const float* dy, float* dw, void* workspace,
+                            size_t workspace_bytes);
+
+}  // namespace ember::kernels::cudnn

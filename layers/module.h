@@ -1,0 +1,131 @@
+// nn::Module: the base of every layer and model — registered parameters, buffers and
+// children, train/eval, to(device), state_dict, and a Keras-style summary.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ember/core/device.h"
+#include "ember/core/export.h"
+#include "ember/core/tensor.h"
+
+namespace ember::nn {
+
+// Name -> tensor in registration order (PyTorch's state_dict order), with lookup.
+class EMBER_API StateDict {
+ public:
+  using Entry = std::pair<std::string, Tensor>;
+  void insert(const std::string& name, const Tensor& t);
+  const Tensor* find(const std::string& name) const;
+  const Tensor& at(const std::string& name) const;  // throws naming the key
+  bool contains(const std::string& name) const { return find(name) != nullptr; }
+  size_t size() const { return entries_.size(); }
+  std::vector<std::string> keys() const;
+  std::vector<Entry>::const_iterator begin() const { return entries_.begin(); }
+  std::vector<Entry>::const_iterator end() const { return entries_.end(); }
+
+ private:
+  std::vector<Entry> entries_;
+};
+
+class EMBER_API Module {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  Module(Module&&) = default;
+  Module& operator=(Module&&) = default;
+
+  virtual Tensor forward(const Tensor& x) = 0;
+  // Calls forward(); prefer it to forward() so summary() can see every layer.
+  Tensor operator()(const Tensor& x);
+
+  // The class name as printed ("Linear", "Conv2d", ...).
+  virtual std::string name() const = 0;
+  // The constructor arguments as printed, e.g. "in_features=784, out_features=10".
+  virtual std::string extra_repr() const { return ""; }
+
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
+  // Every descendant with its dotted path ("" is this module).
+  std::vector<std::pair<std::string, Module*>> named_modules();
+  int64_t num_parameters(bool trainable_only = false) const;
+
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  // Moves every parameter and buffer in place: tensors held elsewhere (an optimizer,
+  // a layer member) see the move, like PyTorch's module.to().
+  Module& to(Device device);
+  // Sets every parameter's gradient to undefined (set_to_none, PyTorch's default).
+  void zero_grad();
+
+  StateDict state_dict() const;
+  // Copies values into the registered tensors (converting device and dtype). Strict mode
+  // reports every missing, unexpected and mis-shaped key in one error.
+  void load_state_dict(const StateDict& dict, bool strict = true);
+
+  // Nested printout like PyTorch's repr.
+  std::string repr() const;
+  // Keras-style table: layer (type), output shape, parameter count, and totals. Runs one
+  // forward pass on zeros of `input_shape` (batch included) without recording gradients.
+  std::string summary(const Shape& input_shape);
+
+ protected:
+  Tensor& register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
+  Tensor& register_buffer(const std::string& name, Tensor t);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, M&& module) {
+    auto ptr = std::make_shared<std::decay_t<M>>(std::forward<M>(module));
+    add_child(name, ptr);
+    return ptr;
+  }
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    add_child(name, module);
+    return module;
+  }
+  void add_child(const std::string& name, std::shared_ptr<Module> child);
+  // Lets a subclass with tensor members re-point them after a move (parameters are held
+  // in stable slots, so members are references into them: see Note [Parameter slots]).
+  Tensor& parameter_slot(const std::string& name);
+  Tensor& buffer_slot(const std::string& name);
+
+ private:
+  // Note [Parameter slots]
+  // Parameters and buffers live in std::unique_ptr<Tensor> slots so a layer can keep a
+  // `Tensor&` to its weight that stays valid when the module object itself is moved
+  // (as happens when it is placed into an nn::Sequential).
+  std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> params_;
+  std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+
+  void collect(const std::string& prefix, bool params, bool recurse,
+               std::vector<std::pair<std::string, Tensor>>* out) const;
+  void repr_into(std::string* out, int indent) const;
+};
+
+// Holds any module by shared pointer; built implicitly from a module value (moved in)
+// or a shared_ptr, so nn::Sequential{nn::Linear(2, 3), nn::ReLU()} reads naturally.
+class EMBER_API AnyModule {
+ public:
+  template <typename M, typename = std::enable_if_t<std::is_base_of_v<Module, std::decay_t<M>>>>
+  AnyModule(M&& m) : ptr_(std::make_shared<std::decay_t<M>>(std::forward<M>(m))) {}
+  template <typename M, typename = std::enable_if_t<std::is_base_of_v<Module, M>>>
+  AnyModule(std::shared_ptr<M> m) : ptr_(std::move(m)) {}
+  const std::shared_ptr<Module>& ptr() const { return ptr_; }
+
+ private:
+  std::shared_ptr<Module> ptr_;
+};
+
+}  // namespace ember::nn

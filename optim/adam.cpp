@@ -1,0 +1,144 @@
+// optim::Adam and AdamW: option checks, bias corrections on the host, and the step (CPU
+// loop per tensor, one multi-tensor CUDA launch per device).
+#include "ember/optim/adam.h"
+
+#include <cmath>
+
+#include "ember/core/error.h"
+#include "ember/kernels/cpu/optim.h"
+#include "ember/kernels/cuda/optim.cuh"
+#include "ember/optim/multi_tensor.h"
+
+namespace ember::optim {
+
+namespace {
+
+// The step-count-dependent scalars are computed here in double, once per tensor.
+template <typename T>
+kernels::math::AdamParams<T> adam_params(const AdamOptions& o, int64_t step) {
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(o.betas[0], t);
+  const double bias_correction2 = 1.0 - std::pow(o.betas[1], t);
+  kernels::math::AdamParams<T> h;
+  h.lr = static_cast<T>(o.lr);
+  h.beta1 = static_cast<T>(o.betas[0]);
+  h.beta2 = static_cast<T>(o.betas[1]);
+  h.eps = static_cast<T>(o.eps);
+  h.weight_decay = static_cast<T>(o.weight_decay);
+  h.step_size = static_cast<T>(o.lr / bias_correction1);
+  h.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+  h.amsgrad = o.amsgrad;
+  h.decoupled_weight_decay = o.decoupled_weight_decay;
+  return h;
+}
+
+AdamOptions from_adamw(const AdamWOptions& w) {
+  AdamOptions o;
+  o.lr = w.lr;
+  o.betas = w.betas;
+  o.eps = w.eps;
+  o.weight_decay = w.weight_decay;
+  o.amsgrad = w.amsgrad;
+  o.decoupled_weight_decay = true;
+  return o;
+}
+
+}  // namespace
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions options) {
+  init({{std::move(params), options}});
+}
+
+Adam::Adam(std::vector<ParamGroup<AdamOptions>> groups) { init(std::move(groups)); }
+
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions options) {
+  init({{std::move(params), from_adamw(options)}});
+}
+
+AdamW::AdamW(std::vector<ParamGroup<AdamWOptions>> groups) {
+  std::vector<ParamGroup<AdamOptions>> converted;
+  for (auto& g : groups) converted.push_back({std::move(g.params), from_adamw(g.options)});
+  init(std::move(converted));
+}
+
+void Adam::validate(const AdamOptions& o) const {
+  EMBER_CHECK(std::isfinite(o.lr) && o.lr >= 0.0, name(), ": invalid learning rate lr=", o.lr,
+              " (expected >= 0)");
+  EMBER_CHECK(std::isfinite(o.eps) && o.eps >= 0.0, name(), ": invalid eps=", o.eps,
+              " (expected >= 0)");
+  for (int i = 0; i < 2; ++i) {
+    EMBER_CHECK(o.betas[i] >= 0.0 && o.betas[i] < 1.0, name(), ": invalid betas[", i,
+                "]=", o.betas[i], " (expected 0 <= beta < 1)");
+  }
+  EMBER_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0, name(),
+              ": invalid weight_decay=", o.weight_decay, " (expected >= 0)");
+}
+
+std::optional<double> Adam::momentum(size_t group) const { return options(group).betas[0]; }
+
+void Adam::set_momentum(size_t group, double beta1) {
+  AdamOptions o = options(group);
+  o.betas[0] = beta1;
+  set_options(group, o);
+}
+
+Optimizer::OptionList Adam::group_options(size_t group) const {
+  const AdamOptions& o = options_[group];
+  return {{"lr", {o.lr}},
+          {"betas", {o.betas[0], o.betas[1]}},
+          {"eps", {o.eps}},
+          {"weight_decay", {o.weight_decay}},
+          {"amsgrad", {o.amsgrad ? 1.0 : 0.0}},
+          {"decoupled_weight_decay", {o.decoupled_weight_decay ? 1.0 : 0.0}}};
+}
+
+void Adam::set_group_options(size_t group, const OptionList& values) {
+  AdamOptions o;
+  o.lr = option_value(values, "lr");
+  const std::vector<double> betas = option_values(values, "betas", 2);
+  o.betas = {betas[0], betas[1]};
+  o.eps = option_value(values, "eps");
+  o.weight_decay = option_value(values, "weight_decay");
+  o.amsgrad = option_value(values, "amsgrad") != 0.0;
+  o.decoupled_weight_decay = option_value(values, "decoupled_weight_decay") != 0.0;
+  set_options(group, o);
+}
+
+void Adam::step() {
+  std::vector<Work> work = collect_work();
+  detail::DeviceBatches<kernels::cuda::AdamEntry> batches;
+  for (const Work& w : work) {
+    const AdamOptions& o = options_[w.group];
+    Tensor exp_avg = state_buffer(w, "exp_avg", true);
+    Tensor exp_avg_sq = state_buffer(w, "exp_avg_sq", true);
+    Tensor max_sq;
+    if (o.amsgrad) max_sq = state_buffer(w, "max_exp_avg_sq", true);
+    const int64_t step = ++w.state->step;
+    const int64_t n = w.param.numel();
+    if (w.param.is_cuda()) {
+      kernels::cuda::AdamEntry e;
+      e.param = w.param.data<float>();
+      e.grad = w.grad.data<float>();
+      e.state[0] = exp_avg.data<float>();
+      e.state[1] = exp_avg_sq.data<float>();
+      e.state[2] = max_sq.defined() ? max_sq.data<float>() : nullptr;
+      e.numel = n;
+      e.hyper = adam_params<float>(o, step);
+      batches.add(w.param.device().index(), e);
+    } else if (w.param.dtype() == kFloat32) {
+      kernels::cpu::adam_update(adam_params<float>(o, step), w.param.data<float>(),
+                                w.grad.data<float>(), exp_avg.data<float>(),
+                                exp_avg_sq.data<float>(),
+                                max_sq.defined() ? max_sq.data<float>() : nullptr, n);
+    } else {
+      kernels::cpu::adam_update(adam_params<double>(o, step), w.param.data<double>(),
+                                w.grad.data<double>(), exp_avg.data<double>(),
+                                exp_avg_sq.data<double>(),
+                                max_sq.defined() ? max_sq.data<double>() : nullptr, n);
+    }
+  }
+  batches.launch(kernels::cuda::adam_multi_tensor);
+  ++steps_;
+}
+
+}  // namespace ember::optim

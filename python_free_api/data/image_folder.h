@@ -1,0 +1,95 @@
+// Image folders (root/<class>/<image>, as Keras's image_dataset_from_directory and
+// torchvision's ImageFolder read them) decoded with stb_image into a TensorDataset, and
+// the reverse: writing a labelled image dataset out as such a folder of PNGs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ember/core/export.h"
+#include "ember/python_free_api/data/dataset.h"
+#include "ember/python_free_api/data/fashion_mnist.h"
+
+namespace ember::data {
+
+struct ImageFolderOptions {
+  // Every image is resized to height x width.
+  int64_t height = 150;
+  int64_t width = 150;
+  // 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); stb converts from what the file has.
+  int64_t channels = 3;
+  // Pixel bytes 0..255 are multiplied by this (Keras's Rescaling(1./255)).
+  double rescale = 1.0 / 255.0;
+  // Skip files that cannot be decoded (counted, see ImageFolder::skipped()) instead of
+  // throwing.
+  bool skip_bad_files = false;
+  // Largest width * height * channels accepted, checked from the file's header before
+  // decoding, so a hostile or broken header cannot make the decoder allocate gigabytes.
+  int64_t max_pixels = int64_t{64} << 20;
+};
+
+struct SkippedFile {
+  std::string path;
+  std::string reason;
+};
+
+// Note [Image folder decoding]
+// Classes are the sorted names of root's sub-folders (hidden ones excluded); label i is
+// classes()[i]. A class's files are those with an image extension (png, jpg, jpeg, bmp,
+// gif, tga, pnm, ppm, pgm, psd, hdr, pic; any case; hidden files excluded), sorted by
+// name, so the sample order is the same on every machine. Images are decoded eagerly,
+// in the constructor, on several threads: stb_info first (dimensions checked against
+// max_pixels), then stb_image decoding to `channels`, a resize with stb_image_resize
+// (Mitchell filter when shrinking, cubic when enlarging; no resize when the size already
+// matches), and conversion to float32 [C, H, W] times `rescale`. The whole dataset is
+// held as one float32 [N, C, H, W] tensor; its size is checked against half the
+// machine's physical memory before any decoding starts. Errors are reported in file
+// order whatever thread met them first.
+class EMBER_API ImageFolder : public TensorDataset {
+ public:
+  // Throws IOError when root is missing or has no class folders, when a class folder
+  // has no image files, and (unless skip_bad_files) when a file cannot be decoded,
+  // naming the file and stb's reason; OutOfMemoryError when the decoded images would not
+  // fit; ember::Error for bad options.
+  explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
+
+  // float32 [N, channels, height, width] and int64 [N].
+  const Tensor& images() const { return x(); }
+  const Tensor& labels() const { return y(); }
+  const std::vector<std::string>& classes() const { return classes_; }
+  // The decoded files, in sample order.
+  const std::vector<std::string>& files() const { return files_; }
+  // Files skipped (skip_bad_files) and why, in file order.
+  const std::vector<SkippedFile>& skipped() const { return skipped_; }
+  int64_t num_skipped() const { return static_cast<int64_t>(skipped_.size()); }
+  const ImageFolderOptions& options() const { return options_; }
+
+ private:
+  struct Loaded;
+  static Loaded load(const std::string& root, const ImageFolderOptions& options);
+  ImageFolder(Loaded loaded, ImageFolderOptions options);
+
+  std::vector<std::string> classes_;
+  std::vector<std::string> files_;
+  std::vector<SkippedFile> skipped_;
+  ImageFolderOptions options_;
+};
+
+// `name` usable as a folder name everywhere: every character other than A-Z a-z 0-9 '-'
+// '.' '_' becomes '_' ("T-shirt/top" -> "T-shirt_top"); "", "." and ".." become "_".
+EMBER_API std::string safe_file_name(const std::string& name);
+
+// Writes images x (float32 [N, C, H, W], C in {1, 3, 4}, values in [0, 1]) with int64
+// labels y as out_dir/<safe class name>/<index>.png, index being the sample's position
+// zero-padded to at least 5 digits (so name order is sample order). Only the first
+// `limit` samples when limit >= 0. Creates folders as needed; throws IOError naming the
+// path that could not be written.
+EMBER_API void export_image_folder(const TensorDataset& dataset,
+                                   const std::vector<std::string>& class_names,
+                                   const std::string& out_dir, int64_t limit = -1);
+// export_image_folder with Fashion-MNIST's class names ("T-shirt_top", "Trouser", ...).
+EMBER_API void export_fashion_mnist_images(const FashionMNIST& dataset, const std::string& out_dir,
+                                           int64_t limit = -1);
+
+}  // namespace ember::data

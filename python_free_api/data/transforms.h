@@ -1,0 +1,120 @@
+// Batch transforms on CPU tensors (Normalize, RandomCrop, RandomHorizontalFlip, OneHot)
+// and Compose; random ones draw from a generator the caller passes, so a DataLoader
+// gives the same augmentation for the same seed whatever thread runs it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "ember/core/export.h"
+#include "ember/core/tensor.h"
+
+namespace ember::data {
+
+using Generator = std::mt19937_64;
+
+// A transform maps a whole batch (CPU tensor, first dimension the batch) to a new one;
+// the input is never modified. Implementations must be safe to call concurrently (they
+// hold only their configuration).
+class EMBER_API Transform {
+ public:
+  virtual ~Transform();
+  // Random transforms draw only from `gen`.
+  virtual Tensor apply(const Tensor& batch, Generator& gen) const = 0;
+  // "RandomCrop(size=[28, 28], padding=4)"
+  virtual std::string str() const = 0;
+  // For use outside a DataLoader: a seed is drawn from ember's CPU generator, so
+  // manual_seed() makes the result repeatable.
+  Tensor operator()(const Tensor& batch) const;
+};
+
+// (x - mean[c]) / std[c] over channel dimension 1 of a float32 [N, C, ...] batch. One
+// value applies to every channel; otherwise there must be one per channel.
+class EMBER_API Normalize final : public Transform {
+ public:
+  Normalize(std::vector<double> mean, std::vector<double> std);
+  Tensor apply(const Tensor& batch, Generator& gen) const override;
+  std::string str() const override;
+
+ private:
+  std::vector<double> mean_;
+  std::vector<double> std_;
+};
+
+// Pads a float32 [N, C, H, W] batch with `padding` zeros on every side, then cuts a
+// size[0] x size[1] window at a random position, chosen per sample (like torchvision's
+// RandomCrop(size, padding)).
+class EMBER_API RandomCrop final : public Transform {
+ public:
+  explicit RandomCrop(int64_t size, int64_t padding = 0) : RandomCrop({size, size}, padding) {}
+  RandomCrop(std::array<int64_t, 2> size, int64_t padding = 0);
+  Tensor apply(const Tensor& batch, Generator& gen) const override;
+  std::string str() const override;
+
+ private:
+  std::array<int64_t, 2> size_;
+  int64_t padding_;
+};
+
+// Mirrors each sample of a float32 [N, C, H, W] batch left-to-right with probability p.
+class EMBER_API RandomHorizontalFlip final : public Transform {
+ public:
+  explicit RandomHorizontalFlip(double p = 0.5);
+  Tensor apply(const Tensor& batch, Generator& gen) const override;
+  std::string str() const override;
+
+ private:
+  double p_;
+};
+
+// Integer class labels [N] (int64, int32 or uint8) to float32 one-hot rows [N, K], the
+// targets categorical cross-entropy on probabilities takes. Throws for a label outside
+// [0, K), naming it and its position.
+class EMBER_API OneHot final : public Transform {
+ public:
+  explicit OneHot(int64_t num_classes);
+  Tensor apply(const Tensor& batch, Generator& gen) const override;
+  std::string str() const override;
+
+ private:
+  int64_t num_classes_;
+};
+
+// Applies its steps in order, all drawing from the same generator. Built from transform
+// values or shared pointers: Compose(RandomCrop(28, 4), RandomHorizontalFlip()).
+// An empty Compose is the identity.
+class EMBER_API Compose final : public Transform {
+ public:
+  Compose() = default;
+  template <typename... Ts,
+            typename = std::enable_if_t<(sizeof...(Ts) > 0) &&
+                                        !(sizeof...(Ts) == 1 &&
+                                          (std::is_same_v<std::decay_t<Ts>, Compose> && ...))>>
+  explicit Compose(Ts&&... steps) {
+    (add(std::forward<Ts>(steps)), ...);
+  }
+
+  Compose& add(std::shared_ptr<const Transform> step);
+  template <typename T, typename = std::enable_if_t<
+                            std::is_base_of_v<Transform, std::decay_t<T>>>>
+  Compose& add(T&& step) {
+    return add(std::shared_ptr<const Transform>(
+        std::make_shared<std::decay_t<T>>(std::forward<T>(step))));
+  }
+
+  bool empty() const { return steps_.empty(); }
+  size_t size() const { return steps_.size(); }
+  Tensor apply(const Tensor& batch, Generator& gen) const override;
+  std::string str() const override;
+
+ private:
+  std::vector<std::shared_ptr<const Transform>> steps_;
+};
+
+}  // namespace ember::data

@@ -1,0 +1,850 @@
+// safetensors reading and writing: a header validated against the file before any data is
+// trusted, an atomic write, and the module / optimizer / training-checkpoint wrappers.
+#include "ember/python_free_api/io/safetensors.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "ember/core/error.h"
+#include "ember/core/random.h"
+
+namespace ember::io {
+
+namespace {
+
+using Json = nlohmann::json;
+
+// Loaders refuse larger headers (the limit the reference implementation uses), so the
+// writer refuses to produce one.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+constexpr uint64_t kLengthBytes = 8;
+constexpr const char* kFormatVersion = "1";
+constexpr const char* kMetadataKey = "__metadata__";
+constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+// One read() or write() call moves at most this much (Linux moves at most ~2 GiB anyway).
+constexpr size_t kMaxIoChunk = size_t{1} << 30;
+
+// --- dtypes -----------------------------------------------------------------------------
+
+const char* safetensors_dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "F32";
+    case DType::Float64: return "F64";
+    case DType::Int32: return "I32";
+    case DType::Int64: return "I64";
+    case DType::UInt8: return "U8";
+    case DType::Bool: return "BOOL";
+  }
+  EMBER_INTERNAL_ASSERT(false, "no safetensors name for dtype ", static_cast<int>(t));
+}
+
+bool parse_supported_dtype(const std::string& name, DType* out) {
+  static const std::pair<const char*, DType> kSupported[] = {
+      {"F32", kFloat32}, {"F64", kFloat64}, {"I32", kInt32},
+      {"I64", kInt64},   {"U8", kUInt8},    {"BOOL", kBool}};
+  for (const auto& [n, t] : kSupported) {
+    if (name == n) {
+      *out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Valid safetensors dtypes that ember has no tensor type for.
+bool is_rejected_dtype(const std::string& name) {
+  static const char* const kRejected[] = {"F16", "BF16", "I8",  "I16",     "U16",
+                                          "U32", "U64",  "C64", "F8_E5M2", "F8_E4M3"};
+  for (const char* n : kRejected) {
+    if (name == n) return true;
+  }
+  return false;
+}
+
+// --- small helpers ------------------------------------------------------------------------
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
+
+// "[2,3]": the compact form the header uses.
+std::string compact_list(const Shape& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+std::string hex_byte(unsigned char b) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%02X", b);
+  return buf;
+}
+
+// Returns the offset of the first byte that breaks UTF-8 (overlong forms, surrogates and
+// code points past U+10FFFF included), or npos when `s` is valid.
+size_t first_invalid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // overlong
+      if (c == 0xED) hi = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;  // overlong
+      if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    if (p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    }
+    i += len;
+  }
+  return std::string::npos;
+}
+
+// Swaps each element's bytes in place (only on big-endian hosts: the format is
+// little-endian).
+void swap_bytes(void* data, size_t count, size_t elem_size) {
+  auto* p = static_cast<unsigned char*>(data);
+  for (size_t i = 0; i < count; ++i, p += elem_size) std::reverse(p, p + elem_size);
+}
+
+// A file descriptor closed on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+  // Closes now and reports close()'s error (0 when it succeeded).
+  int close_now() {
+    if (fd_ < 0) return 0;
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    return rc == 0 ? 0 : errno;
+  }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// =========================================================================================
+// Loading
+// =========================================================================================
+
+[[noreturn]] void load_fail(const std::string& path, const std::string& what) {
+  throw IOError(detail::str_cat("load_safetensors: ", path, ": ", what));
+}
+
+// Reads exactly `n` bytes at `offset`. A short read means the file shrank after it was
+// measured (every size was checked against fstat first).
+void read_at(int fd, const std::string& path, void* dst, uint64_t n, uint64_t offset) {
+  auto* out = static_cast<char*>(dst);
+  uint64_t done = 0;
+  while (done < n) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(n - done, kMaxIoChunk));
+    const ssize_t got = ::pread(fd, out + done, want, static_cast<off_t>(offset + done));
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      load_fail(path, detail::str_cat("cannot read ", n, " bytes at byte ", offset, ": ",
+                                      errno_text(errno)));
+    }
+    if (got == 0) {
+      load_fail(path, detail::str_cat("file is truncated: expected ", n, " bytes at byte ", offset,
+                                      ", found only ", done, " (did it change while being read?)"));
+    }
+    done += static_cast<uint64_t>(got);
+  }
+}
+
+// One header entry, checked.
+struct EntryInfo {
+  std::string name;
+  DType dtype = kFloat32;
+  std::string dtype_name;
+  Shape shape;
+  uint64_t begin;
+  uint64_t end;
+};
+
+// Reads a JSON integer that must be >= 0 (JSON numbers that are negative, fractional or
+// beyond uint64 are refused).
+bool json_to_u64(const Json& v, uint64_t* out) {
+  if (v.is_number_unsigned()) {
+    *out = v.get<uint64_t>();
+    return true;
+  }
+  if (v.is_number_integer()) {
+    const int64_t s = v.get<int64_t>();
+    if (s < 0) return false;
+    *out = static_cast<uint64_t>(s);
+    return true;
+  }
+  return false;
+}
+
+// JSON as the user wrote it, for messages ("[2, -1]" rather than a parsed form).
+std::string json_list_str(const Json& v) {
+  if (!v.is_array()) return v.dump();
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i].dump();
+  return s + "]";
+}
+
+EntryInfo check_entry(const std::string& path, const std::string& name, const Json& v) {
+  auto fail = [&](const std::string& what) { load_fail(path, "tensor " + in_quotes(name) + ": " + what); };
+  if (!v.is_object()) fail("entry is not a JSON object");
+  EntryInfo e;
+  e.name = name;
+
+  const auto dt = v.find("dtype");
+  if (dt == v.end() || !dt->is_string()) fail("'dtype' is missing or not a string");
+  e.dtype_name = dt->get<std::string>();
+  if (!parse_supported_dtype(e.dtype_name, &e.dtype)) {
+    if (is_rejected_dtype(e.dtype_name)) fail("dtype " + e.dtype_name + " is not supported by ember");
+    fail("unknown dtype " + in_quotes(e.dtype_name));
+  }
+
+  const auto sh = v.find("shape");
+  if (sh == v.end() || !sh->is_array()) fail("'shape' is missing or not a list");
+  // Element count with overflow checks; a zero dimension makes the tensor empty, but the
+  // other dimensions must still fit ember's int64 sizes.
+  uint64_t nonzero_product = 1;
+  bool has_zero = false;
+  for (const Json& d : *sh) {
+    if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0) {
+      fail("shape " + json_list_str(*sh) + " has a negative dimension");
+    }
+    uint64_t u = 0;
+    if (!json_to_u64(d, &u)) fail("shape " + json_list_str(*sh) + " is not a list of integers");
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      fail("shape " + json_list_str(*sh) + " has a dimension beyond 2^63 - 1");
+    }
+    if (u == 0) {
+      has_zero = true;
+    } else if (nonzero_product > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / u) {
+      fail("shape " + json_list_str(*sh) + " has more elements than fit in 64 bits");
+    } else {
+      nonzero_product *= u;
+    }
+    e.shape.push_back(static_cast<int64_t>(u));
+  }
+  const uint64_t numel = has_zero ? 0 : nonzero_product;
+  const uint64_t elem = dtype_size(e.dtype);
+  if (numel > std::numeric_limits<uint64_t>::max() / elem) {
+    fail("shape " + shape_str(e.shape) + " of " + e.dtype_name + " needs more bytes than fit in 64 bits");
+  }
+  const uint64_t nbytes = numel * elem;
+
+  const auto off = v.find("data_offsets");
+  if (off == v.end() || !off->is_array() || off->size() != 2 ||
+      !json_to_u64((*off)[0], &e.begin) || !json_to_u64((*off)[1], &e.end)) {
+    fail("'data_offsets' must be a list of two non-negative integers [BEGIN, END], found " +
+         (off == v.end() ? std::string("nothing") : json_list_str(*off)));
+  }
+  if (e.end < e.begin) {
+    fail(detail::str_cat("data_offsets [", e.begin, ", ", e.end, "] end before they begin"));
+  }
+  if (e.end - e.begin != nbytes) {
+    fail(detail::str_cat("data_offsets [", e.begin, ", ", e.end, "] hold ", e.end - e.begin,
+                         " bytes but shape ", shape_str(e.shape), " of ", e.dtype_name, " needs ",
+                         nbytes));
+  }
+  return e;
+}
+
+// Parses the header, refusing duplicate keys (nlohmann keeps the last silently).
+Json parse_header(const std::string& path, const std::string& header) {
+  // One set of keys per open object; the outermost holds the tensor names.
+  std::vector<std::unordered_set<std::string>> open_objects;
+  auto callback = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
+    switch (event) {
+      case Json::parse_event_t::object_start:
+        open_objects.emplace_back();
+        break;
+      case Json::parse_event_t::object_end:
+        if (!open_objects.empty()) open_objects.pop_back();
+        break;
+      case Json::parse_event_t::key: {
+        if (open_objects.empty()) break;
+        const std::string key = parsed.get<std::string>();
+        if (!open_objects.back().insert(key).second) {
+          if (open_objects.size() == 1) {
+            load_fail(path, "duplicate tensor name " + in_quotes(key) + " in the header");
+          }
+          load_fail(path, "duplicate key " + in_quotes(key) + " in the header");
+        }
+        break;
+      }
+      default:
+        break;
+    }
+    return true;
+  };
+  try {
+    return Json::parse(header, callback);
+  } catch (const Json::exception& e) {
+    load_fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
+}
+
+}  // namespace
+
+SafetensorsFile load_safetensors(const std::string& path, Device device) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) load_fail(path, "cannot open: " + errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) load_fail(path, "cannot stat: " + errno_text(errno));
+  if (S_ISDIR(st.st_mode)) load_fail(path, "is a directory, expected a safetensors file");
+  if (!S_ISREG(st.st_mode)) load_fail(path, "is not a regular file");
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+
+  // --- the header length and the header ---------------------------------------------------
+  if (file_size < kLengthBytes) {
+    load_fail(path, detail::str_cat("file is ", file_size,
+                                    " bytes, too short for the 8-byte header length"));
+  }
+  unsigned char len_bytes[kLengthBytes];
+  read_at(fd.get(), path, len_bytes, kLengthBytes, 0);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  if (header_len > kMaxHeaderBytes) {
+    load_fail(path, detail::str_cat("header length ", header_len, " exceeds the ", kMaxHeaderBytes,
+                                    "-byte limit"));
+  }
+  // Written as a subtraction so that no header length can overflow it.
+  if (header_len > file_size - kLengthBytes) {
+    load_fail(path, detail::str_cat("header length ", header_len, " runs past the end of the file (8 + ",
+                                    header_len, " bytes needed, the file has ", file_size, ")"));
+  }
+  std::string header(static_cast<size_t>(header_len), '\0');
+  read_at(fd.get(), path, header.data(), header_len, kLengthBytes);
+  if (header.empty() || header[0] != '{') {
+    load_fail(path, header.empty() ? std::string("header is empty, expected a JSON object")
+                                   : "header does not start with '{' (first byte " +
+                                         hex_byte(static_cast<unsigned char>(header[0])) + ")");
+  }
+  const size_t bad = first_invalid_utf8(header);
+  if (bad != std::string::npos) {
+    load_fail(path, detail::str_cat("header is not valid UTF-8 (byte ",
+                                    hex_byte(static_cast<unsigned char>(header[bad])),
+                                    " at header offset ", bad, ")"));
+  }
+  const Json json = parse_header(path, header);
+  if (!json.is_object()) load_fail(path, "header is not a JSON object");
+
+  // --- every entry, checked before any data is read ----------------------------------------
+  SafetensorsFile result;
+  std::vector<EntryInfo> entries;
+  for (const auto& [key, value] : json.items()) {
+    if (key == kMetadataKey) {
+      if (value.is_null()) continue;
+      if (!value.is_object()) load_fail(path, "__metadata__ is not a JSON object");
+      for (const auto& [mk, mv] : value.items()) {
+        if (!mv.is_string()) {
+          load_fail(path, "__metadata__ entry " + in_quotes(mk) + " is not a string: " + mv.dump());
+        }
+        result.metadata[mk] = mv.get<std::string>();
+      }
+      continue;
+    }
+    entries.push_back(check_entry(path, key, value));
+  }
+
+  // Sorted by offset the entries must tile the data buffer exactly: no gap, no overlap,
+  // from byte 0 to its last byte.
+  std::vector<const EntryInfo*> by_offset;
+  for (const auto& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const EntryInfo* a, const EntryInfo* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t covered = 0;
+  const EntryInfo* previous = nullptr;
+  for (const EntryInfo* e : by_offset) {
+    if (e->begin > covered) {
+      if (previous == nullptr) {
+        load_fail(path, detail::str_cat("tensors do not tile the data buffer: the first tensor ",
+                                        in_quotes(e->name), " begins at byte ", e->begin, ", not 0"));
+      }
+      load_fail(path, detail::str_cat("tensors do not tile the data buffer: gap between byte ",
+                                      covered, " and ", e->begin));
+    }
+    if (e->begin < covered) {
+      load_fail(path, detail::str_cat("tensors do not tile the data buffer: tensor ", in_quotes(e->name),
+                                      " [", e->begin, ", ", e->end, "] overlaps tensor ",
+                                      in_quotes(previous->name), " [", previous->begin, ", ",
+                                      previous->end, "]"));
+    }
+    covered = e->end;
+    previous = e;
+  }
+  const uint64_t data_start = kLengthBytes + header_len;
+  const uint64_t buffer_size = file_size - data_start;
+  if (covered > buffer_size) {
+    load_fail(path, detail::str_cat("file is truncated: the header describes ", covered,
+                                    " bytes of tensor data but only ", buffer_size,
+                                    " follow the header (file size ", file_size, ")"));
+  }
+  if (covered < buffer_size) {
+    load_fail(path, detail::str_cat(buffer_size - covered, " trailing bytes after the last tensor (data ends at byte ",
+                                    data_start + covered, ", the file has ", file_size, ")"));
+  }
+
+  // --- the data: every size above is now known to fit inside the file -----------------------
+  for (const auto& e : entries) {  // json.items() gives names in sorted order
+    Tensor t = Tensor::empty(e.shape, {.dtype = e.dtype});
+    const uint64_t nbytes = e.end - e.begin;
+    if (nbytes > 0) {
+      read_at(fd.get(), path, t.data_ptr(), nbytes, data_start + e.begin);
+      if (!kLittleEndian) swap_bytes(t.data_ptr(), static_cast<size_t>(t.numel()), t.element_size());
+    }
+    if (e.dtype == kBool) {
+      // Any other byte would be an invalid bool in C++.
+      const auto* b = static_cast<const uint8_t*>(t.data_ptr());
+      for (uint64_t i = 0; i < nbytes; ++i) {
+        if (b[i] > 1) {
+          load_fail(path, detail::str_cat("tensor ", in_quotes(e.name), ": BOOL element ", i,
+                                          " is byte ", static_cast<int>(b[i]), ", expected 0 or 1"));
+        }
+      }
+    }
+    result.tensors.insert(e.name, device.is_cpu() ? t : t.to(device));
+  }
+  return result;
+}
+
+// =========================================================================================
+// Saving
+// =========================================================================================
+
+namespace {
+
+[[noreturn]] void save_fail(const std::string& path, const std::string& what) {
+  throw IOError(detail::str_cat("save_safetensors: ", path, ": ", what));
+}
+
+void write_all(int fd, const std::string& path, const std::string& tmp, const void* data, size_t n) {
+  const auto* p = static_cast<const char*>(data);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t w = ::write(fd, p + done, std::min(n - done, kMaxIoChunk));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      save_fail(path, "cannot write " + tmp + ": " + errno_text(errno));
+    }
+    done += static_cast<size_t>(w);
+  }
+}
+
+std::string json_string(const std::string& path, const std::string& what, const std::string& s) {
+  const size_t bad = first_invalid_utf8(s);
+  if (bad != std::string::npos) {
+    save_fail(path, detail::str_cat(what, " is not valid UTF-8 (bad byte at offset ", bad, ")"));
+  }
+  return Json(s).dump();
+}
+
+// Note [Atomic write]
+// A checkpoint is replaced, never rewritten in place: the new bytes go to a temporary
+// file in the same directory (rename is atomic only within one file system), which is
+// fsync'ed, closed (close can report a deferred write error) and renamed over the target;
+// then the directory is fsync'ed so the rename itself survives a power loss. A crash at
+// any point leaves either the old file or the new one, whole. Until the rename succeeds
+// the temporary is removed on every error path, so the old file is never touched.
+class TempFile {
+ public:
+  TempFile(const std::string& target, const std::string& dir) : target_(target) {
+    namespace fs = std::filesystem;
+    static std::atomic<uint64_t> counter{0};
+    const std::string base = fs::path(target).filename().string();
+    const auto clock = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    // O_EXCL makes a name collision (another writer, a stale file) a retry, not a clobber.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const std::string candidate = (fs::path(dir) / ("." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
+                                                      std::to_string(counter++) + "-" + std::to_string(clock % 1000000)))
+                                        .string();
+      const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd >= 0) {
+        fd_ = std::make_unique<Fd>(fd);
+        path_ = candidate;
+        return;
+      }
+      if (errno != EEXIST) {
+        save_fail(target, "cannot create a temporary file in " + dir + ": " + errno_text(errno));
+      }
+    }
+    save_fail(target, "cannot create a temporary file in " + dir + ": every name tried exists");
+  }
+  ~TempFile() {
+    if (fd_) fd_->reset();
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  int fd() const { return fd_->get(); }
+  const std::string& path() const { return path_; }
+  // Syncs, closes and renames over the target; after this the destructor leaves it alone.
+  void commit() {
+    if (::fsync(fd_->get()) != 0) save_fail(target_, "cannot fsync " + path_ + ": " + errno_text(errno));
+    if (const int err = fd_->close_now(); err != 0) {
+      save_fail(target_, "cannot close " + path_ + ": " + errno_text(err));
+    }
+    if (::rename(path_.c_str(), target_.c_str()) != 0) {
+      save_fail(target_, "cannot rename " + path_ + " over it: " + errno_text(errno));
+    }
+    committed_ = true;
+  }
+
+ private:
+  std::string target_;
+  std::string path_;
+  std::unique_ptr<Fd> fd_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const nn::StateDict& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  namespace fs = std::filesystem;
+  if (path.empty()) save_fail(path, "the path is empty");
+
+  // --- the tensors, on the CPU and contiguous, sorted by name --------------------------------
+  std::vector<std::pair<std::string, Tensor>> sorted;
+  for (const auto& [name, t] : tensors) {
+    if (name == kMetadataKey) save_fail(path, "a tensor cannot be named __metadata__ (the format reserves it)");
+    if (!t.defined()) save_fail(path, "tensor " + in_quotes(name) + " is undefined");
+    sorted.emplace_back(name, t.detach().cpu().contiguous());
+  }
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  // --- the header: compact JSON, padded with spaces so the data starts 8-byte aligned --------
+  std::string header = "{";
+  bool first = true;
+  if (!metadata.empty()) {
+    header += "\"__metadata__\":{";
+    for (const auto& [k, v] : metadata) {
+      if (!first) header += ",";
+      first = false;
+      header += json_string(path, "metadata key " + in_quotes(k), k) + ":" +
+                json_string(path, "metadata value of " + in_quotes(k), v);
+    }
+    header += "}";
+    first = false;
+  }
+  uint64_t offset = 0;
+  for (const auto& [name, t] : sorted) {
+    const uint64_t nbytes = t.nbytes();
+    if (!first) header += ",";
+    first = false;
+    header += json_string(path, "tensor name " + in_quotes(name), name) + ":{\"dtype\":\"" +
+              safetensors_dtype_name(t.dtype()) + "\",\"shape\":" + compact_list(t.shape()) + "," +
+              "\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + nbytes) +
+              "]}";
+    offset += nbytes;
+  }
+  header += "}";
+  header.append((8 - header.size() % 8) % 8, ' ');
+  if (header.size() > kMaxHeaderBytes) {
+    save_fail(path, detail::str_cat("the header would be ", header.size(), " bytes, over the ",
+                                    kMaxHeaderBytes, "-byte limit loaders enforce"));
+  }
+
+  // --- write, sync, rename (Note [Atomic write]) ---------------------------------------------
+  const fs::path parent = fs::path(path).parent_path();
+  const std::string dir = parent.empty() ? std::string(".") : parent.string();
+  TempFile tmp(path, dir);
+  // Keep an existing file's permission bits, since the rename replaces its inode.
+  struct stat old {};
+  if (::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode)) (void)::fchmod(tmp.fd(), old.st_mode & 07777);
+
+  unsigned char len_bytes[kLengthBytes];
+  for (size_t i = 0; i < kLengthBytes; ++i) len_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
+  write_all(tmp.fd(), path, tmp.path(), len_bytes, kLengthBytes);
+  write_all(tmp.fd(), path, tmp.path(), header.data(), header.size());
+  for (const auto& [name, t] : sorted) {
+    if (t.nbytes() == 0) continue;
+    if (kLittleEndian || t.element_size() == 1) {
+      write_all(tmp.fd(), path, tmp.path(), t.data_ptr(), t.nbytes());
+    } else {
+      std::vector<unsigned char> le(static_cast<const unsigned char*>(t.data_ptr()),
+                                    static_cast<const unsigned char*>(t.data_ptr()) + t.nbytes());
+      swap_bytes(le.data(), static_cast<size_t>(t.numel()), t.element_size());
+      write_all(tmp.fd(), path, tmp.path(), le.data(), le.size());
+    }
+  }
+  tmp.commit();
+
+  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // Some file systems cannot sync a directory (EINVAL); the rename is then as durable as
+  // they make it.
+  if (dir_fd.get() < 0 || (::fsync(dir_fd.get()) != 0 && errno != EINVAL && errno != ENOTSUP)) {
+    save_fail(path, "written, but the directory " + dir + " could not be synced: " + errno_text(errno));
+  }
+}
+
+// =========================================================================================
+// Modules, optimizers and training checkpoints
+// =========================================================================================
+
+namespace {
+
+constexpr const char* kFormatKey = "ember.format";
+constexpr const char* kContentKey = "ember.content";
+constexpr const char* kHasOptimizerKey = "ember.optimizer";
+constexpr const char* kModelPrefix = "model.";
+constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kExtraPrefix = "extra.";
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Rethrows the exception being handled with `context` in front of its message, keeping
+// its type so callers can still catch ShapeError and friends.
+[[noreturn]] void rethrow_with_context(const std::string& context) {
+  try {
+    throw;
+  } catch (const ShapeError& e) {
+    throw ShapeError(context + e.what());
+  } catch (const DTypeError& e) {
+    throw DTypeError(context + e.what());
+  } catch (const DeviceError& e) {
+    throw DeviceError(context + e.what());
+  } catch (const OutOfMemoryError& e) {
+    throw OutOfMemoryError(context + e.what());
+  } catch (const CudaError& e) {
+    throw CudaError(context + e.what());
+  } catch (const ValueError& e) {
+    throw ValueError(context + e.what());
+  } catch (const IOError& e) {
+    throw IOError(context + e.what());
+  } catch (const Error& e) {
+    throw Error(context + e.what());
+  }
+}
+
+// A file written by save() for something else gets a pointed hint instead of a list of
+// mismatched keys.
+void expect_content(const std::string& op, const std::string& path, const SafetensorsFile& f,
+                    const std::string& wanted) {
+  const auto it = f.metadata.find(kContentKey);
+  if (it == f.metadata.end() || it->second == wanted) return;
+  std::string hint;
+  if (it->second == "checkpoint") hint = "; load it with io::load_checkpoint";
+  if (it->second == "module") hint = "; load it with io::load(module, path)";
+  if (it->second == "optimizer") hint = "; load it with io::load(optimizer, path)";
+  throw IOError(detail::str_cat(op, ": ", path, ": the file holds a saved ", it->second, ", not a ",
+                                wanted, hint));
+}
+
+std::string metadata_value(const std::string& path, const std::map<std::string, std::string>& m,
+                           const std::string& key) {
+  const auto it = m.find(key);
+  if (it == m.end()) {
+    throw IOError(detail::str_cat("load_checkpoint: ", path, ": metadata ", in_quotes(key), " is missing"));
+  }
+  return it->second;
+}
+
+// Strict decimal parsing: the whole string, no sign for unsigned values, overflow refused.
+template <typename T>
+T parse_integer(const std::string& path, const std::string& key, const std::string& text) {
+  static_assert(std::is_integral_v<T>);
+  auto fail = [&]() -> T {
+    throw IOError(detail::str_cat("load_checkpoint: ", path, ": metadata ", in_quotes(key), " = ",
+                                  in_quotes(text), " is not a valid ", std::is_signed_v<T> ? "int64" : "uint64"));
+  };
+  size_t i = 0;
+  bool negative = false;
+  if (std::is_signed_v<T> && !text.empty() && text[0] == '-') {
+    negative = true;
+    i = 1;
+  }
+  if (i == text.size()) return fail();
+  using U = std::make_unsigned_t<T>;
+  const U limit = negative ? static_cast<U>(std::numeric_limits<T>::max()) + 1
+                           : static_cast<U>(std::numeric_limits<T>::max());
+  U value = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return fail();
+    const U digit = static_cast<U>(text[i] - '0');
+    if (value > (limit - digit) / 10) return fail();
+    value = value * 10 + digit;
+  }
+  if (!negative) return static_cast<T>(value);
+  return value == limit ? std::numeric_limits<T>::min() : -static_cast<T>(value);
+}
+
+std::string join_u64(const std::vector<uint64_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+}  // namespace
+
+void save(const nn::Module& module, const std::string& path) {
+  // "format": "pt" because Hugging Face loaders refuse a file whose metadata lacks it, and
+  // the keys and layout are exactly PyTorch's.
+  save_safetensors(path, module.state_dict(),
+                   {{"format", "pt"}, {kFormatKey, kFormatVersion}, {kContentKey, "module"}});
+}
+
+void load(nn::Module& module, const std::string& path, bool strict) {
+  const SafetensorsFile f = load_safetensors(path);
+  expect_content("load", path, f, "module");
+  try {
+    module.load_state_dict(f.tensors, strict);
+  } catch (const Error&) {
+    rethrow_with_context("load: " + path + ": ");
+  }
+}
+
+void save(const optim::Optimizer& optimizer, const std::string& path) {
+  save_safetensors(path, optimizer.state_dict(), {{kFormatKey, kFormatVersion}, {kContentKey, "optimizer"}});
+}
+
+void load(optim::Optimizer& optimizer, const std::string& path) {
+  const SafetensorsFile f = load_safetensors(path);
+  expect_content("load", path, f, "optimizer");
+  try {
+    optimizer.load_state_dict(f.tensors);
+  } catch (const Error&) {
+    rethrow_with_context("load: " + path + ": ");
+  }
+}
+
+void save_checkpoint(const std::string& path, const nn::Module& module,
+                     const optim::Optimizer* optimizer, const TrainingState& state) {
+  nn::StateDict all;
+  for (const auto& [name, t] : module.state_dict()) all.insert(kModelPrefix + name, t);
+  if (optimizer != nullptr) {
+    for (const auto& [name, t] : optimizer->state_dict()) all.insert(kOptimizerPrefix + name, t);
+  }
+  const RngState rng = get_rng_state();
+  std::map<std::string, std::string> meta = {
+      {kFormatKey, kFormatVersion},
+      {kContentKey, "checkpoint"},
+      {kHasOptimizerKey, optimizer != nullptr ? "1" : "0"},
+      {"epoch", std::to_string(state.epoch)},
+      {"step", std::to_string(state.step)},
+      {"rng.seed", std::to_string(rng.seed)},
+      {"rng.cpu_engine", rng.cpu_engine},
+      {"rng.philox_offset_cpu", std::to_string(rng.philox_offset_cpu)},
+      {"rng.philox_offset_cuda", join_u64(rng.philox_offset_cuda)},
+  };
+  for (const auto& [k, v] : state.extra) meta[kExtraPrefix + k] = v;
+  save_safetensors(path, all, meta);
+}
+
+TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* optimizer) {
+  const SafetensorsFile f = load_safetensors(path);
+  const auto fail = [&](const std::string& what) {
+    throw IOError(detail::str_cat("load_checkpoint: ", path, ": ", what));
+  };
+
+  // --- everything is parsed and checked before the module, optimizer or RNG change --------
+  const auto format = f.metadata.find(kFormatKey);
+  if (format == f.metadata.end()) fail("not an ember checkpoint (its metadata has no 'ember.format')");
+  if (format->second != kFormatVersion) {
+    fail(detail::str_cat("ember checkpoint format ", in_quotes(format->second),
+                         " is not supported (this build reads format ", kFormatVersion, ")"));
+  }
+  expect_content("load_checkpoint", path, f, "checkpoint");
+  if (f.metadata.find(kContentKey) == f.metadata.end()) fail("not an ember checkpoint (no 'ember.content')");
+
+  TrainingState state;
+  state.epoch = parse_integer<int64_t>(path, "epoch", metadata_value(path, f.metadata, "epoch"));
+  state.step = parse_integer<int64_t>(path, "step", metadata_value(path, f.metadata, "step"));
+  for (const auto& [k, v] : f.metadata) {
+    if (starts_with(k, kExtraPrefix)) state.extra[k.substr(std::strlen(kExtraPrefix))] = v;
+  }
+
+  RngState rng;
+  rng.seed = parse_integer<uint64_t>(path, "rng.seed", metadata_value(path, f.metadata, "rng.seed"));
+  rng.cpu_engine = metadata_value(path, f.metadata, "rng.cpu_engine");
+  {
+    std::istringstream is(rng.cpu_engine);
+    std::mt19937_64 engine;
+    is >> engine;
+    if (is.fail()) fail("metadata 'rng.cpu_engine' is not a valid CPU generator state");
+  }
+  rng.philox_offset_cpu = parse_integer<uint64_t>(path, "rng.philox_offset_cpu",
+                                                  metadata_value(path, f.metadata, "rng.philox_offset_cpu"));
+  const std::string cuda_offsets = metadata_value(path, f.metadata, "rng.philox_offset_cuda");
+  for (size_t pos = 0; !cuda_offsets.empty() && pos <= cuda_offsets.size();) {
+    const size_t comma = std::min(cuda_offsets.find(',', pos), cuda_offsets.size());
+    rng.philox_offset_cuda.push_back(
+        parse_integer<uint64_t>(path, "rng.philox_offset_cuda", cuda_offsets.substr(pos, comma - pos)));
+    pos = comma + 1;
+  }
+
+  const bool has_optimizer = metadata_value(path, f.metadata, kHasOptimizerKey) == "1";
+  if (optimizer != nullptr && !has_optimizer) {
+    fail("the checkpoint was saved without optimizer state; pass a null optimizer to load only the model");
+  }
+  nn::StateDict model_dict, optimizer_dict;
+  for (const auto& [name, t] : f.tensors) {
+    if (starts_with(name, kModelPrefix)) {
+      model_dict.insert(name.substr(std::strlen(kModelPrefix)), t);
+    } else if (starts_with(name, kOptimizerPrefix)) {
+      optimizer_dict.insert(name.substr(std::strlen(kOptimizerPrefix)), t);
+    } else {
+      fail("unexpected tensor " + in_quotes(name) + " (checkpoint tensors start with 'model.' or 'optimizer.')");
+    }
+  }
+
+  // --- restore ------------------------------------------------------------------------------
+  try {
+    module.load_state_dict(model_dict, true);
+    if (optimizer != nullptr) optimizer->load_state_dict(optimizer_dict);
+  } catch (const Error&) {
+    rethrow_with_context("load_checkpoint: " + path + ": ");
+  }
+  set_rng_state(rng);
+  return state;
+}
+
+}  // namespace ember::io

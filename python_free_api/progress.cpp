@@ -1,0 +1,93 @@
+// The Keras-style progress line.
+#include "ember/python_free_api/progress.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+namespace ember {
+
+std::string format_metric(double v) {
+  char buf[64];
+  const double a = std::fabs(v);
+  std::snprintf(buf, sizeof buf, (a < 1e-3 && a != 0.0) ? "%.4e" : "%.4f", v);
+  return buf;
+}
+
+std::string format_time_per_step(double seconds) {
+  char buf[64];
+  if (seconds >= 1.0) {
+    std::snprintf(buf, sizeof buf, "%.0fs/step", seconds);
+  } else if (seconds >= 1e-3) {
+    std::snprintf(buf, sizeof buf, "%.0fms/step", seconds * 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.0fus/step", seconds * 1e6);
+  }
+  return buf;
+}
+
+ProgressBar::ProgressBar(int64_t steps, int verbose, std::FILE* out, int force_terminal)
+    : steps_(steps), verbose_(verbose), out_(out) {
+  terminal_ = force_terminal >= 0 ? force_terminal != 0 : isatty(fileno(out_)) != 0;
+  start_ = last_draw_ = std::chrono::steady_clock::now();
+}
+
+std::string ProgressBar::bar(int64_t step, int64_t steps, int width) {
+  if (steps <= 0 || step >= steps) return "[" + std::string(width, '=') + "]";
+  const int done = static_cast<int>(static_cast<double>(width) * static_cast<double>(step) /
+                                    static_cast<double>(steps));
+  std::string b = "[";
+  if (done > 0) b += std::string(done - 1, '=') + ">";
+  return b + std::string(width - done, '.') + "]";
+}
+
+std::string ProgressBar::logs_text(const Logs& logs) {
+  std::string s;
+  for (const auto& [name, v] : logs) s += " - " + name + ": " + format_metric(v);
+  return s;
+}
+
+std::string ProgressBar::line(int64_t step, const Logs& logs, bool final) const {
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const std::string counter = std::to_string(step) + "/" + std::to_string(steps_);
+  const int pad = static_cast<int>(std::to_string(steps_).size() * 2 + 1 - counter.size());
+  std::string s = std::string(std::max(pad, 0), ' ') + counter + " " + bar(step, steps_);
+  const double per_step = step > 0 ? elapsed / static_cast<double>(step) : 0.0;
+  if (final) {
+    s += " - " + std::to_string(static_cast<int64_t>(std::lround(elapsed))) + "s " +
+         format_time_per_step(per_step);
+  } else {
+    const double eta = per_step * static_cast<double>(steps_ - step);
+    s += " - ETA: " + std::to_string(static_cast<int64_t>(std::lround(eta))) + "s";
+  }
+  return s + logs_text(logs);
+}
+
+void ProgressBar::update(int64_t step, const Logs& logs) {
+  if (verbose_ != 1 || !terminal_) return;
+  const auto now = std::chrono::steady_clock::now();
+  // Redrawing every step would cost more than a small step itself: about 20 times a second.
+  if (step < steps_ && now - last_draw_ < std::chrono::milliseconds(50)) return;
+  last_draw_ = now;
+  const std::string s = line(step, logs, false);
+  std::fprintf(out_, "\r%s", s.c_str());
+  if (s.size() < last_width_) std::fprintf(out_, "%s", std::string(last_width_ - s.size(), ' ').c_str());
+  last_width_ = s.size();
+  std::fflush(out_);
+}
+
+void ProgressBar::finish(const Logs& logs) {
+  if (verbose_ == 0) return;
+  const std::string s = line(steps_, logs, true);
+  if (verbose_ == 1 && terminal_) {
+    std::fprintf(out_, "\r%s", s.c_str());
+    if (s.size() < last_width_) std::fprintf(out_, "%s", std::string(last_width_ - s.size(), ' ').c_str());
+    std::fprintf(out_, "\n");
+  } else {
+    std::fprintf(out_, "%s\n", s.c_str());
+  }
+  std::fflush(out_);
+}
+
+}  // namespace ember

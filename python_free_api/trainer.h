@@ -1,0 +1,105 @@
+// Trainer: Keras's fit / evaluate / predict for an nn::Module, an optimizer, a loss and
+// metrics, with a progress line, validation, callbacks and a returned History.
+#pragma once
+
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "ember/core/export.h"
+#include "ember/core/tensor.h"
+#include "ember/layers/losses.h"
+#include "ember/layers/module.h"
+#include "ember/optim/optimizer.h"
+#include "ember/python_free_api/data/dataset.h"
+#include "ember/python_free_api/data/transforms.h"
+#include "ember/python_free_api/metrics.h"
+#include "ember/python_free_api/progress.h"
+
+namespace ember {
+
+namespace callbacks {
+class Callback;
+}
+
+// Metric name -> one value per epoch ("loss", "accuracy", "val_loss", "val_accuracy").
+class EMBER_API History {
+ public:
+  void append(const Logs& logs);
+  const std::vector<double>& operator[](const std::string& name) const;  // throws naming it
+  bool contains(const std::string& name) const { return values_.count(name) != 0; }
+  std::vector<std::string> keys() const;
+  size_t epochs() const;
+
+ private:
+  std::map<std::string, std::vector<double>> values_;
+  std::vector<std::string> order_;
+};
+
+EMBER_API std::ostream& operator<<(std::ostream& os, const Logs& logs);
+
+struct FitOptions {
+  int64_t epochs = 1;
+  int64_t batch_size = 32;
+  bool shuffle = true;
+  // Validation data, or the last fraction of the training data (taken before shuffling).
+  const data::Dataset* validation = nullptr;
+  double validation_split = 0.0;
+  std::vector<std::shared_ptr<callbacks::Callback>> callbacks;
+  int verbose = 1;          // 0 silent, 1 progress bar, 2 one line per epoch
+  int64_t initial_epoch = 0;
+  bool drop_last = false;
+  data::Transform transform;  // applied to training inputs only (augmentation)
+  // Resume from a training checkpoint written by ModelCheckpoint(..., {.training_state = true})
+  // or io::save_checkpoint: restores model, optimizer, RNG and the epoch to start from.
+  std::string resume_from;
+};
+
+struct EvaluateOptions {
+  int64_t batch_size = 32;
+  int verbose = 0;
+};
+
+class EMBER_API Trainer {
+ public:
+  // The model is moved to `device` (default: Device::best()) by fit/evaluate/predict.
+  Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss loss,
+          std::initializer_list<metrics::AnyMetric> metrics = {},
+          std::optional<Device> device = std::nullopt);
+  Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss loss,
+          std::vector<metrics::AnyMetric> metrics, std::optional<Device> device = std::nullopt);
+
+  History fit(const data::Dataset& train, FitOptions options = {});
+  // Loss and metrics over the dataset, in eval mode, without gradients.
+  Logs evaluate(const data::Dataset& data, EvaluateOptions options = {});
+  // The model's outputs for every example, in order, on the CPU.
+  Tensor predict(const data::Dataset& data, int64_t batch_size = 32);
+  Tensor predict(const Tensor& x, int64_t batch_size = 32);
+
+  nn::Module& model() { return model_; }
+  optim::Optimizer& optimizer() { return optimizer_; }
+  Device device() const { return device_; }
+  // Set by a callback to end fit() after the current epoch (or batch).
+  void stop_training(bool stop = true) { stop_ = stop; }
+  bool stopping() const { return stop_; }
+  // The epoch fit() is in (0-based), for callbacks that save training checkpoints.
+  int64_t epoch() const { return epoch_; }
+
+ private:
+  Logs run_epoch(const data::Dataset& data, int64_t batch_size, bool train, int verbose,
+                 int64_t epoch, int64_t epochs, const data::Transform& transform, bool shuffle,
+                 bool drop_last, const std::vector<std::shared_ptr<callbacks::Callback>>* cbs);
+
+  nn::Module& model_;
+  optim::Optimizer& optimizer_;
+  loss::AnyLoss loss_;
+  std::vector<std::shared_ptr<metrics::Metric>> metrics_;
+  Device device_;
+  bool stop_ = false;
+  int64_t epoch_ = 0;
+};
+
+}  // namespace ember

@@ -1,0 +1,341 @@
+// Image folders: class discovery, decoded values, resizing, bad files (errors naming the
+// file, or skipped), the memory and size caps, and the PNG export round trip.
+#include "ember/python_free_api/data/image_folder.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ember/core/error.h"
+#include "ember/core/tensor.h"
+#include "ember/python_free_api/data/dataloader.h"
+#include "ember/python_free_api/data/fashion_mnist.h"
+
+// The test's own copy of the writer (the library's is file-static).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ember;
+using namespace ember::data;
+
+// A fresh directory under /tmp, removed with its contents at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ember_image_folder_XXXXXX";
+    const char* p = mkdtemp(tmpl);
+    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  // root/<rel>, with its parent folders created.
+  std::string file(const std::string& rel) const {
+    const fs::path p = path_ / rel;
+    fs::create_directories(p.parent_path());
+    return p.string();
+  }
+
+ private:
+  fs::path path_;
+};
+
+// A w x h image of `comp` channels, every pixel `rgba` (first `comp` values used).
+std::vector<unsigned char> solid(int w, int h, int comp, std::vector<unsigned char> rgba) {
+  std::vector<unsigned char> px;
+  for (int i = 0; i < w * h; ++i) px.insert(px.end(), rgba.begin(), rgba.begin() + comp);
+  return px;
+}
+
+// Pixels that do not compress well, so truncating the file cuts into the image data.
+std::vector<unsigned char> noise(int w, int h, int comp) {
+  std::vector<unsigned char> px(static_cast<size_t>(w * h * comp));
+  uint32_t s = 12345;
+  for (auto& v : px) {
+    s = s * 1664525u + 1013904223u;
+    v = static_cast<unsigned char>(s >> 24);
+  }
+  return px;
+}
+
+void write_png(const std::string& path, int w, int h, int comp,
+               const std::vector<unsigned char>& px) {
+  ASSERT_NE(stbi_write_png(path.c_str(), w, h, comp, px.data(), w * comp), 0) << path;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+void truncate_file(const std::string& path, double keep) {
+  const auto size = fs::file_size(path);
+  fs::resize_file(path, static_cast<uintmax_t>(static_cast<double>(size) * keep));
+}
+
+std::vector<float> values(const Tensor& t) { return t.contiguous().to_vector<float>(); }
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+TEST(ImageFolder, ClassesAreTheSortedSubFoldersAndLabelsFollowThem) {
+  TempDir dir;
+  const auto red = solid(2, 2, 3, {255, 0, 0});
+  write_png(dir.file("dog/x.png"), 2, 2, 3, red);
+  write_png(dir.file("cat/b.png"), 2, 2, 3, red);
+  write_png(dir.file("cat/a.PNG"), 2, 2, 3, red);
+  write_png(dir.file(".hidden/z.png"), 2, 2, 3, red);
+  write_text(dir.file("dog/notes.txt"), "not an image, and not named like one");
+  write_text(dir.file("README"), "a file at the root");
+  ImageFolder ds(dir.path().string(), {.height = 2, .width = 2});
+  EXPECT_EQ(ds.classes(), (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_EQ(ds.size(), 3);
+  EXPECT_EQ(ds.labels().to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 1}));
+  ASSERT_EQ(ds.files().size(), 3u);
+  EXPECT_TRUE(contains(ds.files()[0], "cat/a.PNG"));
+  EXPECT_TRUE(contains(ds.files()[1], "cat/b.png"));
+  EXPECT_TRUE(contains(ds.files()[2], "dog/x.png"));
+  EXPECT_EQ(ds.num_skipped(), 0);
+}
+
+TEST(ImageFolder, RedPngGivesOneInChannelZeroAfterRescale) {
+  TempDir dir;
+  write_png(dir.file("red/r.png"), 2, 2, 3, solid(2, 2, 3, {255, 0, 0}));
+  ImageFolder ds(dir.path().string(), {.height = 2, .width = 2});
+  ASSERT_EQ(ds.images().shape(), (Shape{1, 3, 2, 2}));
+  EXPECT_EQ(ds.images().dtype(), kFloat32);
+  EXPECT_EQ(values(ds.images()), (std::vector<float>{1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}));
+}
+
+TEST(ImageFolder, ConvertsChannelsAndAppliesRescale) {
+  TempDir dir;
+  write_png(dir.file("grey/g.png"), 3, 1, 1, solid(3, 1, 1, {51}));
+  ImageFolder rgb(dir.path().string(), {.height = 1, .width = 3, .rescale = 1.0});
+  EXPECT_EQ(values(rgb.images()), std::vector<float>(9, 51.0f));  // grey spread to R, G, B
+  ImageFolder grey(dir.path().string(), {.height = 1, .width = 3, .channels = 1});
+  ASSERT_EQ(grey.images().shape(), (Shape{1, 1, 1, 3}));
+  EXPECT_FLOAT_EQ(values(grey.images())[0], 51.0f / 255.0f);
+}
+
+TEST(ImageFolder, ResizesEveryImageToTheRequestedSize) {
+  TempDir dir;
+  write_png(dir.file("a/big.png"), 40, 30, 3, solid(40, 30, 3, {0, 255, 0}));
+  write_png(dir.file("a/small.png"), 5, 4, 3, solid(5, 4, 3, {0, 0, 255}));
+  std::vector<unsigned char> blue = solid(16, 16, 3, {0, 0, 255});
+  ASSERT_NE(stbi_write_jpg(dir.file("b/photo.jpg").c_str(), 16, 16, 3, blue.data(), 95), 0);
+  ImageFolder ds(dir.path().string(), {.height = 12, .width = 10});
+  ASSERT_EQ(ds.images().shape(), (Shape{3, 3, 12, 10}));
+  const std::vector<float> v = values(ds.images());
+  const int64_t plane = 12 * 10;
+  for (int64_t p = 0; p < plane; ++p) {
+    // a/big.png: green; a/small.png: blue; b/photo.jpg: blue, up to JPEG's error.
+    EXPECT_NEAR(v[static_cast<size_t>(1 * plane + p)], 1.0f, 1e-6);
+    EXPECT_NEAR(v[static_cast<size_t>(3 * plane + p)], 0.0f, 1e-6);
+    EXPECT_NEAR(v[static_cast<size_t>(5 * plane + p)], 1.0f, 1e-6);
+    EXPECT_NEAR(v[static_cast<size_t>(8 * plane + p)], 1.0f, 0.05);
+    EXPECT_NEAR(v[static_cast<size_t>(6 * plane + p)], 0.0f, 0.05);
+  }
+}
+
+TEST(ImageFolder, TruncatedPngGivesIOErrorNamingTheFile) {
+  TempDir dir;
+  write_png(dir.file("a/good.png"), 4, 4, 3, solid(4, 4, 3, {1, 2, 3}));
+  const std::string bad = dir.file("a/truncated.png");
+  write_png(bad, 64, 64, 3, noise(64, 64, 3));
+  truncate_file(bad, 0.5);
+  try {
+    ImageFolder ds(dir.path().string(), {.height = 4, .width = 4});
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), bad)) << e.what();
+    EXPECT_TRUE(contains(e.what(), "stb_image")) << e.what();
+  }
+}
+
+TEST(ImageFolder, TextFileNamedPngGivesIOErrorWithStbsReason) {
+  TempDir dir;
+  write_png(dir.file("a/good.png"), 4, 4, 3, solid(4, 4, 3, {1, 2, 3}));
+  const std::string bad = dir.file("a/not_really.png");
+  write_text(bad, "this is plain text, not a PNG\n");
+  try {
+    ImageFolder ds(dir.path().string(), {.height = 4, .width = 4});
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), bad)) << e.what();
+    EXPECT_TRUE(contains(e.what(), "unknown image type")) << e.what();
+  }
+}
+
+TEST(ImageFolder, SkipBadFilesSkipsAndCountsThem) {
+  TempDir dir;
+  write_png(dir.file("a/1.png"), 4, 4, 3, solid(4, 4, 3, {255, 255, 255}));
+  const std::string truncated = dir.file("a/2.png");
+  write_png(truncated, 64, 64, 3, noise(64, 64, 3));
+  truncate_file(truncated, 0.5);
+  const std::string text = dir.file("b/0.png");
+  write_text(text, "hello");
+  write_png(dir.file("b/1.png"), 4, 4, 3, solid(4, 4, 3, {0, 0, 0}));
+  write_png(dir.file("b/2.png"), 4, 4, 3, solid(4, 4, 3, {255, 255, 255}));
+  ImageFolder ds(dir.path().string(), {.height = 4, .width = 4, .skip_bad_files = true});
+  EXPECT_EQ(ds.num_skipped(), 2);
+  ASSERT_EQ(ds.skipped().size(), 2u);
+  EXPECT_EQ(ds.skipped()[0].path, truncated);
+  EXPECT_EQ(ds.skipped()[1].path, text);
+  EXPECT_FALSE(ds.skipped()[1].reason.empty());
+  EXPECT_EQ(ds.size(), 3);
+  EXPECT_EQ(ds.labels().to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 1}));
+  // The kept images moved up over the skipped ones: white, black, white.
+  const std::vector<float> v = values(ds.images());
+  const size_t image = 3 * 4 * 4;
+  EXPECT_EQ(v[0], 1.0f);
+  EXPECT_EQ(v[image], 0.0f);
+  EXPECT_EQ(v[2 * image], 1.0f);
+}
+
+TEST(ImageFolder, ChecksMaxPixelsBeforeDecoding) {
+  TempDir dir;
+  const std::string big = dir.file("a/big.png");
+  write_png(big, 64, 64, 3, solid(64, 64, 3, {9, 9, 9}));
+  try {
+    ImageFolder ds(dir.path().string(), {.height = 8, .width = 8, .max_pixels = 1000});
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), big)) << e.what();
+    EXPECT_TRUE(contains(e.what(), "max_pixels")) << e.what();
+  }
+}
+
+TEST(ImageFolder, EmptyOrMissingFoldersGiveClearErrors) {
+  TempDir dir;
+  try {
+    ImageFolder ds(dir.path().string());
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), "no class sub-folders")) << e.what();
+  }
+  write_png(dir.file("a/1.png"), 2, 2, 3, solid(2, 2, 3, {0, 0, 0}));
+  write_text(dir.file("b/notes.txt"), "no images here");
+  try {
+    ImageFolder ds(dir.path().string());
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), (dir.path() / "b").string())) << e.what();
+    EXPECT_TRUE(contains(e.what(), "no image files")) << e.what();
+  }
+  EXPECT_THROW(ImageFolder((dir.path() / "missing").string()), IOError);
+  EXPECT_THROW(ImageFolder(dir.path().string(), {.channels = 5}), Error);
+}
+
+TEST(ImageFolder, FeedsADataLoader) {
+  TempDir dir;
+  for (int i = 0; i < 5; ++i) {
+    write_png(dir.file("a/" + std::to_string(i) + ".png"), 3, 3, 3, solid(3, 3, 3, {0, 0, 0}));
+    write_png(dir.file("b/" + std::to_string(i) + ".png"), 3, 3, 3, solid(3, 3, 3, {255, 255, 255}));
+  }
+  auto ds = std::make_shared<ImageFolder>(dir.path().string(),
+                                          ImageFolderOptions{.height = 3, .width = 3});
+  DataLoader loader(ds, {.batch_size = 4, .shuffle = true, .seed = 1});
+  int64_t seen = 0;
+  for (const Batch& b : loader) {
+    const std::vector<float> x = values(b.x);
+    const std::vector<int64_t> y = b.y.to_vector<int64_t>();
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(x[i * 27], static_cast<float>(y[i]));
+    seen += static_cast<int64_t>(y.size());
+  }
+  EXPECT_EQ(seen, 10);
+}
+
+TEST(SafeFileName, ReplacesCharactersFoldersCannotHold) {
+  EXPECT_EQ(safe_file_name("T-shirt/top"), "T-shirt_top");
+  EXPECT_EQ(safe_file_name("Ankle boot"), "Ankle_boot");
+  EXPECT_EQ(safe_file_name("ok-name_1.2"), "ok-name_1.2");
+  EXPECT_EQ(safe_file_name(".."), "_");
+  EXPECT_EQ(safe_file_name(""), "_");
+}
+
+TEST(ExportImageFolder, WritesClassFoldersOfPngsThatReadBackTheSame) {
+  TempDir dir;
+  // Three 2x2 grey images: 0, 1/255*k ramps; labels 1, 0, 1.
+  std::vector<float> x;
+  for (int i = 0; i < 3; ++i) {
+    for (int p = 0; p < 4; ++p) x.push_back(static_cast<float>(i * 4 + p) * 20.0f / 255.0f);
+  }
+  TensorDataset ds(Tensor::from_vector(x, {3, 1, 2, 2}),
+                   Tensor::from_vector<int64_t>({1, 0, 1}, {3}));
+  const std::string out = (dir.path() / "export").string();
+  export_image_folder(ds, {"T-shirt/top", "Ankle boot"}, out);
+  EXPECT_TRUE(fs::exists(out + "/Ankle_boot/00000.png"));
+  EXPECT_TRUE(fs::exists(out + "/T-shirt_top/00001.png"));
+  EXPECT_TRUE(fs::exists(out + "/Ankle_boot/00002.png"));
+  ImageFolder back(out, {.height = 2, .width = 2, .channels = 1});
+  EXPECT_EQ(back.classes(), (std::vector<std::string>{"Ankle_boot", "T-shirt_top"}));
+  // Sorted: Ankle_boot/00000, Ankle_boot/00002, T-shirt_top/00001.
+  const std::vector<float> v = values(back.images());
+  const std::vector<size_t> order = {0, 2, 1};
+  for (size_t k = 0; k < 3; ++k) {
+    for (size_t p = 0; p < 4; ++p) EXPECT_NEAR(v[k * 4 + p], x[order[k] * 4 + p], 1e-6);
+  }
+  export_image_folder(ds, {"a", "b"}, (dir.path() / "limited").string(), 1);
+  EXPECT_TRUE(fs::exists(dir.path() / "limited/b/00000.png"));
+  EXPECT_FALSE(fs::exists(dir.path() / "limited/a"));
+  EXPECT_THROW(export_image_folder(ds, {"only one"}, (dir.path() / "x").string()), Error);
+  EXPECT_THROW(export_image_folder(ds, {"a/b", "a_b"}, (dir.path() / "y").string()), Error);
+}
+
+TEST(ExportImageFolder, FashionMnistSampleRoundTrips) {
+  const std::string root = EMBER_FASHION_MNIST_DIR;
+  if (!fs::exists(root + "/t10k-images-idx3-ubyte.gz") && !fs::exists(root + "/t10k-images-idx3-ubyte")) {
+    GTEST_SKIP() << "Fashion-MNIST not found at " << root;
+  }
+  FashionMNIST test(root, Split::Test);
+  TempDir dir;
+  export_fashion_mnist_images(test, dir.path().string(), 20);
+  int64_t files = 0;
+  std::set<std::string> safe_names;
+  for (const std::string& c : FashionMNIST::classes()) safe_names.insert(safe_file_name(c));
+  for (const auto& e : fs::recursive_directory_iterator(dir.path())) {
+    if (e.is_directory()) {
+      EXPECT_EQ(safe_names.count(e.path().filename().string()), 1u) << e.path();
+    } else {
+      ++files;
+      EXPECT_EQ(e.path().extension(), ".png");
+    }
+  }
+  EXPECT_EQ(files, 20);
+  ImageFolder back(dir.path().string(), {.height = 28, .width = 28, .channels = 1});
+  ASSERT_EQ(back.size(), 20);
+  // Each file holds the sample its name gives, and its folder is the sample's class.
+  const std::vector<int64_t> labels = test.labels().narrow(0, 0, 20).to_vector<int64_t>();
+  for (int64_t k = 0; k < 20; ++k) {
+    const fs::path file = back.files()[static_cast<size_t>(k)];
+    const int64_t index = std::stoll(file.stem().string());
+    const std::string expected = safe_file_name(FashionMNIST::classes()[static_cast<size_t>(labels[index])]);
+    EXPECT_EQ(file.parent_path().filename().string(), expected);
+    const std::vector<float> a = values(back.images().select(0, k));
+    const std::vector<float> b = values(test.images().select(0, index));
+    for (size_t p = 0; p < a.size(); ++p) ASSERT_NEAR(a[p], b[p], 0.5 / 255.0 + 1e-6);
+  }
+}
+
+}  // namespace
