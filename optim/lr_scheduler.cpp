@@ -2,6 +2,7 @@
 // Note [LR schedule semantics] in lr_scheduler.h).
 #include "ember/optim/lr_scheduler.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ember/core/error.h"

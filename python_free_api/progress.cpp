@@ -64,12 +64,15 @@ std::string ProgressBar::line(int64_t step, const Logs& logs, bool final) const 
   return s + logs_text(logs);
 }
 
-void ProgressBar::update(int64_t step, const Logs& logs) {
-  if (verbose_ != 1 || !terminal_) return;
-  const auto now = std::chrono::steady_clock::now();
+bool ProgressBar::due(int64_t step) const {
+  if (verbose_ != 1 || !terminal_) return false;
   // Redrawing every step would cost more than a small step itself: about 20 times a second.
-  if (step < steps_ && now - last_draw_ < std::chrono::milliseconds(50)) return;
-  last_draw_ = now;
+  return step >= steps_ || std::chrono::steady_clock::now() - last_draw_ >= std::chrono::milliseconds(50);
+}
+
+void ProgressBar::update(int64_t step, const Logs& logs) {
+  if (!due(step)) return;
+  last_draw_ = std::chrono::steady_clock::now();
   const std::string s = line(step, logs, false);
   std::fprintf(out_, "\r%s", s.c_str());
   if (s.size() < last_width_) std::fprintf(out_, "%s", std::string(last_width_ - s.size(), ' ').c_str());

@@ -26,6 +26,8 @@ class EMBER_API ProgressBar {
   // `out` defaults to stdout; `is_terminal` is detected from it unless forced.
   ProgressBar(int64_t steps, int verbose, std::FILE* out = stdout, int force_terminal = -1);
 
+  // Whether update(step, ...) would draw now (so callers read values only when needed).
+  bool due(int64_t step) const;
   // After each step, with the running means of the epoch so far.
   void update(int64_t step, const Logs& logs);
   // At the end of the epoch, with the final values (validation included).

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "ember/layers/losses.h"
 #include "ember/layers/module.h"
 #include "ember/optim/optimizer.h"
+#include "ember/python_free_api/data/dataloader.h"
 #include "ember/python_free_api/data/dataset.h"
 #include "ember/python_free_api/data/transforms.h"
 #include "ember/python_free_api/metrics.h"
@@ -52,7 +54,7 @@ struct FitOptions {
   int verbose = 1;          // 0 silent, 1 progress bar, 2 one line per epoch
   int64_t initial_epoch = 0;
   bool drop_last = false;
-  data::Transform transform;  // applied to training inputs only (augmentation)
+  data::Compose transform;  // applied to training inputs only (augmentation)
   // Resume from a training checkpoint written by ModelCheckpoint(..., {.training_state = true})
   // or io::save_checkpoint: restores model, optimizer, RNG and the epoch to start from.
   std::string resume_from;
@@ -89,14 +91,15 @@ class EMBER_API Trainer {
   int64_t epoch() const { return epoch_; }
 
  private:
-  Logs run_epoch(const data::Dataset& data, int64_t batch_size, bool train, int verbose,
-                 int64_t epoch, int64_t epochs, const data::Transform& transform, bool shuffle,
-                 bool drop_last, const std::vector<std::shared_ptr<callbacks::Callback>>* cbs);
+  // One pass over `loader`: trains when `train`, else evaluates without gradients.
+  Logs run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
+                 const std::vector<std::shared_ptr<callbacks::Callback>>& cbs);
 
   nn::Module& model_;
   optim::Optimizer& optimizer_;
   loss::AnyLoss loss_;
   std::vector<std::shared_ptr<metrics::Metric>> metrics_;
+  std::vector<std::shared_ptr<metrics::Metric>> val_metrics_;
   Device device_;
   bool stop_ = false;
   int64_t epoch_ = 0;

@@ -1,31 +1,57 @@
-// fashion_cnn: the seed CNN — Conv 32 3x3 → ReLU → MaxPool 2 → Conv 64 3x3 → ReLU →
-// MaxPool 2 → Flatten → Dense 128 ReLU → Dense 10 — built from nn layers and trained on
-// Fashion-MNIST with the raw loop (forward, loss, zero_grad, backward, step), on the GPU
-// when there is one, else on the CPU.
+// fashion_cnn: the seed CNN (Conv 32 3x3 → MaxPool 2 → Conv 64 3x3 → MaxPool 2 → Flatten
+// → Dense 128 ReLU → Dense 10), defined by subclassing nn::Module and trained with the
+// Keras-style Trainer on Fashion-MNIST — on the GPU when there is one, else the CPU.
 #include <CLI/CLI.hpp>
 
-#include <chrono>
 #include <cstdio>
+#include <iostream>
 
-#include "sample_utils.h"
+#include <ember/ember.h>
 
 using namespace ember;
 
+class FashionCnn : public nn::Module {
+ public:
+  FashionCnn() {
+    conv1_ = register_module("conv1", nn::Conv2d(1, 32, 3));
+    conv2_ = register_module("conv2", nn::Conv2d(32, 64, 3));
+    pool_ = register_module("pool", nn::MaxPool2d(2));
+    fc1_ = register_module("fc1", nn::Linear(64 * 5 * 5, 128));
+    fc2_ = register_module("fc2", nn::Linear(128, 10));
+  }
+
+  // x: [N, 1, 28, 28] -> logits [N, 10]
+  Tensor forward(const Tensor& x) override {
+    Tensor h = (*pool_)(relu((*conv1_)(x)));   // [N, 32, 13, 13]
+    h = (*pool_)(relu((*conv2_)(h)));          // [N, 64, 5, 5]
+    h = relu((*fc1_)(h.flatten(1)));           // [N, 128]
+    return (*fc2_)(h);
+  }
+  std::string name() const override { return "FashionCnn"; }
+
+ private:
+  std::shared_ptr<nn::Conv2d> conv1_, conv2_;
+  std::shared_ptr<nn::MaxPool2d> pool_;
+  std::shared_ptr<nn::Linear> fc1_, fc2_;
+};
+
 int main(int argc, char** argv) {
-  CLI::App app{"Train the Fashion-MNIST CNN with ember's layers and a raw training loop"};
-  int epochs = 4;
-  int64_t batch_size = 64;
+  CLI::App app{"Train the Fashion-MNIST CNN with ember's Trainer"};
+  int64_t epochs = 10, batch_size = 64;
   double lr = 1e-3;
-  std::string device_name = "best", data_dir = data::default_fashion_mnist_dir();
+  std::string device_name = "best", data_dir = data::default_fashion_mnist_dir(), save_path;
   bool quick = false;
+  int verbose = 1;
   uint64_t seed = 0;
   app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
   app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
-  app.add_option("--lr", lr, "Adam learning rate");
+  app.add_option("--lr", lr, "Adam learning rate")->check(CLI::PositiveNumber);
   app.add_option("--device", device_name, "cpu, cuda, cuda:N or best");
   app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files (.gz or not)");
+  app.add_option("--save", save_path, "write the trained weights to this .safetensors file");
+  app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch");
   app.add_option("--seed", seed, "random seed");
-  app.add_flag("--quick", quick, "train on 3000 examples for one epoch (a smoke test)");
+  app.add_flag("--quick", quick, "train on 2000 examples for one epoch (a smoke test)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -33,63 +59,30 @@ int main(int argc, char** argv) {
     const Device device = Device::parse(device_name);
     std::printf("device: %s%s\n", device.str().c_str(),
                 cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
-
-    data::FashionMNIST train(data_dir, data::Split::Train);
+    auto train = std::make_shared<data::FashionMNIST>(data_dir, data::Split::Train);
     data::FashionMNIST test(data_dir, data::Split::Test);
-    int64_t n_train = train.size();
+    std::shared_ptr<const data::Dataset> train_set = train;
     if (quick) {
       epochs = 1;
-      n_train = 3000;
+      std::vector<int64_t> first(2000);
+      for (int64_t i = 0; i < 2000; ++i) first[i] = i;
+      train_set = std::make_shared<data::Subset>(train, first);
     }
 
-    nn::Sequential model{
-        nn::Conv2d(1, 32, 3), nn::ReLU(), nn::MaxPool2d(2),
-        nn::Conv2d(32, 64, 3), nn::ReLU(), nn::MaxPool2d(2),
-        nn::Flatten(), nn::Linear(64 * 5 * 5, 128), nn::ReLU(), nn::Linear(128, 10)};
+    FashionCnn model;
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
-    std::printf("train: %lld examples, test: %lld examples\n", static_cast<long long>(n_train),
-                static_cast<long long>(test.size()));
-
-    samples::HandAdam opt(model.parameters(), lr);
-    auto predict = [&](const Tensor& x) { return model(x); };
-
-    std::vector<int64_t> order(static_cast<size_t>(n_train));
-    std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 shuffle_gen(seed);
-    for (int epoch = 1; epoch <= epochs; ++epoch) {
-      model.train();
-      const auto start = std::chrono::steady_clock::now();
-      std::shuffle(order.begin(), order.end(), shuffle_gen);
-      double loss_sum = 0;
-      int64_t steps = 0;
-      for (size_t i = 0; i < order.size(); i += static_cast<size_t>(batch_size)) {
-        const size_t end = std::min(order.size(), i + static_cast<size_t>(batch_size));
-        Tensor x = samples::gather_rows(train.images(), order, i, end, device);
-        Tensor y = samples::gather_rows(train.labels(), order, i, end, device);
-        Tensor loss = cross_entropy(model(x), y);
-        opt.zero_grad();
-        loss.backward();
-        opt.step();
-        const double l = loss.item();
-        if (!std::isfinite(l)) {
-          std::fprintf(stderr, "error: the loss became %f at epoch %d step %lld; lower --lr\n", l,
-                       epoch, static_cast<long long>(steps));
-          return 1;
-        }
-        loss_sum += l;
-        ++steps;
-      }
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      model.eval();
-      std::printf("epoch %d/%d - %.1fs - loss: %.4f - test accuracy: %.4f\n", epoch, epochs, secs,
-                  loss_sum / static_cast<double>(steps),
-                  samples::accuracy(predict, test.images(), test.labels(), device));
-      std::fflush(stdout);
+    optim::Adam opt(model.parameters(), {.lr = lr});
+    Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
+    History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = batch_size,
+                                               .validation = &test, .verbose = verbose});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
+    std::cout << "test: " << result << "\n";
+    std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
+    if (!save_path.empty()) {
+      io::save(model, save_path);
+      std::printf("saved weights to %s\n", save_path.c_str());
     }
-    model.eval();
-    std::printf("test accuracy: %.2f%%\n",
-                100.0 * samples::accuracy(predict, test.images(), test.labels(), device));
   } catch (const Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -85,9 +85,8 @@ Tensor copy_to_device(const Tensor& host, int device, cudaStream_t copy, cudaStr
 }
 
 void check_cpu(const char* what, const Tensor& t) {
-  EMBER_CHECK_T(DeviceError, t.device().is_cpu(), "DataLoader: ", what, " ",
-                shape_str(t.shape()), " is on ", t.device().str(),
-                "; datasets and transforms must produce CPU tensors");
+  EMBER_CHECK_T(DeviceError, t.device().is_cpu(), "DataLoader: ", what, " ", shape_str(t.shape()),
+                " is on ", t.device().str(), "; datasets and transforms must produce CPU tensors");
 }
 
 }  // namespace
@@ -142,7 +141,8 @@ struct DataLoader::Epoch {
   void run() {
     try {
       std::unique_ptr<cuda::DeviceGuard> guard;
-      if (options.device.is_cuda()) guard = std::make_unique<cuda::DeviceGuard>(options.device.index());
+      if (options.device.is_cuda())
+        guard = std::make_unique<cuda::DeviceGuard>(options.device.index());
       for (int64_t b = 0; b < num_batches; ++b) {
         {
           std::unique_lock<std::mutex> lock(mu);
@@ -209,7 +209,8 @@ struct DataLoader::Epoch {
     p->staged_y = host_y;
     p->batch.x = copy_to_device(host_x, dev, copy, compute);
     if (host_y.defined()) p->batch.y = copy_to_device(host_y, dev, copy, compute);
-    EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&p->ready, cudaEventDisableTiming | cudaEventBlockingSync));
+    EMBER_CUDA_CHECK(
+        cudaEventCreateWithFlags(&p->ready, cudaEventDisableTiming | cudaEventBlockingSync));
     EMBER_CUDA_CHECK(cudaEventRecord(p->ready, copy));
     return p;
   }
@@ -248,15 +249,17 @@ struct DataLoader::Epoch {
       if (worker.joinable()) worker.join();
       std::rethrow_exception(e);
     }
-    EMBER_CHECK(consumed == num_batches, "DataLoader: this epoch was stopped after ", consumed, " of ",
-                num_batches, " batches (by a later begin() or by destroying the loader); "
+    EMBER_CHECK(consumed == num_batches, "DataLoader: this epoch was stopped after ", consumed,
+                " of ", num_batches,
+                " batches (by a later begin() or by destroying the loader); "
                 "its iterators cannot be advanced");
     if (worker.joinable()) worker.join();
   }
 
   void advance_inline() {
     EMBER_CHECK(!stopping, "DataLoader: this epoch was stopped after ", next_inline, " of ",
-                num_batches, " batches (by a later begin() or by destroying the loader); "
+                num_batches,
+                " batches (by a later begin() or by destroying the loader); "
                 "its iterators cannot be advanced");
     if (next_inline >= num_batches) {
       finished = true;
@@ -275,7 +278,9 @@ struct DataLoader::Epoch {
 
 // --- Iterator -----------------------------------------------------------------------------
 
-bool DataLoader::Iterator::at_end() const { return epoch_ == nullptr || epoch_->current == nullptr; }
+bool DataLoader::Iterator::at_end() const {
+  return epoch_ == nullptr || epoch_->current == nullptr;
+}
 
 const Batch& DataLoader::Iterator::operator*() const {
   EMBER_CHECK(!at_end(), "DataLoader: dereferencing an iterator past the last batch");

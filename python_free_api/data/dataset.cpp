@@ -68,8 +68,8 @@ TensorDataset::TensorDataset(Tensor x, Tensor y) {
   EMBER_CHECK_T(ShapeError, x.dim() >= 1, "TensorDataset: x must have a sample dimension, got ",
                 shape_str(x.shape()));
   if (y.defined()) {
-    EMBER_CHECK_T(ShapeError, y.dim() >= 1 && y.size(0) == x.size(0),
-                  "TensorDataset: x ", shape_str(x.shape()), " and y ", shape_str(y.shape()),
+    EMBER_CHECK_T(ShapeError, y.dim() >= 1 && y.size(0) == x.size(0), "TensorDataset: x ",
+                  shape_str(x.shape()), " and y ", shape_str(y.shape()),
                   " must have the same first dimension (the number of samples)");
   }
   x_ = as_stored(x);
@@ -158,8 +158,8 @@ std::vector<std::shared_ptr<Subset>> random_split(std::shared_ptr<const Dataset>
 
 TrainValidation validation_split(std::shared_ptr<const Dataset> dataset, double fraction) {
   EMBER_CHECK(dataset != nullptr, "validation_split: the dataset is null");
-  EMBER_CHECK(fraction > 0.0 && fraction < 1.0, "validation_split: fraction must be in (0, 1), got ",
-              fraction);
+  EMBER_CHECK(fraction > 0.0 && fraction < 1.0,
+              "validation_split: fraction must be in (0, 1), got ", fraction);
   const int64_t n = dataset->size();
   const auto split_at = static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - fraction)));
   EMBER_CHECK(split_at > 0 && split_at < n, "validation_split: a fraction of ", fraction, " of ", n,

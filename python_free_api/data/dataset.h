@@ -96,6 +96,7 @@ struct TrainValidation {
 // ember::Error unless 0 < fraction < 1 and both parts are non-empty.
 EMBER_API TrainValidation validation_split(std::shared_ptr<const Dataset> dataset, double fraction);
 // validation_split(dataset, fraction).validation.
-EMBER_API std::shared_ptr<Subset> take_last(std::shared_ptr<const Dataset> dataset, double fraction);
+EMBER_API std::shared_ptr<Subset> take_last(std::shared_ptr<const Dataset> dataset,
+                                            double fraction);
 
 }  // namespace ember::data

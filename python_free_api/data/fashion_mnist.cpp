@@ -35,7 +35,8 @@ Batch load_fashion_mnist(const std::string& root, Split split) {
 FashionMNIST::FashionMNIST(const std::string& root, Split split)
     : FashionMNIST(load_fashion_mnist(root, split)) {}
 
-FashionMNIST::FashionMNIST(Batch loaded) : TensorDataset(std::move(loaded.x), std::move(loaded.y)) {}
+FashionMNIST::FashionMNIST(Batch loaded)
+    : TensorDataset(std::move(loaded.x), std::move(loaded.y)) {}
 
 const std::vector<std::string>& FashionMNIST::classes() {
   static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress",

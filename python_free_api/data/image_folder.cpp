@@ -95,8 +95,7 @@ std::string decode_image(const std::string& path, const ImageFolderOptions& o, f
     return std::string("not a decodable image (stb_image: ") + stbi_failure_reason() + ")";
   }
   const int c = static_cast<int>(o.channels);
-  const int64_t values =
-      static_cast<int64_t>(w) * h * std::max<int64_t>(file_channels, c);
+  const int64_t values = static_cast<int64_t>(w) * h * std::max<int64_t>(file_channels, c);
   if (values > o.max_pixels) {
     return "the image is " + std::to_string(w) + "x" + std::to_string(h) + " with " +
            std::to_string(std::max(file_channels, c)) + " channels = " + std::to_string(values) +
@@ -121,7 +120,8 @@ std::string decode_image(const std::string& path, const ImageFolderOptions& o, f
   const auto scale = static_cast<float>(o.rescale);
   const int64_t plane = static_cast<int64_t>(oh) * ow;
   for (int64_t p = 0; p < plane; ++p) {
-    for (int ch = 0; ch < c; ++ch) out[ch * plane + p] = static_cast<float>(src[p * c + ch]) * scale;
+    for (int ch = 0; ch < c; ++ch)
+      out[ch * plane + p] = static_cast<float>(src[p * c + ch]) * scale;
   }
   return "";
 }
@@ -149,8 +149,8 @@ ImageFolder::ImageFolder(Loaded loaded, ImageFolderOptions options)
 ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolderOptions& o) {
   EMBER_CHECK(o.height >= 1 && o.width >= 1 && o.height <= INT_MAX && o.width <= INT_MAX,
               "ImageFolder: height and width must be positive, got ", o.height, "x", o.width);
-  EMBER_CHECK(o.channels >= 1 && o.channels <= 4, "ImageFolder: channels must be 1, 2, 3 or 4, got ",
-              o.channels);
+  EMBER_CHECK(o.channels >= 1 && o.channels <= 4,
+              "ImageFolder: channels must be 1, 2, 3 or 4, got ", o.channels);
   EMBER_CHECK(o.max_pixels > 0, "ImageFolder: max_pixels must be positive, got ", o.max_pixels);
   EMBER_CHECK(std::isfinite(o.rescale), "ImageFolder: rescale must be finite, got ", o.rescale);
 
@@ -162,7 +162,8 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   std::vector<std::vector<std::string>> class_files;
   try {
     for (const fs::directory_entry& e : fs::directory_iterator(root)) {
-      if (!is_hidden(e.path()) && e.is_directory()) out.classes.push_back(e.path().filename().string());
+      if (!is_hidden(e.path()) && e.is_directory())
+        out.classes.push_back(e.path().filename().string());
     }
     EMBER_CHECK_T(IOError, !out.classes.empty(), "ImageFolder: '", root,
                   "' has no class sub-folders (expected root/<class>/<image>)");
@@ -170,8 +171,8 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
     for (const std::string& cls : out.classes) {
       const fs::path dir = fs::path(root) / cls;
       std::vector<std::string> files;
-      for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator();
-           ++it) {
+      for (auto it = fs::recursive_directory_iterator(dir);
+           it != fs::recursive_directory_iterator(); ++it) {
         if (is_hidden(it->path())) {
           if (it->is_directory()) it.disable_recursion_pending();
           continue;
@@ -204,17 +205,17 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   EMBER_CHECK(static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
               "ImageFolder: height x width ", o.height, "x", o.width, " is too large");
   const int64_t per_image = o.channels * o.height * o.width;
-  EMBER_CHECK(per_image <= (INT64_MAX / 4) / std::max<int64_t>(n, 1),
-              "ImageFolder: ", n, " images of ", o.channels, "x", o.height, "x", o.width,
-              " overflow a tensor's size");
+  EMBER_CHECK(per_image <= (INT64_MAX / 4) / std::max<int64_t>(n, 1), "ImageFolder: ", n,
+              " images of ", o.channels, "x", o.height, "x", o.width, " overflow a tensor's size");
   const double total_bytes = static_cast<double>(n) * static_cast<double>(per_image) * 4.0;
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page_size > 0) {
     const double physical = static_cast<double>(pages) * static_cast<double>(page_size);
-    EMBER_CHECK_T(OutOfMemoryError, total_bytes <= physical / 2, "ImageFolder: ", n,
-                  " images of ", o.channels, "x", o.height, "x", o.width, " as float32 need ",
+    EMBER_CHECK_T(OutOfMemoryError, total_bytes <= physical / 2, "ImageFolder: ", n, " images of ",
+                  o.channels, "x", o.height, "x", o.width, " as float32 need ",
                   format_bytes(total_bytes), ", more than half of this machine's ",
-                  format_bytes(physical), " of memory; choose a smaller height and width or "
+                  format_bytes(physical),
+                  " of memory; choose a smaller height and width or "
                   "split the folder");
   }
 
@@ -322,21 +323,22 @@ void export_image_folder(const TensorDataset& dataset, const std::vector<std::st
   for (int64_t i = 0; i < count; ++i) {
     const int64_t label = labels[static_cast<size_t>(i)];
     EMBER_CHECK(label >= 0 && label < static_cast<int64_t>(folders.size()),
-                "export_image_folder: sample ", i, " has label ", label, " but ",
-                folders.size(), " class names were given");
+                "export_image_folder: sample ", i, " has label ", label, " but ", folders.size(),
+                " class names were given");
     const fs::path dir = fs::path(out_dir) / folders[static_cast<size_t>(label)];
     if (!made[static_cast<size_t>(label)]) {
       std::error_code ec;
       fs::create_directories(dir, ec);
-      EMBER_CHECK_T(IOError, !ec, "export_image_folder: cannot create '", dir.string(), "': ",
-                    ec.message());
+      EMBER_CHECK_T(IOError, !ec, "export_image_folder: cannot create '", dir.string(),
+                    "': ", ec.message());
       made[static_cast<size_t>(label)] = true;
     }
     const float* img = src + i * c * h * w;
     for (int64_t p = 0; p < h * w; ++p) {
       for (int64_t ch = 0; ch < c; ++ch) {
         const float v = std::clamp(img[ch * h * w + p], 0.0f, 1.0f);
-        pixels[static_cast<size_t>(p * c + ch)] = static_cast<unsigned char>(std::lround(v * 255.0f));
+        pixels[static_cast<size_t>(p * c + ch)] =
+            static_cast<unsigned char>(std::lround(v * 255.0f));
       }
     }
     std::string index = std::to_string(i);

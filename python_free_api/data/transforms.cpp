@@ -106,8 +106,8 @@ std::string Normalize::str() const {
 
 RandomCrop::RandomCrop(std::array<int64_t, 2> size, int64_t padding)
     : size_(size), padding_(padding) {
-  EMBER_CHECK(size_[0] > 0 && size_[1] > 0 && padding_ >= 0, "RandomCrop: size [", size_[0],
-              ", ", size_[1], "] must be positive and padding ", padding_, " non-negative");
+  EMBER_CHECK(size_[0] > 0 && size_[1] > 0 && padding_ >= 0, "RandomCrop: size [", size_[0], ", ",
+              size_[1], "] must be positive and padding ", padding_, " non-negative");
 }
 
 Tensor RandomCrop::apply(const Tensor& batch, Generator& gen) const {
@@ -218,7 +218,9 @@ Tensor OneHot::apply(const Tensor& batch, Generator&) const {
   return out;
 }
 
-std::string OneHot::str() const { return "OneHot(num_classes=" + std::to_string(num_classes_) + ")"; }
+std::string OneHot::str() const {
+  return "OneHot(num_classes=" + std::to_string(num_classes_) + ")";
+}
 
 // --- Compose ------------------------------------------------------------------------------
 

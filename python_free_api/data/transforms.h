@@ -101,11 +101,10 @@ class EMBER_API Compose final : public Transform {
   }
 
   Compose& add(std::shared_ptr<const Transform> step);
-  template <typename T, typename = std::enable_if_t<
-                            std::is_base_of_v<Transform, std::decay_t<T>>>>
+  template <typename T, typename = std::enable_if_t<std::is_base_of_v<Transform, std::decay_t<T>>>>
   Compose& add(T&& step) {
-    return add(std::shared_ptr<const Transform>(
-        std::make_shared<std::decay_t<T>>(std::forward<T>(step))));
+    return add(
+        std::shared_ptr<const Transform>(std::make_shared<std::decay_t<T>>(std::forward<T>(step))));
   }
 
   bool empty() const { return steps_.empty(); }

@@ -1,7 +1,5 @@
 // Datasets, splits, batch transforms and the DataLoader: coverage and order of batches,
 // reproducible shuffling and augmentation, worker errors, prompt shutdown, CUDA prefetch.
-#include "ember/python_free_api/data/dataloader.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,6 +19,7 @@
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
+#include "ember/python_free_api/data/dataloader.h"
 #include "ember/python_free_api/data/dataset.h"
 #include "ember/python_free_api/data/transforms.h"
 
@@ -61,7 +60,8 @@ std::vector<float> values(const Tensor& t) { return t.contiguous().to_vector<flo
 // A dataset whose get_batch sleeps, to make the worker slow.
 class SlowDataset : public Dataset {
  public:
-  SlowDataset(int64_t n, std::chrono::milliseconds delay) : inner_(indexed_dataset(n)), delay_(delay) {}
+  SlowDataset(int64_t n, std::chrono::milliseconds delay)
+      : inner_(indexed_dataset(n)), delay_(delay) {}
   int64_t size() const override { return inner_->size(); }
   Batch get_batch(const std::vector<int64_t>& indices) const override {
     std::this_thread::sleep_for(delay_);
@@ -359,7 +359,9 @@ TEST(DataLoader, TransformsAreReproducibleAndAppliedToInputsOnly) {
   }
   auto ds = std::make_shared<TensorDataset>(Tensor::from_vector(x, {64, 1, 1, 2}),
                                             Tensor::from_vector(y, {64}));
-  DataLoaderOptions opts{.batch_size = 16, .shuffle = true, .seed = 9,
+  DataLoaderOptions opts{.batch_size = 16,
+                         .shuffle = true,
+                         .seed = 9,
                          .transforms = Compose(RandomHorizontalFlip()),
                          .target_transforms = Compose(OneHot(4))};
   DataLoader a(ds, opts), b(ds, opts);
@@ -390,7 +392,8 @@ TEST(DataLoader, WorksWithoutPinnedMemoryAndWithoutAWorkerThread) {
     for (bool pin : {false, true}) {
       DataLoader loader(indexed_dataset(10),
                         {.batch_size = 3, .prefetch = prefetch, .pin_memory = pin});
-      EXPECT_EQ(flatten(epoch_batches(loader)), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}))
+      EXPECT_EQ(flatten(epoch_batches(loader)),
+                (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}))
           << "prefetch " << prefetch << " pin " << pin;
     }
   }
@@ -398,7 +401,8 @@ TEST(DataLoader, WorksWithoutPinnedMemoryAndWithoutAWorkerThread) {
 
 TEST(DataLoader, WorkerExceptionReachesTheConsumerAtItsBatch) {
   for (int64_t prefetch : {0, 2}) {
-    DataLoader loader(std::make_shared<FailingDataset>(20, 13), {.batch_size = 5, .prefetch = prefetch});
+    DataLoader loader(std::make_shared<FailingDataset>(20, 13),
+                      {.batch_size = 5, .prefetch = prefetch});
     std::vector<int64_t> seen;
     try {
       for (const Batch& b : loader) {
@@ -411,7 +415,7 @@ TEST(DataLoader, WorkerExceptionReachesTheConsumerAtItsBatch) {
     }
     EXPECT_EQ(seen.size(), 10u) << "prefetch " << prefetch;  // batches 0 and 1 came first
     // The next epoch starts afresh (and fails again at the same place).
-    EXPECT_THROW(for (const Batch& b : loader) (void)b, IOError);
+    EXPECT_THROW(for (const Batch& b : loader)(void) b, IOError);
   }
 }
 
@@ -457,9 +461,12 @@ TEST(DataLoader, RejectsBadOptions) {
 
 TEST(DataLoader, CudaPrefetchDeliversBatchesOnTheDevice) {
   if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason();
-  DataLoaderOptions opts{.batch_size = 64, .shuffle = true, .seed = 5,
+  DataLoaderOptions opts{.batch_size = 64,
+                         .shuffle = true,
+                         .seed = 5,
                          .transforms = Compose(Normalize({1.0}, {2.0})),
-                         .device = Device::cuda(0), .prefetch = 3};
+                         .device = Device::cuda(0),
+                         .prefetch = 3};
   auto ds = indexed_dataset(1000);
   DataLoader gpu(ds, opts);
   opts.device = Device::cpu();

@@ -1,7 +1,5 @@
 // Image folders: class discovery, decoded values, resizing, bad files (errors naming the
 // file, or skipped), the memory and size caps, and the PNG export round trip.
-#include "ember/python_free_api/data/image_folder.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -19,6 +17,7 @@
 #include "ember/core/tensor.h"
 #include "ember/python_free_api/data/dataloader.h"
 #include "ember/python_free_api/data/fashion_mnist.h"
+#include "ember/python_free_api/data/image_folder.h"
 
 // The test's own copy of the writer (the library's is file-static).
 #pragma GCC diagnostic push
@@ -251,7 +250,8 @@ TEST(ImageFolder, FeedsADataLoader) {
   TempDir dir;
   for (int i = 0; i < 5; ++i) {
     write_png(dir.file("a/" + std::to_string(i) + ".png"), 3, 3, 3, solid(3, 3, 3, {0, 0, 0}));
-    write_png(dir.file("b/" + std::to_string(i) + ".png"), 3, 3, 3, solid(3, 3, 3, {255, 255, 255}));
+    write_png(dir.file("b/" + std::to_string(i) + ".png"), 3, 3, 3,
+              solid(3, 3, 3, {255, 255, 255}));
   }
   auto ds = std::make_shared<ImageFolder>(dir.path().string(),
                                           ImageFolderOptions{.height = 3, .width = 3});
@@ -305,7 +305,8 @@ TEST(ExportImageFolder, WritesClassFoldersOfPngsThatReadBackTheSame) {
 
 TEST(ExportImageFolder, FashionMnistSampleRoundTrips) {
   const std::string root = EMBER_FASHION_MNIST_DIR;
-  if (!fs::exists(root + "/t10k-images-idx3-ubyte.gz") && !fs::exists(root + "/t10k-images-idx3-ubyte")) {
+  if (!fs::exists(root + "/t10k-images-idx3-ubyte.gz") &&
+      !fs::exists(root + "/t10k-images-idx3-ubyte")) {
     GTEST_SKIP() << "Fashion-MNIST not found at " << root;
   }
   FashionMNIST test(root, Split::Test);
@@ -330,7 +331,8 @@ TEST(ExportImageFolder, FashionMnistSampleRoundTrips) {
   for (int64_t k = 0; k < 20; ++k) {
     const fs::path file = back.files()[static_cast<size_t>(k)];
     const int64_t index = std::stoll(file.stem().string());
-    const std::string expected = safe_file_name(FashionMNIST::classes()[static_cast<size_t>(labels[index])]);
+    const std::string expected =
+        safe_file_name(FashionMNIST::classes()[static_cast<size_t>(labels[index])]);
     EXPECT_EQ(file.parent_path().filename().string(), expected);
     const std::vector<float> a = values(back.images().select(0, k));
     const std::vector<float> b = values(test.images().select(0, index));

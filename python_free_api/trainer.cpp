@@ -1,0 +1,235 @@
+// Trainer: the fit / evaluate / predict loops.
+#include "ember/python_free_api/trainer.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "ember/core/autograd.h"
+#include "ember/core/ops.h"
+#include "ember/core/random.h"
+#include "ember/python_free_api/callbacks.h"
+#include "ember/python_free_api/io/safetensors.h"
+
+namespace ember {
+
+// --- History and logs ---------------------------------------------------------------------
+
+void History::append(const Logs& logs) {
+  for (const auto& [name, v] : logs) {
+    if (values_.count(name) == 0) order_.push_back(name);
+    values_[name].push_back(v);
+  }
+}
+
+const std::vector<double>& History::operator[](const std::string& name) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) {
+    std::string known;
+    for (const auto& n : order_) known += (known.empty() ? "" : ", ") + n;
+    throw Error("History: no values named '" + name + "' (recorded: " + known + ")");
+  }
+  return it->second;
+}
+
+std::vector<std::string> History::keys() const { return order_; }
+
+size_t History::epochs() const { return order_.empty() ? 0 : values_.at(order_.front()).size(); }
+
+std::ostream& operator<<(std::ostream& os, const Logs& logs) {
+  bool first = true;
+  for (const auto& [name, v] : logs) {
+    os << (first ? "" : " - ") << name << ": " << format_metric(v);
+    first = false;
+  }
+  return os;
+}
+
+// --- Trainer -----------------------------------------------------------------------------------
+
+namespace {
+
+// A DataLoader wants shared ownership; fit() borrows the caller's dataset for its call.
+std::shared_ptr<const data::Dataset> borrow(const data::Dataset& d) {
+  return std::shared_ptr<const data::Dataset>(&d, [](const data::Dataset*) {});
+}
+
+// The shuffle seed depends only on manual_seed, so a resumed run sees the same order.
+uint64_t loader_seed() { return initial_seed() ^ 0x9E3779B97F4A7C15ULL; }
+
+}  // namespace
+
+Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss loss,
+                 std::initializer_list<metrics::AnyMetric> metrics, std::optional<Device> device)
+    : Trainer(model, optimizer, std::move(loss), std::vector<metrics::AnyMetric>(metrics), device) {}
+
+Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss loss,
+                 std::vector<metrics::AnyMetric> metrics, std::optional<Device> device)
+    : model_(model), optimizer_(optimizer), loss_(std::move(loss)),
+      device_(device.value_or(Device::best())) {
+  for (const auto& m : metrics) {
+    metrics_.push_back(m.ptr());
+    val_metrics_.push_back(std::shared_ptr<metrics::Metric>(m.ptr()->clone()));
+  }
+}
+
+Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
+                        const std::vector<std::shared_ptr<callbacks::Callback>>& cbs) {
+  model_.train(train);
+  auto& mets = train ? metrics_ : val_metrics_;
+  for (auto& m : mets) m->reset();
+  bool callback_logs = false;
+  for (const auto& cb : cbs) callback_logs = callback_logs || cb->wants_batch_logs();
+
+  Tensor loss_sum;  // on the device: the host reads it only when it must
+  int64_t seen = 0, step = 0;
+  for (const data::Batch& b : loader) {
+    const int64_t n = b.x.size(0);
+    Tensor out, loss;
+    if (train) {
+      out = model_(b.x);
+      loss = loss_(out, b.y);
+      optimizer_.zero_grad();
+      loss.backward();
+      optimizer_.step();
+    } else {
+      NoGradGuard no_grad;
+      out = model_(b.x);
+      loss = loss_(out, b.y);
+    }
+    {
+      NoGradGuard no_grad;
+      Tensor weighted = mul(loss.detach(), static_cast<double>(n));
+      loss_sum = loss_sum.defined() ? add(loss_sum, weighted) : weighted;
+      for (auto& m : mets) m->update(out.detach(), b.y);
+    }
+    seen += n;
+    ++step;
+    if (bar != nullptr && bar->due(step)) {
+      bar->update(step, {{"loss", loss_sum.item() / static_cast<double>(seen)}});
+    }
+    if (callback_logs) {
+      const Logs logs{{"loss", loss.item()}};
+      for (const auto& cb : cbs) {
+        if (cb->wants_batch_logs()) cb->on_batch_end(*this, step - 1, logs);
+      }
+    }
+    if (stop_) break;
+  }
+  Logs logs;
+  logs.emplace_back("loss", seen == 0 ? 0.0 : loss_sum.item() / static_cast<double>(seen));
+  for (auto& m : mets) logs.emplace_back(m->name(), m->result());
+  return logs;
+}
+
+History Trainer::fit(const data::Dataset& train, FitOptions options) {
+  EMBER_CHECK(options.epochs >= 0 && options.batch_size > 0, "fit: need epochs >= 0 and batch_size > 0, got epochs=",
+              options.epochs, " batch_size=", options.batch_size);
+  EMBER_CHECK(options.validation_split >= 0.0 && options.validation_split < 1.0,
+              "fit: validation_split must be in [0, 1), got ", options.validation_split);
+  EMBER_CHECK(!(options.validation != nullptr && options.validation_split > 0.0),
+              "fit: give either validation data or validation_split, not both");
+  model_.to(device_);
+
+  int64_t first_epoch = options.initial_epoch;
+  if (!options.resume_from.empty()) {
+    io::TrainingState state = io::load_checkpoint(options.resume_from, model_, &optimizer_);
+    model_.to(device_);
+    first_epoch = state.epoch;
+  }
+
+  std::shared_ptr<const data::Dataset> train_set = borrow(train);
+  std::shared_ptr<const data::Dataset> val_set =
+      options.validation != nullptr ? borrow(*options.validation) : nullptr;
+  if (options.validation_split > 0.0) {
+    data::TrainValidation split = data::validation_split(train_set, options.validation_split);
+    train_set = split.train;
+    val_set = split.validation;
+  }
+  EMBER_CHECK(train_set->size() > 0, "fit: the training data is empty");
+
+  data::DataLoader train_loader(train_set, {.batch_size = options.batch_size,
+                                            .shuffle = options.shuffle,
+                                            .drop_last = options.drop_last,
+                                            .seed = loader_seed(),
+                                            .transforms = options.transform,
+                                            .device = device_});
+  std::optional<data::DataLoader> val_loader;
+  if (val_set) {
+    val_loader.emplace(val_set, data::DataLoaderOptions{.batch_size = options.batch_size, .device = device_});
+  }
+
+  const auto& cbs = options.callbacks;
+  History history;
+  stop_ = false;
+  for (const auto& cb : cbs) cb->on_train_begin(*this);
+  for (int64_t epoch = first_epoch; epoch < options.epochs && !stop_; ++epoch) {
+    epoch_ = epoch;
+    for (const auto& cb : cbs) cb->on_epoch_begin(*this, epoch);
+    if (options.verbose > 0) {
+      std::printf("Epoch %lld/%lld\n", static_cast<long long>(epoch + 1),
+                  static_cast<long long>(options.epochs));
+      std::fflush(stdout);
+    }
+    train_loader.set_epoch(epoch);
+    ProgressBar bar(train_loader.size(), options.verbose);
+    Logs logs = run_epoch(train_loader, true, options.verbose == 1 ? &bar : nullptr, cbs);
+    if (val_loader) {
+      for (const auto& [name, v] : run_epoch(*val_loader, false, nullptr, {})) {
+        logs.emplace_back("val_" + name, v);
+      }
+    }
+    bar.finish(logs);
+    for (const auto& cb : cbs) cb->on_epoch_end(*this, epoch, logs);
+    history.append(logs);
+    const double loss = logs.front().second;
+    if (!std::isfinite(loss) && !stop_) {
+      throw ValueError("fit: the training loss became " + std::to_string(loss) + " in epoch " +
+                       std::to_string(epoch + 1) +
+                       "; lower the learning rate, check the inputs for NaN/Inf, or add "
+                       "callbacks::TerminateOnNaN to stop cleanly with the last good weights");
+    }
+  }
+  for (const auto& cb : cbs) cb->on_train_end(*this);
+  model_.eval();
+  return history;
+}
+
+Logs Trainer::evaluate(const data::Dataset& data, EvaluateOptions options) {
+  EMBER_CHECK(options.batch_size > 0, "evaluate: batch_size must be positive, got ", options.batch_size);
+  model_.to(device_);
+  data::DataLoader loader(borrow(data), {.batch_size = options.batch_size, .device = device_});
+  ProgressBar bar(loader.size(), options.verbose);
+  Logs logs = run_epoch(loader, false, options.verbose == 1 ? &bar : nullptr, {});
+  bar.finish(logs);
+  return logs;
+}
+
+Tensor Trainer::predict(const data::Dataset& data, int64_t batch_size) {
+  EMBER_CHECK(batch_size > 0, "predict: batch_size must be positive, got ", batch_size);
+  model_.to(device_);
+  model_.eval();
+  NoGradGuard no_grad;
+  data::DataLoader loader(borrow(data), {.batch_size = batch_size, .device = device_});
+  Tensor all;
+  int64_t row = 0;
+  for (const data::Batch& b : loader) {
+    Tensor out = model_(b.x).cpu();
+    if (!all.defined()) {
+      Shape shape = out.shape();
+      shape[0] = data.size();
+      all = empty(shape, {.dtype = out.dtype()});
+    }
+    all.narrow(0, row, out.size(0)).copy_(out);
+    row += out.size(0);
+  }
+  return all.defined() ? all : empty({0});
+}
+
+Tensor Trainer::predict(const Tensor& x, int64_t batch_size) {
+  EMBER_CHECK_T(ShapeError, x.defined() && x.dim() >= 1, "predict: expected a batch of inputs, got ",
+                x.defined() ? shape_str(x.shape()) : std::string("an undefined tensor"));
+  data::TensorDataset ds(x.cpu(), zeros({x.size(0)}, {.dtype = kInt64}));
+  return predict(ds, batch_size);
+}
+
+}  // namespace ember
