@@ -44,11 +44,20 @@ Tensor SavedTensor::unpack() const {
 
 // --- nodes --------------------------------------------------------------------------------
 
+// Note [Deep graph teardown]
+// A graph is a chain of shared_ptrs from each node to the nodes of its inputs, so
+// dropping the last output of a long chain (an RNN unrolled over many steps, a loop of
+// 100k small ops) would run one nested destructor per node and overflow the stack.
+// Instead a dying node takes its edges, and every input node it held the last reference
+// to is emptied the same way from a local worklist, so each dies with no edges left.
+class NodeBuilder;
+
 namespace {
 
 class LambdaNode final : public Node {
  public:
   explicit LambdaNode(BackwardFn fn) : fn_(std::move(fn)) {}
+  ~LambdaNode() override;
 
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     EMBER_CHECK(!released_, "backward through ", name_,
@@ -136,9 +145,28 @@ static Edge edge_of(const Tensor& t) {
   return {t.grad_fn(), t.impl().output_nr};
 }
 
-// The node's name is the op's name with "Backward" appended, like PyTorch's grad_fn.
+// Builds nodes (named after the op with "Backward" appended, like PyTorch's grad_fn) and
+// takes them apart again; a friend of Node.
 class NodeBuilder {
  public:
+  // See Note [Deep graph teardown].
+  static void release_edges_iteratively(Node& dying) {
+    std::vector<std::shared_ptr<Node>> worklist;
+    auto take_edges = [&worklist](Node& n) {
+      std::vector<Edge> edges = std::move(n.next_edges_);
+      n.next_edges_.clear();
+      for (Edge& e : edges) {
+        if (e.node && e.node.use_count() == 1) worklist.push_back(std::move(e.node));
+      }
+    };
+    take_edges(dying);
+    while (!worklist.empty()) {
+      std::shared_ptr<Node> n = std::move(worklist.back());
+      worklist.pop_back();
+      take_edges(*n);
+    }
+  }
+
   static std::shared_ptr<Node> make(const char* name, const std::vector<Tensor>& inputs,
                                     const std::vector<Tensor>& outputs, BackwardFn fn) {
     auto node = std::make_shared<LambdaNode>(std::move(fn));
@@ -154,6 +182,8 @@ class NodeBuilder {
     return node;
   }
 };
+
+LambdaNode::~LambdaNode() { NodeBuilder::release_edges_iteratively(*this); }
 
 void record(const char* name, const std::vector<Tensor>& inputs,
             const std::vector<Tensor>& outputs, BackwardFn fn) {

@@ -2,6 +2,7 @@
 #include "ember/core/device.h"
 
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <mutex>
 
@@ -23,6 +24,15 @@ struct GpuProbe {
 // devices do not come and go under a running program, and asking again would pay the
 // driver's initialisation cost each time. A failed probe leaves a sticky error in the
 // runtime's last-error slot, which we clear so later launch checks are not confused.
+// The runtime answers cudaErrorInsufficientDriver both for an old driver and for none at
+// all (libcuda missing), so a failed probe asks the loader whether the driver is there.
+bool driver_installed() {
+  void* handle = dlopen("libcuda.so.1", RTLD_LAZY);
+  if (handle == nullptr) return false;
+  dlclose(handle);
+  return true;
+}
+
 const GpuProbe& probe() {
   static const GpuProbe result = [] {
     GpuProbe p;
@@ -30,6 +40,10 @@ const GpuProbe& probe() {
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
+      if (!driver_installed()) {
+        p.reason = "no NVIDIA driver found (libcuda.so.1 is not installed)";
+        return p;
+      }
       switch (err) {
         case cudaErrorNoDevice: p.reason = "no CUDA-capable device is present"; break;
         case cudaErrorInsufficientDriver:
@@ -81,7 +95,9 @@ Device Device::parse(const std::string& spec) {
   if (spec == "best" || spec == "auto") return best();
   if (spec.rfind("cuda:", 0) == 0) {
     const std::string num = spec.substr(5);
-    EMBER_CHECK_T(DeviceError, !num.empty() && num.find_first_not_of("0123456789") == std::string::npos,
+    // At most 9 digits, so the index always fits in an int.
+    EMBER_CHECK_T(DeviceError, !num.empty() && num.size() <= 9 &&
+                  num.find_first_not_of("0123456789") == std::string::npos,
                   "Device::parse: '", spec, "' is not a device (expected cpu, cuda, cuda:N or best)");
     return cuda(std::stoi(num));
   }

@@ -91,7 +91,9 @@ struct Clamp {
 
 template <typename T>
 struct Relu {
-  EMBER_HD T forward(T x) const { return x > T(0) ? x : T(0); }
+  // Written as "x < 0 ? 0 : x" so that NaN passes through (as PyTorch's relu); a NaN
+  // swallowed here would hide a diverged model from every NaN check downstream.
+  EMBER_HD T forward(T x) const { return x < T(0) ? T(0) : x; }
   EMBER_HD T derivative(T x, T) const { return x > T(0) ? T(1) : T(0); }
 };
 

@@ -2,8 +2,10 @@
 #include "ember/python_free_api/callbacks.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -48,6 +50,39 @@ double monitored(const Logs& logs, const std::string& monitor, const char* who) 
                 "); give validation data for val_* values");
   }
   return *v;
+}
+
+// One "{name:spec}" field. The spec is Python's: flags and width/precision, then a type
+// (d, i, x, X, o for integers; f, F, e, E, g, G, %); anything else is refused here rather
+// than handed to printf as a format.
+std::string format_field(const std::string& spec, double v, bool integer_default,
+                         const std::string& path_template) {
+  char type = spec.empty() ? (integer_default ? 'd' : 'g') : spec.back();
+  std::string flags = spec.empty() ? "" : spec.substr(0, spec.size() - 1);
+  if (!spec.empty() && std::isdigit(static_cast<unsigned char>(type))) {  // "{loss:5}"
+    flags = spec;
+    type = integer_default ? 'd' : 'g';
+  }
+  const bool flags_ok = std::all_of(flags.begin(), flags.end(), [](char c) {
+    return std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '+' ||
+           c == ' ' || c == '#';
+  });
+  const std::string integer_types = "dixXo", float_types = "fFeEgG%";
+  EMBER_CHECK(flags_ok && (integer_types.find(type) != std::string::npos ||
+                           float_types.find(type) != std::string::npos),
+              "ModelCheckpoint: unsupported format spec '", spec, "' in '", path_template,
+              "' (use forms like {epoch:02d} or {val_loss:.2f})");
+  char buf[128];
+  if (type == '%') {
+    std::snprintf(buf, sizeof buf, ("%" + flags + "f%%").c_str(), v * 100.0);
+  } else if (integer_types.find(type) != std::string::npos) {
+    EMBER_CHECK(std::isfinite(v), "ModelCheckpoint: cannot format ", v, " as an integer in '",
+                path_template, "'");
+    std::snprintf(buf, sizeof buf, ("%" + flags + "ll" + type).c_str(), static_cast<long long>(v));
+  } else {
+    std::snprintf(buf, sizeof buf, ("%" + flags + type).c_str(), v);
+  }
+  return buf;
 }
 
 }  // namespace
@@ -122,15 +157,9 @@ std::string ModelCheckpoint::format_path(int64_t epoch, const Logs& logs) const 
     const size_t colon = field.find(':');
     const std::string name = field.substr(0, colon);
     const std::string spec = colon == std::string::npos ? "" : field.substr(colon + 1);
-    char buf[128];
-    if (name == "epoch") {
-      std::snprintf(buf, sizeof buf, ("%" + (spec.empty() ? std::string("d") : spec)).c_str(),
-                    static_cast<int>(epoch + 1));
-    } else {
-      const double v = monitored(logs, name, "ModelCheckpoint");
-      std::snprintf(buf, sizeof buf, ("%" + (spec.empty() ? std::string("g") : spec)).c_str(), v);
-    }
-    out += buf;
+    const double v = name == "epoch" ? static_cast<double>(epoch + 1)
+                                     : monitored(logs, name, "ModelCheckpoint");
+    out += format_field(spec, v, name == "epoch", template_);
     i = close + 1;
   }
   return out;
@@ -140,7 +169,8 @@ void ModelCheckpoint::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) 
   if (options_.save_best_only) {
     const double v = monitored(logs, options_.monitor, "ModelCheckpoint");
     const bool maximize = maximize_for(options_.monitor, options_.mode);
-    if (best_ && !(maximize ? v > *best_ : v < *best_)) return;
+    // A NaN never counts as an improvement (nor becomes the best to beat).
+    if (std::isnan(v) || (best_ && !(maximize ? v > *best_ : v < *best_))) return;
     best_ = v;
   }
   const std::string path = format_path(epoch, logs);
@@ -159,6 +189,19 @@ void ModelCheckpoint::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) 
 
 // --- CSVLogger ------------------------------------------------------------------------------
 
+namespace {
+// The shortest decimal that reads back as the same double ("0.25", not "0.25000000000000000"),
+// as Python's repr writes the values into Keras's CSV.
+std::string shortest_repr(double v) {
+  char buf[40];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v || !std::isfinite(v)) break;
+  }
+  return buf;
+}
+}  // namespace
+
 CSVLogger::CSVLogger(std::string path, bool append, char separator)
     : path_(std::move(path)), append_(append), sep_(separator) {}
 
@@ -167,6 +210,8 @@ CSVLogger::~CSVLogger() {
 }
 
 void CSVLogger::on_train_begin(Trainer&) {
+  if (file_ != nullptr) std::fclose(file_);  // a previous fit() that ended by throwing
+  file_ = nullptr;
   const bool had_rows = append_ && std::filesystem::exists(path_) && std::filesystem::file_size(path_) > 0;
   file_ = std::fopen(path_.c_str(), append_ ? "a" : "w");
   EMBER_CHECK_T(IOError, file_ != nullptr, "CSVLogger: cannot open '", path_, "': ", std::strerror(errno));
@@ -190,7 +235,7 @@ void CSVLogger::on_epoch_end(Trainer&, int64_t epoch, Logs& logs) {
   for (const auto& n : columns_) {
     auto v = find_log(logs, n);
     if (v) {
-      std::fprintf(file_, "%c%.17g", sep_, *v);
+      std::fprintf(file_, "%c%s", sep_, shortest_repr(*v).c_str());
     } else {
       std::fprintf(file_, "%c", sep_);
     }
@@ -249,6 +294,9 @@ LearningRateScheduler::LearningRateScheduler(std::function<double(int64_t, doubl
 }
 
 void LearningRateScheduler::on_epoch_begin(Trainer& trainer, int64_t epoch) {
+  // The schedule counts the epochs it has been stepped through; a fit() that starts later
+  // (initial_epoch, resume_from) would otherwise replay it from its beginning.
+  if (scheduler_ && scheduler_->last_epoch() != epoch) scheduler_->set_last_epoch(epoch);
   if (fn_) {
     const double lr = fn_(epoch, trainer.optimizer().lr());
     EMBER_CHECK(std::isfinite(lr) && lr >= 0, "LearningRateScheduler: the function returned lr = ",

@@ -25,6 +25,8 @@ void classes_of(const Tensor& output, const Tensor& target, double threshold, co
                 " must have the same batch size");
   Tensor out = output.detach();
   if (is_binary_output(out)) {
+    EMBER_CHECK_T(ShapeError, target.numel() == out.size(0), who, ": a binary output ",
+                  shape_str(out.shape()), " needs targets [N] or [N, 1], got ", shape_str(target.shape()));
     Tensor o = out.reshape({-1});
     *pred = gt(o, scalar_like(threshold, o)).to(kInt64);
     Tensor t = target.reshape({-1});
@@ -34,7 +36,9 @@ void classes_of(const Tensor& output, const Tensor& target, double threshold, co
   EMBER_CHECK_T(ShapeError, out.dim() == 2, who, ": expected class scores [N, C] or a binary output [N], got ",
                 shape_str(out.shape()));
   *pred = argmax(out, 1);
-  if (target.dim() == 2) {
+  if (target.dim() == 2 && target.size(1) == 1 && !is_floating(target.dtype())) {
+    *truth = target.reshape({-1}).to(kInt64);  // labels [N, 1], as Keras's sparse form allows
+  } else if (target.dim() == 2) {
     EMBER_CHECK_T(ShapeError, target.shape() == out.shape(), who, ": one-hot target ",
                   shape_str(target.shape()), " must match the output ", shape_str(out.shape()));
     *truth = argmax(target, 1);
@@ -79,6 +83,10 @@ double Accuracy::result() const {
 
 // --- TopKAccuracy ---------------------------------------------------------------------------
 
+TopKAccuracy::TopKAccuracy(int64_t k) : k_(k) {
+  EMBER_CHECK(k >= 1, "TopKAccuracy: k must be at least 1, got ", k);
+}
+
 void TopKAccuracy::reset() {
   correct_ = Tensor();
   total_ = 0;
@@ -103,14 +111,19 @@ double TopKAccuracy::result() const {
 
 // --- ConfusionMatrix -----------------------------------------------------------------------
 
+ConfusionMatrix::ConfusionMatrix(int64_t num_classes, double threshold, const char* owner)
+    : classes_(num_classes), threshold_(threshold), owner_(owner) {
+  EMBER_CHECK(num_classes >= 2, owner_, ": num_classes must be at least 2, got ", num_classes);
+}
+
 void ConfusionMatrix::reset() { counts_ = Tensor(); }
 
 void ConfusionMatrix::update(const Tensor& output, const Tensor& target) {
   NoGradGuard no_grad;
   Tensor pred, truth;
-  classes_of(output, target, threshold_, "ConfusionMatrix", &pred, &truth);
+  classes_of(output, target, threshold_, owner_, &pred, &truth);
   if (!is_binary_output(output)) {
-    EMBER_CHECK_T(ShapeError, output.size(1) == classes_, "ConfusionMatrix: output ",
+    EMBER_CHECK_T(ShapeError, output.size(1) == classes_, owner_, ": output ",
                   shape_str(output.shape()), " has ", output.size(1), " classes, expected ", classes_);
   }
   // counts[t][p] += 1 for each row: one_hot(truth)^T @ one_hot(pred).
@@ -179,6 +192,10 @@ double F1Score::result() const { return reduce_average(cm_.f1(), average_); }
 
 // --- AUC -----------------------------------------------------------------------------------
 
+AUC::AUC(int64_t num_thresholds) : bins_(num_thresholds) {
+  EMBER_CHECK(num_thresholds >= 2, "AUC: num_thresholds must be at least 2, got ", num_thresholds);
+}
+
 void AUC::reset() {
   positives_ = Tensor();
   negatives_ = Tensor();
@@ -186,7 +203,9 @@ void AUC::reset() {
 
 void AUC::update(const Tensor& output, const Tensor& target) {
   NoGradGuard no_grad;
-  EMBER_CHECK_T(ShapeError, is_binary_output(output) && output.size(0) == target.size(0), "AUC: expected a binary output [N] or [N, 1] and [N] targets, got ",
+  EMBER_CHECK(output.defined() && target.defined(), "AUC: undefined output or target");
+  EMBER_CHECK_T(ShapeError, is_binary_output(output) && target.dim() >= 1 && target.numel() == output.size(0),
+                "AUC: expected a binary output [N] or [N, 1] and targets [N], got ",
                 shape_str(output.shape()), " and ", shape_str(target.shape()));
   Tensor o = output.detach().reshape({-1}).to(kFloat32);
   Tensor t = target.reshape({-1}).to(kFloat32);

@@ -52,7 +52,7 @@ class EMBER_API Accuracy : public Metric {
 // The label is among the k highest scores (ties counted in the label's favour).
 class EMBER_API TopKAccuracy : public Metric {
  public:
-  explicit TopKAccuracy(int64_t k = 5) : k_(k) {}
+  explicit TopKAccuracy(int64_t k = 5);
   std::string name() const override { return "top_" + std::to_string(k_) + "_accuracy"; }
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;
@@ -70,7 +70,7 @@ class EMBER_API TopKAccuracy : public Metric {
 class EMBER_API ConfusionMatrix : public Metric {
  public:
   explicit ConfusionMatrix(int64_t num_classes, double threshold = 0.5)
-      : classes_(num_classes), threshold_(threshold) {}
+      : ConfusionMatrix(num_classes, threshold, "ConfusionMatrix") {}
   std::string name() const override { return "confusion_matrix"; }
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;
@@ -88,8 +88,15 @@ class EMBER_API ConfusionMatrix : public Metric {
   std::vector<double> f1() const;
 
  private:
+  // Precision, Recall and F1Score count through a ConfusionMatrix; their errors name them.
+  friend class Precision;
+  friend class Recall;
+  friend class F1Score;
+  ConfusionMatrix(int64_t num_classes, double threshold, const char* owner);
+
   int64_t classes_;
   double threshold_;
+  const char* owner_;  // the metric named in error messages
   Tensor counts_;  // float [C, C] on the device (exact for counts below 2^24 per cell)
 };
 
@@ -99,7 +106,7 @@ enum class Average { Macro, Binary };
 class EMBER_API Precision : public Metric {
  public:
   explicit Precision(int64_t num_classes = 2, Average average = Average::Macro)
-      : cm_(num_classes), average_(average) {}
+      : cm_(num_classes, 0.5, "Precision"), average_(average) {}
   std::string name() const override { return "precision"; }
   void reset() override { cm_.reset(); }
   void update(const Tensor& o, const Tensor& t) override { cm_.update(o, t); }
@@ -116,7 +123,7 @@ class EMBER_API Precision : public Metric {
 class EMBER_API Recall : public Metric {
  public:
   explicit Recall(int64_t num_classes = 2, Average average = Average::Macro)
-      : cm_(num_classes), average_(average) {}
+      : cm_(num_classes, 0.5, "Recall"), average_(average) {}
   std::string name() const override { return "recall"; }
   void reset() override { cm_.reset(); }
   void update(const Tensor& o, const Tensor& t) override { cm_.update(o, t); }
@@ -133,7 +140,7 @@ class EMBER_API Recall : public Metric {
 class EMBER_API F1Score : public Metric {
  public:
   explicit F1Score(int64_t num_classes = 2, Average average = Average::Macro)
-      : cm_(num_classes), average_(average) {}
+      : cm_(num_classes, 0.5, "F1Score"), average_(average) {}
   std::string name() const override { return "f1"; }
   void reset() override { cm_.reset(); }
   void update(const Tensor& o, const Tensor& t) override { cm_.update(o, t); }
@@ -151,7 +158,7 @@ class EMBER_API F1Score : public Metric {
 // 0/1 targets, from histograms over `num_thresholds` equal bins (Keras's AUC method).
 class EMBER_API AUC : public Metric {
  public:
-  explicit AUC(int64_t num_thresholds = 200) : bins_(num_thresholds) {}
+  explicit AUC(int64_t num_thresholds = 200);
   std::string name() const override { return "auc"; }
   void reset() override;
   void update(const Tensor& output, const Tensor& target) override;

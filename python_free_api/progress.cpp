@@ -9,14 +9,14 @@ namespace ember {
 
 std::string format_metric(double v) {
   char buf[64];
-  const double a = std::fabs(v);
-  std::snprintf(buf, sizeof buf, (a < 1e-3 && a != 0.0) ? "%.4e" : "%.4f", v);
+  // Keras's rule, zero included: "0.0000e+00" (NaN and Inf fall to %.4f: "nan", "inf").
+  std::snprintf(buf, sizeof buf, std::fabs(v) < 1e-3 ? "%.4e" : "%.4f", v);
   return buf;
 }
 
 std::string format_time_per_step(double seconds) {
   char buf[64];
-  if (seconds >= 1.0) {
+  if (seconds >= 1.0 || seconds <= 0.0) {  // Keras prints a zero time as "0s/step"
     std::snprintf(buf, sizeof buf, "%.0fs/step", seconds);
   } else if (seconds >= 1e-3) {
     std::snprintf(buf, sizeof buf, "%.0fms/step", seconds * 1e3);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <mutex>
 
 #include "ember/core/autograd.h"
 #include "ember/core/ops.h"
@@ -53,8 +54,19 @@ std::shared_ptr<const data::Dataset> borrow(const data::Dataset& d) {
   return std::shared_ptr<const data::Dataset>(&d, [](const data::Dataset*) {});
 }
 
-// The shuffle seed depends only on manual_seed, so a resumed run sees the same order.
-uint64_t loader_seed() { return initial_seed() ^ 0x9E3779B97F4A7C15ULL; }
+// Note [Shuffle seeds and resuming]
+// Each training epoch draws its shuffle seed from ember's CPU generator when it starts (as
+// PyTorch's RandomSampler does), so consecutive fit() calls see fresh orders and
+// manual_seed() repeats them. A training checkpoint saved at the end of epoch e holds the
+// generator's state after that epoch's draw; restoring it makes epoch e + 1 draw what an
+// uninterrupted run draws. For that to hold, nothing else in fit may draw from the
+// generator between epochs: the loaders that never shuffle (validation, evaluate,
+// predict) get a fixed seed instead of drawing one.
+uint64_t draw_shuffle_seed() {
+  std::lock_guard<std::mutex> lock(cpu_generator_mutex());
+  return cpu_generator()();
+}
+constexpr uint64_t kUnshuffledSeed = 0;  // no shuffle and no random transforms use it
 
 }  // namespace
 
@@ -147,15 +159,15 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
   }
   EMBER_CHECK(train_set->size() > 0, "fit: the training data is empty");
 
-  data::DataLoader train_loader(train_set, {.batch_size = options.batch_size,
-                                            .shuffle = options.shuffle,
-                                            .drop_last = options.drop_last,
-                                            .seed = loader_seed(),
-                                            .transforms = options.transform,
-                                            .device = device_});
+  const data::DataLoaderOptions train_options{.batch_size = options.batch_size,
+                                              .shuffle = options.shuffle,
+                                              .drop_last = options.drop_last,
+                                              .transforms = options.transform,
+                                              .device = device_};
   std::optional<data::DataLoader> val_loader;
   if (val_set) {
-    val_loader.emplace(val_set, data::DataLoaderOptions{.batch_size = options.batch_size, .device = device_});
+    val_loader.emplace(val_set, data::DataLoaderOptions{.batch_size = options.batch_size,
+                                                        .seed = kUnshuffledSeed, .device = device_});
   }
 
   const auto& cbs = options.callbacks;
@@ -170,6 +182,9 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
                   static_cast<long long>(options.epochs));
       std::fflush(stdout);
     }
+    data::DataLoaderOptions epoch_options = train_options;
+    epoch_options.seed = draw_shuffle_seed();  // see Note [Shuffle seeds and resuming]
+    data::DataLoader train_loader(train_set, epoch_options);
     train_loader.set_epoch(epoch);
     ProgressBar bar(train_loader.size(), options.verbose);
     Logs logs = run_epoch(train_loader, true, options.verbose == 1 ? &bar : nullptr, cbs);
@@ -181,8 +196,15 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
     bar.finish(logs);
     for (const auto& cb : cbs) cb->on_epoch_end(*this, epoch, logs);
     history.append(logs);
+    // Only TerminateOnNaN answers for a NaN loss (it restored good weights); any other
+    // stop, such as EarlyStopping's, would leave the NaN weights in the model silently.
     const double loss = logs.front().second;
-    if (!std::isfinite(loss) && !stop_) {
+    bool handled = false;
+    for (const auto& cb : cbs) {
+      auto* t = dynamic_cast<const callbacks::TerminateOnNaN*>(cb.get());
+      handled = handled || (t != nullptr && t->terminated());
+    }
+    if (!std::isfinite(loss) && !handled) {
       throw ValueError("fit: the training loss became " + std::to_string(loss) + " in epoch " +
                        std::to_string(epoch + 1) +
                        "; lower the learning rate, check the inputs for NaN/Inf, or add "
@@ -197,7 +219,8 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
 Logs Trainer::evaluate(const data::Dataset& data, EvaluateOptions options) {
   EMBER_CHECK(options.batch_size > 0, "evaluate: batch_size must be positive, got ", options.batch_size);
   model_.to(device_);
-  data::DataLoader loader(borrow(data), {.batch_size = options.batch_size, .device = device_});
+  data::DataLoader loader(borrow(data), {.batch_size = options.batch_size, .seed = kUnshuffledSeed,
+                                         .device = device_});
   ProgressBar bar(loader.size(), options.verbose);
   Logs logs = run_epoch(loader, false, options.verbose == 1 ? &bar : nullptr, {});
   bar.finish(logs);
@@ -209,7 +232,7 @@ Tensor Trainer::predict(const data::Dataset& data, int64_t batch_size) {
   model_.to(device_);
   model_.eval();
   NoGradGuard no_grad;
-  data::DataLoader loader(borrow(data), {.batch_size = batch_size, .device = device_});
+  data::DataLoader loader(borrow(data), {.batch_size = batch_size, .seed = kUnshuffledSeed, .device = device_});
   Tensor all;
   int64_t row = 0;
   for (const data::Batch& b : loader) {

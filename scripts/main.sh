@@ -4,5 +4,5 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ember_install_dependencies
 ember_configure "$EMBER_ROOT/build" -DEMBER_BUILD_TESTS=OFF -DEMBER_BUILD_BENCHMARKS=OFF
-cmake --build "$EMBER_ROOT/build" --target fashion_mlp
-exec "$EMBER_ROOT/build/samples/fashion_mlp" "$@"
+cmake --build "$EMBER_ROOT/build" --target fashion_cnn
+exec "$EMBER_ROOT/build/samples/fashion_cnn" "$@"

@@ -1,6 +1,8 @@
 // Normalization ops: batch_norm (cuDNN on the GPU, loops on the CPU; running statistics
 // updated in place) and layer_norm (hand-written CUDA / CPU loops), each with one
 // backward node for the input, the weight and the bias.
+#include "ember/kernels/cpu/norm.h"
+
 #include <algorithm>
 #include <vector>
 
@@ -8,7 +10,6 @@
 #include "ember/core/cuda_context.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
-#include "ember/kernels/cpu/norm.h"
 #include "ember/kernels/cuda/norm.cuh"
 #include "ember/kernels/cudnn/norm.h"
 
@@ -27,11 +28,11 @@ void check_param(const Tensor& t, const char* what, const Tensor& x, const Shape
   EMBER_CHECK_T(ShapeError, t.shape() == expected, op, ": ", what, " ", shape_str(t.shape()),
                 " does not match ", meaning, " of input ", shape_str(x.shape()), " (expected ",
                 shape_str(expected), ")");
-  EMBER_CHECK_T(DeviceError, t.device() == x.device(), op, ": ", what, " is on ",
-                t.device().str(), " but the input ", shape_str(x.shape()), " is on ",
-                x.device().str(), " (move it with .to(device))");
-  EMBER_CHECK_T(DTypeError, t.dtype() == x.dtype(), op, ": ", what, " is ",
-                dtype_name(t.dtype()), " but the input is ", dtype_name(x.dtype()));
+  EMBER_CHECK_T(DeviceError, t.device() == x.device(), op, ": ", what, " is on ", t.device().str(),
+                " but the input ", shape_str(x.shape()), " is on ", x.device().str(),
+                " (move it with .to(device))");
+  EMBER_CHECK_T(DTypeError, t.dtype() == x.dtype(), op, ": ", what, " is ", dtype_name(t.dtype()),
+                " but the input is ", dtype_name(x.dtype()));
 }
 
 // Dims other than the channel dim 1: what batch norm's parameter gradients sum over.
@@ -61,6 +62,11 @@ void update_running_stats(const Tensor& running_mean, const Tensor& running_var,
   if (!rv.is_same(var_out)) var_out.copy_(rv);
 }
 
+// SavedTensor::unpack refuses an empty slot; optional inputs (weight, bias) may be one.
+Tensor unpack_optional(const autograd::SavedTensor& s) {
+  return s.defined() ? s.unpack() : Tensor();
+}
+
 template <typename T>
 T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
@@ -74,9 +80,8 @@ struct BatchNormSizes {
 // when asked for.
 std::vector<Tensor> batch_norm_backward_training(const Tensor& x, const Tensor& gy,
                                                  const Tensor& weight, const Tensor& mean,
-                                                 const Tensor& invstd, BatchNormSizes z,
-                                                 double eps, bool want_x, bool want_w,
-                                                 bool want_b) {
+                                                 const Tensor& invstd, BatchNormSizes z, double eps,
+                                                 bool want_x, bool want_w, bool want_b) {
   const TensorOptions opts{.dtype = x.dtype(), .device = x.device()};
   if (x.numel() == 0) {
     return {want_x ? empty(x.shape(), opts) : Tensor(), want_w ? zeros({z.c}, opts) : Tensor(),
@@ -88,10 +93,10 @@ std::vector<Tensor> batch_norm_backward_training(const Tensor& x, const Tensor& 
     cuda::DeviceGuard guard(dev);
     Tensor w = weight.defined() ? weight : ones({z.c}, opts);
     Tensor gx = empty(x.shape(), opts), gw = empty({z.c}, opts), gb = empty({z.c}, opts);
-    kernels::cudnn::batch_norm_backward(cuda::cudnn_handle(dev), x.data<float>(),
-                                        gy.data<float>(), w.data<float>(), mean.data<float>(),
-                                        invstd.data<float>(), gx.data<float>(),
-                                        gw.data<float>(), gb.data<float>(), z.n, z.c, z.s, eps);
+    kernels::cudnn::batch_norm_backward(cuda::cudnn_handle(dev), x.data<float>(), gy.data<float>(),
+                                        w.data<float>(), mean.data<float>(), invstd.data<float>(),
+                                        gx.data<float>(), gw.data<float>(), gb.data<float>(), z.n,
+                                        z.c, z.s, eps);
     return {want_x ? gx : Tensor(), want_w ? gw : Tensor(), want_b ? gb : Tensor()};
   }
   Tensor gx = want_x ? empty(x.shape(), opts) : Tensor();
@@ -103,11 +108,10 @@ std::vector<Tensor> batch_norm_backward_training(const Tensor& x, const Tensor& 
                                       ptr_or_null<float>(gx), ptr_or_null<float>(gw),
                                       ptr_or_null<float>(gb), z.n, z.c, z.s);
   } else {
-    kernels::cpu::batch_norm_backward(x.data<double>(), gy.data<double>(),
-                                      ptr_or_null<double>(weight), mean.data<double>(),
-                                      invstd.data<double>(), ptr_or_null<double>(gx),
-                                      ptr_or_null<double>(gw), ptr_or_null<double>(gb), z.n, z.c,
-                                      z.s);
+    kernels::cpu::batch_norm_backward(
+        x.data<double>(), gy.data<double>(), ptr_or_null<double>(weight), mean.data<double>(),
+        invstd.data<double>(), ptr_or_null<double>(gx), ptr_or_null<double>(gw),
+        ptr_or_null<double>(gb), z.n, z.c, z.s);
   }
   return {gx, gw, gb};
 }
@@ -158,20 +162,17 @@ Tensor batch_norm_inference_forward(const Tensor& x, const Tensor& running_mean,
     cuda::DeviceGuard guard(dev);
     Tensor w = weight.defined() ? weight : ones({z.c}, opts);
     Tensor b = bias.defined() ? bias : zeros({z.c}, opts);
-    kernels::cudnn::batch_norm_forward_inference(cuda::cudnn_handle(dev), x.data<float>(),
-                                                 w.data<float>(), b.data<float>(),
-                                                 rm.data<float>(), rv.data<float>(),
-                                                 y.data<float>(), z.n, z.c, z.s, eps);
+    kernels::cudnn::batch_norm_forward_inference(
+        cuda::cudnn_handle(dev), x.data<float>(), w.data<float>(), b.data<float>(),
+        rm.data<float>(), rv.data<float>(), y.data<float>(), z.n, z.c, z.s, eps);
   } else if (x.dtype() == kFloat32) {
-    kernels::cpu::batch_norm_forward_inference(x.data<float>(), ptr_or_null<float>(weight),
-                                               ptr_or_null<float>(bias), rm.data<float>(),
-                                               rv.data<float>(), y.data<float>(), z.n, z.c, z.s,
-                                               eps);
+    kernels::cpu::batch_norm_forward_inference(
+        x.data<float>(), ptr_or_null<float>(weight), ptr_or_null<float>(bias), rm.data<float>(),
+        rv.data<float>(), y.data<float>(), z.n, z.c, z.s, eps);
   } else {
-    kernels::cpu::batch_norm_forward_inference(x.data<double>(), ptr_or_null<double>(weight),
-                                               ptr_or_null<double>(bias), rm.data<double>(),
-                                               rv.data<double>(), y.data<double>(), z.n, z.c,
-                                               z.s, eps);
+    kernels::cpu::batch_norm_forward_inference(
+        x.data<double>(), ptr_or_null<double>(weight), ptr_or_null<double>(bias), rm.data<double>(),
+        rv.data<double>(), y.data<double>(), z.n, z.c, z.s, eps);
   }
   return y;
 }
@@ -179,8 +180,8 @@ Tensor batch_norm_inference_forward(const Tensor& x, const Tensor& running_mean,
 }  // namespace
 
 Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight_in, const Tensor& bias_in, bool training,
-                  double momentum, double eps) {
+                  const Tensor& weight_in, const Tensor& bias_in, bool training, double momentum,
+                  double eps) {
   detail::check_floating(x_in, kBatchNorm);
   EMBER_CHECK_T(ShapeError, x_in.dim() >= 2, kBatchNorm,
                 ": input must be [N, C] or [N, C, *], got ", shape_str(x_in.shape()));
@@ -197,10 +198,11 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   EMBER_CHECK(running_mean.defined() == running_var.defined(), kBatchNorm,
               ": running_mean and running_var must both be defined or both undefined, got ",
               detail::describe(running_mean), " and ", detail::describe(running_var));
-  EMBER_CHECK(!(running_mean.defined() &&
-                (running_mean.requires_grad() || running_var.requires_grad())),
-              kBatchNorm, ": running_mean and running_var are buffers updated in place and "
-              "must not require grad");
+  EMBER_CHECK(
+      !(running_mean.defined() && (running_mean.requires_grad() || running_var.requires_grad())),
+      kBatchNorm,
+      ": running_mean and running_var are buffers updated in place and "
+      "must not require grad");
   EMBER_CHECK(training || running_mean.defined(), kBatchNorm,
               ": eval mode (training = false) normalizes with running_mean and running_var, "
               "which are undefined (pass them, or training = true to use the batch statistics)");
@@ -211,14 +213,15 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   Tensor x = x_in.contiguous();
   Tensor weight = weight_in.defined() ? weight_in.contiguous() : Tensor();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
-  const bool want_x = x_in.requires_grad(), want_w = weight_in.defined() && weight_in.requires_grad(),
+  const bool want_x = x_in.requires_grad(),
+             want_w = weight_in.defined() && weight_in.requires_grad(),
              want_b = bias_in.defined() && bias_in.requires_grad();
   const bool record = autograd::needs_grad({&x_in, &weight_in, &bias_in});
 
   if (training) {
     Tensor save_mean, save_invstd;
-    Tensor y = batch_norm_training_forward(x, running_mean, running_var, weight, bias, z,
-                                           momentum, eps, &save_mean, &save_invstd);
+    Tensor y = batch_norm_training_forward(x, running_mean, running_var, weight, bias, z, momentum,
+                                           eps, &save_mean, &save_invstd);
     if (record) {
       autograd::record(
           kBatchNorm, {x_in, weight_in, bias_in}, {y},
@@ -227,9 +230,9 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
            smean = autograd::SavedTensor(save_mean, kBatchNorm),
            sinvstd = autograd::SavedTensor(save_invstd, kBatchNorm)](std::vector<Tensor>& g) {
             // x, g: [N, C, *]; weight, mean, invstd: [C] -> gx [N, C, *], gw, gb [C]
-            return batch_norm_backward_training(sx.unpack(), g[0].contiguous(), sw.unpack(),
-                                                smean.unpack(), sinvstd.unpack(), z, eps,
-                                                want_x, want_w, want_b);
+            return batch_norm_backward_training(sx.unpack(), g[0].contiguous(), unpack_optional(sw),
+                                                smean.unpack(), sinvstd.unpack(), z, eps, want_x,
+                                                want_w, want_b);
           });
     }
     return y;
@@ -250,7 +253,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
     bshape[1] = z.c;
     autograd::record(
         kBatchNorm, {x_in, weight_in, bias_in}, {y},
-        [bshape, want_x, want_w, want_b, sx = autograd::SavedTensor(want_w ? x : Tensor(), kBatchNorm),
+        [bshape, want_x, want_w, want_b,
+         sx = autograd::SavedTensor(want_w ? x : Tensor(), kBatchNorm),
          sw = autograd::SavedTensor(weight, kBatchNorm), mean_c, invstd_c](std::vector<Tensor>& g) {
           // x, g: [N, C, *]; mean, invstd, weight: [C] broadcast as [1, C, 1, ...]
           const Tensor& gy = g[0];
@@ -258,7 +262,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
           const Tensor invstd = invstd_c.reshape(bshape);
           std::vector<Tensor> out(3);
           if (want_x) {
-            Tensor w = sw.unpack();
+            Tensor w = unpack_optional(sw);
             out[0] = mul(gy, w.defined() ? mul(w.reshape(bshape), invstd) : invstd);
           }
           if (want_w) {
@@ -326,7 +330,8 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
          smean = autograd::SavedTensor(mean, kLayerNorm),
          srstd = autograd::SavedTensor(rstd, kLayerNorm)](std::vector<Tensor>& g) {
           // x, g: [rows, cols]; weight: [cols]; mean, rstd: [rows]
-          Tensor xs = sx.unpack(), w = sw.unpack(), mu = smean.unpack(), rs = srstd.unpack();
+          Tensor xs = sx.unpack(), w = unpack_optional(sw), mu = smean.unpack(),
+                 rs = srstd.unpack();
           Tensor gy = g[0].contiguous();
           const TensorOptions o{.dtype = xs.dtype(), .device = xs.device()};
           Tensor gx = want_x ? empty(xs.shape(), o) : Tensor();
@@ -339,8 +344,8 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
             cuda::DeviceGuard guard(xs.device().index());
             kernels::cuda::layer_norm_backward(
                 detail::stream_of(xs), xs.data<float>(), gy.data<float>(), ptr_or_null<float>(w),
-                mu.data<float>(), rs.data<float>(), ptr_or_null<float>(gx),
-                ptr_or_null<float>(gw), ptr_or_null<float>(gb), rows, cols);
+                mu.data<float>(), rs.data<float>(), ptr_or_null<float>(gx), ptr_or_null<float>(gw),
+                ptr_or_null<float>(gb), rows, cols);
           } else if (xs.dtype() == kFloat32) {
             kernels::cpu::layer_norm_backward(
                 xs.data<float>(), gy.data<float>(), ptr_or_null<float>(w), mu.data<float>(),

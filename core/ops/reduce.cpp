@@ -132,6 +132,8 @@ ValuesIndices extremum(const Tensor& x_in, int64_t dim, bool keepdim, bool is_ma
   Tensor xc = x.contiguous();
   detail::ReduceLayout l;
   Shape out_shape;
+  // A rank-0 input still has its dim checked (0 and -1 are valid, as in PyTorch).
+  if (!all) detail::wrap_dim(dim, x.dim(), name);
   if (all || x.dim() == 0) {
     l = {1, x.numel(), 1};
     out_shape = keepdim ? Shape(x.dim(), 1) : Shape{};

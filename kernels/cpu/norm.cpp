@@ -22,10 +22,9 @@ void for_channel(const T* base, int64_t ch, int64_t n, int64_t c, int64_t s, F&&
 }  // namespace
 
 template <typename T>
-void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* y,
-                                 T* save_mean, T* save_invstd, T* running_mean,
-                                 T* running_var, int64_t n, int64_t c, int64_t s,
-                                 double momentum, double eps) {
+void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* y, T* save_mean,
+                                 T* save_invstd, T* running_mean, T* running_var, int64_t n,
+                                 int64_t c, int64_t s, double momentum, double eps) {
   const int64_t m = n * s;
 #pragma omp parallel for if (n * c * s > 32768)
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -57,9 +56,9 @@ void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* 
 }
 
 template <typename T>
-void batch_norm_forward_inference(const T* x, const T* weight, const T* bias,
-                                  const T* running_mean, const T* running_var, T* y,
-                                  int64_t n, int64_t c, int64_t s, double eps) {
+void batch_norm_forward_inference(const T* x, const T* weight, const T* bias, const T* running_mean,
+                                  const T* running_var, T* y, int64_t n, int64_t c, int64_t s,
+                                  double eps) {
 #pragma omp parallel for if (n * c * s > 32768)
   for (int64_t ch = 0; ch < c; ++ch) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[ch]) + eps);
@@ -74,8 +73,8 @@ void batch_norm_forward_inference(const T* x, const T* weight, const T* bias,
 
 template <typename T>
 void batch_norm_backward(const T* x, const T* grad_y, const T* weight, const T* save_mean,
-                         const T* save_invstd, T* grad_x, T* grad_weight, T* grad_bias,
-                         int64_t n, int64_t c, int64_t s) {
+                         const T* save_invstd, T* grad_x, T* grad_weight, T* grad_bias, int64_t n,
+                         int64_t c, int64_t s) {
   const int64_t m = n * s;
 #pragma omp parallel for if (n * c * s > 32768)
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -130,9 +129,8 @@ void layer_norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mea
 }
 
 template <typename T>
-void layer_norm_backward(const T* x, const T* grad_y, const T* weight, const T* mean,
-                         const T* rstd, T* grad_x, T* grad_weight, T* grad_bias, int64_t rows,
-                         int64_t cols) {
+void layer_norm_backward(const T* x, const T* grad_y, const T* weight, const T* mean, const T* rstd,
+                         T* grad_x, T* grad_weight, T* grad_bias, int64_t rows, int64_t cols) {
   if (grad_x != nullptr) {
 #pragma omp parallel for if (rows * cols > 32768)
     for (int64_t r = 0; r < rows; ++r) {
@@ -142,16 +140,16 @@ void layer_norm_backward(const T* x, const T* grad_y, const T* weight, const T* 
       const double rs = static_cast<double>(rstd[r]);
       double sum_wg = 0.0, sum_wg_xhat = 0.0;
       for (int64_t j = 0; j < cols; ++j) {
-        const double wg = static_cast<double>(gr[j]) *
-                          (weight != nullptr ? static_cast<double>(weight[j]) : 1.0);
+        const double wg =
+            static_cast<double>(gr[j]) * (weight != nullptr ? static_cast<double>(weight[j]) : 1.0);
         sum_wg += wg;
         sum_wg_xhat += wg * (static_cast<double>(xr[j]) - mu) * rs;
       }
       const double cd = static_cast<double>(cols);
       T* gx = grad_x + r * cols;
       for (int64_t j = 0; j < cols; ++j) {
-        const double wg = static_cast<double>(gr[j]) *
-                          (weight != nullptr ? static_cast<double>(weight[j]) : 1.0);
+        const double wg =
+            static_cast<double>(gr[j]) * (weight != nullptr ? static_cast<double>(weight[j]) : 1.0);
         const double xhat = (static_cast<double>(xr[j]) - mu) * rs;
         gx[j] = static_cast<T>(rs / cd * (cd * wg - sum_wg - xhat * sum_wg_xhat));
       }
@@ -186,22 +184,23 @@ template void batch_norm_forward_inference<float>(const float*, const float*, co
 template void batch_norm_backward<float>(const float*, const float*, const float*, const float*,
                                          const float*, float*, float*, float*, int64_t, int64_t,
                                          int64_t);
-template void layer_norm_forward<float>(const float*, const float*, const float*, float*, float*, float*,
-                                        int64_t, int64_t, double);
+template void layer_norm_forward<float>(const float*, const float*, const float*, float*, float*,
+                                        float*, int64_t, int64_t, double);
 template void layer_norm_backward<float>(const float*, const float*, const float*, const float*,
                                          const float*, float*, float*, float*, int64_t, int64_t);
-template void batch_norm_forward_training<double>(const double*, const double*, const double*, double*,
-                                                 double*, double*, double*, double*, int64_t, int64_t,
-                                                 int64_t, double, double);
+template void batch_norm_forward_training<double>(const double*, const double*, const double*,
+                                                  double*, double*, double*, double*, double*,
+                                                  int64_t, int64_t, int64_t, double, double);
 template void batch_norm_forward_inference<double>(const double*, const double*, const double*,
-                                                  const double*, const double*, double*, int64_t,
-                                                  int64_t, int64_t, double);
-template void batch_norm_backward<double>(const double*, const double*, const double*, const double*,
-                                         const double*, double*, double*, double*, int64_t, int64_t,
-                                         int64_t);
-template void layer_norm_forward<double>(const double*, const double*, const double*, double*, double*, double*,
-                                        int64_t, int64_t, double);
-template void layer_norm_backward<double>(const double*, const double*, const double*, const double*,
-                                         const double*, double*, double*, double*, int64_t, int64_t);
+                                                   const double*, const double*, double*, int64_t,
+                                                   int64_t, int64_t, double);
+template void batch_norm_backward<double>(const double*, const double*, const double*,
+                                          const double*, const double*, double*, double*, double*,
+                                          int64_t, int64_t, int64_t);
+template void layer_norm_forward<double>(const double*, const double*, const double*, double*,
+                                         double*, double*, int64_t, int64_t, double);
+template void layer_norm_backward<double>(const double*, const double*, const double*,
+                                          const double*, const double*, double*, double*, double*,
+                                          int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

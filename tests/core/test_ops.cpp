@@ -36,7 +36,7 @@ Tolerance tolerance_for(DType dt) {
 }
 const std::vector<DType> kFloatDTypes = {kFloat32, kFloat64};
 
-// ---- helpers -------------------------------------------------------------------------------
+// ---- tensors, values and assertions -----------------------------------------------------
 
 std::vector<double> uniform_values(int64_t n, double lo, double hi, uint64_t seed) {
   std::mt19937_64 gen(seed);
@@ -268,6 +268,17 @@ TEST(OpsElementwise, OnlyInputsThatRequireGradReceiveOne) {
                            tolerance_for(kFloat64)));
   EXPECT_TRUE(grad_ok([&](const std::vector<Tensor>& in) { return div(b, in[0]); },
                       {leaf({2, 3}, 0.5, 2.0, 3)}));
+}
+
+TEST(OpsElementwise, AnInputUsedTwiceAccumulatesBothGradients) {
+  for (const auto& c : binary_cases()) {
+    SCOPED_TRACE(c.name);
+    // maximum/minimum of x with itself is a tie everywhere: all of it goes to the first input.
+    EXPECT_TRUE(grad_ok([&](const std::vector<Tensor>& in) { return c.op(in[0], in[0]); },
+                        {leaf({2, 3}, 0.5, 2.0, 9)}));
+  }
+  EXPECT_TRUE(grad_ok([](const std::vector<Tensor>& in) { return matmul(in[0], in[0].t()); },
+                      {leaf({3, 4}, -1, 1, 10)}));
 }
 
 TEST(OpsElementwise, MaximumAndMinimumSendTiedGradientsToTheFirstInput) {
@@ -542,6 +553,15 @@ TEST(OpsUnary, DerivativesAtTheKinksFollowPyTorch) {
   EXPECT_EQ(grad_of([](const Tensor& x) { return leaky_relu(x, 0.1); }, -2.0), 0.1);
 }
 
+TEST(OpsUnary, NaNPropagatesThroughEveryActivation) {
+  for (const auto& c : unary_cases()) {
+    SCOPED_TRACE(c.name);
+    for (DType dt : kFloatDTypes) {
+      EXPECT_TRUE(std::isnan(c.op(from({std::nan("")}, {1}, dt)).item()));
+    }
+  }
+}
+
 TEST(OpsUnary, SigmoidAndTanhSaturateWithoutNaN) {
   for (DType dt : kFloatDTypes) {
     Tensor x = from({-1000.0, -50.0, 0.0, 50.0, 1000.0}, {5}, dt);
@@ -649,6 +669,20 @@ TEST(OpsSoftmax, BackwardPassesTheGradientCheck) {
                           },
                           {leaf({4, 3}, -2, 2, 32)}));
     }
+  }
+}
+
+TEST(OpsSoftmax, MaskedLogitsGetZeroProbabilityAndFiniteGradients) {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType dt : kFloatDTypes) {
+    Tensor x = from({0.0, -inf, 1.0}, {1, 3}, dt);
+    x.requires_grad_(true);
+    Tensor p = softmax(x);
+    const double e = std::exp(1.0);
+    EXPECT_TRUE(tensor_close(p, {1 / (1 + e), 0.0, e / (1 + e)}, tolerance_for(dt)));
+    sum(mul(p, from({1, 2, 3}, {1, 3}, dt))).backward();
+    for (double g : values(x.grad())) EXPECT_TRUE(std::isfinite(g));
+    EXPECT_EQ(values(log_softmax(x))[1], -inf);
   }
 }
 
@@ -808,6 +842,21 @@ TEST(OpsReduce, SumOfBoolCountsAsInt64) {
   EXPECT_EQ(sum(Tensor::from_vector(std::vector<int32_t>{-5, 7}, {2})).item<int64_t>(), 2);
   EXPECT_EQ(sum(int64s({1, 2, 3, 4}, {2, 2}), {0}).dtype(), kInt64);
   EXPECT_EQ(int_values(sum(int64s({1, 2, 3, 4}, {2, 2}), {0})), (std::vector<int64_t>{4, 6}));
+}
+
+TEST(OpsReduce, SumOfManyFloat32sKeepsItsDigits) {
+  // A float running sum would stall at 2^24; the accumulation is in double.
+  const int64_t n = (int64_t{1} << 24) + 64;
+  EXPECT_EQ(sum(ones({n})).item(), static_cast<double>(n));
+  EXPECT_EQ(values(sum(ones({2, n / 2}), {1})), (std::vector<double>{n / 2.0, n / 2.0}));
+}
+
+TEST(OpsReduce, RankZeroArgmaxIsZeroAndItsDimIsChecked) {
+  Tensor s = scalar_tensor(5.0);
+  EXPECT_EQ(argmax(s, 0).item<int64_t>(), 0);
+  EXPECT_EQ(argmin(s, -1).item<int64_t>(), 0);
+  EXPECT_EQ(ember::max(s, 0).values.item(), 5.0);
+  EXPECT_TRUE(throws<ShapeError>([&] { argmax(s, 1); }, {"max", "rank 0"}));
 }
 
 TEST(OpsReduce, MeanOfIntegersIsRefused) {
@@ -1237,6 +1286,17 @@ TEST(OpsCrossEntropy, BackwardPassesTheGradientCheck) {
   // A transposed (non-contiguous) logits view.
   EXPECT_TRUE(grad_ok([&](const std::vector<Tensor>& in) { return cross_entropy(in[0].t(), t); },
                       {leaf({5, 4}, -2, 2, 13)}));
+}
+
+TEST(OpsCrossEntropy, NonContiguousTargetsAreRead) {
+  Tensor x = uniform({3, 4}, -2, 2, 18);
+  Tensor wide = int64s({1, 9, 3, 9, 0, 9}, {6});
+  Tensor t = wide.slice(0, 0, 6, 2);  // {1, 3, 0}, stride 2
+  ASSERT_FALSE(t.is_contiguous());
+  EXPECT_TRUE(tensor_close(cross_entropy(x, t), values(cross_entropy(x, int64s({1, 3, 0}, {3}))),
+                           tolerance_for(kFloat64)));
+  EXPECT_TRUE(tensor_close(nll_loss(x, t), values(nll_loss(x, int64s({1, 3, 0}, {3}))),
+                           tolerance_for(kFloat64)));
 }
 
 TEST(OpsCrossEntropy, EqualsLogSoftmaxFollowedByNll) {

@@ -127,9 +127,12 @@ std::vector<PoolCase> pool_cases() {
   std::vector<PoolCase> cases;
   cases.push_back({{2, 3, 6, 6}, {.kernel = {2, 2}}});
   cases.push_back({{1, 2, 7, 5}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}}});
-  cases.push_back({{2, 1, 7, 7}, {.kernel = {3, 2}, .stride = {2, 3}, .padding = {1, 0}, .ceil_mode = true}});
-  cases.push_back({{1, 2, 6, 6}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true}});
-  cases.push_back({{1, 1, 5, 8}, {.kernel = {2, 4}, .stride = {1, 3}, .padding = {1, 2}, .ceil_mode = true}});
+  cases.push_back(
+      {{2, 1, 7, 7}, {.kernel = {3, 2}, .stride = {2, 3}, .padding = {1, 0}, .ceil_mode = true}});
+  cases.push_back(
+      {{1, 2, 6, 6}, {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true}});
+  cases.push_back(
+      {{1, 1, 5, 8}, {.kernel = {2, 4}, .stride = {1, 3}, .padding = {1, 2}, .ceil_mode = true}});
   cases.push_back({{3, 2, 4, 4}, {.kernel = {3, 3}, .stride = {1, 1}, .padding = {1, 1}}});
   cases.push_back({{1, 1, 1, 9}, {.kernel = {1, 3}, .stride = {1, 2}, .ceil_mode = true}});
   cases.push_back({{0, 2, 5, 5}, {.kernel = {2, 2}}});
@@ -138,8 +141,8 @@ std::vector<PoolCase> pool_cases() {
 
 std::string describe(const PoolCase& c) {
   return ember::detail::str_cat(ember::shape_str(c.x), " k[", c.p.kernel[0], ",", c.p.kernel[1],
-                                "] s[", c.p.stride[0], ",", c.p.stride[1], "] p[",
-                                c.p.padding[0], ",", c.p.padding[1], "] ceil=", c.p.ceil_mode,
+                                "] s[", c.p.stride[0], ",", c.p.stride[1], "] p[", c.p.padding[0],
+                                ",", c.p.padding[1], "] ceil=", c.p.ceil_mode,
                                 " include_pad=", c.p.count_include_pad);
 }
 
@@ -168,14 +171,15 @@ TEST(MaxPool2d, MatchesNaiveReferenceWithStridePaddingAndCeilMode) {
 
 TEST(MaxPool2d, CeilModeAddsAWindowThatStartsInsideTheInput) {
   Tensor x = ember::arange(1.0, 6.0, 1.0).reshape({1, 1, 1, 5});
-  EXPECT_EQ(ember::max_pool2d(x, {.kernel = {1, 2}}).to_vector<float>(), (std::vector<float>{2, 4}));
+  EXPECT_EQ(ember::max_pool2d(x, {.kernel = {1, 2}}).to_vector<float>(),
+            (std::vector<float>{2, 4}));
   EXPECT_EQ(ember::max_pool2d(x, {.kernel = {1, 2}, .ceil_mode = true}).to_vector<float>(),
             (std::vector<float>{2, 4, 5}));
   // A last window that would start in the right padding is dropped: W = 5, kernel 2,
   // stride 2, padding 1 gives ceil(4 / 2) + 1 = 4 windows, but the fourth would start at
   // 3 * 2 - 1 = 5, past the input, so there are 3 (as in floor mode).
-  Tensor y = ember::max_pool2d(x, {.kernel = {1, 2}, .stride = {1, 2}, .padding = {0, 1},
-                                   .ceil_mode = true});
+  Tensor y = ember::max_pool2d(
+      x, {.kernel = {1, 2}, .stride = {1, 2}, .padding = {0, 1}, .ceil_mode = true});
   EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{1, 3, 5}));
 }
 
@@ -210,8 +214,8 @@ TEST(MaxPool2d, GradientMatchesFiniteDifferences) {
   for (const PoolCase& c : pool_cases()) {
     if (c.x[0] == 0) continue;
     Tensor x = random_f64(c.x, seed++).requires_grad_();
-    auto r = ember::gradcheck([&](const std::vector<Tensor>& in) { return ember::max_pool2d(in[0], c.p); },
-                              {x});
+    auto r = ember::gradcheck(
+        [&](const std::vector<Tensor>& in) { return ember::max_pool2d(in[0], c.p); }, {x});
     EXPECT_TRUE(r.ok) << describe(c) << "\n" << r.report;
   }
 }
@@ -222,7 +226,8 @@ TEST(AvgPool2d, CountIncludePadDecidesTheBorderDivisor) {
   Tensor x = ember::ones({1, 1, 3, 3});
   Pool2dParams p{.kernel = {3, 3}, .stride = {1, 1}, .padding = {1, 1}};
   // Corners see 4 real elements of 9 taps, edges 6, the centre 9.
-  const std::vector<float> include{4.f / 9, 6.f / 9, 4.f / 9, 6.f / 9, 1, 6.f / 9, 4.f / 9, 6.f / 9, 4.f / 9};
+  const std::vector<float> include{4.f / 9, 6.f / 9, 4.f / 9, 6.f / 9, 1,
+                                   6.f / 9, 4.f / 9, 6.f / 9, 4.f / 9};
   expect_near_all(values(ember::avg_pool2d(x, p).to(ember::kFloat64)),
                   std::vector<double>(include.begin(), include.end()), kTolF32, "include pad");
   p.count_include_pad = false;
@@ -305,7 +310,8 @@ std::vector<double> naive_adaptive(const std::vector<double>& x, const Shape& xs
 TEST(AdaptiveAvgPool2d, BinsOverlapWhenTheOutputDoesNotDivideTheInput) {
   // W = 5 -> 3 bins: [0, 2), [1, 4), [3, 5).
   Tensor x = ember::arange(1.0, 6.0, 1.0, {.dtype = ember::kFloat64}).reshape({1, 1, 1, 5});
-  expect_near_all(values(ember::adaptive_avg_pool2d(x, {1, 3})), {1.5, 3.0, 4.5}, kTolF64, "1x5->1x3");
+  expect_near_all(values(ember::adaptive_avg_pool2d(x, {1, 3})), {1.5, 3.0, 4.5}, kTolF64,
+                  "1x5->1x3");
 }
 
 TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
@@ -313,8 +319,9 @@ TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
     Shape x;
     std::array<int64_t, 2> out;
   };
-  const std::vector<Case> cases{{{2, 3, 4, 4}, {1, 1}}, {{1, 2, 5, 7}, {3, 4}}, {{2, 1, 3, 3}, {5, 5}},
-                                {{1, 1, 7, 6}, {7, 6}}, {{1, 3, 9, 2}, {4, 1}}, {{0, 2, 4, 4}, {2, 2}}};
+  const std::vector<Case> cases{{{2, 3, 4, 4}, {1, 1}}, {{1, 2, 5, 7}, {3, 4}},
+                                {{2, 1, 3, 3}, {5, 5}}, {{1, 1, 7, 6}, {7, 6}},
+                                {{1, 3, 9, 2}, {4, 1}}, {{0, 2, 4, 4}, {2, 2}}};
   uint64_t seed = 400;
   for (const Case& c : cases) {
     Tensor x = random_f64(c.x, seed++);
@@ -322,12 +329,14 @@ TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
     EXPECT_EQ(y.shape(), (Shape{c.x[0], c.x[1], c.out[0], c.out[1]}));
     const auto want = naive_adaptive(values(x), c.x, c.out[0], c.out[1]);
     expect_near_all(values(y), want, kTolF64, ember::shape_str(c.x));
-    expect_near_all(values(ember::adaptive_avg_pool2d(x.to(ember::kFloat32), c.out).to(ember::kFloat64)),
-                    want, kTolF32, ember::shape_str(c.x) + " float32");
+    expect_near_all(
+        values(ember::adaptive_avg_pool2d(x.to(ember::kFloat32), c.out).to(ember::kFloat64)), want,
+        kTolF32, ember::shape_str(c.x) + " float32");
     if (c.x[0] == 0) continue;
     Tensor xg = x.clone().requires_grad_();
     auto r = ember::gradcheck(
-        [&](const std::vector<Tensor>& in) { return ember::adaptive_avg_pool2d(in[0], c.out); }, {xg});
+        [&](const std::vector<Tensor>& in) { return ember::adaptive_avg_pool2d(in[0], c.out); },
+        {xg});
     EXPECT_TRUE(r.ok) << ember::shape_str(c.x) << "\n" << r.report;
   }
 }
@@ -341,20 +350,32 @@ TEST(Pool2dErrors, NameTheOpAndTheShapes) {
   EXPECT_THROW(ember::max_pool2d(x3), ember::ShapeError);
 
   Tensor x = ember::zeros({1, 3, 2, 2});
-  EXPECT_EQ(error_of([&] { ember::max_pool2d(x, {.kernel = {3, 3}}); }),
+  EXPECT_EQ(error_of([&] {
+              ember::max_pool2d(x, {.kernel = {3, 3}});
+            }),
             "max_pool2d: kernel [3, 3] is larger than the padded input [2, 2] (input [1, 3, 2, 2], "
             "padding [0, 0])");
-  EXPECT_EQ(error_of([&] { ember::avg_pool2d(x, {.kernel = {3, 3}, .padding = {2, 1}}); }),
+  EXPECT_EQ(error_of([&] {
+              ember::avg_pool2d(x, {.kernel = {3, 3}, .padding = {2, 1}});
+            }),
             "avg_pool2d: padding [2, 1] must be at most half the kernel [3, 3]");
-  EXPECT_NE(error_of([&] { ember::max_pool2d(x, {.kernel = {0, 2}}); }).find("kernel must be positive"),
+  EXPECT_NE(error_of([&] {
+              ember::max_pool2d(x, {.kernel = {0, 2}});
+            }).find("kernel must be positive"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { ember::max_pool2d(x, {.stride = {-1, 1}}); }).find("stride must be positive"),
+  EXPECT_NE(error_of([&] {
+              ember::max_pool2d(x, {.stride = {-1, 1}});
+            }).find("stride must be positive"),
             std::string::npos);
   EXPECT_NE(error_of([&] { ember::max_pool2d(x.to(ember::kInt64)); }).find("floating-point"),
             std::string::npos);
-  EXPECT_EQ(error_of([&] { ember::adaptive_avg_pool2d(x, {0, 1}); }),
+  EXPECT_EQ(error_of([&] {
+              ember::adaptive_avg_pool2d(x, {0, 1});
+            }),
             "adaptive_avg_pool2d: output_size must be positive, got [0, 1]");
-  EXPECT_EQ(error_of([&] { ember::adaptive_avg_pool2d(ember::zeros({2, 0, 4, 4}), {1, 1}); }),
+  EXPECT_EQ(error_of([&] {
+              ember::adaptive_avg_pool2d(ember::zeros({2, 0, 4, 4}), {1, 1});
+            }),
             "adaptive_avg_pool2d: input [2, 0, 4, 4] must have non-zero C, H and W");
 }
 
@@ -381,7 +402,8 @@ std::vector<double> naive_batch_norm(const std::vector<double>& x, const Shape& 
     for (int64_t i = 0; i < n; ++i)
       for (int64_t k = 0; k < s; ++k) {
         const size_t idx = static_cast<size_t>((i * c + ch) * s + k);
-        y[idx] = (x[idx] - mean) / std::sqrt(var + kEps) * (w ? (*w)[ch] : 1.0) + (b ? (*b)[ch] : 0.0);
+        y[idx] =
+            (x[idx] - mean) / std::sqrt(var + kEps) * (w ? (*w)[ch] : 1.0) + (b ? (*b)[ch] : 0.0);
       }
   }
   return y;
@@ -394,13 +416,15 @@ TEST(BatchNorm, TrainingNormalizesWithTheBatchStatistics) {
     Tensor w = random_f64({xs[1]}, seed++, 0.5, 1.5), b = random_f64({xs[1]}, seed++);
     const auto wv = values(w), bv = values(b);
     Tensor y = ember::batch_norm(x, Tensor(), Tensor(), w, b, true);
-    expect_near_all(values(y), naive_batch_norm(values(x), xs, &wv, &bv), kTolF64, ember::shape_str(xs));
+    expect_near_all(values(y), naive_batch_norm(values(x), xs, &wv, &bv), kTolF64,
+                    ember::shape_str(xs));
     Tensor y_plain = ember::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true);
     expect_near_all(values(y_plain), naive_batch_norm(values(x), xs, nullptr, nullptr), kTolF64,
                     ember::shape_str(xs) + " without affine");
     Tensor yf = ember::batch_norm(x.to(ember::kFloat32), Tensor(), Tensor(), w.to(ember::kFloat32),
                                   b.to(ember::kFloat32), true);
-    expect_near_all(values(yf.to(ember::kFloat64)), values(y), kTolF32, ember::shape_str(xs) + " float32");
+    expect_near_all(values(yf.to(ember::kFloat64)), values(y), kTolF32,
+                    ember::shape_str(xs) + " float32");
   }
 }
 
@@ -475,9 +499,18 @@ TEST(BatchNorm, EvalGradientMatchesFiniteDifferences) {
   Tensor b = random_f64({2}, 802).requires_grad_();
   Tensor rm = random_f64({2}, 803), rv = random_f64({2}, 804, 0.5, 2.0);
   auto r = ember::gradcheck(
-      [&](const std::vector<Tensor>& in) { return ember::batch_norm(in[0], rm, rv, in[1], in[2], false); },
+      [&](const std::vector<Tensor>& in) {
+        return ember::batch_norm(in[0], rm, rv, in[1], in[2], false);
+      },
       {x, w, b});
   EXPECT_TRUE(r.ok) << r.report;
+  Tensor x2 = random_f64({4, 2}, 805).requires_grad_();
+  auto r2 = ember::gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        return ember::batch_norm(in[0], rm, rv, Tensor(), Tensor(), false);
+      },
+      {x2});
+  EXPECT_TRUE(r2.ok) << "without affine\n" << r2.report;
 }
 
 TEST(BatchNorm, OnlyTheRequestedGradientsAreComputed) {
@@ -495,30 +528,41 @@ TEST(BatchNormErrors, NameTheOpShapesAndDevices) {
             "batch_norm: weight [4] does not match the channels (dim 1) of input [2, 3, 4, 4] "
             "(expected [3])");
   EXPECT_THROW(ember::batch_norm(x, Tensor(), Tensor(), w4, Tensor(), true), ember::ShapeError);
-  EXPECT_NE(error_of([&] { ember::batch_norm(x, ember::zeros({2}), ember::ones({2}), Tensor(), Tensor(), true); })
-                .find("running_mean [2] does not match"),
+  EXPECT_NE(error_of([&] {
+              ember::batch_norm(x, ember::zeros({2}), ember::ones({2}), Tensor(), Tensor(), true);
+            }).find("running_mean [2] does not match"),
             std::string::npos);
-  EXPECT_EQ(error_of([&] { ember::batch_norm(ember::zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true); }),
-            "batch_norm: Expected more than 1 value per channel when training, got input size [1, 3]");
-  EXPECT_NE(error_of([&] { ember::batch_norm(ember::zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true); })
-                .find("Expected more than 1 value per channel when training"),
+  EXPECT_EQ(
+      error_of([&] {
+        ember::batch_norm(ember::zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+      }),
+      "batch_norm: Expected more than 1 value per channel when training, got input size [1, 3]");
+  EXPECT_NE(
+      error_of([&] {
+        ember::batch_norm(ember::zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+      }).find("Expected more than 1 value per channel when training"),
+      std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ember::batch_norm(ember::zeros({5}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+            }).find("batch_norm: input must be [N, C] or [N, C, *], got [5]"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { ember::batch_norm(ember::zeros({5}), Tensor(), Tensor(), Tensor(), Tensor(), true); })
-                .find("batch_norm: input must be [N, C] or [N, C, *], got [5]"),
+  EXPECT_NE(error_of([&] {
+              ember::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), false);
+            }).find("eval mode"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { ember::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), false); })
-                .find("eval mode"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { ember::batch_norm(x, ember::zeros({3}), Tensor(), Tensor(), Tensor(), true); })
-                .find("both be defined or both undefined"),
+  EXPECT_NE(error_of([&] {
+              ember::batch_norm(x, ember::zeros({3}), Tensor(), Tensor(), Tensor(), true);
+            }).find("both be defined or both undefined"),
             std::string::npos);
   Tensor rm_grad = ember::zeros({3}).requires_grad_();
-  EXPECT_NE(error_of([&] { ember::batch_norm(x, rm_grad, ember::ones({3}), Tensor(), Tensor(), true); })
-                .find("must not require grad"),
+  EXPECT_NE(error_of([&] {
+              ember::batch_norm(x, rm_grad, ember::ones({3}), Tensor(), Tensor(), true);
+            }).find("must not require grad"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
               ember::batch_norm(x, ember::zeros({3}, {.dtype = ember::kFloat64}),
-                                ember::ones({3}, {.dtype = ember::kFloat64}), Tensor(), Tensor(), true);
+                                ember::ones({3}, {.dtype = ember::kFloat64}), Tensor(), Tensor(),
+                                true);
             }).find("running_mean is float64 but the input is float32"),
             std::string::npos);
 }
@@ -549,9 +593,10 @@ TEST(LayerNorm, NormalizesOverTheTrailingDims) {
   Tensor y = ember::layer_norm(x, {2, 4}, w, b);
   EXPECT_EQ(y.shape(), x.shape());
   expect_near_all(values(y), naive_layer_norm(values(x), 8, &wv, &bv), kTolF64, "affine");
-  expect_near_all(values(ember::layer_norm(x, {4})), naive_layer_norm(values(x), 4, nullptr, nullptr),
-                  kTolF64, "plain");
-  Tensor yf = ember::layer_norm(x.to(ember::kFloat32), {2, 4}, w.to(ember::kFloat32), b.to(ember::kFloat32));
+  expect_near_all(values(ember::layer_norm(x, {4})),
+                  naive_layer_norm(values(x), 4, nullptr, nullptr), kTolF64, "plain");
+  Tensor yf = ember::layer_norm(x.to(ember::kFloat32), {2, 4}, w.to(ember::kFloat32),
+                                b.to(ember::kFloat32));
   expect_near_all(values(yf.to(ember::kFloat64)), values(y), kTolF32, "float32");
 }
 
@@ -560,23 +605,35 @@ TEST(LayerNorm, GradientMatchesFiniteDifferences) {
   Tensor w = random_f64({2, 5}, 1101, 0.5, 1.5).requires_grad_();
   Tensor b = random_f64({2, 5}, 1102).requires_grad_();
   auto r = ember::gradcheck(
-      [&](const std::vector<Tensor>& in) { return ember::layer_norm(in[0], {2, 5}, in[1], in[2]); },
+      [&](const std::vector<Tensor>& in) {
+        return ember::layer_norm(in[0], {2, 5}, in[1], in[2]);
+      },
       {x, w, b});
   EXPECT_TRUE(r.ok) << r.report;
   Tensor x2 = random_f64({4, 6}, 1103).requires_grad_();
   Tensor w2 = random_f64({6}, 1104).requires_grad_();
   auto r2 = ember::gradcheck(
-      [&](const std::vector<Tensor>& in) { return ember::layer_norm(in[0], {6}, in[1]); }, {x2, w2});
+      [&](const std::vector<Tensor>& in) { return ember::layer_norm(in[0], {6}, in[1]); },
+      {x2, w2});
   EXPECT_TRUE(r2.ok) << "weight only\n" << r2.report;
+  Tensor x3 = random_f64({2, 3, 4}, 1105).requires_grad_();
+  auto r3 = ember::gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        return ember::layer_norm(in[0], {3, 4});
+      },
+      {x3});
+  EXPECT_TRUE(r3.ok) << "without affine\n" << r3.report;
 }
 
 TEST(LayerNormErrors, NameTheExpectedShape) {
   Tensor x = ember::zeros({3, 5});
   EXPECT_EQ(error_of([&] { ember::layer_norm(x, {10}); }),
             "layer_norm: normalized_shape [10] expects input of shape [*, 10], got [3, 5]");
-  EXPECT_EQ(error_of([&] { ember::layer_norm(x, {5}, ember::ones({4})); }),
-            "layer_norm: weight [4] does not match normalized_shape of input [3, 5] (expected [5])");
-  EXPECT_NE(error_of([&] { ember::layer_norm(x, {}); }).find("must not be empty"), std::string::npos);
+  EXPECT_EQ(
+      error_of([&] { ember::layer_norm(x, {5}, ember::ones({4})); }),
+      "layer_norm: weight [4] does not match normalized_shape of input [3, 5] (expected [5])");
+  EXPECT_NE(error_of([&] { ember::layer_norm(x, {}); }).find("must not be empty"),
+            std::string::npos);
 }
 
 }  // namespace

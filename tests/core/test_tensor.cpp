@@ -1,6 +1,6 @@
 // Specification tests for Tensor (core/tensor.h): creation, metadata, views and the
 // storage they share, dtype/device conversion, in-place updates, PyTorch-style printing,
-// and Device parsing and the no-GPU state.
+// and Device parsing and the no-GPU state. The TensorCuda cases skip without a GPU.
 #include <gtest/gtest.h>
 
 #include <dlfcn.h>
@@ -770,6 +770,45 @@ TEST(TensorPrint, StreamOperatorMatchesStr) {
   EXPECT_EQ(undefined.str(), "tensor(undefined)");
 }
 
+// --- on a GPU ----------------------------------------------------------------------------------
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason()
+
+TEST(TensorCuda, MovingToTheGpuAndBackKeepsValues) {
+  SKIP_WITHOUT_CUDA();
+  Tensor g = matrix_2x3().to(Device::cuda());
+  EXPECT_TRUE(g.is_cuda());
+  EXPECT_EQ(g.device().str(), "cuda:0");
+  EXPECT_EQ(g.to_vector<float>(), (std::vector<float>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(g.t().contiguous().cpu().to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_EQ(g.select(1, 2).select(0, 1).item(), 5.0);
+  EXPECT_EQ(g.to(kInt64).to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+  EXPECT_THROW(g.to(kFloat64), DTypeError);
+  EXPECT_EQ(floats({1, 2}).cuda().str(), "tensor([1., 2.], device='cuda:0')");
+}
+
+TEST(TensorCuda, CopyAndFillWriteStridedGpuViews) {
+  SKIP_WITHOUT_CUDA();
+  Tensor dst = zeros({2, 3}, {.device = Device::cuda()});
+  dst.t().copy_(floats({0, 1, 2, 3, 4, 5}, {3, 2}));  // from the CPU, into a strided view
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{0, 2, 4, 1, 3, 5}));
+  dst.narrow(1, 1, 1).fill_(-1);
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{0, -1, 4, 1, -1, 5}));
+  dst.copy_(floats({7, 8, 9}).cuda());  // broadcast on the device
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{7, 8, 9, 7, 8, 9}));
+}
+
+TEST(TensorCuda, GradientsFlowBackAcrossADeviceMove) {
+  SKIP_WITHOUT_CUDA();
+  Tensor x = floats({1, 2});
+  x.requires_grad_();
+  sum(mul(x.cuda(), 3.0)).backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_TRUE(x.grad().device().is_cpu());
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{3, 3}));
+}
+
 // --- device ------------------------------------------------------------------------------------
 
 TEST(Device, ParsesCpu) {
@@ -823,7 +862,9 @@ TEST(Device, CudaDeviceThrowsDeviceErrorWithoutAGpu) {
   EXPECT_TRUE(contains(msg, cuda::unavailable_reason())) << msg;
   EXPECT_THROW(Device::parse("cuda"), DeviceError);
   EXPECT_THROW(Device::parse("cuda:0"), DeviceError);
-  EXPECT_THROW(zeros({2}, {.device = Device(DeviceType::CUDA, 0)}), Error);
+  // A hand-built cuda:0 reaches the allocator, which refuses it with the same reason.
+  msg = error_of<DeviceError>([] { zeros({2}, {.device = Device(DeviceType::CUDA, 0)}); });
+  EXPECT_TRUE(contains(msg, cuda::unavailable_reason())) << msg;
 }
 
 TEST(Device, CudaDeviceRejectsAnIndexPastTheLastGpu) {
