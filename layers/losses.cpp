@@ -35,9 +35,14 @@ Tensor CrossEntropy::operator()(const Tensor& output, const Tensor& target) cons
 }
 
 Tensor CategoricalCrossEntropy::operator()(const Tensor& output, const Tensor& target) const {
-  // Probabilities are clipped away from 0 as Keras does (epsilon 1e-7) before the log.
-  Tensor logp = options_.from_logits ? log_softmax(output, 1) : log(clamp(output, 1e-7, 1.0 - 1e-7));
-  return soft_target_cross_entropy(logp, target, "CategoricalCrossEntropy");
+  const char* who = "CategoricalCrossEntropy";
+  if (options_.from_logits) return soft_target_cross_entropy(log_softmax(output, 1), target, who);
+  EMBER_CHECK_T(ShapeError, output.dim() == 2, who, ": expected probabilities [N, C], got ",
+                shape_str(output.shape()));
+  // As Keras: rows are rescaled to sum to 1, then clipped away from 0 (epsilon 1e-7) before the log.
+  Tensor probs = div(output, sum(output, {1}, true));
+  Tensor logp = log(clamp(probs, 1e-7, 1.0 - 1e-7));
+  return soft_target_cross_entropy(logp, target, who);
 }
 
 Tensor SparseCategoricalCrossEntropy::operator()(const Tensor& output, const Tensor& target) const {

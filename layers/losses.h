@@ -36,7 +36,8 @@ struct CategoricalOptions {
 };
 
 // Keras's categorical cross-entropy: probabilities (or logits) [N, C] against one-hot
-// or probability targets [N, C]: mean over rows of -sum(t * log p).
+// or probability targets [N, C]: mean over rows of -sum(t * log p), each row of p first
+// rescaled to sum to 1 and clipped to [1e-7, 1 - 1e-7] as Keras does.
 class EMBER_API CategoricalCrossEntropy : public Loss {
  public:
   explicit CategoricalCrossEntropy(CategoricalOptions options = {}) : options_(options) {}

@@ -114,7 +114,7 @@ void EarlyStopping::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) {
     return;
   }
   ++wait_;
-  if (wait_ >= options_.patience) {  // Keras: patience epochs without improvement
+  if (wait_ >= options_.patience && epoch > 0) {  // Keras: patience epochs without improvement
     stopped_epoch_ = epoch;
     trainer.stop_training();
   }
@@ -174,6 +174,13 @@ void ModelCheckpoint::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) 
     best_ = v;
   }
   const std::string path = format_path(epoch, logs);
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {  // as Keras does, so "runs/ckpt-{epoch}.safetensors" just works
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    EMBER_CHECK_T(IOError, !ec, "ModelCheckpoint: cannot create the directory '", parent.string(),
+                  "': ", ec.message());
+  }
   if (options_.training_state) {
     io::TrainingState state;
     state.epoch = epoch + 1;  // epochs completed

@@ -94,7 +94,9 @@ EventWriter::EventWriter(const std::string& log_dir) {
   gethostname(host, sizeof host - 1);
   const auto ts = static_cast<long long>(now_seconds());
   path_ = log_dir + "/events.out.tfevents." + std::to_string(ts) + "." + host;
-  file_ = std::fopen(path_.c_str(), "wb");
+  // Appending: a second writer in the same second and directory (two quick fits) adds
+  // its records after the first one's instead of truncating them; TensorBoard reads both.
+  file_ = std::fopen(path_.c_str(), "ab");
   EMBER_CHECK_T(IOError, file_ != nullptr, "TensorBoard: cannot open '", path_, "' for writing: ",
                 std::strerror(errno));
   std::string first;  // Event {wall_time = 1, file_version = 3}

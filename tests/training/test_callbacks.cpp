@@ -294,6 +294,14 @@ TEST(ModelCheckpoint, SavedWeightsLoadBackIntoTheModel) {
   EXPECT_EQ(weights_of(fresh), weights_of(s.model));
 }
 
+TEST(ModelCheckpoint, CreatesMissingDirectories) {
+  TempDir dir("nested");
+  Rig s;
+  auto ckpt = std::make_shared<callbacks::ModelCheckpoint>((dir.path / "runs/a/w-{epoch}.safetensors").string());
+  s.fit(1, {ckpt});
+  EXPECT_TRUE(fs::exists(dir.path / "runs/a/w-1.safetensors"));
+}
+
 // --- CSVLogger ---------------------------------------------------------------------------------
 
 TEST(CSVLogger, WritesEpochThenSortedNamesOneRowPerEpoch) {
@@ -534,6 +542,23 @@ TEST(TensorBoard, WritesParseableScalarEventsForTrainingAndValidation) {
       }
     }
   }
+}
+
+TEST(TensorBoard, TwoRunsIntoOneLogDirKeepEveryRecord) {
+  TempDir dir("tensorboard_twice");
+  Rig s;
+  s.fit(2, {std::make_shared<callbacks::TensorBoard>(dir.path.string())});
+  s.fit(3, {std::make_shared<callbacks::TensorBoard>(dir.path.string())});
+  // One file when both runs fall in the same second, two otherwise: no record is lost.
+  size_t records = 0, versions = 0;
+  for (const auto& e : fs::directory_iterator(dir.path / "train")) {
+    for (const Event& ev : read_events(e.path())) {
+      ++records;
+      versions += ev.file_version == "brain.Event:2" ? 1 : 0;
+    }
+  }
+  EXPECT_EQ(versions, 2u);
+  EXPECT_EQ(records, 2u + (2u + 3u) * 2u);
 }
 
 TEST(TensorBoard, ScalarEventEncodesTheFieldsTensorBoardReads) {

@@ -105,6 +105,12 @@ TEST(CategoricalCrossEntropyLoss, ClipsProbabilitiesAwayFromZero) {
   EXPECT_NEAR(loss::CategoricalCrossEntropy()(probs, target).item(), -std::log(1e-7) / 2.0, 1e-3);
 }
 
+TEST(CategoricalCrossEntropyLoss, RescalesRowsToSumToOneAsKerasDoes) {
+  // Row [0.2, 0.2] is read as [0.5, 0.5].
+  const Tensor probs = floats({0.2f, 0.2f}, {1, 2});
+  EXPECT_NEAR(loss::CategoricalCrossEntropy()(probs, floats({1, 0}, {1, 2})).item(), std::log(2.0), kTol);
+}
+
 TEST(CategoricalCrossEntropyLoss, IntegerLabelsAreRejectedNamingTheLoss) {
   try {
     loss::CategoricalCrossEntropy()(softmax(logits(), 1), labels(kLabels));
