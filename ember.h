@@ -10,6 +10,7 @@
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
+#include "ember/core/version.h"
 #include "ember/layers/init.h"
 #include "ember/layers/layers.h"
 #include "ember/layers/losses.h"

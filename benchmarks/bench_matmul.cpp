@@ -20,10 +20,8 @@ namespace {
 
 using namespace ember;
 using bench::Report;
-using bench::Row;
 using bench::Timing;
 
-constexpr double kTargetRatio = 1.05;
 
 struct GemmShape {
   int64_t batch, m, k, n;  // [batch,] [m, k] @ [k, n]
@@ -71,7 +69,7 @@ void run(Report& report) {
   EMBER_CUBLAS_CHECK(cublasSetStream(raw, stream));
   EMBER_CUBLAS_CHECK(cublasSetMathMode(raw, CUBLAS_DEFAULT_MATH));
   report.set("tf32", cuda::allow_tf32());
-  report.set("target_ratio", kTargetRatio);
+  report.set("target_ratio", bench::kTargetRatio);
   std::printf("# baseline: cuBLAS on ember's compute stream, float32 (TF32 %s in ember)\n",
               cuda::allow_tf32() ? "on" : "off");
   report.table("TFLOP/s");
@@ -79,23 +77,7 @@ void run(Report& report) {
 
   auto add_row = [&](const std::string& name, const std::string& baseline, const Timing& t,
                      const Timing& base, double flops, double diff) {
-    Row r;
-    r.name = name;
-    r.ember = t;
-    r.baseline = baseline;
-    r.baseline_ms = base.median_ms;
-    r.unit = "TFLOP/s";
-    r.throughput = flops / (t.median_ms * 1e-3) / 1e12;
-    const double ratio = t.median_ms / base.median_ms;
-    char note[64];
-    std::snprintf(note, sizeof note, "raw %.1f%s", flops / (base.median_ms * 1e-3) / 1e12,
-                  ratio > kTargetRatio ? ", above the 1.05 target" : "");
-    r.note = note;
-    r.extra = {{"flops", flops},
-               {"baseline_tflops", flops / (base.median_ms * 1e-3) / 1e12},
-               {"within_target", ratio <= kTargetRatio},
-               {"max_relative_diff", diff}};
-    report.add(std::move(r));
+    report.add(bench::ratio_row(name, baseline, t, base, flops, "", {{"max_relative_diff", diff}}));
   };
 
   const std::vector<GemmShape> shapes = {

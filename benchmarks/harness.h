@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -137,6 +138,68 @@ inline std::string fmt(const char* f, double v) {
   std::snprintf(buf, sizeof buf, f, v);
   return buf;
 }
+
+// Every ember-vs-raw comparison aims at ember/raw <= this.
+constexpr double kTargetRatio = 1.05;
+
+// A row comparing ember's time `t` with the raw library's `base` for `flops` of work:
+// throughput in TFLOP/s, a note with the raw throughput (and `detail`), and the JSON
+// fields every such row has (`extra` adds the case's own).
+inline Row ratio_row(std::string name, std::string baseline, const Timing& t, const Timing& base,
+                     double flops, const std::string& detail = "", Json extra = Json::object()) {
+  Row r;
+  r.name = std::move(name);
+  r.ember = t;
+  r.baseline = std::move(baseline);
+  r.baseline_ms = base.median_ms;
+  r.unit = "TFLOP/s";
+  r.throughput = flops / (t.median_ms * 1e-3) / 1e12;
+  const double raw_tflops = flops / (base.median_ms * 1e-3) / 1e12;
+  const double ratio = t.median_ms / base.median_ms;
+  r.note = fmt("raw %.2f", raw_tflops) + (detail.empty() ? "" : "; " + detail) +
+           (ratio > kTargetRatio ? "; above the 1.05 target" : "");
+  r.extra = std::move(extra);
+  r.extra["flops"] = flops;
+  r.extra["baseline_tflops"] = raw_tflops;
+  r.extra["within_target"] = ratio <= kTargetRatio;
+  return r;
+}
+
+// --- checking ember's results against the raw library's ---------------------------------
+
+// Reproducible values in [-scale, scale).
+inline std::vector<float> host_values(int64_t n, uint64_t seed, float scale) {
+  std::vector<float> v(static_cast<size_t>(n));
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
+  for (auto& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    const double u = static_cast<double>(s >> 40) / static_cast<double>(1ull << 24);
+    x = static_cast<float>((2.0 * u - 1.0) * scale);
+  }
+  return v;
+}
+
+// Largest |got - want| over the whole output, relative to the largest |want|.
+inline double max_relative_diff(const std::vector<float>& got, const std::vector<float>& want) {
+  if (got.size() != want.size()) return INFINITY;
+  double diff = 0.0, scale = 1e-30;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::abs(static_cast<double>(got[i]) - want[i]);
+    diff = std::isnan(d) ? INFINITY : std::max(diff, d);
+    scale = std::max(scale, std::abs(static_cast<double>(want[i])));
+  }
+  return diff / scale;
+}
+
+// An f64 reference value and the sum of the magnitudes of its terms.
+struct Ref {
+  double value = 0.0, mag = 0.0;
+  void add(double term) {
+    value += term;
+    mag += std::abs(term);
+  }
+};
+
 
 // The device, driver and library versions, for the JSON report.
 inline Json device_info(int device = 0) {

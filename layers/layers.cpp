@@ -31,11 +31,18 @@ void init_weight_and_bias(Tensor& weight, Tensor* bias, const std::string& init)
   if (bias != nullptr && bias->defined()) init::zeros_(*bias);  // Keras's bias default
 }
 
-void check_input_rank(const Tensor& x, int64_t lo, int64_t hi, const std::string& layer,
-                      const char* expected) {
-  EMBER_CHECK(x.defined(), layer, ": input is an undefined tensor");
-  EMBER_CHECK_T(ShapeError, x.dim() >= lo && x.dim() <= hi, layer, ": expected input ", expected,
-                ", got ", shape_str(x.shape()));
+// The layer as its shape errors name it: "Conv2d(3, 8, kernel_size=3, stride=1)".
+std::string layer_str(const Module& m) { return m.name() + "(" + m.extra_repr() + ")"; }
+
+void check_defined(const Module& m, const Tensor& x) {
+  EMBER_CHECK(x.defined(), m.name(), ": input is an undefined tensor");
+}
+
+// Pooling layers take any C, H and W; the op checks the window against the input.
+void check_nchw(const Module& m, const Tensor& x) {
+  check_defined(m, x);
+  EMBER_CHECK_T(ShapeError, x.dim() == 4, layer_str(m), ": expected input [N, C, H, W], got ",
+                shape_str(x.shape()));
 }
 
 Pool2dParams pool_params(IntPair kernel, const Pool2dOptions& o) {
@@ -86,10 +93,10 @@ void Linear::reset_parameters() {
 }
 
 Tensor Linear::forward(const Tensor& x) {
-  EMBER_CHECK(x.defined(), "Linear: input is an undefined tensor");
+  check_defined(*this, x);
   EMBER_CHECK_T(ShapeError, x.dim() >= 1 && x.size(-1) == in_, "Linear(in_features=", in_,
-                ", out_features=", out_, "): input ", shape_str(x.shape()), " has ",
-                x.dim() >= 1 ? x.size(-1) : 0, " features in its last dimension, expected ", in_);
+                ", out_features=", out_, "): expected input [*, ", in_, "], got ",
+                shape_str(x.shape()));
   return linear(x, weight(), options_.bias ? bias() : Tensor());
 }
 
@@ -117,9 +124,9 @@ void Conv2d::reset_parameters() {
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
-  check_input_rank(x, 4, 4, "Conv2d(" + extra_repr() + ")", "[N, C, H, W]");
-  EMBER_CHECK_T(ShapeError, x.size(1) == in_, "Conv2d(", extra_repr(), "): input ",
-                shape_str(x.shape()), " has ", x.size(1), " channels, expected ", in_);
+  check_defined(*this, x);
+  EMBER_CHECK_T(ShapeError, x.dim() == 4 && x.size(1) == in_, layer_str(*this),
+                ": expected input [N, ", in_, ", H, W], got ", shape_str(x.shape()));
   Conv2dParams p;
   p.stride = options_.stride.array();
   p.padding = options_.padding.pair.array();
@@ -146,18 +153,27 @@ std::string Conv2d::extra_repr() const {
 // --- pooling --------------------------------------------------------------------------------
 
 MaxPool2d::MaxPool2d(IntPair kernel_size, Pool2dOptions options) : params_(pool_params(kernel_size, options)) {}
-Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, params_); }
+Tensor MaxPool2d::forward(const Tensor& x) {
+  check_nchw(*this, x);
+  return max_pool2d(x, params_);
+}
 std::string MaxPool2d::extra_repr() const { return pool_repr(params_); }
 
 AvgPool2d::AvgPool2d(IntPair kernel_size, Pool2dOptions options) : params_(pool_params(kernel_size, options)) {}
-Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, params_); }
+Tensor AvgPool2d::forward(const Tensor& x) {
+  check_nchw(*this, x);
+  return avg_pool2d(x, params_);
+}
 std::string AvgPool2d::extra_repr() const { return pool_repr(params_); }
 
 AdaptiveAvgPool2d::AdaptiveAvgPool2d(IntPair output_size) : output_(output_size) {
   EMBER_CHECK(output_.h > 0 && output_.w > 0, "AdaptiveAvgPool2d: output size must be positive, got ",
               output_.str());
 }
-Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, output_.array()); }
+Tensor AdaptiveAvgPool2d::forward(const Tensor& x) {
+  check_nchw(*this, x);
+  return adaptive_avg_pool2d(x, output_.array());
+}
 std::string AdaptiveAvgPool2d::extra_repr() const { return "output_size=" + output_.str(); }
 
 std::string Flatten::extra_repr() const {
@@ -201,24 +217,27 @@ void BatchNorm::reset_parameters() {
 }
 
 Tensor BatchNorm::forward(const Tensor& x) {
-  const std::string me = name() + "(" + std::to_string(features_) + ")";
-  check_input_rank(x, min_rank_, max_rank_, me,
-                   min_rank_ == 4 ? "[N, C, H, W]" : "[N, C] or [N, C, L]");
-  EMBER_CHECK_T(ShapeError, x.size(1) == features_, me, ": input ", shape_str(x.shape()), " has ",
-                x.size(1), " channels, expected ", features_);
+  check_defined(*this, x);
+  EMBER_CHECK_T(ShapeError, x.dim() >= min_rank_ && x.dim() <= max_rank_ && x.size(1) == features_,
+                name(), "(", features_, "): expected input ",
+                min_rank_ == 4 ? detail::str_cat("[N, ", features_, ", H, W]")
+                               : detail::str_cat("[N, ", features_, "] or [N, ", features_, ", L]"),
+                ", got ", shape_str(x.shape()));
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
   Tensor rm, rv;
   if (options_.track_running_stats) {
     rm = buffer_slot("running_mean");
     rv = buffer_slot("running_var");
-    if (is_training()) {
-      NoGradGuard no_grad;
-      buffer_slot("num_batches_tracked").add_(ones({}, {.dtype = kInt64, .device = x.device()}));
-    }
   }
-  return batch_norm(x, rm, rv, options_.affine ? parameter_slot("weight") : Tensor(),
-                    options_.affine ? parameter_slot("bias") : Tensor(), use_batch_stats,
-                    options_.momentum, options_.eps);
+  Tensor y = batch_norm(x, rm, rv, options_.affine ? parameter_slot("weight") : Tensor(),
+                        options_.affine ? parameter_slot("bias") : Tensor(), use_batch_stats,
+                        options_.momentum, options_.eps);
+  // Counted only once batch_norm has accepted the input and updated the running stats.
+  if (options_.track_running_stats && is_training()) {
+    NoGradGuard no_grad;
+    buffer_slot("num_batches_tracked").add_(ones({}, {.dtype = kInt64, .device = x.device()}));
+  }
+  return y;
 }
 
 std::string BatchNorm::extra_repr() const {
@@ -235,6 +254,12 @@ LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
 }
 
 Tensor LayerNorm::forward(const Tensor& x) {
+  check_defined(*this, x);
+  const int64_t k = static_cast<int64_t>(shape_.size());
+  bool trailing = x.dim() >= k;
+  for (int64_t i = 0; trailing && i < k; ++i) trailing = x.size(x.dim() - k + i) == shape_[i];
+  EMBER_CHECK_T(ShapeError, trailing, layer_str(*this), ": expected input [*, ",
+                shape_str(shape_).substr(1), ", got ", shape_str(x.shape()));
   return layer_norm(x, shape_, options_.elementwise_affine ? parameter_slot("weight") : Tensor(),
                     options_.elementwise_affine ? parameter_slot("bias") : Tensor(), options_.eps);
 }

@@ -389,4 +389,24 @@ void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const Conv
       &zero, r.plan->w, dw));
 }
 
+bool conv2d_chosen_algorithm(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                             ConvDirection dir, ConvAlgorithm* out) {
+  Direction d = kForward;
+  switch (dir) {
+    case ConvDirection::kForward: d = kForward; break;
+    case ConvDirection::kBackwardData: d = kBackwardData; break;
+    case ConvDirection::kBackwardFilter: d = kBackwardFilter; break;
+  }
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  auto it = cache.plans.find(Key{handle, s, p});
+  if (it == cache.plans.end() || !it->second->choice[d].chosen) return false;
+  const Plan& plan = *it->second;
+  // The descriptor holds the math type `choose` settled on for this direction.
+  cudnnMathType_t math = CUDNN_FMA_MATH;
+  EMBER_CUDNN_CHECK(cudnnGetConvolutionMathType(plan.conv[d], &math));
+  *out = ConvAlgorithm{plan.choice[d].algo, plan.choice[d].workspace, math};
+  return true;
+}
+
 }  // namespace ember::kernels::cudnn

@@ -59,4 +59,21 @@ void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const Conv
                             const float* x, const float* dy, float* dw, void* workspace,
                             size_t workspace_bytes);
 
+// --- read-only query ---------------------------------------------------------------------
+// What the cache chose for one direction of (handle, s, p), so that a benchmark can replay
+// ember's cuDNN calls with its own descriptors and the same algorithm. Nothing is chosen
+// here: the choice is made by the direction's `*_workspace` call (the first conv2d call
+// of that shape and direction).
+enum class ConvDirection { kForward, kBackwardData, kBackwardFilter };
+
+struct ConvAlgorithm {
+  int algo = 0;                // cudnnConvolutionFwdAlgo_t, BwdDataAlgo_t or BwdFilterAlgo_t
+  size_t workspace_bytes = 0;  // what the run call needs
+  cudnnMathType_t math = CUDNN_FMA_MATH;  // the math type the direction runs with
+};
+
+// False (and *out untouched) when that direction has not been chosen yet.
+bool conv2d_chosen_algorithm(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
+                             ConvDirection dir, ConvAlgorithm* out);
+
 }  // namespace ember::kernels::cudnn

@@ -16,6 +16,8 @@
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 
+#include "test_util.h"
+
 namespace {
 
 using ember::Conv2dParams;
@@ -162,19 +164,7 @@ void check_against_reference(const Case& k, uint64_t seed) {
   expect_close(y32.to(ember::kFloat64).to_vector<double>(), e.y, kTolF32, "float32 " + describe(k));
 }
 
-template <typename Exc, typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Exc& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no exception thrown";
-  return "";
-}
+using ember::testing::error_of;
 
 }  // namespace
 

@@ -18,6 +18,8 @@
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 
+#include "test_util.h"
+
 namespace {
 
 using ember::Pool2dParams;
@@ -56,15 +58,7 @@ void expect_near_all(const std::vector<double>& got, const std::vector<double>& 
 
 std::vector<double> values(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const ember::Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using ember::testing::error_of;
 
 // ---- naive pooling references -----------------------------------------------------------
 

@@ -11,6 +11,8 @@
 
 #include <ember/ember.h>
 
+#include "test_util.h"
+
 using namespace ember;
 
 namespace {
@@ -28,16 +30,7 @@ Tensor scores_for(const std::vector<int64_t>& pred, int64_t classes) {
   return floats(s, {static_cast<int64_t>(pred.size()), classes});
 }
 
-// The message of the exception `fn` throws, or "" when it throws none.
-template <typename E, typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  }
-  return "";
-}
+using ember::testing::error_of;
 
 // The exact ROC AUC (Mann-Whitney): the fraction of (positive, negative) pairs ranked
 // correctly, ties counting one half.
