@@ -1,12 +1,10 @@
 // fashion_cnn: the seed CNN (Conv 32 3x3 → MaxPool 2 → Conv 64 3x3 → MaxPool 2 → Flatten
 // → Dense 128 ReLU → Dense 10), defined by subclassing nn::Module and trained with the
 // Keras-style Trainer on Fashion-MNIST — on the GPU when there is one, else the CPU.
-#include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <iostream>
 
-#include <ember/ember.h>
+#include "sample_utils.h"
 
 using namespace ember;
 
@@ -37,45 +35,28 @@ class FashionCnn : public nn::Module {
 
 int main(int argc, char** argv) {
   CLI::App app{"Train the Fashion-MNIST CNN with ember's Trainer"};
-  int64_t epochs = 10, batch_size = 64;
-  double lr = 1e-3;
-  std::string device_name = "best", data_dir = data::default_fashion_mnist_dir(), save_path;
-  bool quick = false;
-  int verbose = 1;
-  uint64_t seed = 0;
-  app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
-  app.add_option("--lr", lr, "Adam learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--device", device_name, "cpu, cuda, cuda:N or best");
-  app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files (.gz or not)");
+  samples::CommonOptions o;
+  o.epochs = 10;
+  o.batch_size = 64;
+  std::string save_path;
+  samples::add_common_options(app, o, "train on 2000 examples for one epoch (a smoke test)");
   app.add_option("--save", save_path, "write the trained weights to this .safetensors file");
-  app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch");
-  app.add_option("--seed", seed, "random seed");
-  app.add_flag("--quick", quick, "train on 2000 examples for one epoch (a smoke test)");
   CLI11_PARSE(app, argc, argv);
 
   try {
-    manual_seed(seed);
-    const Device device = Device::parse(device_name);
-    std::printf("device: %s%s\n", device.str().c_str(),
-                cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
-    auto train = std::make_shared<data::FashionMNIST>(data_dir, data::Split::Train);
-    data::FashionMNIST test(data_dir, data::Split::Test);
-    std::shared_ptr<const data::Dataset> train_set = train;
-    if (quick) {
-      epochs = 1;
-      std::vector<int64_t> first(2000);
-      for (int64_t i = 0; i < 2000; ++i) first[i] = i;
-      train_set = std::make_shared<data::Subset>(train, first);
-    }
+    const Device device = samples::start(o);
+    auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
+    data::FashionMNIST test(o.data, data::Split::Test);
+    const auto train_set = samples::first_n(train, o.quick ? 2000 : train->size());
+    const int64_t epochs = o.quick ? 1 : o.epochs;
 
     FashionCnn model;
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
-    optim::Adam opt(model.parameters(), {.lr = lr});
+    optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
-    History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = batch_size,
-                                               .validation = &test, .verbose = verbose});
+    History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size,
+                                               .validation = &test, .verbose = o.verbose});
     const Logs result = trainer.evaluate(test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());

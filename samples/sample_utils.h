@@ -1,11 +1,16 @@
-// Small pieces the raw-API samples share: shuffled mini-batches from CPU tensors, an
-// Adam update written with tensor ops, and test accuracy. (The library's optimizers and
-// data loader replace these in the Trainer-based samples.)
+// Small pieces the samples share: the command-line options every sample takes, and for
+// the raw-API samples shuffled mini-batches from CPU tensors, an Adam update written with
+// tensor ops, and test accuracy. (The library's optimizers and data loader replace the
+// latter in the Trainer-based samples.)
 #pragma once
+
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -15,6 +20,50 @@
 namespace samples {
 
 using namespace ember;
+
+// The options every sample takes; each sample sets its own defaults before parsing.
+struct CommonOptions {
+  int64_t epochs = 5;
+  int64_t batch_size = 32;
+  double lr = 1e-3;
+  std::string device = "best";
+  std::string data = data::default_fashion_mnist_dir();
+  uint64_t seed = 0;
+  int verbose = 1;
+  bool quick = false;
+};
+
+// --epochs, --batch-size, --lr, --device, --data, --seed, --verbose and --quick
+// (`quick_help` says what --quick does in this sample).
+inline void add_common_options(CLI::App& app, CommonOptions& o, const std::string& quick_help) {
+  app.option_defaults()->always_capture_default();  // --help shows each default
+  app.add_option("--epochs", o.epochs, "passes over the training set")->check(CLI::PositiveNumber);
+  app.add_option("--batch-size", o.batch_size, "examples per step")->check(CLI::PositiveNumber);
+  app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
+  app.add_option("--device", o.device, "cpu, cuda, cuda:N or best");
+  app.add_option("--data", o.data, "folder with the Fashion-MNIST IDX files (.gz or not)");
+  app.add_option("--seed", o.seed, "random seed");
+  app.add_option("--verbose", o.verbose, "0 silent, 1 progress bar, 2 one line per epoch");
+  app.add_flag("--quick", o.quick, quick_help);
+}
+
+// Seeds the generators, parses the device and says which one runs (and why not the GPU).
+inline Device start(const CommonOptions& o) {
+  manual_seed(o.seed);
+  const Device device = Device::parse(o.device);
+  std::printf("device: %s%s\n", device.str().c_str(),
+              cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
+  return device;
+}
+
+// The first `n` examples of `dataset` (all of them when n >= its size).
+inline std::shared_ptr<const data::Dataset> first_n(std::shared_ptr<const data::Dataset> dataset,
+                                                     int64_t n) {
+  if (n >= dataset->size()) return dataset;
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), 0);
+  return std::make_shared<data::Subset>(std::move(dataset), std::move(idx));
+}
 
 // Copies the rows idx[begin, end) of a CPU tensor into one batch on `device`.
 inline Tensor gather_rows(const Tensor& src, const std::vector<int64_t>& idx, size_t begin,
