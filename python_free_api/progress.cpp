@@ -1,11 +1,22 @@
 // The Keras-style progress line.
 #include "ember/python_free_api/progress.h"
 
+#include "ember/core/error.h"
+
 #include <unistd.h>
 
 #include <cmath>
 
 namespace ember {
+
+double log_value(const Logs& logs, const std::string& name) {
+  std::string present;
+  for (const auto& [key, value] : logs) {
+    if (key == name) return value;
+    present += (present.empty() ? "" : ", ") + key;
+  }
+  throw Error("no value named '" + name + "' in the logs (present: " + present + ")");
+}
 
 std::string format_metric(double v) {
   char buf[64];

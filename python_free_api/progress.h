@@ -15,6 +15,10 @@ namespace ember {
 
 using Logs = std::vector<std::pair<std::string, double>>;
 
+// The value named `name` in `logs` ("loss", "accuracy", "val_loss", ...); throws an Error
+// listing the names present when there is none.
+EMBER_API double log_value(const Logs& logs, const std::string& name);
+
 // "0.2905", "1.2346e-04"
 EMBER_API std::string format_metric(double v);
 // "4ms/step", "2s/step", "85us/step"

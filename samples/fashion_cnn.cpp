@@ -1,6 +1,7 @@
 // fashion_cnn: the seed CNN (Conv 32 3x3 → MaxPool 2 → Conv 64 3x3 → MaxPool 2 → Flatten
 // → Dense 128 ReLU → Dense 10), defined by subclassing nn::Module and trained with the
 // Keras-style Trainer on Fashion-MNIST — on the GPU when there is one, else the CPU.
+// Adam (lr 1e-3) with the learning rate annealed along a cosine over the epochs.
 #include <cstdio>
 #include <iostream>
 
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
   std::string save_path;
   samples::add_common_options(app, o, "train on 2000 examples for one epoch (a smoke test)");
   app.add_option("--save", save_path, "write the trained weights to this .safetensors file");
+  std::string schedule = "cosine";
+  app.add_option("--lr-schedule", schedule,
+                 "cosine: anneal the learning rate to 0 over the epochs; none: keep it constant")
+      ->check(CLI::IsMember({"cosine", "none"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -54,9 +59,15 @@ int main(int argc, char** argv) {
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
     optim::Adam opt(model.parameters(), {.lr = o.lr});
+    std::vector<std::shared_ptr<callbacks::Callback>> cbs;
+    if (schedule == "cosine") {  // PyTorch's CosineAnnealingLR stepped once per epoch
+      cbs.push_back(std::make_shared<callbacks::LearningRateScheduler>(
+          std::make_shared<optim::CosineAnnealingLR>(opt, epochs)));
+    }
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
     History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = &test, .verbose = o.verbose});
+                                               .validation = &test, .callbacks = cbs,
+                                               .verbose = o.verbose});
     const Logs result = trainer.evaluate(test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());

@@ -547,3 +547,15 @@ TEST(TrainerDevice, FitMovesTheModelToTheTrainersGpu) {
   EXPECT_LT(h["loss"].back(), h["loss"].front());
   EXPECT_TRUE(trainer.predict(ds).device().is_cpu());
 }
+
+TEST(Logs, LogValueFindsANameAndListsThePresentOnesWhenMissing) {
+  const Logs logs = {{"loss", 0.5}, {"accuracy", 0.875}};
+  EXPECT_EQ(log_value(logs, "accuracy"), 0.875);
+  try {
+    log_value(logs, "val_loss");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'val_loss'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("loss, accuracy"), std::string::npos) << e.what();
+  }
+}
