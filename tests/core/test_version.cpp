@@ -16,5 +16,10 @@ TEST(Version, NamesTheCudnnItWasBuiltAgainst) {
       << cudnn_version_built();
 }
 
+TEST(Version, NamesTheCudnnLoadedAtRunTimeWithoutNeedingAGpu) {
+  // The build links the cuDNN it was compiled against, so the two agree here.
+  EXPECT_EQ(cudnn_version_runtime(), cudnn_version_built());
+}
+
 }  // namespace
 }  // namespace ember

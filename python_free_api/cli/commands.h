@@ -1,0 +1,39 @@
+// The `ember` tool's commands: each adds its sub-command to the parser and runs it.
+// A command returns the process's exit code and lets library errors propagate (main
+// prints them as `ember: error: ...`).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ember::cli {
+
+// ember info: version, build options, devices and run-time library versions.
+CLI::App* add_info_command(CLI::App& app);
+int run_info();
+
+// ember bench: runs the bench_* programs and prints one table of their JSON reports.
+struct BenchOptions {
+  std::string json_dir;                // empty: a new temporary folder
+  std::string programs_dir;            // empty: found from the tool's own place
+  std::vector<std::string> only;       // benchmark names ("conv" or "bench_conv")
+  bool verbose = false;                // show the programs' own output
+  std::vector<std::string> passthrough;  // the arguments after `--`
+};
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& opts);
+int run_bench(const BenchOptions& opts);
+
+// ember export-images: Fashion-MNIST as PNG files, one sub-folder per class.
+struct ExportImagesOptions {
+  std::string data_dir;
+  std::string out_dir;
+  std::string split = "both";  // train, test or both
+  int64_t limit = -1;          // images per split; -1: all
+};
+CLI::App* add_export_images_command(CLI::App& app, ExportImagesOptions& opts);
+int run_export_images(const ExportImagesOptions& opts);
+
+}  // namespace ember::cli
