@@ -15,6 +15,7 @@
 #include "ember/layers/layers.h"
 #include "ember/layers/losses.h"
 #include "ember/layers/module.h"
+#include "ember/layers/rnn.h"
 #include "ember/optim/optim.h"
 #include "ember/python_free_api/callbacks.h"
 #include "ember/python_free_api/data/dataloader.h"

@@ -35,38 +35,10 @@ using kernels::ConvShape;
 namespace kcudnn = kernels::cudnn;
 
 
-// --- the baseline's cuDNN objects ---------------------------------------------------------
-
-void warn_cudnn(cudnnStatus_t st, const char* call) {
-  if (st != CUDNN_STATUS_SUCCESS) {
-    std::fprintf(stderr, "bench_conv warning: cuDNN error %s in %s\n", cudnnGetErrorString(st),
-                 call);
-  }
-}
-
-// One cuDNN handle or descriptor, destroyed with its owner (a failure there is reported,
-// not thrown: destructors also run while an exception unwinds).
-template <typename T, cudnnStatus_t (*kDestroy)(T)>
-class CudnnObject {
- public:
-  explicit CudnnObject(const char* destroy_name) : destroy_name_(destroy_name) {}
-  CudnnObject(const CudnnObject&) = delete;
-  CudnnObject& operator=(const CudnnObject&) = delete;
-  ~CudnnObject() {
-    if (p_ != nullptr) warn_cudnn(kDestroy(p_), destroy_name_);
-  }
-  T* out() { return &p_; }
-  T get() const { return p_; }
-
- private:
-  T p_ = nullptr;
-  const char* destroy_name_;
-};
-
-using CudnnHandle = CudnnObject<cudnnHandle_t, cudnnDestroy>;
-using TensorDesc = CudnnObject<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor>;
-using FilterDesc = CudnnObject<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor>;
-using ConvDesc = CudnnObject<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
+using bench::CudnnHandle;
+using bench::TensorDesc;
+using FilterDesc = bench::CudnnObject<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor>;
+using ConvDesc = bench::CudnnObject<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
 
 enum Dir { kFwd = 0, kBwdData = 1, kBwdFilter = 2, kDirs = 3 };
 constexpr kcudnn::ConvDirection kConvDirection[kDirs] = {

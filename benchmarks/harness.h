@@ -165,6 +165,36 @@ inline Row ratio_row(std::string name, std::string baseline, const Timing& t, co
   return r;
 }
 
+// --- the baselines' own cuDNN objects ------------------------------------------------------
+
+inline void warn_cudnn(cudnnStatus_t st, const char* call) {
+  if (st != CUDNN_STATUS_SUCCESS) {
+    std::fprintf(stderr, "benchmark warning: cuDNN error %s in %s\n", cudnnGetErrorString(st), call);
+  }
+}
+
+// One cuDNN handle or descriptor, destroyed with its owner (a failure there is reported,
+// not thrown: destructors also run while an exception unwinds).
+template <typename T, cudnnStatus_t (*kDestroy)(T)>
+class CudnnObject {
+ public:
+  explicit CudnnObject(const char* destroy_name) : destroy_name_(destroy_name) {}
+  CudnnObject(const CudnnObject&) = delete;
+  CudnnObject& operator=(const CudnnObject&) = delete;
+  ~CudnnObject() {
+    if (p_ != nullptr) warn_cudnn(kDestroy(p_), destroy_name_);
+  }
+  T* out() { return &p_; }
+  T get() const { return p_; }
+
+ private:
+  T p_ = nullptr;
+  const char* destroy_name_;
+};
+
+using CudnnHandle = CudnnObject<cudnnHandle_t, cudnnDestroy>;
+using TensorDesc = CudnnObject<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor>;
+
 // --- checking ember's results against the raw library's ---------------------------------
 
 // Reproducible values in [-scale, scale).

@@ -74,6 +74,70 @@ EMBER_API Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x @ weight^T + bias: x [N, in], weight [out, in], bias [out] (may be undefined).
 EMBER_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
+// --- joining and splitting (core/ops/join.cpp) ---------------------------------------------
+// Concatenates along an existing dimension; all other sizes must match.
+EMBER_API Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// Joins same-shaped tensors along a new dimension `dim`.
+EMBER_API Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
+// Views of consecutive pieces of `dim` with the given sizes (they must add up to its size).
+EMBER_API std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes,
+                                    int64_t dim = 0);
+// `chunks` views of ceil(size / chunks) along `dim` (the last may be smaller), as PyTorch.
+EMBER_API std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+
+// --- embedding (core/ops/embedding.cpp) ---------------------------------------------------
+// weight [num_embeddings, dim], indices int64 of any shape -> [*indices.shape, dim]. Row
+// `padding_idx` (when >= 0) receives no gradient.
+EMBER_API Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx = -1);
+
+// --- recurrent networks (core/ops/rnn.cpp) ------------------------------------------------
+enum class RnnMode { RnnTanh, RnnRelu, Lstm, Gru };
+struct RnnParams {
+  RnnMode mode = RnnMode::Lstm;
+  int64_t input_size = 0;
+  int64_t hidden_size = 0;
+  int64_t num_layers = 1;
+  bool bias = true;
+  bool batch_first = false;
+  double dropout = 0.0;   // on the outputs of every layer but the last, when training
+  bool training = false;
+  bool bidirectional = false;
+  std::string name = "rnn";  // how errors name the caller, e.g. "LSTM(28, 128)"
+};
+struct RnnResult {
+  Tensor output;  // [T, N, D * H] ([N, T, D * H] batch-first); zero at padded steps
+  Tensor h_n;     // [num_layers * D, N, H], the state at each sequence's last step
+  Tensor c_n;     // LSTM only, like h_n
+};
+// Gates per cell: 1 (RNN), 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n).
+EMBER_API int64_t rnn_gate_count(RnnMode mode);
+// The shapes `weights` must have, in PyTorch's order: for each layer, each direction:
+// weight_ih [G * H, in], weight_hh [G * H, H], then (with bias) bias_ih, bias_hh [G * H].
+EMBER_API std::vector<Shape> rnn_weight_shapes(const RnnParams& p);
+// A multi-layer (bidirectional) RNN, LSTM or GRU as PyTorch defines them. x: [T, N, in]
+// ([N, T, in] batch-first); hx (and cx for an LSTM): [num_layers * D, N, H] or undefined
+// for zeros; `lengths`: empty (every sequence has T steps) or one length in [1, T] per
+// sequence, in any order, the steps past it being padding. cuDNN on the GPU; on the CPU
+// the cells are composed from the differentiable ops above (the reference).
+EMBER_API RnnResult rnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
+                        const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
+                        const RnnParams& p);
+// The same composition of ops on any device (what rnn() runs on the CPU).
+EMBER_API RnnResult rnn_reference(const Tensor& x, const Tensor& hx, const Tensor& cx,
+                                  const std::vector<Tensor>& weights,
+                                  const std::vector<int64_t>& lengths, const RnnParams& p);
+// See Note [RNN weight buffer] in core/ops/rnn_cudnn.cpp. CUDA float32 weights only: true when
+// `weights` are already views into one buffer in cuDNN's layout (rnn() then uses it in
+// place); rnn_flatten_weights() makes that buffer (a copy of the values) and returns each
+// weight's view into it, or no views when cuDNN's layout cannot hold them as views.
+EMBER_API bool rnn_weights_flat(const std::vector<Tensor>& weights, const RnnParams& p);
+struct RnnFlatWeights {
+  Tensor buffer;
+  std::vector<Tensor> views;  // one per weight, same order and shapes, or empty
+};
+EMBER_API RnnFlatWeights rnn_flatten_weights(const std::vector<Tensor>& weights,
+                                             const RnnParams& p);
+
 // --- losses (core/ops/loss.cpp) ---------------------------------------------------------
 enum class Reduction { None, Mean, Sum };
 struct CrossEntropyOptions {

@@ -153,6 +153,8 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
               "ImageFolder: channels must be 1, 2, 3 or 4, got ", o.channels);
   EMBER_CHECK(o.max_pixels > 0, "ImageFolder: max_pixels must be positive, got ", o.max_pixels);
   EMBER_CHECK(std::isfinite(o.rescale), "ImageFolder: rescale must be finite, got ", o.rescale);
+  EMBER_CHECK(o.max_images == -1 || o.max_images >= 1,
+              "ImageFolder: max_images must be -1 (all) or positive, got ", o.max_images);
 
   // --- discovery: sorted classes, sorted files -----------------------------------------
   std::error_code ec;
@@ -199,7 +201,23 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
       labels.push_back(static_cast<int64_t>(c));
     }
   }
+  // max_images: evenly spaced files, see Note [Image folder decoding].
+  const auto found = static_cast<int64_t>(paths.size());
+  if (o.max_images >= 1 && o.max_images < found) {
+    std::vector<std::string> some_paths;
+    std::vector<int64_t> some_labels;
+    for (int64_t k = 0; k < o.max_images; ++k) {
+      // k * found < found^2: no overflow for any folder that fits on a disk.
+      const auto i = static_cast<size_t>(k * found / o.max_images);
+      some_paths.push_back(std::move(paths[i]));
+      some_labels.push_back(labels[i]);
+    }
+    paths = std::move(some_paths);
+    labels = std::move(some_labels);
+  }
   const auto n = static_cast<int64_t>(paths.size());
+  std::vector<int64_t> chosen_per_class(out.classes.size(), 0);
+  for (const int64_t label : labels) ++chosen_per_class[static_cast<size_t>(label)];
 
   // --- memory check before decoding anything -----------------------------------------------
   EMBER_CHECK(static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
@@ -215,8 +233,8 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
                   o.channels, "x", o.height, "x", o.width, " as float32 need ",
                   format_bytes(total_bytes), ", more than half of this machine's ",
                   format_bytes(physical),
-                  " of memory; choose a smaller height and width or "
-                  "split the folder");
+                  " of memory; choose a smaller height and width, read part of the folder "
+                  "with max_images, or split the folder");
   }
 
   // --- decoding, several threads, errors resolved in file order -----------------------------
@@ -269,9 +287,12 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
     ++kept;
   }
   for (size_t c = 0; c < out.classes.size(); ++c) {
-    EMBER_CHECK_T(IOError, kept_per_class[c] > 0, "ImageFolder: every image of class '",
-                  out.classes[c], "' under '", root, "' was skipped as undecodable (",
-                  class_files[c].size(), " files; see skipped())");
+    // A class max_images left without images is not an error; one whose every file was
+    // bad is.
+    EMBER_CHECK_T(IOError, chosen_per_class[c] == 0 || kept_per_class[c] > 0,
+                  "ImageFolder: every image of class '", out.classes[c], "' under '", root,
+                  "' was skipped as undecodable (", chosen_per_class[c],
+                  " files; see skipped())");
   }
   out.x = kept == n ? x : x.narrow(0, 0, kept);
   out.y = Tensor::from_vector(kept_labels, {kept});

@@ -27,6 +27,10 @@ struct ImageFolderOptions {
   // Largest width * height * channels accepted, checked from the file's header before
   // decoding, so a hostile or broken header cannot make the decoder allocate gigabytes.
   int64_t max_pixels = int64_t{64} << 20;
+  // Decode at most this many images (-1: all). When the folder holds more, they are
+  // taken evenly spaced over the sorted file list, so each class keeps its share (see
+  // Note [Image folder decoding]).
+  int64_t max_images = -1;
 };
 
 struct SkippedFile {
@@ -46,6 +50,12 @@ struct SkippedFile {
 // held as one float32 [N, C, H, W] tensor; its size is checked against half the
 // machine's physical memory before any decoding starts. Errors are reported in file
 // order whatever thread met them first.
+// Because decoding is eager, a folder too large for memory is read in part with
+// max_images = m: of the n files in sample order, those at floor(k * n / m) for
+// k = 0..m-1. Taking the first m instead would keep only the first classes; even spacing
+// keeps every class's share (within one image) and the selection is still the same on
+// every machine. classes() still lists every sub-folder, so labels agree with a full
+// read of the folder even if a class gets no image.
 class EMBER_API ImageFolder : public TensorDataset {
  public:
   // Throws IOError when root is missing or has no class folders, when a class folder

@@ -11,6 +11,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ember/core/error.h"
@@ -244,6 +245,44 @@ TEST(ImageFolder, EmptyOrMissingFoldersGiveClearErrors) {
   }
   EXPECT_THROW(ImageFolder((dir.path() / "missing").string()), IOError);
   EXPECT_THROW(ImageFolder(dir.path().string(), {.channels = 5}), Error);
+}
+
+TEST(ImageFolder, MaxImagesTakesEvenlySpacedFilesSoEveryClassKeepsItsShare) {
+  TempDir dir;
+  // 12 files in sample order: a/0..a/5, b/0..b/2, c/0..c/2; file i has grey value 10 * i.
+  const std::vector<std::pair<std::string, int>> counts = {{"a", 6}, {"b", 3}, {"c", 3}};
+  int i = 0;
+  for (const auto& [cls, count] : counts) {
+    for (int k = 0; k < count; ++k, ++i) {
+      write_png(dir.file(cls + "/" + std::to_string(k) + ".png"), 1, 1, 1,
+                solid(1, 1, 1, {static_cast<unsigned char>(10 * i)}));
+    }
+  }
+  const ImageFolderOptions one_pixel{.height = 1, .width = 1, .channels = 1, .rescale = 1.0};
+  ImageFolderOptions four = one_pixel;
+  four.max_images = 4;
+  ImageFolder ds(dir.path().string(), four);
+  // Files floor(k * 12 / 4) = 0, 3, 6, 9; the first four would all be class a.
+  EXPECT_EQ(ds.size(), 4);
+  EXPECT_EQ(values(ds.images()), (std::vector<float>{0, 30, 60, 90}));
+  EXPECT_EQ(ds.labels().to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 1, 2}));
+  EXPECT_EQ(ds.classes(), (std::vector<std::string>{"a", "b", "c"}));
+  ASSERT_EQ(ds.files().size(), 4u);
+  EXPECT_TRUE(contains(ds.files()[2], "b/0.png"));
+
+  // A class left without images still counts, so labels match a full read.
+  ImageFolderOptions one = one_pixel;
+  one.max_images = 1;
+  ImageFolder first(dir.path().string(), one);
+  EXPECT_EQ(first.size(), 1);
+  EXPECT_EQ(first.classes().size(), 3u);
+
+  ImageFolderOptions more = one_pixel;
+  more.max_images = 100;
+  EXPECT_EQ(ImageFolder(dir.path().string(), more).size(), 12);
+  ImageFolderOptions zero = one_pixel;
+  zero.max_images = 0;
+  EXPECT_THROW(ImageFolder(dir.path().string(), zero), Error);
 }
 
 TEST(ImageFolder, FeedsADataLoader) {

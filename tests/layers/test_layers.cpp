@@ -15,10 +15,18 @@
 #include <vector>
 
 #include "test_util.h"
+#include "layers/layer_test_util.h"
 
 using namespace ember;
 
 namespace {
+
+using ember::testing::Float64;
+using ember::testing::expect_close;
+using ember::testing::f32;
+using ember::testing::random_f64;
+using ember::testing::set_state;
+using ember::testing::values;
 
 // Tolerances, stated once, relative to 1 + |expected|: float32 layers against values
 // computed by hand in double; float64 layers to rounding.
@@ -26,34 +34,8 @@ constexpr double kTolF32 = 1e-5;
 constexpr double kTolF64 = 1e-12;
 constexpr double kEps = 1e-5;  // BatchNorm's and LayerNorm's default eps
 
-Tensor f32(const std::vector<float>& v, const Shape& shape) {
-  return Tensor::from_vector(v, shape);
-}
-
 Tensor f64(const std::vector<double>& v, const Shape& shape) {
   return Tensor::from_vector(v, shape);
-}
-
-Tensor random_f64(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& e : v) e = dist(gen);
-  return Tensor::from_vector(v, shape);
-}
-
-std::vector<double> values(const Tensor& t) {
-  return t.contiguous().to(kFloat64).to_vector<double>();
-}
-
-void expect_close(const Tensor& got, const std::vector<double>& want, double tol,
-                  const std::string& what = "") {
-  ASSERT_TRUE(got.defined()) << what;
-  const std::vector<double> g = values(got);
-  ASSERT_EQ(g.size(), want.size()) << what;
-  for (size_t i = 0; i < g.size(); ++i) {
-    EXPECT_NEAR(g[i], want[i], tol * (1.0 + std::fabs(want[i]))) << what << " element " << i;
-  }
 }
 
 std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tensor>>& v) {
@@ -61,31 +43,6 @@ std::vector<std::string> names_of(const std::vector<std::pair<std::string, Tenso
   for (const auto& [n, t] : v) out.push_back(n);
   return out;
 }
-
-// Sets some of a layer's parameters and buffers by name, as a user would: through a
-// non-strict load_state_dict.
-void set_state(nn::Module& m, const std::vector<std::pair<std::string, Tensor>>& entries) {
-  nn::StateDict sd;
-  for (const auto& [n, t] : entries) sd.insert(n, t);
-  m.load_state_dict(sd, /*strict=*/false);
-}
-
-// The layer with float64 parameters and buffers, the gradient checker's dtype. A layer's
-// parameters live in slots that only a subclass can re-seat (Module::to() changes the
-// device, not the dtype), so the test derives from the layer to do it.
-template <typename Layer>
-class Float64 : public Layer {
- public:
-  template <typename... Args>
-  explicit Float64(Args&&... args) : Layer(std::forward<Args>(args)...) {
-    for (const auto& [n, t] : this->named_parameters(false)) {
-      this->parameter_slot(n) = t.detach().to(kFloat64).requires_grad_();
-    }
-    for (const auto& [n, t] : this->named_buffers(false)) {
-      if (t.dtype() == kFloat32) this->buffer_slot(n) = t.to(kFloat64);
-    }
-  }
-};
 
 // d(layer(x))/d(x) and d(layer(x))/d(every parameter) against central differences.
 void expect_gradients_match(nn::Module& layer, const Tensor& x, const std::string& what) {

@@ -15,10 +15,14 @@
 #include <vector>
 
 #include "ember/core/cuda_context.h"
+#include "layers/layer_test_util.h"
 
 using namespace ember;
 
 namespace {
+
+using ember::testing::random_f32;
+using ember::testing::expect_gpu_matches_cpu;
 
 // Tolerances, stated once, relative to the largest magnitude of the CPU result: a single
 // layer differs from the CPU only in float summation order (cuDNN's algorithms included,
@@ -37,28 +41,6 @@ class LayersCuda : public ::testing::Test {
 
 int64_t pick(std::mt19937_64& gen, int64_t lo, int64_t hi) {
   return std::uniform_int_distribution<int64_t>(lo, hi)(gen);
-}
-
-Tensor random_f32(const Shape& shape, std::mt19937_64& gen, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& e : v) e = dist(gen);
-  return Tensor::from_vector(v, shape);
-}
-
-void expect_close(const Tensor& on_gpu, const Tensor& on_cpu, double tol, const std::string& what) {
-  ASSERT_TRUE(on_gpu.defined()) << what << ": undefined on the GPU";
-  ASSERT_TRUE(on_cpu.defined()) << what << ": undefined on the CPU";
-  ASSERT_TRUE(on_gpu.is_cuda()) << what;
-  ASSERT_EQ(on_gpu.shape(), on_cpu.shape()) << what;
-  const auto g = on_gpu.cpu().contiguous().to(kFloat64).to_vector<double>();
-  const auto c = on_cpu.contiguous().to(kFloat64).to_vector<double>();
-  double scale = 1.0;
-  for (double v : c) scale = std::max(scale, std::fabs(v));
-  for (size_t i = 0; i < g.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(g[i])) << what << " element " << i;
-    ASSERT_NEAR(g[i], c[i], tol * scale) << what << " element " << i;
-  }
 }
 
 // Gives `on_gpu` the state of `on_cpu` (parameters and buffers) and moves it to the GPU.
@@ -83,18 +65,18 @@ void step_and_compare(nn::Module& on_cpu, nn::Module& on_gpu, const Tensor& x, s
   sum(mul(yc, r)).backward();
   sum(mul(yg, r.to(gpu()))).backward();
 
-  expect_close(yg, yc, tol, what + ": output");
-  expect_close(xg.grad(), xc.grad(), tol, what + ": grad_x");
+  expect_gpu_matches_cpu(yg, yc, tol, what + ": output");
+  expect_gpu_matches_cpu(xg.grad(), xc.grad(), tol, what + ": grad_x");
   const auto pc = on_cpu.named_parameters(), pg = on_gpu.named_parameters();
   ASSERT_EQ(pc.size(), pg.size()) << what;
   for (size_t i = 0; i < pc.size(); ++i) {
     ASSERT_EQ(pc[i].first, pg[i].first) << what;
-    expect_close(pg[i].second.grad(), pc[i].second.grad(), tol, what + ": grad " + pc[i].first);
+    expect_gpu_matches_cpu(pg[i].second.grad(), pc[i].second.grad(), tol, what + ": grad " + pc[i].first);
   }
   const auto bc = on_cpu.named_buffers(), bg = on_gpu.named_buffers();
   ASSERT_EQ(bc.size(), bg.size()) << what;
   for (size_t i = 0; i < bc.size(); ++i) {
-    expect_close(bg[i].second, bc[i].second, tol, what + ": buffer " + bc[i].first);
+    expect_gpu_matches_cpu(bg[i].second, bc[i].second, tol, what + ": buffer " + bc[i].first);
   }
 }
 
@@ -334,7 +316,7 @@ TEST_F(LayersCuda, DropoutDrawsTheCpuMaskForTheSameSeedAndIsTheIdentityInEval) {
   Tensor y_cpu = drop(x);
   manual_seed(5);
   Tensor y_gpu = drop(x.to(gpu()));
-  expect_close(y_gpu, y_cpu, kTol, "train");
+  expect_gpu_matches_cpu(y_gpu, y_cpu, kTol, "train");
   drop.eval();
   EXPECT_EQ(drop(x.to(gpu())).cpu().to_vector<float>(), x.to_vector<float>());
 }

@@ -1,0 +1,104 @@
+// embedding: rows of a table looked up by int64 index, with the backward that scatters
+// the rows' gradients back into the table (none into the padding row).
+#include "ember/core/autograd.h"
+#include "ember/core/cuda_context.h"
+#include "ember/core/ops.h"
+#include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/embedding.h"
+#include "ember/kernels/cuda/embedding.cuh"
+
+namespace ember {
+
+namespace {
+
+constexpr const char* kOp = "embedding";
+
+// Every index in [0, rows): checked on the host (a device tensor's range is reduced on
+// the device first, so only two numbers cross).
+void check_indices(const Tensor& idx, int64_t rows, const Shape& weight_shape) {
+  if (idx.numel() == 0) return;
+  int64_t lo = 0, hi = 0;
+  if (idx.is_cuda()) {
+    NoGradGuard no_grad;
+    lo = min(idx).item<int64_t>();
+    hi = max(idx).item<int64_t>();
+  } else {
+    const int64_t* p = idx.data<int64_t>();
+    lo = hi = p[0];
+    for (int64_t i = 1; i < idx.numel(); ++i) {
+      lo = std::min(lo, p[i]);
+      hi = std::max(hi, p[i]);
+    }
+  }
+  EMBER_CHECK_T(ShapeError, lo >= 0 && hi < rows, kOp, ": index ", lo < 0 ? lo : hi,
+                " is out of range for a table of ", rows, " rows (weight ",
+                shape_str(weight_shape), "); indices must be in [0, ", rows, ")");
+}
+
+// grad_out: [n, dim] contiguous -> grad_weight: [rows, dim]
+Tensor backward_rows(const Tensor& grad_out, const Tensor& idx, int64_t rows, int64_t dim,
+                     int64_t padding_idx) {
+  Tensor gw = detail::empty_on({rows, dim}, grad_out.dtype(), grad_out.device());
+  const int64_t n = idx.numel();
+  if (gw.numel() == 0) return gw;
+  if (gw.is_cuda()) {
+    kernels::cuda::embedding_backward(detail::stream_of(gw), grad_out.data<float>(),
+                                      idx.data<int64_t>(), gw.data<float>(), n, dim, rows,
+                                      padding_idx, cuda::deterministic());
+  } else if (gw.dtype() == kFloat32) {
+    kernels::cpu::embedding_backward(grad_out.data<float>(), idx.data<int64_t>(),
+                                     gw.data<float>(), n, dim, rows, padding_idx);
+  } else {
+    kernels::cpu::embedding_backward(grad_out.data<double>(), idx.data<int64_t>(),
+                                     gw.data<double>(), n, dim, rows, padding_idx);
+  }
+  return gw;
+}
+
+}  // namespace
+
+Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx) {
+  detail::check_defined(weight, kOp, "weight");
+  detail::check_floating(weight, kOp);
+  detail::check_dtype(indices, kInt64, kOp, "indices");
+  detail::check_same_device(weight, indices, kOp);
+  EMBER_CHECK_T(ShapeError, weight.dim() == 2, kOp,
+                ": weight must be [num_embeddings, embedding_dim], got ",
+                shape_str(weight.shape()));
+  const int64_t rows = weight.size(0), dim = weight.size(1);
+  EMBER_CHECK(padding_idx >= -1 && padding_idx < rows, kOp, ": padding_idx ", padding_idx,
+              " is out of range for a table of ", rows, " rows (use -1 for none)");
+  const Tensor idx = indices.contiguous();
+  check_indices(idx, rows, weight.shape());
+
+  Shape out_shape = indices.shape();
+  out_shape.push_back(dim);
+  Tensor out = detail::empty_on(out_shape, weight.dtype(), weight.device());
+  const int64_t n = idx.numel();
+  if (out.numel() > 0) {
+    const Tensor w = weight.detach().contiguous();
+    if (w.is_cuda()) {
+      kernels::cuda::embedding_forward(detail::stream_of(w), w.data<float>(),
+                                       idx.data<int64_t>(), out.data<float>(), n, dim);
+    } else if (w.dtype() == kFloat32) {
+      kernels::cpu::embedding_forward(w.data<float>(), idx.data<int64_t>(), out.data<float>(),
+                                      n, dim);
+    } else {
+      kernels::cpu::embedding_forward(w.data<double>(), idx.data<int64_t>(),
+                                      out.data<double>(), n, dim);
+    }
+  }
+  if (autograd::needs_grad({&weight})) {
+    autograd::record(kOp, {weight}, {out},
+                     [rows, dim, n, padding_idx, si = autograd::SavedTensor(idx, kOp)](
+                         std::vector<Tensor>& g) {
+                       // g: [*indices, dim] -> weight: [rows, dim]
+                       Tensor go = g[0].contiguous().reshape({n, dim});
+                       return std::vector<Tensor>{
+                           backward_rows(go, si.unpack(), rows, dim, padding_idx)};
+                     });
+  }
+  return out;
+}
+
+}  // namespace ember

@@ -1,0 +1,21 @@
+// CPU embedding lookup (rows of a table gathered by index) and its backward (the rows'
+// gradients scattered back, summed where an index repeats): the reference for
+// kernels/cuda/embedding.cuh.
+#pragma once
+
+#include <cstdint>
+
+namespace ember::kernels::cpu {
+
+// weight: [num_embeddings, dim]; indices: [n], each in [0, num_embeddings) (the op checks);
+// out: [n, dim]. T: float, double.
+template <typename T>
+void embedding_forward(const T* weight, const int64_t* indices, T* out, int64_t n, int64_t dim);
+
+// grad_weight: [num_embeddings, dim], overwritten: row r = sum of grad_out's rows i with
+// indices[i] == r, except row `padding_idx` (when >= 0), which stays zero.
+template <typename T>
+void embedding_backward(const T* grad_out, const int64_t* indices, T* grad_weight, int64_t n,
+                        int64_t dim, int64_t num_embeddings, int64_t padding_idx);
+
+}  // namespace ember::kernels::cpu
