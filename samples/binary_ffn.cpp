@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
                      metrics::Recall(2, Average::Binary), metrics::F1Score(2, Average::Binary),
                      metrics::AUC()},
                     device);
-    trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size, .verbose = o.verbose});
+    trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose});
 
     const Logs result = trainer.evaluate(*test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";

@@ -242,7 +242,7 @@ int main(int argc, char** argv) {
     std::mt19937_64 gen(o.seed);
     std::uniform_int_distribution<size_t> start(0, split - static_cast<size_t>(seq_len) - 1);
     const auto t0 = std::chrono::steady_clock::now();
-    double running = 0.0;
+    double running = 0.0, first_loss = 0.0;
     for (int64_t step = 1; step <= steps; ++step) {
       // A batch of random windows of the training text; targets are the next characters.
       std::vector<int64_t> x, y;
@@ -261,6 +261,7 @@ int main(int argc, char** argv) {
       optim::clip_grad_norm(model.parameters(), 1.0);
       opt.step();
       const double l = loss.item();
+      if (step == 1) first_loss = l;
       running = step == 1 ? l : 0.9 * running + 0.1 * l;
       if (step % sample_every == 0 || step == steps) {
         const double secs =
@@ -272,6 +273,7 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     }
+    if (o.quick) samples::print_loss_check(first_loss, running);
     const auto [acc, test_loss] = held_out(model, ids, split, seq_len, device);
     std::printf("\nheld-out next-character loss %.3f (perplexity %.2f)\n", test_loss,
                 std::exp(test_loss));

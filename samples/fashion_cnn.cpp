@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
     optim::Adam opt(model.parameters(), {.lr = o.lr});
-    std::vector<std::shared_ptr<callbacks::Callback>> cbs;
+    std::vector<std::shared_ptr<callbacks::Callback>> cbs = samples::quick_check(o);
     if (schedule == "cosine") {  // PyTorch's CosineAnnealingLR stepped once per epoch
       cbs.push_back(std::make_shared<callbacks::LearningRateScheduler>(
           std::make_shared<optim::CosineAnnealingLR>(opt, epochs)));

@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
                                         .seed = o.seed, .device = device});
     auto predict = [&](const Tensor& x) { return model(x); };
 
+    double first_loss = 0, mean_loss = 0;
     for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
       model.train();
       const auto start = std::chrono::steady_clock::now();
@@ -49,10 +50,11 @@ int main(int argc, char** argv) {
         opt.zero_grad();
         loss.backward();
         opt.step();
+        if (epoch == 1 && first_loss == 0) first_loss = loss.item();  // for --quick's check
         NoGradGuard no_grad;
         loss_sum.add_(loss.detach());
       }
-      const double mean_loss = loss_sum.item() / static_cast<double>(loader.size());
+      mean_loss = loss_sum.item() / static_cast<double>(loader.size());
       if (!std::isfinite(mean_loss)) {
         std::fprintf(stderr, "error: the loss became %f in epoch %lld; lower --lr\n", mean_loss,
                      static_cast<long long>(epoch));
@@ -66,6 +68,7 @@ int main(int argc, char** argv) {
                   samples::accuracy(predict, test.images(), test.labels(), device));
       std::fflush(stdout);
     }
+    if (o.quick) samples::print_loss_check(first_loss, mean_loss);
     std::printf("test accuracy: %.2f%%\n",
                 100.0 * samples::accuracy(predict, test.images(), test.labels(), device));
   } catch (const Error& e) {

@@ -32,17 +32,15 @@ struct Mlp {
 
 // The same model and optimizer through the library's front door: nn::Sequential,
 // optim::Adam and Trainer::fit, with the test set as validation data.
-int train_with_trainer(const std::shared_ptr<const data::Dataset>& train,
-                       const data::Dataset& test, int64_t n_train, int epochs,
-                       int64_t batch_size, double lr, Device device, int verbose) {
+int train_with_trainer(const data::Dataset& train, const data::Dataset& test,
+                       const samples::CommonOptions& o, int64_t epochs, Device device) {
   nn::Sequential model{nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 10)};
-  optim::Adam opt(model.parameters(), {.lr = lr});
+  optim::Adam opt(model.parameters(), {.lr = o.lr});
   Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
-  std::vector<int64_t> first(static_cast<size_t>(n_train));
-  std::iota(first.begin(), first.end(), 0);
-  const data::Subset subset(train, first);
-  const History history = trainer.fit(subset, {.epochs = epochs, .batch_size = batch_size,
-                                               .validation = &test, .verbose = verbose});
+  const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,
+                                              .validation = &test,
+                                              .callbacks = samples::quick_check(o),
+                                              .verbose = o.verbose});
   std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   return 0;
 }
@@ -51,62 +49,43 @@ int train_with_trainer(const std::shared_ptr<const data::Dataset>& train,
 
 int main(int argc, char** argv) {
   CLI::App app{"Train a 784-256-10 MLP on Fashion-MNIST with ember's raw tensor API"};
-  int epochs = 12;
-  int64_t batch_size = 64;
-  int verbose = 1;
+  samples::CommonOptions o;
+  o.epochs = 12;
+  o.batch_size = 64;
   bool use_trainer = false;
-  double lr = 1e-3;
-  std::string device_name = "best", data_dir = data::default_fashion_mnist_dir();
-  bool quick = false;
-  uint64_t seed = 0;
-  app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
-  app.add_option("--lr", lr, "Adam learning rate");
-  app.add_option("--device", device_name, "cpu, cuda, cuda:N or best");
-  app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files (.gz or not)");
-  app.add_option("--seed", seed, "random seed");
+  samples::add_common_options(app, o, "train on 6000 examples for one epoch (a smoke test)");
   app.add_flag("--trainer", use_trainer, "train with nn::Sequential and the Trainer");
-  app.add_option("--verbose", verbose,
-                 "with --trainer: 0 silent, 1 progress bar, 2 one line per epoch");
-  app.add_flag("--quick", quick, "train on 6000 examples for one epoch (a smoke test)");
   CLI11_PARSE(app, argc, argv);
 
   try {
-    manual_seed(seed);
-    const Device device = Device::parse(device_name);
-    std::printf("device: %s%s\n", device.str().c_str(),
-                cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
-
-    const auto train = std::make_shared<data::FashionMNIST>(data_dir, data::Split::Train);
-    data::FashionMNIST test(data_dir, data::Split::Test);
-    Tensor train_x = train->images().reshape({train->size(), 784});
-    Tensor test_x = test.images().reshape({test.size(), 784});
-    int64_t n_train = train->size();
-    if (quick) {
-      epochs = 1;
-      n_train = 6000;
-    }
+    const Device device = samples::start(o);
+    const auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
+    data::FashionMNIST test(o.data, data::Split::Test);
+    const auto train_set = samples::first_n(train, o.quick ? 6000 : train->size());
+    const int64_t epochs = o.quick ? 1 : o.epochs;
+    const int64_t n_train = train_set->size();
     std::printf("train: %lld examples, test: %lld examples\n", static_cast<long long>(n_train),
                 static_cast<long long>(test.size()));
-    if (use_trainer) {
-      return train_with_trainer(train, test, n_train, epochs, batch_size, lr, device, verbose);
-    }
+    if (use_trainer) return train_with_trainer(*train_set, test, o, epochs, device);
 
+    Tensor train_x = train->images().reshape({train->size(), 784});
+    Tensor test_x = test.images().reshape({test.size(), 784});
     Mlp model{uniform_param({256, 784}, 784, device), uniform_param({256}, 784, device),
               uniform_param({10, 256}, 256, device), uniform_param({10}, 256, device)};
-    samples::HandAdam opt(model.params(), lr);
+    samples::HandAdam opt(model.params(), o.lr);
     auto predict = [&](const Tensor& x) { return model.forward(x); };
 
     std::vector<int64_t> order(static_cast<size_t>(n_train));
     std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 shuffle_gen(seed);
-    for (int epoch = 1; epoch <= epochs; ++epoch) {
+    std::mt19937_64 shuffle_gen(o.seed);
+    double first_loss = 0, last_loss = 0;
+    for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
       const auto start = std::chrono::steady_clock::now();
       std::shuffle(order.begin(), order.end(), shuffle_gen);
       double loss_sum = 0;
       int64_t steps = 0;
-      for (size_t i = 0; i < order.size(); i += static_cast<size_t>(batch_size)) {
-        const size_t end = std::min(order.size(), i + static_cast<size_t>(batch_size));
+      for (size_t i = 0; i < order.size(); i += static_cast<size_t>(o.batch_size)) {
+        const size_t end = std::min(order.size(), i + static_cast<size_t>(o.batch_size));
         Tensor x = samples::gather_rows(train_x, order, i, end, device);
         Tensor y = samples::gather_rows(train->labels(), order, i, end, device);
         Tensor loss = cross_entropy(model.forward(x), y);
@@ -115,18 +94,21 @@ int main(int argc, char** argv) {
         opt.step();
         const double l = loss.item();
         if (!std::isfinite(l)) {
-          std::fprintf(stderr, "error: the loss became %f at epoch %d step %lld; lower --lr\n", l,
-                       epoch, static_cast<long long>(steps));
+          std::fprintf(stderr, "error: the loss became %f at epoch %lld step %lld; lower --lr\n", l,
+                       static_cast<long long>(epoch), static_cast<long long>(steps));
           return 1;
         }
+        if (epoch == 1 && steps == 0) first_loss = l;
         loss_sum += l;
         ++steps;
       }
+      last_loss = loss_sum / static_cast<double>(steps);
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::printf("epoch %d/%d - %.1fs - loss: %.4f - test accuracy: %.4f\n", epoch, epochs, secs,
-                  loss_sum / static_cast<double>(steps),
+      std::printf("epoch %lld/%lld - %.1fs - loss: %.4f - test accuracy: %.4f\n",
+                  static_cast<long long>(epoch), static_cast<long long>(epochs), secs, last_loss,
                   samples::accuracy(predict, test_x, test.labels(), device));
     }
+    if (o.quick) samples::print_loss_check(first_loss, last_loss);
     std::printf("test accuracy: %.2f%%\n",
                 100.0 * samples::accuracy(predict, test_x, test.labels(), device));
   } catch (const Error& e) {

@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     Trainer trainer(model, opt, loss::CategoricalCrossEntropy(), {metrics::Accuracy()}, device);
     const auto start = std::chrono::steady_clock::now();
     const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,
-                                                .validation = &test, .verbose = o.verbose});
+                                                .validation = &test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
     std::printf("%.1f s per epoch (training and validation)\n",
                 seconds_since(start) / static_cast<double>(history.epochs()));
     std::printf("test loss: %.4f\n", history["val_loss"].back());

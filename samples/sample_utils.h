@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -54,6 +55,40 @@ inline Device start(const CommonOptions& o) {
   std::printf("device: %s%s\n", device.str().c_str(),
               cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
   return device;
+}
+
+// The --quick check that a sample learns: "the loss fell: A -> B" (or "did not fall"),
+// from the loss of the first batch to that of the end of training. The test run looks
+// for it before the "test accuracy" line.
+inline void print_loss_check(double first, double last) {
+  std::printf("%s: %.4f -> %.4f\n", last < first ? "the loss fell" : "the loss did not fall",
+              first, last);
+}
+
+// print_loss_check for a Trainer run: the first batch's loss against the last running
+// mean (reading the loss each batch makes the host wait, so only --quick adds it).
+class LossCheck : public callbacks::Callback {
+ public:
+  bool wants_batch_logs() const override { return true; }
+  void on_batch_end(Trainer&, int64_t, const Logs& logs) override {
+    const std::optional<double> loss = callbacks::find_log(logs, "loss");
+    if (!loss) return;
+    if (!first_) first_ = *loss;
+    last_ = *loss;
+  }
+  void on_train_end(Trainer&) override {
+    if (first_) print_loss_check(*first_, last_);
+  }
+
+ private:
+  std::optional<double> first_;
+  double last_ = 0.0;
+};
+
+// The callbacks a Trainer-based sample adds for --quick (none otherwise).
+inline std::vector<std::shared_ptr<callbacks::Callback>> quick_check(const CommonOptions& o) {
+  if (!o.quick) return {};
+  return {std::make_shared<LossCheck>()};
 }
 
 // The first `n` examples of `dataset` (all of them when n >= its size).

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
     const auto start = std::chrono::steady_clock::now();
     History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = &test, .verbose = o.verbose});
+                                               .validation = &test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%.1f s per epoch (training and validation)\n", seconds / static_cast<double>(epochs));
