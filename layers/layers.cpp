@@ -114,6 +114,9 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, IntPair kernel_size, C
   EMBER_CHECK(options_.groups > 0 && in_ % options_.groups == 0 && out_ % options_.groups == 0,
               "Conv2d: groups=", options_.groups, " must divide in_channels=", in_,
               " and out_channels=", out_);
+  EMBER_CHECK(!options_.padding.same || (options_.stride.h == 1 && options_.stride.w == 1),
+              "Conv2d: padding=\"same\" needs stride 1, got stride=", options_.stride.str(),
+              " (as in PyTorch; give the padding as numbers for a strided convolution)");
   register_parameter("weight", empty({out_, in_ / options_.groups, kernel_.h, kernel_.w}));
   register_parameter("bias", options_.bias ? empty({out_}) : Tensor());
   reset_parameters();
