@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
   o.batch_size = 32;
   std::string images_dir = "fashion-mnist-images";
   int64_t train_limit = 10000;
-  int64_t test_limit = 2000;
+  int64_t test_limit = 10000;
   samples::add_common_options(
       app, o,
       "train for one epoch on 1000 training images, test on 500, in a temporary folder "
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
                  "10000 need 2.7 GB, all 60000 would need 16 GB); taken evenly across the "
                  "class folders when DIR/train holds more")
       ->check(CLI::PositiveNumber);
-  app.add_option("--test-limit", test_limit, "test images to write and read (at most 10000)")
+  app.add_option("--test-limit", test_limit, "test images to write and read (at most 10000, the whole test set: 2.7 GB)")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
 
