@@ -23,6 +23,7 @@
 
 #include "ember/core/cuda_check.h"
 #include "ember/core/device.h"
+#include "ember/kernels/cudnn/plan_cache.h"
 
 namespace ember::bench {
 
@@ -167,11 +168,7 @@ inline Row ratio_row(std::string name, std::string baseline, const Timing& t, co
 
 // --- the baselines' own cuDNN objects ------------------------------------------------------
 
-inline void warn_cudnn(cudnnStatus_t st, const char* call) {
-  if (st != CUDNN_STATUS_SUCCESS) {
-    std::fprintf(stderr, "benchmark warning: cuDNN error %s in %s\n", cudnnGetErrorString(st), call);
-  }
-}
+using kernels::cudnn::warn_cudnn;
 
 // One cuDNN handle or descriptor, destroyed with its owner (a failure there is reported,
 // not thrown: destructors also run while an exception unwinds).

@@ -13,6 +13,7 @@
 
 #include "ember/core/cuda_check.h"
 #include "ember/core/error.h"
+#include "ember/kernels/cudnn/plan_cache.h"
 
 namespace ember::kernels::cudnn {
 
@@ -23,13 +24,6 @@ namespace {
 // not worth the memory it would pin, so neither the heuristic's list nor the measured
 // search may pick it (the fallbacks need little or none).
 constexpr size_t kMaxWorkspace = size_t(1) << 30;
-
-// Destructors run at exit and must not throw: a failure is only reported.
-void warn_cudnn(cudnnStatus_t st, const char* call) {
-  if (st != CUDNN_STATUS_SUCCESS) {
-    std::fprintf(stderr, "ember warning: cuDNN error %s in %s\n", cudnnGetErrorString(st), call);
-  }
-}
 
 int to_int(int64_t v, const char* what) {
   EMBER_CHECK(v >= 0 && v <= INT_MAX, "conv2d: ", what, " = ", v,
@@ -80,9 +74,7 @@ struct Key {
 struct KeyHash {
   size_t operator()(const Key& k) const {
     size_t h = std::hash<const void*>()(k.handle);
-    auto mix = [&h](int64_t v) {
-      h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    };
+    auto mix = [&h](int64_t v) { hash_mix(h, v); };
     const ConvShape& s = k.s;
     for (int64_t v : {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h,
                       s.stride_w, s.dil_h, s.dil_w, s.groups, s.out_h, s.out_w}) {
@@ -93,10 +85,7 @@ struct KeyHash {
   }
 };
 
-struct PlanCache {
-  std::mutex mu;
-  std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
-};
+using PlanCache = KeyedPlanCache<Key, Plan, KeyHash>;
 
 PlanCache& plan_cache() {
   static PlanCache cache;

@@ -14,17 +14,11 @@
 
 #include "ember/core/cuda_check.h"
 #include "ember/core/error.h"
+#include "ember/kernels/cudnn/plan_cache.h"
 
 namespace ember::kernels::cudnn {
 
 namespace {
-
-// Destructors run at exit and must not throw: a failure is only reported.
-void warn_cudnn(cudnnStatus_t st, const char* call) {
-  if (st != CUDNN_STATUS_SUCCESS) {
-    std::fprintf(stderr, "ember warning: cuDNN error %s in %s\n", cudnnGetErrorString(st), call);
-  }
-}
 
 int32_t to_int(int64_t v, const char* what) {
   EMBER_CHECK(v >= 0 && v <= INT_MAX, "rnn: ", what, " = ", v,
@@ -86,9 +80,7 @@ struct Key {
 struct KeyHash {
   size_t operator()(const Key& k) const {
     size_t h = std::hash<const void*>()(k.handle);
-    auto mix = [&h](int64_t v) {
-      h ^= std::hash<int64_t>()(v) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    };
+    auto mix = [&h](int64_t v) { hash_mix(h, v); };
     const RnnConfig& c = k.config;
     for (int64_t v : {static_cast<int64_t>(c.cell), c.input_size, c.hidden_size, c.num_layers,
                       static_cast<int64_t>(c.bidirectional), static_cast<int64_t>(c.bias),
@@ -100,10 +92,7 @@ struct KeyHash {
   }
 };
 
-struct PlanCache {
-  std::mutex mu;
-  std::unordered_map<Key, std::unique_ptr<Plan>, KeyHash> plans;
-};
+using PlanCache = KeyedPlanCache<Key, Plan, KeyHash>;
 
 PlanCache& plan_cache() {
   static PlanCache cache;
