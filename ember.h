@@ -7,6 +7,7 @@
 #include "ember/core/error.h"
 #include "ember/core/grad_check.h"
 #include "ember/core/memory/cuda_memory.h"
+#include "ember/core/memory/host_memory.h"
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"

@@ -15,6 +15,7 @@
 #include "ember/core/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/memory/cuda_memory.h"
+#include "ember/core/memory/host_memory.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/core/random.h"
@@ -62,12 +63,12 @@ StorageImpl::~StorageImpl() {
 
 std::shared_ptr<StorageImpl> StorageImpl::allocate(size_t nbytes, Device device) {
   if (device.is_cpu()) {
-    // 64-byte alignment suits AVX-512 loads and the vectorized kernels.
-    const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    EMBER_CHECK_T(OutOfMemoryError, p != nullptr, "CPU out of memory: tried to allocate ",
-                  nbytes, " bytes");
-    return std::make_shared<StorageImpl>(p, nbytes, device, [](void* q) { std::free(q); });
+    // 64-byte aligned (AVX-512 loads); large buffers from the CPU pool (Note [Host memory]).
+    void* p = cpu::raw_alloc(std::max<size_t>(nbytes, 1));
+    return std::make_shared<StorageImpl>(p, nbytes, device,
+                                         [n = std::max<size_t>(nbytes, 1)](void* q) {
+                                           cpu::raw_free(q, n);
+                                         });
   }
   const int index = device.index();
   cudaStream_t stream = cuda::compute_stream(index);

@@ -40,25 +40,33 @@ std::string format_size(size_t bytes) {
 std::string out_of_memory_message(size_t requested_bytes, int device, bool have_info,
                                   size_t free_bytes, size_t total_bytes,
                                   size_t allocated_bytes, size_t reserved_bytes) {
+  const bool cpu = device == kCpuDevice;
   const size_t unallocated =
       reserved_bytes > allocated_bytes ? reserved_bytes - allocated_bytes : 0;
-  std::string msg = detail::str_cat("CUDA out of memory. Tried to allocate ",
+  std::string msg = detail::str_cat(cpu ? "CPU" : "CUDA", " out of memory. Tried to allocate ",
                                     format_size(requested_bytes));
+  const std::string where = cpu ? std::string("The machine") : detail::str_cat("GPU ", device);
   if (have_info) {
-    msg += detail::str_cat(". GPU ", device, " has a total capacity of ",
-                           format_size(total_bytes), " of which ", format_size(free_bytes),
-                           " is free.");
+    msg += detail::str_cat(". ", where, " has a total capacity of ", format_size(total_bytes),
+                           " of which ", format_size(free_bytes),
+                           cpu ? " is available." : " is free.");
   } else {
-    msg += detail::str_cat(" on GPU ", device, ".");
+    msg += detail::str_cat(cpu ? " on the CPU." : detail::str_cat(" on GPU ", device, "."));
   }
   msg += detail::str_cat(" Of the allocated memory ", format_size(allocated_bytes),
                          " is allocated by ember, and ", format_size(unallocated),
                          " is reserved by ember but unallocated.");
-  msg +=
-      " To fit: reduce the batch size, or call ember::cuda::empty_cache() to hand cached "
-      "blocks back to the driver (for other libraries and processes), or set "
-      "EMBER_CUDA_ALLOC=async to let the driver's cudaMallocAsync pool manage memory if "
-      "reserved but unallocated memory is large (fragmentation).";
+  if (cpu) {
+    msg +=
+        " To fit: reduce the batch size or the data held in memory, or call "
+        "ember::cpu::empty_cache() to hand cached blocks back to the system.";
+  } else {
+    msg +=
+        " To fit: reduce the batch size, or call ember::cuda::empty_cache() to hand cached "
+        "blocks back to the driver (for other libraries and processes), or set "
+        "EMBER_CUDA_ALLOC=async to let the driver's cudaMallocAsync pool manage memory if "
+        "reserved but unallocated memory is large (fragmentation).";
+  }
   return msg;
 }
 
@@ -233,7 +241,9 @@ void CachingAllocator::throw_oom(size_t requested_bytes) {
 CachingAllocator::Block* CachingAllocator::find_allocated(void* ptr, const char* op) const {
   auto it = allocated_.find(ptr);
   EMBER_CHECK(it != allocated_.end(), "CachingAllocator::", op, ": pointer ", ptr,
-              " was not allocated by the caching allocator of device ", source_->device(),
+              " was not allocated by the caching allocator of ",
+              source_->device() == kCpuDevice ? std::string("the CPU")
+                                              : detail::str_cat("device ", source_->device()),
               " (or was already freed)");
   return it->second;
 }

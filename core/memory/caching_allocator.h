@@ -55,7 +55,10 @@ inline constexpr size_t kLargeBuffer = size_t{20} << 20;
 inline constexpr size_t kMinLargeAlloc = size_t{10} << 20;
 inline constexpr size_t kRoundLarge = size_t{2} << 20;
 
-// Where segments come from (cudaMalloc/cudaFree on one device in ember).
+// SegmentSource::device() of the CPU pool (see host_memory.h).
+inline constexpr int kCpuDevice = -1;
+
+// Where segments come from (cudaMalloc/cudaFree on one device, aligned_alloc for the CPU).
 struct EMBER_API SegmentSource {
   virtual ~SegmentSource();
   // nullptr when out of memory; other failures throw.
@@ -99,7 +102,8 @@ struct AllocatorStats {
 // "512 B", "1.50 KiB", "20.00 MiB", "1.70 GiB".
 EMBER_API std::string format_size(size_t bytes);
 
-// The out-of-memory message of CONVENTIONS.md. `have_info` false omits the capacity part.
+// The out-of-memory message of CONVENTIONS.md ("CUDA out of memory. ..." for a GPU,
+// "CPU out of memory. ..." for kCpuDevice). `have_info` false omits the capacity part.
 EMBER_API std::string out_of_memory_message(size_t requested_bytes, int device, bool have_info,
                                             size_t free_bytes, size_t total_bytes,
                                             size_t allocated_bytes, size_t reserved_bytes);

@@ -73,9 +73,22 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
   return out;
 }
 
-// Sum or mean over `dims` without recording (one kernel per reduced dim, last first).
-Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims, bool mean) {
+// Sum or mean over `dims` (sorted) without recording: one kernel per run of adjacent
+// reduced dims (merged into one, as the input is contiguous), last run first.
+Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims_in, bool mean) {
   Tensor cur = x.contiguous();
+  Shape merged;
+  std::vector<int64_t> dims;
+  for (int64_t d = 0; d < cur.dim(); ++d) {
+    const bool reduced = std::binary_search(dims_in.begin(), dims_in.end(), d);
+    if (reduced && d > 0 && std::binary_search(dims_in.begin(), dims_in.end(), d - 1)) {
+      merged.back() *= cur.size(d);
+      continue;
+    }
+    if (reduced) dims.push_back(static_cast<int64_t>(merged.size()));
+    merged.push_back(cur.size(d));
+  }
+  cur = cur.view(merged);
   for (auto it = dims.rbegin(); it != dims.rend(); ++it) {
     const auto l = detail::reduce_layout(cur.shape(), *it);
     Shape keep = cur.shape();

@@ -1,0 +1,13 @@
+# Doxygen input filter for ember's headers, whose comments are plain `//` (house style).
+# It turns them into Doxygen comments for the API reference only; the sources are not
+# changed. The comment block at the top of a file documents the file; a comment on its
+# own line documents what follows; a comment after `;`, `,` or `{` documents what it
+# follows (///<); section rules (`// ---`) stay plain comments.
+1,/^[^/]/{
+  1s|^// |/// @file\n/// |
+  s|^// |/// |
+  s|^//$|///|
+}
+/^[[:space:]]*\/\/ *---/b
+s#^\([[:space:]]*\)//\( \|$\)#\1///\2#
+s|\([;,{]\)\([[:space:]]*\)// |\1\2///< |

@@ -1,0 +1,130 @@
+// The CPU caching pool: aligned_alloc segments under a CachingAllocator (Note [Host memory]).
+#include "ember/core/memory/host_memory.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "ember/core/error.h"
+
+namespace ember::cpu {
+
+namespace {
+
+constexpr size_t kAlignment = 64;
+constexpr size_t kSegmentAlignment = 4096;
+
+// Page-aligned segments from the C library; memory_info from /proc/meminfo
+// (MemAvailable) and the machine's physical memory.
+class HostSegmentSource final : public memory::SegmentSource {
+ public:
+  void* allocate(size_t bytes) override {
+    // Segment sizes are multiples of 2 MiB, hence of the alignment, as aligned_alloc wants.
+    return std::aligned_alloc(kSegmentAlignment, bytes);
+  }
+  void release(void* ptr, size_t /*bytes*/) override { std::free(ptr); }
+  bool memory_info(size_t* free_bytes, size_t* total_bytes) override {
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page_size <= 0) return false;
+    *total_bytes = static_cast<size_t>(pages) * static_cast<size_t>(page_size);
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    size_t kib = 0;
+    std::string unit;
+    while (in >> key >> kib >> unit) {
+      if (key == "MemAvailable:") {
+        *free_bytes = kib * 1024;
+        return true;
+      }
+    }
+    const long avail = sysconf(_SC_AVPHYS_PAGES);
+    if (avail < 0) return false;
+    *free_bytes = static_cast<size_t>(avail) * static_cast<size_t>(page_size);
+    return true;
+  }
+  int device() const override { return memory::kCpuDevice; }
+};
+
+// The CPU has no streams: nothing is ever recorded (record_stream is never called on
+// the host pool), so every event is complete.
+class NoEvents final : public memory::EventSource {
+ public:
+  void* record(void* /*stream*/) override { return nullptr; }
+  bool query(void* /*event*/) override { return true; }
+  void destroy(void* /*event*/) override {}
+};
+
+bool use_pool() {
+  static const bool pool = [] {
+    const char* value = std::getenv("EMBER_CPU_ALLOC");
+    if (value == nullptr || value[0] == '\0' || std::strcmp(value, "pool") == 0) return true;
+    if (std::strcmp(value, "system") == 0) return false;
+    EMBER_CHECK(false, "EMBER_CPU_ALLOC=", value,
+                " is not a CPU allocator backend; expected \"pool\" (ember's caching "
+                "allocator, the default) or \"system\" (aligned_alloc and free)");
+    return true;
+  }();
+  return pool;
+}
+
+// Created on first use and never destroyed (as the CUDA pools, Note [Allocator
+// lifetime]): tensors held by static objects may be freed after it would have been.
+memory::CachingAllocator& pool() {
+  static auto* p = new memory::CachingAllocator(std::make_unique<HostSegmentSource>(),
+                                                std::make_unique<NoEvents>());
+  return *p;
+}
+
+bool pooled(size_t bytes) { return bytes > memory::kSmallSize && use_pool(); }
+
+}  // namespace
+
+std::string allocator_backend() { return use_pool() ? "pool" : "system"; }
+
+void* raw_alloc(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  if (pooled(bytes)) return pool().allocate(bytes, nullptr);
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) {
+    // Cached segments may be what is missing.
+    if (use_pool()) pool().empty_cache();
+    p = std::aligned_alloc(kAlignment, rounded);
+  }
+  if (p == nullptr) {
+    size_t free_bytes = 0, total_bytes = 0;
+    const bool have_info = HostSegmentSource().memory_info(&free_bytes, &total_bytes);
+    const memory::AllocatorStats s = memory_stats();
+    throw OutOfMemoryError(memory::out_of_memory_message(bytes, memory::kCpuDevice, have_info,
+                                                         free_bytes, total_bytes,
+                                                         s.allocated_bytes, s.reserved_bytes));
+  }
+  return p;
+}
+
+void raw_free(void* ptr, size_t bytes) {
+  if (ptr == nullptr) return;
+  if (pooled(bytes)) {
+    pool().free(ptr);
+  } else {
+    std::free(ptr);
+  }
+}
+
+memory::AllocatorStats memory_stats() {
+  return use_pool() ? pool().stats() : memory::AllocatorStats{};
+}
+
+void reset_peak_memory_stats() {
+  if (use_pool()) pool().reset_peak_stats();
+}
+
+void empty_cache() {
+  if (use_pool()) pool().empty_cache();
+}
+
+}  // namespace ember::cpu
