@@ -1,5 +1,6 @@
-// Image folders: discovery, parallel stb_image decoding and resizing into one float32
-// tensor (see Note [Image folder decoding]), and the PNG export.
+// Image folders: discovery, parallel stb_image decoding and resizing into one uint8
+// tensor, batches converted to float32 with the chosen labels (see Note [Image folder
+// decoding]), and the PNG export.
 #include "ember/python_free_api/data/image_folder.h"
 
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <utility>
 
 #include "ember/core/error.h"
+#include "ember/python_free_api/data/transforms.h"
 
 // stb's implementations, file-static (so they can clash with nobody's copy of stb) and
 // compiled without the warnings their code trips.
@@ -75,9 +77,9 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
-// Decodes `path` into `out` (float32 [C, H, W] of the options' size). Returns "" on
+// Decodes `path` into `out` (uint8 [C, H, W] of the options' size). Returns "" on
 // success, else why the file is bad.
-std::string decode_image(const std::string& path, const ImageFolderOptions& o, float* out) {
+std::string decode_image(const std::string& path, const ImageFolderOptions& o, uint8_t* out) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return std::string("cannot open the file: ") + std::strerror(errno);
   const std::streamoff len = in.tellg();
@@ -116,14 +118,24 @@ std::string decode_image(const std::string& path, const ImageFolderOptions& o, f
     }
     src = resized.data();
   }
-  // HWC bytes -> CHW floats.
-  const auto scale = static_cast<float>(o.rescale);
+  // HWC -> CHW.
   const int64_t plane = static_cast<int64_t>(oh) * ow;
   for (int64_t p = 0; p < plane; ++p) {
-    for (int ch = 0; ch < c; ++ch)
-      out[ch * plane + p] = static_cast<float>(src[p * c + ch]) * scale;
+    for (int ch = 0; ch < c; ++ch) out[ch * plane + p] = src[p * c + ch];
   }
   return "";
+}
+
+// uint8 `bytes` (contiguous CPU) as float32 of the same shape times `rescale`, with the
+// expression of Note [Image folder decoding]; a loop the compiler vectorizes.
+Tensor scaled_floats(const Tensor& bytes, double rescale) {
+  Tensor out = Tensor::empty(bytes.shape());
+  const uint8_t* src = bytes.data<uint8_t>();
+  float* dst = out.data<float>();
+  const auto scale = static_cast<float>(rescale);
+  const int64_t n = bytes.numel();
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * scale;
+  return out;
 }
 
 }  // namespace
@@ -140,11 +152,42 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options)
     : ImageFolder(load(root, options), options) {}
 
 ImageFolder::ImageFolder(Loaded loaded, ImageFolderOptions options)
-    : TensorDataset(std::move(loaded.x), std::move(loaded.y)),
+    : stored_(std::move(loaded.x), std::move(loaded.y)),
       classes_(std::move(loaded.classes)),
       files_(std::move(loaded.files)),
       skipped_(std::move(loaded.skipped)),
       options_(options) {}
+
+int64_t ImageFolder::size() const { return stored_.size(); }
+
+Batch ImageFolder::get_batch(const std::vector<int64_t>& indices) const {
+  for (const int64_t i : indices) {
+    EMBER_CHECK(i >= 0 && i < size(), "ImageFolder::get_batch: index ", i,
+                " is out of range for a dataset of ", size(), " samples");
+  }
+  // The bytes and class indices of the rows, in the order asked for.
+  Batch rows = stored_.get_batch(indices);
+  Batch out;
+  out.x = scaled_floats(rows.x, options_.rescale);
+  switch (options_.label_mode) {
+    case LabelMode::kInt:
+      out.y = std::move(rows.y);
+      break;
+    case LabelMode::kCategorical: {
+      Generator unused;  // OneHot draws nothing
+      out.y = OneHot(static_cast<int64_t>(classes_.size())).apply(rows.y, unused);
+      break;
+    }
+    case LabelMode::kBinary:
+      out.y = rows.y.to(kFloat32).reshape({rows.y.size(0), 1});
+      break;
+    case LabelMode::kNone:
+      break;
+  }
+  return out;
+}
+
+Tensor ImageFolder::images() const { return scaled_floats(pixels(), options_.rescale); }
 
 ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolderOptions& o) {
   EMBER_CHECK(o.height >= 1 && o.width >= 1 && o.height <= INT_MAX && o.width <= INT_MAX,
@@ -192,6 +235,15 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   } catch (const fs::filesystem_error& e) {
     throw IOError(std::string("ImageFolder: cannot list '") + root + "': " + e.what());
   }
+  // Checked before decoding, which can take minutes.
+  if (o.label_mode == LabelMode::kBinary && out.classes.size() != 2) {
+    std::string names;
+    for (const std::string& cls : out.classes) names += (names.empty() ? "" : ", ") + cls;
+    throw Error("ImageFolder: label_mode kBinary needs exactly 2 classes (as Keras's "
+                "label_mode=\"binary\"), but '" + root + "' has " +
+                std::to_string(out.classes.size()) + " (" + names +
+                "); use kCategorical or kInt for another number of classes");
+  }
 
   std::vector<std::string> paths;
   std::vector<int64_t> labels;
@@ -223,14 +275,15 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   EMBER_CHECK(static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
               "ImageFolder: height x width ", o.height, "x", o.width, " is too large");
   const int64_t per_image = o.channels * o.height * o.width;
+  // Divided by 4 so that images() (4 bytes a value) cannot overflow either.
   EMBER_CHECK(per_image <= (INT64_MAX / 4) / std::max<int64_t>(n, 1), "ImageFolder: ", n,
               " images of ", o.channels, "x", o.height, "x", o.width, " overflow a tensor's size");
-  const double total_bytes = static_cast<double>(n) * static_cast<double>(per_image) * 4.0;
+  const double total_bytes = static_cast<double>(n) * static_cast<double>(per_image);
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page_size > 0) {
     const double physical = static_cast<double>(pages) * static_cast<double>(page_size);
     EMBER_CHECK_T(OutOfMemoryError, total_bytes <= physical / 2, "ImageFolder: ", n, " images of ",
-                  o.channels, "x", o.height, "x", o.width, " as float32 need ",
+                  o.channels, "x", o.height, "x", o.width, " at one byte a value need ",
                   format_bytes(total_bytes), ", more than half of this machine's ",
                   format_bytes(physical),
                   " of memory; choose a smaller height and width, read part of the folder "
@@ -238,8 +291,8 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   }
 
   // --- decoding, several threads, errors resolved in file order -----------------------------
-  Tensor x = Tensor::empty({n, o.channels, o.height, o.width});
-  float* xd = x.data<float>();
+  Tensor x = Tensor::empty({n, o.channels, o.height, o.width}, {.dtype = kUInt8});
+  uint8_t* xd = x.data<uint8_t>();
   std::vector<std::string> errors(static_cast<size_t>(n));
   // Without skip_bad_files only the first bad file matters: later ones need no decoding.
   std::atomic<int64_t> first_bad{INT64_MAX};
@@ -278,8 +331,7 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
       continue;
     }
     if (kept != i) {
-      std::memmove(xd + kept * per_image, xd + i * per_image,
-                   static_cast<size_t>(per_image) * sizeof(float));
+      std::memmove(xd + kept * per_image, xd + i * per_image, static_cast<size_t>(per_image));
     }
     out.files.push_back(paths[si]);
     kept_labels.push_back(labels[si]);

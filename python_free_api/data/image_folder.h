@@ -1,6 +1,7 @@
 // Image folders (root/<class>/<image>, as Keras's image_dataset_from_directory and
-// torchvision's ImageFolder read them) decoded with stb_image into a TensorDataset, and
-// the reverse: writing a labelled image dataset out as such a folder of PNGs.
+// torchvision's ImageFolder read them) decoded with stb_image into a dataset of pixel
+// bytes served as float32 batches, and the reverse: writing a labelled image dataset out
+// as such a folder of PNGs.
 #pragma once
 
 #include <cstdint>
@@ -13,13 +14,22 @@
 
 namespace ember::data {
 
+// What get_batch() serves as y, as Keras's image_dataset_from_directory(label_mode=...).
+enum class LabelMode {
+  kInt,          // "int": int64 [B] class indices
+  kCategorical,  // "categorical": float32 one-hot rows [B, K], K = classes().size()
+  kBinary,       // "binary": float32 [B, 1] holding 0 or 1; needs exactly 2 classes
+  kNone,         // None: no labels, Batch::y undefined
+};
+
 struct ImageFolderOptions {
   // Every image is resized to height x width.
   int64_t height = 150;
   int64_t width = 150;
   // 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); stb converts from what the file has.
   int64_t channels = 3;
-  // Pixel bytes 0..255 are multiplied by this (Keras's Rescaling(1./255)).
+  // Pixel bytes 0..255 are multiplied by this (Keras's Rescaling(1./255)) when a batch
+  // is served; the dataset holds the bytes.
   double rescale = 1.0 / 255.0;
   // Skip files that cannot be decoded (counted, see ImageFolder::skipped()) instead of
   // throwing.
@@ -31,6 +41,8 @@ struct ImageFolderOptions {
   // taken evenly spaced over the sorted file list, so each class keeps its share (see
   // Note [Image folder decoding]).
   int64_t max_images = -1;
+  // The targets get_batch() serves; labels() are class indices whatever the mode.
+  LabelMode label_mode = LabelMode::kInt;
 };
 
 struct SkippedFile {
@@ -46,27 +58,43 @@ struct SkippedFile {
 // in the constructor, on several threads: stb_info first (dimensions checked against
 // max_pixels), then stb_image decoding to `channels`, a resize with stb_image_resize
 // (Mitchell filter when shrinking, cubic when enlarging; no resize when the size already
-// matches), and conversion to float32 [C, H, W] times `rescale`. The whole dataset is
-// held as one float32 [N, C, H, W] tensor; its size is checked against half the
-// machine's physical memory before any decoding starts. Errors are reported in file
-// order whatever thread met them first.
+// matches), and a transposition of the bytes to [C, H, W]. The whole dataset is held as
+// one uint8 [N, C, H, W] tensor, a byte per value: a quarter of what float32 storage
+// would take (60 000 images of 3x150x150 take 4 GB rather than 16 GB). Its size is
+// checked against half the machine's physical memory before any decoding starts. Errors
+// are reported in file order whatever thread met them first.
+// get_batch() gathers the requested rows and converts them to float32, each value
+// static_cast<float>(byte) * static_cast<float>(rescale): the values a float32 copy of
+// the dataset would hold, bit for bit, at the cost of one pass over the batch (small
+// beside the model's work on it).
 // Because decoding is eager, a folder too large for memory is read in part with
 // max_images = m: of the n files in sample order, those at floor(k * n / m) for
 // k = 0..m-1. Taking the first m instead would keep only the first classes; even spacing
 // keeps every class's share (within one image) and the selection is still the same on
 // every machine. classes() still lists every sub-folder, so labels agree with a full
 // read of the folder even if a class gets no image.
-class EMBER_API ImageFolder : public TensorDataset {
+class EMBER_API ImageFolder : public Dataset {
  public:
   // Throws IOError when root is missing or has no class folders, when a class folder
   // has no image files, and (unless skip_bad_files) when a file cannot be decoded,
   // naming the file and stb's reason; OutOfMemoryError when the decoded images would not
-  // fit; ember::Error for bad options.
+  // fit; ember::Error for bad options, and for LabelMode::kBinary unless root has
+  // exactly 2 classes (checked before decoding).
   explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
 
-  // float32 [N, channels, height, width] and int64 [N].
-  const Tensor& images() const { return x(); }
-  const Tensor& labels() const { return y(); }
+  int64_t size() const override;
+  // x: float32 [B, channels, height, width], the rows' bytes times rescale; y as
+  // options().label_mode says. Throws ember::Error naming an index outside [0, size()).
+  Batch get_batch(const std::vector<int64_t>& indices) const override;
+
+  // uint8 [N, channels, height, width]: the decoded pixels as held.
+  const Tensor& pixels() const { return stored_.x(); }
+  // int64 [N] class indices, whatever the label mode.
+  const Tensor& labels() const { return stored_.y(); }
+  // Every image as float32 [N, channels, height, width] times rescale (get_batch over
+  // all indices), converted on each call: it allocates N * C * H * W * 4 bytes, four
+  // times pixels(). For tests and small tools; training reads batches.
+  Tensor images() const;
   const std::vector<std::string>& classes() const { return classes_; }
   // The decoded files, in sample order.
   const std::vector<std::string>& files() const { return files_; }
@@ -80,6 +108,9 @@ class EMBER_API ImageFolder : public TensorDataset {
   static Loaded load(const std::string& root, const ImageFolderOptions& options);
   ImageFolder(Loaded loaded, ImageFolderOptions options);
 
+  // pixels() and labels(); its get_batch gathers rows (one memcpy each) and checks the
+  // indices.
+  TensorDataset stored_;
   std::vector<std::string> classes_;
   std::vector<std::string> files_;
   std::vector<SkippedFile> skipped_;

@@ -1,5 +1,6 @@
-// Image folders: class discovery, decoded values, resizing, bad files (errors naming the
-// file, or skipped), the memory and size caps, and the PNG export round trip.
+// Image folders: class discovery, the stored bytes and the float32 batches made from
+// them, label modes, resizing, bad files (errors naming the file, or skipped), the memory
+// and size caps, and the PNG export round trip.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -97,6 +98,38 @@ std::vector<float> values(const Tensor& t) { return t.contiguous().to_vector<flo
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+// Indices 0..n-1.
+std::vector<int64_t> all_indices(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
+  return v;
+}
+
+// A folder of 1x1 grey images: class c holds counts[c] files, and the k-th file of the
+// folder (in sample order) has grey value 10 * k + 5.
+void write_grey_classes(const TempDir& dir, const std::vector<int>& counts) {
+  int k = 0;
+  for (size_t c = 0; c < counts.size(); ++c) {
+    for (int f = 0; f < counts[c]; ++f, ++k) {
+      write_png(dir.file(std::string(1, static_cast<char>('a' + c)) + "/" + std::to_string(f) +
+                         ".png"),
+                1, 1, 1, {static_cast<unsigned char>(10 * k + 5)});
+    }
+  }
+}
+
+ImageFolderOptions one_grey_pixel(LabelMode mode) {
+  return {.height = 1, .width = 1, .channels = 1, .rescale = 1.0, .label_mode = mode};
+}
+
+// get_batch(indices) of a folder made by write_grey_classes(counts), read in `mode`.
+Batch grey_batch(const std::vector<int>& counts, LabelMode mode,
+                 const std::vector<int64_t>& indices) {
+  TempDir dir;
+  write_grey_classes(dir, counts);
+  return ImageFolder(dir.path().string(), one_grey_pixel(mode)).get_batch(indices);
 }
 
 TEST(ImageFolder, ClassesAreTheSortedSubFoldersAndLabelsFollowThem) {
@@ -303,6 +336,187 @@ TEST(ImageFolder, FeedsADataLoader) {
     seen += static_cast<int64_t>(y.size());
   }
   EXPECT_EQ(seen, 10);
+}
+
+TEST(ImageFolder, PixelsHoldTheExactBytesOfThePngs) {
+  TempDir dir;
+  // Two 3x2 RGB images of distinct noise; PNG is lossless and no resize happens.
+  const std::vector<unsigned char> first = noise(3, 2, 3);
+  std::vector<unsigned char> second = first;
+  std::reverse(second.begin(), second.end());
+  write_png(dir.file("a/0.png"), 3, 2, 3, first);
+  write_png(dir.file("b/0.png"), 3, 2, 3, second);
+  ImageFolder ds(dir.path().string(), {.height = 2, .width = 3});
+  const Tensor& px = ds.pixels();
+  EXPECT_EQ(px.dtype(), kUInt8);
+  ASSERT_EQ(px.shape(), (Shape{2, 3, 2, 3}));
+  const std::vector<uint8_t> got = px.to_vector<uint8_t>();
+  // The file's bytes are HWC; pixels() is CHW per image.
+  const std::vector<const std::vector<unsigned char>*> files = {&first, &second};
+  for (size_t i = 0; i < 2; ++i) {
+    for (size_t ch = 0; ch < 3; ++ch) {
+      for (size_t p = 0; p < 6; ++p) {
+        EXPECT_EQ(got[i * 18 + ch * 6 + p], (*files[i])[p * 3 + ch])
+            << "image " << i << " channel " << ch << " pixel " << p;
+      }
+    }
+  }
+}
+
+TEST(ImageFolder, GetBatchConvertsTheRequestedRowsInOrderAndImagesIsEveryRow) {
+  TempDir dir;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<unsigned char> px = noise(4, 4, 3);
+    std::rotate(px.begin(), px.begin() + 7 * i, px.end());  // a different image each time
+    write_png(dir.file(std::string(i < 2 ? "a/" : "b/") + std::to_string(i) + ".png"), 4, 4, 3,
+              px);
+  }
+  // 1/255 and 0.1 are not exact in binary: computing in double, or with another order of
+  // rounding, would change some values.
+  for (const double rescale : {1.0 / 255.0, 0.1}) {
+    ImageFolder ds(dir.path().string(), {.height = 4, .width = 4, .rescale = rescale});
+    const std::vector<uint8_t> px = ds.pixels().to_vector<uint8_t>();
+    const std::vector<int64_t> labels = ds.labels().to_vector<int64_t>();
+    const std::vector<int64_t> order = {3, 0, 3, 1, 2, 0};
+    const Batch b = ds.get_batch(order);
+    EXPECT_EQ(b.x.dtype(), kFloat32);
+    ASSERT_EQ(b.x.shape(), (Shape{6, 3, 4, 4}));
+    const std::vector<float> x = values(b.x);
+    const size_t row = 3 * 4 * 4;
+    for (size_t r = 0; r < order.size(); ++r) {
+      const auto src = static_cast<size_t>(order[r]);
+      for (size_t v = 0; v < row; ++v) {
+        ASSERT_EQ(x[r * row + v],
+                  static_cast<float>(px[src * row + v]) * static_cast<float>(rescale))
+            << "row " << r << " (sample " << src << ") value " << v;
+      }
+      EXPECT_EQ(b.y.to_vector<int64_t>()[r], labels[src]);
+    }
+    const Tensor all = ds.images();
+    EXPECT_EQ(all.dtype(), kFloat32);
+    ASSERT_EQ(all.shape(), (Shape{4, 3, 4, 4}));
+    EXPECT_EQ(values(all), values(ds.get_batch(all_indices(4)).x));
+  }
+}
+
+TEST(ImageFolder, LabelModeIntGivesClassIndices) {
+  const Batch b = grey_batch({2, 1, 2}, LabelMode::kInt, {4, 0, 2, 2});
+  EXPECT_EQ(b.y.dtype(), kInt64);
+  ASSERT_EQ(b.y.shape(), (Shape{4}));
+  EXPECT_EQ(b.y.to_vector<int64_t>(), (std::vector<int64_t>{2, 0, 1, 1}));
+  EXPECT_EQ(values(b.x), (std::vector<float>{45, 5, 25, 25}));
+}
+
+TEST(ImageFolder, LabelModeCategoricalGivesOneHotRows) {
+  const Batch b = grey_batch({2, 1, 2}, LabelMode::kCategorical, {4, 0, 2, 2});
+  EXPECT_EQ(b.y.dtype(), kFloat32);
+  ASSERT_EQ(b.y.shape(), (Shape{4, 3}));
+  EXPECT_EQ(values(b.y), (std::vector<float>{0, 0, 1,  //
+                                             1, 0, 0,  //
+                                             0, 1, 0,  //
+                                             0, 1, 0}));
+  EXPECT_EQ(values(b.x), (std::vector<float>{45, 5, 25, 25}));
+}
+
+TEST(ImageFolder, LabelModeCategoricalCountsClassesMaxImagesLeftEmpty) {
+  TempDir dir;
+  write_grey_classes(dir, {6, 3, 3});
+  ImageFolderOptions o = one_grey_pixel(LabelMode::kCategorical);
+  o.max_images = 1;  // only a/0.png: classes b and c get no image but keep their columns
+  const Batch b = ImageFolder(dir.path().string(), o).get_batch({0});
+  ASSERT_EQ(b.y.shape(), (Shape{1, 3}));
+  EXPECT_EQ(values(b.y), (std::vector<float>{1, 0, 0}));
+}
+
+TEST(ImageFolder, LabelModeBinaryGivesAZeroOneColumn) {
+  const Batch b = grey_batch({2, 3}, LabelMode::kBinary, {4, 1, 2, 0});
+  EXPECT_EQ(b.y.dtype(), kFloat32);
+  ASSERT_EQ(b.y.shape(), (Shape{4, 1}));
+  EXPECT_EQ(values(b.y), (std::vector<float>{1, 0, 1, 0}));
+}
+
+TEST(ImageFolder, LabelModeNoneLeavesYUndefined) {
+  const Batch b = grey_batch({2, 1}, LabelMode::kNone, {2, 0});
+  EXPECT_FALSE(b.y.defined());
+  EXPECT_EQ(values(b.x), (std::vector<float>{25, 5}));
+}
+
+TEST(ImageFolder, LabelsStayClassIndicesInEveryLabelMode) {
+  TempDir dir;
+  write_grey_classes(dir, {2, 3});
+  for (const LabelMode mode :
+       {LabelMode::kInt, LabelMode::kCategorical, LabelMode::kBinary, LabelMode::kNone}) {
+    const ImageFolder ds(dir.path().string(), one_grey_pixel(mode));
+    EXPECT_EQ(ds.labels().dtype(), kInt64);
+    EXPECT_EQ(ds.labels().to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 1, 1, 1}))
+        << "label mode " << static_cast<int>(mode);
+  }
+}
+
+TEST(ImageFolder, LabelModeBinaryNeedsExactlyTwoClasses) {
+  TempDir dir;
+  write_grey_classes(dir, {1, 1, 1});
+  // An undecodable file: the class count is checked before any decoding.
+  write_text(dir.file("c/zz.png"), "not a PNG");
+  try {
+    ImageFolder ds(dir.path().string(), one_grey_pixel(LabelMode::kBinary));
+    FAIL() << "expected ember::Error";
+  } catch (const IOError& e) {
+    FAIL() << "decoded before checking the classes: " << e.what();
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "exactly 2 classes")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "has 3 (a, b, c)")) << e.what();
+  }
+  TempDir one;
+  write_grey_classes(one, {2});
+  EXPECT_THROW(ImageFolder(one.path().string(), one_grey_pixel(LabelMode::kBinary)), Error);
+}
+
+TEST(ImageFolder, GetBatchRejectsAnIndexOutOfRange) {
+  TempDir dir;
+  write_grey_classes(dir, {2, 1});
+  ImageFolder ds(dir.path().string(), one_grey_pixel(LabelMode::kInt));
+  try {
+    ds.get_batch({0, 3});
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "ImageFolder::get_batch: index 3 is out of range for a "
+                                   "dataset of 3 samples"))
+        << e.what();
+  }
+  EXPECT_THROW(ds.get_batch({-1}), Error);
+  EXPECT_THROW(ds.get(3), Error);
+}
+
+TEST(ImageFolder, ShuffledDataLoaderGivesEverySampleOncePerEpoch) {
+  TempDir dir;
+  write_grey_classes(dir, {4, 3, 4});
+  // The grey value says which sample a row is: 10 * k + 5 for the k-th file.
+  auto ds = std::make_shared<ImageFolder>(dir.path().string(),
+                                          one_grey_pixel(LabelMode::kCategorical));
+  const std::vector<int64_t> labels = ds->labels().to_vector<int64_t>();
+  DataLoader loader(ds, {.batch_size = 3, .shuffle = true, .seed = 11});
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    std::vector<int64_t> seen;
+    for (const Batch& b : loader) {
+      const std::vector<float> x = values(b.x);
+      ASSERT_EQ(b.y.shape(), (Shape{static_cast<int64_t>(x.size()), 3}));
+      const std::vector<float> y = values(b.y);
+      for (size_t r = 0; r < x.size(); ++r) {
+        const auto k = static_cast<int64_t>((x[r] - 5.0f) / 10.0f);
+        ASSERT_EQ(x[r], static_cast<float>(10 * k + 5)) << "epoch " << epoch;
+        ASSERT_TRUE(k >= 0 && k < ds->size()) << k;
+        // The label travelled with its image.
+        for (int64_t c = 0; c < 3; ++c) {
+          EXPECT_EQ(y[r * 3 + static_cast<size_t>(c)],
+                    c == labels[static_cast<size_t>(k)] ? 1.0f : 0.0f);
+        }
+        seen.push_back(k);
+      }
+    }
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(seen, all_indices(ds->size())) << "epoch " << epoch;
+  }
 }
 
 TEST(SafeFileName, ReplacesCharactersFoldersCannotHold) {
