@@ -11,3 +11,8 @@
 /^[[:space:]]*\/\/ *---/b
 s#^\([[:space:]]*\)//\( \|$\)#\1///\2#
 s|\([;,{]\)\([[:space:]]*\)// |\1\2///< |
+# In those comments, <name> placeholders and #words are text, not HTML tags and links.
+/\/\/\//{
+  s/<\([A-Za-z_][A-Za-z_0-9 ]*\)>/\\<\1\\>/g
+  s/#\([A-Za-z]\)/\\#\1/g
+}
