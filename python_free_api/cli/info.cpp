@@ -12,6 +12,8 @@
 #include "commands.h"
 #include "ember/core/cuda_check.h"
 #include "ember/core/device.h"
+#include "ember/core/memory/cuda_memory.h"
+#include "ember/core/memory/host_memory.h"
 #include "ember/core/version.h"
 
 namespace ember::cli {
@@ -153,6 +155,8 @@ int run_info() {
   report.line("CUDA runtime", runtime_version);
   report.line("cuBLAS", cublas_version);
   report.line("cuDNN", cudnn_version);
+  report.line("CPU allocator", [] { return cpu::allocator_backend() + " (EMBER_CPU_ALLOC)"; });
+  report.line("CUDA allocator", [] { return cuda::allocator_backend() + " (EMBER_CUDA_ALLOC)"; });
 
   std::printf("\ndevices\n");
   if (!cuda::is_available()) {
