@@ -51,10 +51,68 @@ int64_t window_argmax(const Pool2dGeometry& g, const T* plane, const PoolWindow&
   return win.h0 * g.w + win.w0;
 }
 
+// Note [2x2 max pooling]
+// MaxPool2d(2) (2x2 windows, stride 2, no padding) is most of the pooling models do, and
+// the general loop spends more on window bookkeeping than on the four comparisons. Its
+// windows tile the input, so each output reads rows 2 oh and 2 oh + 1 directly and the
+// backward writes each grad_x element once. The results are the general loop's: the
+// first maximum in row-major window order, NaN propagating.
+bool is_max_2x2(const Pool2dGeometry& g, PoolMode mode) {
+  return mode == PoolMode::Max && g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 &&
+         g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0 && 2 * g.out_h <= g.h &&
+         2 * g.out_w <= g.w;
+}
+
+// b replaces a when larger or NaN; a NaN a stays (b > NaN is false).
+template <typename T>
+T max_nan(T a, T b) {
+  return (b > a || b != b) ? b : a;
+}
+
+template <typename T>
+void max_2x2_forward(const Pool2dGeometry& g, const T* x, T* y) {
+#pragma omp parallel for if (g.output_numel() > 32768)
+  for (int64_t p = 0; p < g.planes(); ++p) {
+    const T* xp = x + p * g.h * g.w;
+    T* yp = y + p * g.out_h * g.out_w;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const T* r0 = xp + 2 * oh * g.w;
+      const T* r1 = r0 + g.w;
+      T* out = yp + oh * g.out_w;
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        out[ow] = max_nan(max_nan(max_nan(r0[2 * ow], r0[2 * ow + 1]), r1[2 * ow]), r1[2 * ow + 1]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void max_2x2_backward(const Pool2dGeometry& g, const T* x, const T* grad_y, T* grad_x) {
+#pragma omp parallel for if (g.input_numel() > 32768)
+  for (int64_t p = 0; p < g.planes(); ++p) {
+    const T* xp = x + p * g.h * g.w;
+    T* gx = grad_x + p * g.h * g.w;
+    std::fill(gx, gx + g.h * g.w, T(0));
+    const T* gy = grad_y + p * g.out_h * g.out_w;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const int64_t i0 = 2 * oh * g.w + 2 * ow;
+        const int64_t cand[4] = {i0, i0 + 1, i0 + g.w, i0 + g.w + 1};
+        int64_t best = i0;
+        for (int k = 1; k < 4 && xp[best] == xp[best]; ++k) {
+          if (xp[cand[k]] > xp[best] || xp[cand[k]] != xp[cand[k]]) best = cand[k];
+        }
+        gx[best] = gy[oh * g.out_w + ow];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void pool2d_forward(const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
+  if (is_max_2x2(g, mode)) return max_2x2_forward(g, x, y);
   const int64_t in_plane = g.h * g.w;
   const int64_t out_plane = g.out_h * g.out_w;
 #pragma omp parallel for if (g.output_numel() > 32768)
@@ -76,6 +134,7 @@ void pool2d_backward(const Pool2dGeometry& g, PoolMode mode, const T* x, const T
                      const T* grad_y, T* grad_x) {
   EMBER_INTERNAL_ASSERT(mode == PoolMode::Avg || (x != nullptr && y != nullptr),
                         "max pooling backward needs x and y");
+  if (is_max_2x2(g, mode)) return max_2x2_backward(g, x, grad_y, grad_x);
   const int64_t in_plane = g.h * g.w;
   const int64_t out_plane = g.out_h * g.out_w;
   // Planes are independent, so threads never write the same grad_x element.
