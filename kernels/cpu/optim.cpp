@@ -1,12 +1,16 @@
-// CPU optimizer updates: plain loops over the shared rules of kernels/optim_math.h.
-// A state array the update does not use may be null; a scratch value stands in for it.
+// CPU optimizer updates: plain loops over the shared rules of kernels/optim_math.h, with
+// subnormals flushed to zero (Note [Subnormals]). A state array the update does not use
+// may be null; a scratch value stands in for it.
 #include "ember/kernels/cpu/optim.h"
+
+#include "ember/kernels/cpu/denormal.h"
 
 namespace ember::kernels::cpu {
 
 template <typename T>
 void sgd_update(const math::SgdParams<T>& h, T* param, const T* grad, T* momentum_buffer,
                 int64_t n) {
+  const FlushDenormals ftz;
   T unused = T(0);
   for (int64_t i = 0; i < n; ++i) {
     T& buf = momentum_buffer != nullptr ? momentum_buffer[i] : unused;
@@ -17,6 +21,7 @@ void sgd_update(const math::SgdParams<T>& h, T* param, const T* grad, T* momentu
 template <typename T>
 void adam_update(const math::AdamParams<T>& h, T* param, const T* grad, T* exp_avg,
                  T* exp_avg_sq, T* max_exp_avg_sq, int64_t n) {
+  const FlushDenormals ftz;
   T unused = T(0);
   for (int64_t i = 0; i < n; ++i) {
     T& vmax = max_exp_avg_sq != nullptr ? max_exp_avg_sq[i] : unused;
@@ -27,6 +32,7 @@ void adam_update(const math::AdamParams<T>& h, T* param, const T* grad, T* exp_a
 template <typename T>
 void rmsprop_update(const math::RmspropParams<T>& h, T* param, const T* grad, T* square_avg,
                     T* momentum_buffer, T* grad_avg, int64_t n) {
+  const FlushDenormals ftz;
   T unused_buf = T(0);
   T unused_avg = T(0);
   for (int64_t i = 0; i < n; ++i) {
