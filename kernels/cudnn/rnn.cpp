@@ -195,6 +195,15 @@ Plan& existing_plan(PlanCache& cache, cudnnHandle_t handle, const RnnConfig& c) 
   return *it->second;
 }
 
+// existing_plan, for a call handing cuDNN a weight space of w_bytes (checked against the
+// plan's layout).
+Plan& existing_plan(PlanCache& cache, cudnnHandle_t handle, const RnnConfig& c, size_t w_bytes) {
+  Plan& plan = existing_plan(cache, handle, c);
+  EMBER_INTERNAL_ASSERT(w_bytes >= plan.layout.bytes, "rnn: weight space of ", w_bytes,
+                        " bytes, cuDNN needs ", plan.layout.bytes);
+  return plan;
+}
+
 // The plan's descriptors for `b`, set to its lengths. Call with the cache's mutex held.
 DataDescs& data_descs(Plan& plan, const RnnConfig& c, const RnnBatch& b) {
   auto& slot = plan.data[std::make_tuple(b.seq_len, b.batch, b.batch_first)];
@@ -286,9 +295,7 @@ void rnn_forward(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& 
                  size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config);
-  EMBER_INTERNAL_ASSERT(w_bytes >= plan.layout.bytes, "rnn: weight space of ", w_bytes,
-                        " bytes, cuDNN needs ", plan.layout.bytes);
+  Plan& plan = existing_plan(cache, handle, config, w_bytes);
   DataDescs& d = data_descs(plan, config, batch);
   EMBER_CUDNN_CHECK(cudnnRNNForward(
       handle, plan.rnn, training ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE,
@@ -304,9 +311,7 @@ void rnn_backward_data(cudnnHandle_t handle, const RnnConfig& config, const RnnB
                        size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config);
-  EMBER_INTERNAL_ASSERT(w_bytes >= plan.layout.bytes, "rnn: weight space of ", w_bytes,
-                        " bytes, cuDNN needs ", plan.layout.bytes);
+  Plan& plan = existing_plan(cache, handle, config, w_bytes);
   DataDescs& d = data_descs(plan, config, batch);
   EMBER_CUDNN_CHECK(cudnnRNNBackwardData_v8(handle, plan.rnn, dev_lengths, d.y, y, dy, d.x, dx,
                                             d.h, hx, dhy, dhx, d.h, cx, dcy, dcx,
@@ -320,9 +325,7 @@ void rnn_backward_weights(cudnnHandle_t handle, const RnnConfig& config, const R
                           size_t workspace_bytes, void* reserve, size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config);
-  EMBER_INTERNAL_ASSERT(w_bytes >= plan.layout.bytes, "rnn: weight space of ", w_bytes,
-                        " bytes, cuDNN needs ", plan.layout.bytes);
+  Plan& plan = existing_plan(cache, handle, config, w_bytes);
   DataDescs& d = data_descs(plan, config, batch);
   EMBER_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(handle, plan.rnn, CUDNN_WGRAD_MODE_ADD,
                                                dev_lengths, d.x, x, d.h, hx, d.y, y,
