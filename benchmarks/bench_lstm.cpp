@@ -17,7 +17,7 @@
 
 #include "ember/benchmarks/harness.h"
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"

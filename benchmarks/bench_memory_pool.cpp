@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "ember/benchmarks/harness.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/memory/cuda_memory.h"
 #include "ember/core/tensor.h"

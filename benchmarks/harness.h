@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/device.h"
 #include "ember/kernels/cudnn/plan_cache.h"
 

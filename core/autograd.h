@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
 namespace ember {

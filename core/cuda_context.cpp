@@ -7,7 +7,7 @@
 #include <mutex>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/device.h"
 
 namespace ember::cuda {
@@ -20,10 +20,6 @@ struct DeviceContext {
   cublasHandle_t cublas = nullptr;
   cudnnHandle_t cudnn = nullptr;
 };
-
-std::atomic<bool> g_allow_tf32{false};
-std::atomic<bool> g_cudnn_benchmark{false};
-std::atomic<bool> g_deterministic{false};
 
 // Note [Library versions]
 // libember is built against one cuDNN and cuBLAS, but the loader may find others at run
@@ -69,7 +65,7 @@ DeviceContext& context(int device) {
     EMBER_CUBLAS_CHECK(cublasCreate(&c->cublas));
     EMBER_CUBLAS_CHECK(cublasSetStream(c->cublas, c->compute));
     EMBER_CUBLAS_CHECK(cublasSetMathMode(
-        c->cublas, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+        c->cublas, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     EMBER_CUDNN_CHECK(cudnnCreate(&c->cudnn));
     EMBER_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->compute));
     // Handles and streams live until the process ends: destroying them from a static
@@ -87,19 +83,21 @@ cudaStream_t copy_stream(int device) { return context(device).copy; }
 cublasHandle_t cublas_handle(int device) {
   cublasHandle_t h = context(device).cublas;
   EMBER_CUBLAS_CHECK(cublasSetMathMode(
-      h, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+      h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
 }
 
 cudnnHandle_t cudnn_handle(int device) { return context(device).cudnn; }
 
-void set_cudnn_benchmark(bool on) { g_cudnn_benchmark = on; }
-bool cudnn_benchmark() { return g_cudnn_benchmark; }
-void set_deterministic(bool on) { g_deterministic = on; }
-bool deterministic() { return g_deterministic; }
-
-void set_allow_tf32(bool allow) { g_allow_tf32 = allow; }
-bool allow_tf32() { return g_allow_tf32; }
+kernels::cuda::Context kernel_context(int device) {
+  kernels::cuda::Context ctx;
+  ctx.stream = compute_stream(device);
+  ctx.device = device;
+  ctx.cublas = cublas_handle(device);
+  ctx.cudnn = cudnn_handle(device);
+  ctx.deterministic = deterministic();
+  return ctx;
+}
 
 DeviceGuard::DeviceGuard(int device) {
   EMBER_CUDA_CHECK(cudaGetDevice(&prev_));

@@ -6,8 +6,8 @@
 
 #include <mutex>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 
 namespace ember {
 

@@ -1,7 +1,7 @@
 // DType names and sizes.
 #include "ember/core/dtype.h"
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember {
 

@@ -5,7 +5,7 @@
 #include <ostream>
 #include <string>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 
 namespace ember {
 

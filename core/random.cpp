@@ -3,7 +3,7 @@
 
 #include <sstream>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember {
 

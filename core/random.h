@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "ember/core/device.h"
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 
 namespace ember {
 

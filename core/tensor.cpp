@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/memory/cuda_memory.h"
 #include "ember/core/memory/host_memory.h"

@@ -12,8 +12,8 @@
 
 #include "ember/core/device.h"
 #include "ember/core/dtype.h"
-#include "ember/core/error.h"
-#include "ember/core/export.h"
+#include "ember/core/base/error.h"
+#include "ember/core/base/export.h"
 #include "ember/core/storage.h"
 
 namespace ember {

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 
 namespace ember {
 

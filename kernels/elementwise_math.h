@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/hd.h"
 #include "ember/kernels/op_kinds.h"
 

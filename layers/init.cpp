@@ -5,7 +5,7 @@
 #include <random>
 
 #include "ember/core/autograd.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/random.h"
 
 namespace ember::nn::init {

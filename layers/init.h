@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
 namespace ember::nn::init {

@@ -6,7 +6,7 @@
 #include <string>
 #include <type_traits>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/ops.h"
 
 namespace ember::loss {

@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "ember/core/autograd.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 
 namespace ember::nn {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ember/core/device.h"
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
 namespace ember::nn {

@@ -5,7 +5,7 @@
 #include <array>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 #include "ember/optim/optimizer.h"
 

@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "ember/core/autograd.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 
 namespace ember::optim {

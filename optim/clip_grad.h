@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
 namespace ember::optim {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 
 namespace ember::optim {

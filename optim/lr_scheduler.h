@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/layers/module.h"
 #include "ember/optim/optimizer.h"
 

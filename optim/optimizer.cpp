@@ -8,7 +8,7 @@
 #include <string>
 
 #include "ember/core/autograd.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 
 namespace ember::optim {

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 #include "ember/layers/module.h"
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/optim.h"
 #include "ember/kernels/cuda/optim.cuh"
 #include "ember/optim/multi_tensor.h"

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 #include "ember/optim/optimizer.h"
 

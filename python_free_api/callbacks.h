@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/layers/module.h"
 #include "ember/optim/lr_scheduler.h"
 #include "ember/python_free_api/progress.h"

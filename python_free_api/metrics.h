@@ -7,7 +7,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
 namespace ember::metrics {

@@ -1,7 +1,7 @@
 // The Keras-style progress line.
 #include "ember/python_free_api/progress.h"
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 #include <unistd.h>
 

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember {
 

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 
 namespace ember {
 

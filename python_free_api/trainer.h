@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 #include "ember/layers/losses.h"
 #include "ember/layers/module.h"

@@ -6,7 +6,7 @@
 #include <exception>
 #include <string>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::testing {
 

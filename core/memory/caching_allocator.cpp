@@ -7,7 +7,7 @@
 #include <limits>
 #include <unordered_set>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::memory {
 

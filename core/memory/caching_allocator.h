@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 
 namespace ember::memory {
 

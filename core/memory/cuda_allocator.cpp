@@ -9,10 +9,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/device.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::memory {
 

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/memory/caching_allocator.h"
 #include "ember/core/memory/cuda_memory.h"
 

@@ -9,7 +9,7 @@
 #include <memory>
 #include <string>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::cpu {
 

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <string>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/memory/caching_allocator.h"
 
 namespace ember::cpu {

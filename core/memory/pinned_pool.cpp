@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cstdlib>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/device.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/memory/caching_allocator.h"
 
 namespace ember::memory {

@@ -3,7 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/loss.h"

@@ -8,7 +8,7 @@
 
 #include "ember/core/autograd.h"
 #include "ember/core/cuda_context.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/tensor.h"
 #include "ember/kernels/op_kinds.h"
 

@@ -1,23 +1,14 @@
-// Pooling ops: max_pool2d, avg_pool2d (cuDNN on the GPU, plain loops on the CPU) and
-// adaptive_avg_pool2d (hand-written CUDA / CPU loops), each with one backward node.
-//
-// Note [Ceil mode on the GPU]
-// cuDNN sizes its output with the floor formula and has no ceil mode. When ceil_mode adds
-// a last window that runs past the bottom/right padding, padding the input explicitly
-// would not reproduce PyTorch's average: that window's divisor counts the padded input
-// only up to the padding, never the overhang. Those geometries (and any too large for
-// cuDNN's int32 descriptors) run the hand-written kernels in kernels/cuda/pool.cu, which
-// use the same window arithmetic as the CPU loops; when ceil_mode does not change the
-// output size the windows are identical and cuDNN serves it.
+// Pooling ops: max_pool2d, avg_pool2d and adaptive_avg_pool2d, each with one backward
+// node; the kernels are kernels/cpu/pool.h and their CUDA twins (cuDNN where it applies).
+
 #include <array>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_context.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/pool.h"
 #include "ember/kernels/cuda/pool.cuh"
-#include "ember/kernels/cudnn/pool.h"
 
 namespace ember {
 
@@ -70,66 +61,39 @@ Pool2dGeometry pool_geometry(const Tensor& x, const Pool2dParams& p, PoolMode mo
   return g;
 }
 
-// y from x (contiguous), on x's device. See Note [Ceil mode on the GPU].
-Tensor pool_forward(const Tensor& x, const Pool2dGeometry& g, PoolMode mode) {
+// y from x (contiguous), on x's device.
+Tensor pool_forward(const Tensor& x, const Pool2dGeometry& g, PoolMode mode, const char* op) {
   Tensor y = detail::empty_on({g.n, g.c, g.out_h, g.out_w}, x.dtype(), x.device());
   if (y.numel() == 0) return y;
-  if (x.is_cuda()) {
-    const int dev = x.device().index();
-    cuda::DeviceGuard guard(dev);
-    if (kernels::cudnn::pool2d_supported(g)) {
-      kernels::cudnn::pool2d_forward(cuda::cudnn_handle(dev), g, mode, x.data<float>(),
-                                     y.data<float>());
-    } else {
-      kernels::cuda::pool2d_forward(detail::stream_of(x), g, mode, x.data<float>(),
-                                    y.data<float>());
-    }
-  } else if (x.dtype() == kFloat32) {
-    kernels::cpu::pool2d_forward(g, mode, x.data<float>(), y.data<float>());
-  } else {
-    kernels::cpu::pool2d_forward(g, mode, x.data<double>(), y.data<double>());
-  }
+  dispatch::run(x, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+    pool2d_forward(ctx, g, mode, x.data<T>(), y.data<T>());
+  });
   return y;
 }
 
 // grad_x [N, C, H, W] from grad_y [N, C, H', W'] (x, y as in the forward).
 Tensor pool_backward(const Tensor& x, const Tensor& y, const Tensor& grad_y,
-                     const Pool2dGeometry& g, PoolMode mode) {
+                     const Pool2dGeometry& g, PoolMode mode, const char* op) {
   Tensor gx = detail::empty_on({g.n, g.c, g.h, g.w}, grad_y.dtype(), grad_y.device());
   if (gx.numel() == 0) return gx;
-  if (gx.is_cuda()) {
-    const int dev = gx.device().index();
-    cuda::DeviceGuard guard(dev);
-    if (kernels::cudnn::pool2d_supported(g)) {
-      kernels::cudnn::pool2d_backward(cuda::cudnn_handle(dev), g, mode, cuda::deterministic(),
-                                      x.data<float>(), y.data<float>(), grad_y.data<float>(),
-                                      gx.data<float>());
-    } else {
-      kernels::cuda::pool2d_backward(detail::stream_of(gx), g, mode, x.data<float>(),
-                                     y.data<float>(), grad_y.data<float>(), gx.data<float>());
-    }
-  } else if (gx.dtype() == kFloat32) {
-    kernels::cpu::pool2d_backward(g, mode, x.data<float>(), y.data<float>(),
-                                  grad_y.data<float>(), gx.data<float>());
-  } else {
-    kernels::cpu::pool2d_backward(g, mode, x.data<double>(), y.data<double>(),
-                                  grad_y.data<double>(), gx.data<double>());
-  }
+  dispatch::run(gx, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+    pool2d_backward(ctx, g, mode, x.data<T>(), y.data<T>(), grad_y.data<T>(), gx.data<T>());
+  });
   return gx;
 }
 
 Tensor pool2d(const Tensor& x_in, const Pool2dParams& params, PoolMode mode, const char* op) {
   const Pool2dGeometry g = pool_geometry(x_in, params, mode, op);
   Tensor x = x_in.contiguous();
-  Tensor y = pool_forward(x, g, mode);
+  Tensor y = pool_forward(x, g, mode, op);
   if (autograd::needs_grad({&x_in})) {
     // x and y are saved for both modes: cuDNN's backward reads them for average pooling too.
     autograd::record(op, {x_in}, {y},
-                     [g, mode, sx = autograd::SavedTensor(x, op),
+                     [g, mode, op, sx = autograd::SavedTensor(x, op),
                       sy = autograd::SavedTensor(y, op)](std::vector<Tensor>& grads) {
                        // x: [N, C, H, W], y, g: [N, C, H', W']
-                       return std::vector<Tensor>{pool_backward(sx.unpack(), sy.unpack(),
-                                                                grads[0].contiguous(), g, mode)};
+                       return std::vector<Tensor>{pool_backward(
+                           sx.unpack(), sy.unpack(), grads[0].contiguous(), g, mode, op)};
                      });
   }
   return y;
@@ -155,17 +119,9 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
   Tensor x = x_in.contiguous();
   Tensor y = detail::empty_on({n, c, oh, ow}, x.dtype(), x.device());
   if (y.numel() > 0) {
-    if (x.is_cuda()) {
-      cuda::DeviceGuard guard(x.device().index());
-      kernels::cuda::adaptive_avg_pool2d_forward(detail::stream_of(x), x.data<float>(),
-                                                 y.data<float>(), n * c, h, w, oh, ow);
-    } else if (x.dtype() == kFloat32) {
-      kernels::cpu::adaptive_avg_pool2d_forward(x.data<float>(), y.data<float>(), n * c, h, w,
-                                                oh, ow);
-    } else {
-      kernels::cpu::adaptive_avg_pool2d_forward(x.data<double>(), y.data<double>(), n * c, h, w,
-                                                oh, ow);
-    }
+    dispatch::run(x, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+      adaptive_avg_pool2d_forward(ctx, x.data<T>(), y.data<T>(), n * c, h, w, oh, ow);
+    });
   }
   if (autograd::needs_grad({&x_in})) {
     autograd::record(kOp, {x_in}, {y}, [n, c, h, w, oh, ow](std::vector<Tensor>& grads) {
@@ -173,17 +129,9 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
       Tensor gy = grads[0].contiguous();
       Tensor gx = detail::empty_on({n, c, h, w}, gy.dtype(), gy.device());
       if (gx.numel() == 0) return std::vector<Tensor>{gx};
-      if (gy.is_cuda()) {
-        cuda::DeviceGuard guard(gy.device().index());
-        kernels::cuda::adaptive_avg_pool2d_backward(detail::stream_of(gy), gy.data<float>(),
-                                                    gx.data<float>(), n * c, h, w, oh, ow);
-      } else if (gy.dtype() == kFloat32) {
-        kernels::cpu::adaptive_avg_pool2d_backward(gy.data<float>(), gx.data<float>(), n * c, h,
-                                                   w, oh, ow);
-      } else {
-        kernels::cpu::adaptive_avg_pool2d_backward(gy.data<double>(), gx.data<double>(), n * c,
-                                                   h, w, oh, ow);
-      }
+      dispatch::run(gy, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+        adaptive_avg_pool2d_backward(ctx, gy.data<T>(), gx.data<T>(), n * c, h, w, oh, ow);
+      });
       return std::vector<Tensor>{gx};
     });
   }

@@ -19,7 +19,7 @@
 #include <mutex>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/core/random.h"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/gemm.h"
 
 namespace ember::kernels::cpu {

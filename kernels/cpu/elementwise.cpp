@@ -5,7 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/elementwise_math.h"
 #include "ember/kernels/index_math.h"
 

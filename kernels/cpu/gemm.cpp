@@ -6,7 +6,7 @@
 
 #include <limits>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::kernels::cpu {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/loss_math.h"
 #include "ember/kernels/philox.h"
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::kernels::cpu {
 namespace {
@@ -111,7 +111,7 @@ void max_2x2_backward(const Pool2dGeometry& g, const T* x, const T* grad_y, T* g
 }  // namespace
 
 template <typename T>
-void pool2d_forward(const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
+void pool2d_forward(Context, const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
   if (is_max_2x2(g, mode)) return max_2x2_forward(g, x, y);
   const int64_t in_plane = g.h * g.w;
   const int64_t out_plane = g.out_h * g.out_w;
@@ -130,7 +130,7 @@ void pool2d_forward(const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
 }
 
 template <typename T>
-void pool2d_backward(const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
+void pool2d_backward(Context, const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
                      const T* grad_y, T* grad_x) {
   EMBER_INTERNAL_ASSERT(mode == PoolMode::Avg || (x != nullptr && y != nullptr),
                         "max pooling backward needs x and y");
@@ -161,7 +161,7 @@ void pool2d_backward(const Pool2dGeometry& g, PoolMode mode, const T* x, const T
 }
 
 template <typename T>
-void adaptive_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w,
+void adaptive_avg_pool2d_forward(Context, const T* x, T* y, int64_t planes, int64_t h, int64_t w,
                                  int64_t out_h, int64_t out_w) {
 #pragma omp parallel for if (planes * h * w > 32768)
   for (int64_t p = 0; p < planes; ++p) {
@@ -182,7 +182,7 @@ void adaptive_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t h, in
 }
 
 template <typename T>
-void adaptive_avg_pool2d_backward(const T* grad_y, T* grad_x, int64_t planes, int64_t h,
+void adaptive_avg_pool2d_backward(Context, const T* grad_y, T* grad_x, int64_t planes, int64_t h,
                                   int64_t w, int64_t out_h, int64_t out_w) {
 #pragma omp parallel for if (planes * h * w > 32768)
   for (int64_t p = 0; p < planes; ++p) {
@@ -202,19 +202,19 @@ void adaptive_avg_pool2d_backward(const T* grad_y, T* grad_x, int64_t planes, in
   }
 }
 
-template void pool2d_forward<float>(const Pool2dGeometry&, PoolMode, const float*, float*);
-template void pool2d_forward<double>(const Pool2dGeometry&, PoolMode, const double*, double*);
-template void pool2d_backward<float>(const Pool2dGeometry&, PoolMode, const float*,
+template void pool2d_forward<float>(Context, const Pool2dGeometry&, PoolMode, const float*, float*);
+template void pool2d_forward<double>(Context, const Pool2dGeometry&, PoolMode, const double*, double*);
+template void pool2d_backward<float>(Context, const Pool2dGeometry&, PoolMode, const float*,
                                      const float*, const float*, float*);
-template void pool2d_backward<double>(const Pool2dGeometry&, PoolMode, const double*,
+template void pool2d_backward<double>(Context, const Pool2dGeometry&, PoolMode, const double*,
                                       const double*, const double*, double*);
-template void adaptive_avg_pool2d_forward<float>(const float*, float*, int64_t, int64_t,
+template void adaptive_avg_pool2d_forward<float>(Context, const float*, float*, int64_t, int64_t,
                                                  int64_t, int64_t, int64_t);
-template void adaptive_avg_pool2d_forward<double>(const double*, double*, int64_t, int64_t,
+template void adaptive_avg_pool2d_forward<double>(Context, const double*, double*, int64_t, int64_t,
                                                   int64_t, int64_t, int64_t);
-template void adaptive_avg_pool2d_backward<float>(const float*, float*, int64_t, int64_t,
+template void adaptive_avg_pool2d_backward<float>(Context, const float*, float*, int64_t, int64_t,
                                                   int64_t, int64_t, int64_t);
-template void adaptive_avg_pool2d_backward<double>(const double*, double*, int64_t, int64_t,
+template void adaptive_avg_pool2d_backward<double>(Context, const double*, double*, int64_t, int64_t,
                                                    int64_t, int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

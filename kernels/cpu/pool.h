@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "ember/kernels/context.h"
 #include "ember/kernels/hd.h"
 
 namespace ember::kernels {
@@ -74,25 +75,25 @@ namespace cpu {
 // first maximum of each window; NaN counts as the maximum (propagates, like PyTorch).
 // T: float, double.
 template <typename T>
-void pool2d_forward(const Pool2dGeometry& g, PoolMode mode, const T* x, T* y);
+void pool2d_forward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x, T* y);
 
 // grad_x (every element written) from grad_y. Max: each window's gradient goes to the
 // first element equal to its y (the first NaN when y is NaN), which is the element the
 // forward picked. Avg: spread evenly over the window by its divisor. x and y are read
 // only for Max (may be null for Avg).
 template <typename T>
-void pool2d_backward(const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
+void pool2d_backward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
                      const T* grad_y, T* grad_x);
 
 // x: [planes, h, w] -> y: [planes, out_h, out_w], each output the mean of its adaptive
 // bin (see adaptive_bin_start).
 template <typename T>
-void adaptive_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t h, int64_t w,
+void adaptive_avg_pool2d_forward(Context ctx, const T* x, T* y, int64_t planes, int64_t h, int64_t w,
                                  int64_t out_h, int64_t out_w);
 
 // grad_x (every element written): each output's gradient spread evenly over its bin.
 template <typename T>
-void adaptive_avg_pool2d_backward(const T* grad_y, T* grad_x, int64_t planes, int64_t h,
+void adaptive_avg_pool2d_backward(Context ctx, const T* grad_y, T* grad_x, int64_t planes, int64_t h,
                                   int64_t w, int64_t out_h, int64_t out_w);
 
 }  // namespace cpu

@@ -7,7 +7,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::kernels::cpu {
 namespace {

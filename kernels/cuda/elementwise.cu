@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/elementwise_math.h"
 #include "ember/kernels/index_math.h"

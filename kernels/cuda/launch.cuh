@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 
 namespace ember::kernels::cuda {
 

@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/loss_math.h"
 

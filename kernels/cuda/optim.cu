@@ -32,7 +32,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/optim_math.h"
 

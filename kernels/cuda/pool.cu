@@ -1,6 +1,16 @@
 // CUDA pooling kernels: general max/average pooling (forward one thread per output,
 // backward one thread per input gathering from its windows) and adaptive average pooling.
-// The window arithmetic is kernels/cpu/pool.h's, shared with the CPU loops.
+// The window arithmetic is kernels/cpu/pool.h's, shared with the CPU loops. The entry
+// points send the geometries cuDNN computes exactly to cuDNN (Note [Ceil mode on the GPU]).
+//
+// Note [Ceil mode on the GPU]
+// cuDNN sizes its output with the floor formula and has no ceil mode. When ceil_mode adds
+// a last window that runs past the bottom/right padding, padding the input explicitly
+// would not reproduce PyTorch's average: that window's divisor counts the padded input
+// only up to the padding, never the overhang. Those geometries (and any too large for
+// cuDNN's int32 descriptors) run the hand-written kernels below, which use the same window
+// arithmetic as the CPU loops; when ceil_mode does not change the output size the windows
+// are identical and cuDNN serves it.
 #include "ember/kernels/cuda/pool.cuh"
 
 #include <cub/block/block_reduce.cuh>
@@ -8,6 +18,7 @@
 #include <cmath>
 
 #include "ember/kernels/cuda/launch.cuh"
+#include "ember/kernels/cudnn/pool.h"
 
 namespace ember::kernels::cuda {
 namespace {
@@ -175,33 +186,42 @@ __global__ void adaptive_avg_pool_backward_kernel(const float* grad_y, float* gr
 
 // ---- entry points -------------------------------------------------------------------------
 
-void pool2d_forward(cudaStream_t stream, const Pool2dGeometry& g, PoolMode mode,
-                    const float* x, float* y) {
-  launch_1d(pool2d_forward_kernel, g.output_numel(), stream, g, mode, x, y, g.output_numel());
+void pool2d_forward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const float* x,
+                    float* y) {
+  if (ctx.cudnn != nullptr && cudnn::pool2d_supported(g)) {
+    cudnn::pool2d_forward(ctx.cudnn, g, mode, x, y);
+    return;
+  }
+  launch_1d(pool2d_forward_kernel, g.output_numel(), ctx.stream, g, mode, x, y,
+            g.output_numel());
 }
 
-void pool2d_backward(cudaStream_t stream, const Pool2dGeometry& g, PoolMode mode,
-                     const float* x, const float* y, const float* grad_y, float* grad_x) {
-  launch_1d(pool2d_backward_kernel, g.input_numel(), stream, g, mode, x, y, grad_y, grad_x,
-            g.input_numel());
+void pool2d_backward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const float* x,
+                     const float* y, const float* grad_y, float* grad_x) {
+  if (ctx.cudnn != nullptr && cudnn::pool2d_supported(g)) {
+    cudnn::pool2d_backward(ctx.cudnn, g, mode, ctx.deterministic, x, y, grad_y, grad_x);
+    return;
+  }
+  launch_1d(pool2d_backward_kernel, g.input_numel(), ctx.stream, g, mode, x, y, grad_y,
+            grad_x, g.input_numel());
 }
 
-void adaptive_avg_pool2d_forward(cudaStream_t stream, const float* x, float* y,
+void adaptive_avg_pool2d_forward(Context ctx, const float* x, float* y,
                                  int64_t planes, int64_t h, int64_t w, int64_t out_h,
                                  int64_t out_w) {
   if (out_h == 1 && out_w == 1) {
-    launch_rows<kPlaneBlock>(global_avg_pool_kernel, planes, stream, x, y, planes, h * w);
+    launch_rows<kPlaneBlock>(global_avg_pool_kernel, planes, ctx.stream, x, y, planes, h * w);
     return;
   }
   const int64_t total = planes * out_h * out_w;
-  launch_1d(adaptive_avg_pool_forward_kernel, total, stream, x, y, h, w, out_h, out_w, total);
+  launch_1d(adaptive_avg_pool_forward_kernel, total, ctx.stream, x, y, h, w, out_h, out_w, total);
 }
 
-void adaptive_avg_pool2d_backward(cudaStream_t stream, const float* grad_y, float* grad_x,
+void adaptive_avg_pool2d_backward(Context ctx, const float* grad_y, float* grad_x,
                                   int64_t planes, int64_t h, int64_t w, int64_t out_h,
                                   int64_t out_w) {
   const int64_t total = planes * h * w;
-  launch_1d(adaptive_avg_pool_backward_kernel, total, stream, grad_y, grad_x, h, w, out_h,
+  launch_1d(adaptive_avg_pool_backward_kernel, total, ctx.stream, grad_y, grad_x, h, w, out_h,
             out_w, total);
 }
 

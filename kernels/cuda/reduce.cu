@@ -8,7 +8,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cuda/launch.cuh"
 
 namespace ember::kernels::cuda {

@@ -9,8 +9,8 @@
 #include <memory>
 #include <mutex>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 
 namespace ember::kernels::cudnn {
 namespace {

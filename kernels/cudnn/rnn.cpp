@@ -12,8 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cudnn/plan_cache.h"
 
 namespace ember::kernels::cudnn {

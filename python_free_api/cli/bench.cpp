@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "commands.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 extern char** environ;
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "commands.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/device.h"
 #include "ember/core/memory/cuda_memory.h"
 #include "ember/core/memory/host_memory.h"

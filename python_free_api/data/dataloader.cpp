@@ -15,9 +15,9 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/memory/cuda_memory.h"
 #include "ember/core/memory/pinned_pool.h"
 #include "ember/core/random.h"

@@ -9,7 +9,7 @@
 #include <optional>
 
 #include "ember/core/device.h"
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/python_free_api/data/dataset.h"
 #include "ember/python_free_api/data/transforms.h"
 

@@ -7,7 +7,7 @@
 #include <random>
 #include <utility>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/random.h"
 
 namespace ember::data {

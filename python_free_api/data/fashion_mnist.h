@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 #include "ember/python_free_api/data/dataset.h"
 

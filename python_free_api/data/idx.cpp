@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::data {
 

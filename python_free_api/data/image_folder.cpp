@@ -20,7 +20,7 @@
 #include <thread>
 #include <utility>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/python_free_api/data/transforms.h"
 
 // stb's implementations, file-static (so they can clash with nobody's copy of stb) and

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/python_free_api/data/dataset.h"
 #include "ember/python_free_api/data/fashion_mnist.h"
 

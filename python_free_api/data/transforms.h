@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
 namespace ember::data {

@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/random.h"
 
 namespace ember::io {

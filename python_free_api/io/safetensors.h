@@ -7,7 +7,7 @@
 #include <string>
 
 #include "ember/core/device.h"
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 #include "ember/layers/module.h"
 #include "ember/optim/optimizer.h"
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 #include "ember/core/memory/cuda_memory.h"
 
 namespace {

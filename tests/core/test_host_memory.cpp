@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 #include "test_util.h"

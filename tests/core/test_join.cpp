@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "ember/core/autograd.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/grad_check.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"

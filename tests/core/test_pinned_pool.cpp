@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace {
 

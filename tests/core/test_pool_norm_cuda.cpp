@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_check.h"
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/device.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 #include "ember/kernels/cpu/norm.h"
@@ -407,8 +407,8 @@ TEST(PoolKernelsCuda, HandWrittenAndCudnnPoolingWriteEveryOutput) {
       const std::string what =
           pool_str(xs, p) + (mode == ember::kernels::PoolMode::Max ? " max" : " avg");
       std::vector<float> y_ref(gy.size()), gx_ref(x.size());
-      ember::kernels::cpu::pool2d_forward(g, mode, x.data(), y_ref.data());
-      ember::kernels::cpu::pool2d_backward(g, mode, x.data(), y_ref.data(), gy.data(),
+      ember::kernels::cpu::pool2d_forward({}, g, mode, x.data(), y_ref.data());
+      ember::kernels::cpu::pool2d_backward({}, g, mode, x.data(), y_ref.data(), gy.data(),
                                            gx_ref.data());
       DeviceBuffer<float> dx(x), dgy(gy), dy(gy.size()), dgx(x.size());
       ember::kernels::cuda::pool2d_forward(stream, g, mode, dx.get(), dy.get());
@@ -438,8 +438,8 @@ TEST(PoolKernelsCuda, AdaptiveAndLayerNormWriteEveryOutput) {
     const auto x = random_vector(static_cast<size_t>(planes * h * w), gen);
     const auto gy = random_vector(static_cast<size_t>(planes * oh * ow), gen);
     std::vector<float> y_ref(gy.size()), gx_ref(x.size());
-    ember::kernels::cpu::adaptive_avg_pool2d_forward(x.data(), y_ref.data(), planes, h, w, oh, ow);
-    ember::kernels::cpu::adaptive_avg_pool2d_backward(gy.data(), gx_ref.data(), planes, h, w, oh,
+    ember::kernels::cpu::adaptive_avg_pool2d_forward({}, x.data(), y_ref.data(), planes, h, w, oh, ow);
+    ember::kernels::cpu::adaptive_avg_pool2d_backward({}, gy.data(), gx_ref.data(), planes, h, w, oh,
                                                       ow);
     DeviceBuffer<float> dx(x), dgy(gy), dy(gy.size()), dgx(x.size());
     ember::kernels::cuda::adaptive_avg_pool2d_forward(stream, dx.get(), dy.get(), planes, h, w, oh,

@@ -14,7 +14,7 @@
 
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"

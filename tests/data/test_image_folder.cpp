@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/core/tensor.h"
 #include "ember/python_free_api/data/dataloader.h"
 #include "ember/python_free_api/data/fashion_mnist.h"

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/elementwise.h"
 
 namespace {

@@ -13,8 +13,8 @@
 #include <random>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/gemm.h"
 
 namespace {

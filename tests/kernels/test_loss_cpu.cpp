@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/loss.h"
 #include "ember/kernels/loss_math.h"
 #include "ember/kernels/philox.h"

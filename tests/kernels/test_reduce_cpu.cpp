@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/reduce.h"
 
 namespace ember::kernels::cpu {

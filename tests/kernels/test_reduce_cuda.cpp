@@ -12,8 +12,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "ember/core/cuda_check.h"
-#include "ember/core/error.h"
+#include "ember/core/base/cuda_check.h"
+#include "ember/core/base/error.h"
 #include "ember/kernels/cpu/reduce.h"
 #include "ember/kernels/cuda/reduce.cuh"
 

@@ -7,7 +7,7 @@
 #include <cudnn.h>
 #include <cuda_runtime_api.h>
 
-#include "ember/core/error.h"
+#include "ember/core/base/error.h"
 
 namespace ember::detail {
 

@@ -1,19 +1,11 @@
-// Out-of-line parts of core/error.h and core/cuda_check.h.
-#include "ember/core/error.h"
+// Out-of-line parts of core/base/cuda_check.h (built only with CUDA).
+#include "ember/core/base/cuda_check.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
-#include "ember/core/cuda_check.h"
-
 namespace ember::detail {
-
-void throw_internal(const char* cond, const char* file, int line, const std::string& msg) {
-  throw Error(str_cat("ember internal error: ", cond, " failed at ", file, ":", line,
-                      msg.empty() ? "" : ": ", msg,
-                      " (this is a bug in ember; please report it)"));
-}
 
 static int current_device_or_minus_one() {
   int dev = -1;

@@ -11,7 +11,7 @@
 #include <string>
 #include <utility>
 
-#include "ember/core/export.h"
+#include "ember/core/base/export.h"
 
 namespace ember {
 
