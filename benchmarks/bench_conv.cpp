@@ -266,8 +266,9 @@ void run(Report& report) {
   const int dev = 0;
   const Device gpu = Device::cuda(dev);
   const cudaStream_t stream = cuda::compute_stream(dev);
-  // The policy conv2d passes to the plan cache (see cudnn_policy() in core/ops/conv.cpp):
-  // ember's defaults unless the process changed them, so heuristic choice and no TF32.
+  // The policy conv2d's CUDA twin passes to the plan cache (policy_of in
+  // kernels/cudnn/conv.cpp, from the kernel context's switches): ember's defaults unless
+  // the process changed them, so heuristic choice and no TF32.
   const kcudnn::ConvPolicy policy{cuda::cudnn_benchmark(), cuda::deterministic(),
                                   cuda::allow_tf32()};
   // TF32 rounds inputs to 10 mantissa bits; FMA math keeps float32 sums.

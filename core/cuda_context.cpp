@@ -9,6 +9,7 @@
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/device.h"
+#include "ember/core/version.h"
 
 namespace ember::cuda {
 
@@ -23,17 +24,18 @@ struct DeviceContext {
 
 // Note [Library versions]
 // libember is built against one cuDNN and cuBLAS, but the loader may find others at run
-// time. A different major version breaks the ABI; a different minor may change results
-// or speed. Say so plainly, once, instead of failing obscurely later.
+// time (on a GPU machine often those of a Python wheel). cuDNN's rule decides
+// (cudnn_compatible in core/version.h): another major version, or an older minor one,
+// breaks the ABI; a newer minor is fine and says nothing. Say so plainly, once, instead
+// of failing obscurely later.
 void check_library_versions() {
   static const bool checked = [] {
-    const size_t cudnn_runtime = cudnnGetVersion();
-    if (cudnn_runtime / 10000 != CUDNN_VERSION / 10000 ||
-        (cudnn_runtime / 100) % 100 != (CUDNN_VERSION / 100) % 100) {
+    if (!cudnn_runtime_compatible()) {
       std::fprintf(stderr,
-                   "ember warning: built against cuDNN %d.%d.%d but loaded cuDNN %zu.%zu.%zu\n",
-                   CUDNN_MAJOR, CUDNN_MINOR, CUDNN_PATCHLEVEL, cudnn_runtime / 10000,
-                   (cudnn_runtime / 100) % 100, cudnn_runtime % 100);
+                   "ember warning: built against cuDNN %s but loaded cuDNN %s; cuDNN needs "
+                   "the same major version and a minor version no older than the one built "
+                   "against\n",
+                   cudnn_version_built().c_str(), cudnn_version_runtime().c_str());
     }
     int cublas_runtime = 0;
     if (cublasGetProperty(MAJOR_VERSION, &cublas_runtime) == CUBLAS_STATUS_SUCCESS &&
@@ -46,7 +48,16 @@ void check_library_versions() {
   (void)checked;
 }
 
-DeviceContext& context(int device) {
+void set_math_mode(cublasHandle_t h) {
+  EMBER_CUBLAS_CHECK(cublasSetMathMode(
+      h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+// Note [Per-thread context cache]
+// Every op asks for its device's stream and handles, so the lookup is on the launch path.
+// The contexts are created once under a mutex and never destroyed, so each thread keeps
+// plain pointers to them and takes the mutex only the first time it sees a device.
+DeviceContext& create_context(int device) {
   static std::mutex mu;
   static std::vector<std::unique_ptr<DeviceContext>> contexts;
   std::lock_guard<std::mutex> lock(mu);
@@ -64,8 +75,7 @@ DeviceContext& context(int device) {
     EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));
     EMBER_CUBLAS_CHECK(cublasCreate(&c->cublas));
     EMBER_CUBLAS_CHECK(cublasSetStream(c->cublas, c->compute));
-    EMBER_CUBLAS_CHECK(cublasSetMathMode(
-        c->cublas, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    set_math_mode(c->cublas);
     EMBER_CUDNN_CHECK(cudnnCreate(&c->cudnn));
     EMBER_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->compute));
     // Handles and streams live until the process ends: destroying them from a static
@@ -75,6 +85,17 @@ DeviceContext& context(int device) {
   return *ctx;
 }
 
+DeviceContext& context(int device) {
+  thread_local std::vector<DeviceContext*> cache;
+  if (device >= 0 && static_cast<size_t>(device) < cache.size() && cache[device] != nullptr) {
+    return *cache[device];
+  }
+  DeviceContext& ctx = create_context(device);  // checks the device index
+  if (cache.size() <= static_cast<size_t>(device)) cache.resize(device + 1, nullptr);
+  cache[device] = &ctx;
+  return ctx;
+}
+
 }  // namespace
 
 cudaStream_t compute_stream(int device) { return context(device).compute; }
@@ -82,20 +103,23 @@ cudaStream_t copy_stream(int device) { return context(device).copy; }
 
 cublasHandle_t cublas_handle(int device) {
   cublasHandle_t h = context(device).cublas;
-  EMBER_CUBLAS_CHECK(cublasSetMathMode(
-      h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  set_math_mode(h);
   return h;
 }
 
 cudnnHandle_t cudnn_handle(int device) { return context(device).cudnn; }
 
 kernels::cuda::Context kernel_context(int device) {
+  const DeviceContext& c = context(device);
+  set_math_mode(c.cublas);
   kernels::cuda::Context ctx;
-  ctx.stream = compute_stream(device);
+  ctx.stream = c.compute;
   ctx.device = device;
-  ctx.cublas = cublas_handle(device);
-  ctx.cudnn = cudnn_handle(device);
+  ctx.cublas = c.cublas;
+  ctx.cudnn = c.cudnn;
   ctx.deterministic = deterministic();
+  ctx.cudnn_benchmark = cudnn_benchmark();
+  ctx.allow_tf32 = allow_tf32();
   return ctx;
 }
 

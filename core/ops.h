@@ -144,6 +144,9 @@ struct CrossEntropyOptions {
   Reduction reduction = Reduction::Mean;
   int64_t ignore_index = -100;
   double label_smoothing = 0.0;
+  // PyTorch's `weight`: a rescaling weight per class, [C] float with the input's dtype and
+  // device (no gradient flows into it). 'mean' divides by the sum of the targets' weights.
+  Tensor weight;
 };
 // logits [N, C], target [N] int64 class indices. Fused log-softmax + NLL.
 EMBER_API Tensor cross_entropy(const Tensor& logits, const Tensor& target,
@@ -160,6 +163,15 @@ EMBER_API Tensor binary_cross_entropy(const Tensor& input, const Tensor& target,
                                       Reduction reduction = Reduction::Mean);
 EMBER_API Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
                                                   Reduction reduction = Reduction::Mean);
+struct BCEWithLogitsOptions {
+  Reduction reduction = Reduction::Mean;
+  // PyTorch's pos_weight, the weight of the positive term: broadcastable to the logits
+  // (typically [C], one per class of the last dimension), their dtype and device, no
+  // gradient. The loss becomes -(pos_weight t log s(x) + (1 - t) log(1 - s(x))).
+  Tensor pos_weight;
+};
+EMBER_API Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
+                                                  BCEWithLogitsOptions opts);
 
 // --- dropout (core/ops/dropout.cpp) -----------------------------------------------------
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when `training`;

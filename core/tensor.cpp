@@ -2,20 +2,17 @@
 // updates and printing. Views and math live in core/ops/.
 #include "ember/core/tensor.h"
 
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <sstream>
 
 #include "ember/core/autograd.h"
-#include "ember/core/base/cuda_check.h"
-#include "ember/core/cuda_context.h"
-#include "ember/core/memory/cuda_memory.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/memory/host_memory.h"
+#include "ember/core/memory/pinned_pool.h"
+#include "ember/core/memory/transfer.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/core/random.h"
@@ -70,26 +67,45 @@ std::shared_ptr<StorageImpl> StorageImpl::allocate(size_t nbytes, Device device)
                                            cpu::raw_free(q, n);
                                          });
   }
-  const int index = device.index();
-  cudaStream_t stream = cuda::compute_stream(index);
-  void* p = cuda::raw_alloc(nbytes, index, stream);
-  return std::make_shared<StorageImpl>(p, nbytes, device,
-                                       [index](void* q) { cuda::raw_free(q, index); });
+  return memory::cuda_storage(nbytes, device);
 }
 
 // --- creation -------------------------------------------------------------------------
 
-Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
-  EMBER_CHECK_T(DTypeError, !(opts.dtype == kFloat64 && opts.device.is_cuda()),
+// float64 has no CUDA kernels (kComputes in core/dispatch.h): no such tensor is made.
+static void check_float64_on_cpu(DType dtype, Device device, const Shape& shape) {
+  EMBER_CHECK_T(DTypeError, !(dtype == kFloat64 && device.is_cuda()),
                 "empty: float64 tensors are supported on the CPU only (asked for ",
-                shape_str(shape), " on ", opts.device.str(), ")");
-  const int64_t n = shape_numel(shape);
+                shape_str(shape), " on ", device.str(), ")");
+}
+
+// A contiguous tensor of `shape` over the start of `storage`.
+static Tensor over_storage(std::shared_ptr<StorageImpl> storage, const Shape& shape,
+                           DType dtype) {
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = StorageImpl::allocate(static_cast<size_t>(n) * dtype_size(opts.dtype), opts.device);
+  impl->storage = std::move(storage);
   impl->sizes = shape;
   impl->strides = contiguous_strides(shape);
-  impl->dtype = opts.dtype;
-  Tensor t(std::move(impl));
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
+  check_float64_on_cpu(opts.dtype, opts.device, shape);
+  EMBER_CHECK_T(DeviceError, !(opts.pinned_memory && !opts.device.is_cpu()),
+                "empty: pinned memory is host memory; asked for ", shape_str(shape), " on ",
+                opts.device.str());
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(opts.dtype);
+  std::shared_ptr<StorageImpl> storage;
+  if (opts.pinned_memory) {
+    // From the pinned pool, which falls back to ordinary memory (Note [Pinned pool policy]).
+    storage = std::make_shared<StorageImpl>(memory::pinned_alloc(nbytes), nbytes,
+                                            Device::cpu(),
+                                            [](void* q) { memory::pinned_free(q); });
+  } else {
+    storage = StorageImpl::allocate(nbytes, opts.device);
+  }
+  Tensor t = over_storage(std::move(storage), shape, opts.dtype);
   if (opts.requires_grad) t.requires_grad_(true);
   return t;
 }
@@ -260,42 +276,26 @@ Tensor Tensor::detach() const {
 
 // --- conversion -----------------------------------------------------------------------
 
-// Copies contiguous bytes between devices on the destination's (or source's) stream.
+// Copies src's bytes into dst (both contiguous, same size) across devices; see
+// memory::copy_bytes for when it has completed.
 static void copy_bytes(const Tensor& src, const Tensor& dst) {
-  const size_t nbytes = src.nbytes();
-  if (nbytes == 0) return;
-  const Device s = src.device(), d = dst.device();
-  if (s.is_cpu() && d.is_cpu()) {
-    std::memmove(dst.data_ptr(), src.data_ptr(), nbytes);  // views of one storage may overlap
-  } else if (s.is_cpu()) {
-    cudaStream_t stream = cuda::compute_stream(d.index());
-    cuda::DeviceGuard guard(d.index());
-    EMBER_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes,
-                                     cudaMemcpyHostToDevice, stream));
-    // The host buffer may be freed as soon as we return.
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
-  } else if (d.is_cpu()) {
-    cudaStream_t stream = cuda::compute_stream(s.index());
-    cuda::DeviceGuard guard(s.index());
-    EMBER_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes,
-                                     cudaMemcpyDeviceToHost, stream));
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
-  } else if (s == d) {
-    EMBER_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes,
-                                     cudaMemcpyDeviceToDevice, cuda::compute_stream(d.index())));
-  } else {
-    // Order after the source's pending work, then copy on the destination's stream.
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream(s.index())));
-    EMBER_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), d.index(), src.data_ptr(), s.index(),
-                                         nbytes, cuda::compute_stream(d.index())));
-  }
+  memory::copy_bytes(dst.data_ptr(), dst.device(), src.data_ptr(), src.device(), src.nbytes());
 }
 
-Tensor Tensor::to(Device device) const {
+Tensor Tensor::to(Device device, bool non_blocking) const {
   if (device == this->device()) return *this;
   Tensor src = contiguous();
-  Tensor out = Tensor::empty(shape(), {.dtype = dtype(), .device = device});
-  copy_bytes(src, out);
+  Tensor out;
+  if (non_blocking && src.device().is_cpu() && device.is_cuda()) {
+    // See Note [Non-blocking copies]: src's storage is held until the copy completes.
+    check_float64_on_cpu(dtype(), device, shape());
+    out = over_storage(memory::copy_to_cuda_async(src.data_ptr(), src.nbytes(),
+                                                  src.impl().storage, device),
+                       shape(), dtype());
+  } else {
+    out = Tensor::empty(shape(), {.dtype = dtype(), .device = device});
+    copy_bytes(src, out);
+  }
   if (autograd::needs_grad({this})) {
     const Device from = this->device();
     autograd::record("to_device", {*this}, {out}, [from](std::vector<Tensor>& g) {
@@ -313,17 +313,29 @@ Tensor Tensor::to(DType dtype) const {
   Tensor src = contiguous();
   Tensor out = Tensor::empty(shape(), {.dtype = dtype, .device = device()});
   const int64_t n = numel();
-  if (is_cuda()) {
-    kernels::cuda::cast(detail::stream_of(src), dtype_code(this->dtype()), src.data_ptr(),
-                        dtype_code(dtype), out.data_ptr(), n);
-  } else {
-    kernels::cpu::cast(dtype_code(this->dtype()), src.data_ptr(), dtype_code(dtype),
-                       out.data_ptr(), n);
-  }
+  dispatch::on_device(device(), [&](auto ctx) {
+    cast(ctx, dtype_code(src.dtype()), src.data_ptr(), dtype_code(dtype), out.data_ptr(), n);
+  });
   if (is_floating(dtype) && autograd::needs_grad({this})) {
     const DType from = this->dtype();
     autograd::record("to_dtype", {*this}, {out}, [from](std::vector<Tensor>& g) {
       return std::vector<Tensor>{g[0].to(from)};
+    });
+  }
+  return out;
+}
+
+Tensor Tensor::pin_memory() const {
+  EMBER_CHECK_T(DeviceError, device().is_cpu(), "pin_memory: only CPU tensors can be pinned, got ",
+                detail::describe(*this));
+  Tensor out = Tensor::empty(shape(), {.dtype = dtype(), .pinned_memory = true});
+  {
+    NoGradGuard no_grad;
+    out.copy_(detach());
+  }
+  if (autograd::needs_grad({this})) {
+    autograd::record("pin_memory", {*this}, {out}, [](std::vector<Tensor>& g) {
+      return std::vector<Tensor>{g[0]};
     });
   }
   return out;
@@ -374,11 +386,9 @@ EMBER_API bool Tensor::item<bool>() const {
 Tensor& Tensor::fill_(double value) {
   detail::prepare_inplace(*this, "fill_");
   if (is_contiguous()) {
-    if (is_cuda()) {
-      kernels::cuda::fill(detail::stream_of(*this), dtype_code(dtype()), data_ptr(), numel(), value);
-    } else {
-      kernels::cpu::fill(dtype_code(dtype()), data_ptr(), numel(), value);
-    }
+    dispatch::on_device(device(), [&](auto ctx) {
+      fill(ctx, dtype_code(dtype()), data_ptr(), numel(), value);
+    });
   } else {
     copy_(full({}, value, {.dtype = dtype(), .device = device()}));
   }
@@ -406,13 +416,10 @@ Tensor& Tensor::copy_(const Tensor& src) {
     return *this;
   }
   // Scatter into a strided destination.
-  if (is_cuda()) {
-    kernels::cuda::strided_scatter(detail::stream_of(*this), element_size(), s.data_ptr(),
-                                   detail::strided_index(*this), data_ptr(), numel());
-  } else {
-    kernels::cpu::strided_scatter(element_size(), s.data_ptr(), detail::strided_index(*this),
-                                  data_ptr(), numel());
-  }
+  const kernels::StridedIndex idx = detail::strided_index(*this);
+  dispatch::on_device(device(), [&](auto ctx) {
+    strided_scatter(ctx, element_size(), s.data_ptr(), idx, data_ptr(), numel());
+  });
   return *this;
 }
 

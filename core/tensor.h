@@ -34,6 +34,9 @@ struct TensorOptions {
   DType dtype = kFloat32;
   Device device = Device::cpu();
   bool requires_grad = false;
+  // CPU only: page-locked host memory from ember's pinned pool, the source of asynchronous
+  // host-to-device copies (see Tensor::pin_memory for what it is without a GPU).
+  bool pinned_memory = false;
 };
 
 class EMBER_API TensorImpl {
@@ -132,8 +135,20 @@ class EMBER_API Tensor {
   Tensor clone() const;
 
   // --- conversion -----------------------------------------------------------------------
-  Tensor to(Device device) const;
+  // *this when already on `device`. A copy to or from the host has completed on return,
+  // one between GPUs is queued on the destination's compute stream. With `non_blocking`,
+  // a host-to-GPU copy is queued on the device's copy stream instead and the host goes on
+  // at once; every op queued later on the device runs after it (Note [Non-blocking
+  // copies] in core/memory/transfer.h). From pin_memory() tensors it is asynchronous DMA.
+  // Every other direction ignores `non_blocking`.
+  Tensor to(Device device, bool non_blocking = false) const;
   Tensor to(DType dtype) const;
+  // A copy in page-locked host memory (CPU tensors only; DeviceError otherwise), for
+  // asynchronous host-to-device copies. Like PyTorch's pin_memory(), except that without
+  // a usable GPU (or when the driver can lock no more pages) it does not throw: the copy
+  // lies in ordinary host memory from the pinned pool's fallback, and copies from it are
+  // merely slower (Note [Pinned pool policy] in core/memory/pinned_pool.h).
+  Tensor pin_memory() const;
   Tensor cpu() const { return to(Device::cpu()); }
   Tensor cuda(int index = 0) const { return to(Device::cuda(index)); }
   // The single element as double (or as T). Throws unless numel() == 1.

@@ -32,6 +32,8 @@ struct Context {
   cublasContext* cublas = nullptr;
   cudnnContext* cudnn = nullptr;
   bool deterministic = false;  // deterministic algorithms only (cuDNN backward passes)
+  bool cudnn_benchmark = false;  // cuDNN convolutions: measured algorithm search, cached
+  bool allow_tf32 = false;       // TF32 math for float32 in cuDNN (cublas comes set for it)
 
   Context() = default;
   // Kernels that need only a stream (tests and benchmarks call them with one).

@@ -1,6 +1,7 @@
 // The per-element math of the losses (each PointwiseLoss and its derivative, the
-// cross-entropy / NLL row terms) and the dropout keep test, shared by kernels/cpu and
-// kernels/cuda so the CPU tests check the arithmetic the GPU runs.
+// cross-entropy / NLL row terms with and without class weights) and the dropout keep
+// test, shared by kernels/cpu and kernels/cuda so the CPU tests check the arithmetic the
+// GPU runs.
 #pragma once
 
 #include <cmath>
@@ -77,6 +78,19 @@ struct BinaryCrossEntropyWithLogitsLoss {
   EMBER_HD static T derivative(T x, T t) {
     return stable_sigmoid(x) - t;
   }
+  // PyTorch's pos_weight p weighs the positive term:
+  //   -(p t log s(x) + (1 - t) log(1 - s(x))) = (1 - t) x + (1 + (p - 1) t) softplus(-x),
+  // with softplus(-x) = max(-x, 0) + log1p(e^-|x|) so no exp can overflow. p = 1 is the
+  // loss above (rounded differently, which is why the unweighted loss keeps its form).
+  template <typename T>
+  EMBER_HD static T forward(T x, T t, T p) {
+    const T softplus_neg_x = (x < T(0) ? -x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
+    return (T(1) - t) * x + (T(1) + (p - T(1)) * t) * softplus_neg_x;
+  }
+  template <typename T>
+  EMBER_HD static T derivative(T x, T t, T p) {
+    return (T(1) + (p - T(1)) * t) * stable_sigmoid(x) - p * t;
+  }
 };
 
 // ---- cross-entropy and NLL over class indices -----------------------------------------
@@ -110,6 +124,30 @@ EMBER_HD inline A cross_entropy_logit_grad(A x, A lse, bool is_target, A smoothi
   return std::exp(x - lse) - (is_target ? A(1) - smoothing : A(0)) - smoothing_over_c;
 }
 
+// With class weights w (W = sum_c w_c):
+//   (1 - s) w_t (lse - x_t) + s / C * sum_c w_c (lse - x_c)
+//     = (1 - s) w_t (lse - x_t) + s / C * (W lse - sum_c w_c x_c).
+// weight_sum and sum_wx are not read when s == 0.
+template <typename A>
+EMBER_HD inline A weighted_cross_entropy_row_loss(A lse, A target_logit, A target_weight,
+                                                  A weight_sum, A sum_wx, A num_classes,
+                                                  A smoothing) {
+  const A nll = target_weight * (lse - target_logit);
+  if (smoothing == A(0)) return nll;
+  return (A(1) - smoothing) * nll + smoothing / num_classes * (weight_sum * lse - sum_wx);
+}
+
+// d loss_r / d x_c = softmax(x)_c ((1 - s) w_t + s W / C) - (1 - s) w_t [c == t] - s / C w_c.
+template <typename A>
+EMBER_HD inline A weighted_cross_entropy_logit_grad(A x, A lse, bool is_target, A class_weight,
+                                                    A target_weight, A weight_sum, A smoothing,
+                                                    A smoothing_over_c) {
+  const A target_part = (A(1) - smoothing) * target_weight;
+  return std::exp(x - lse) * (target_part + smoothing_over_c * weight_sum) -
+         (is_target ? target_part : A(0)) - smoothing_over_c * class_weight;
+}
+
+// Weighted NLL multiplies by the target's weight; times 1 (no weights) is exact.
 template <typename A>
 EMBER_HD inline A nll_row_loss(A target_logp) {
   return -target_logp;

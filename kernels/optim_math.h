@@ -10,7 +10,9 @@ namespace ember::kernels::math {
 
 // Hyper-parameters of one parameter tensor's update. Everything that depends on the
 // step count (Adam's bias corrections, SGD's first step) is computed on the host and
-// passed in, so the kernels hold no step counter. T: float or double.
+// passed in, so the kernels hold no step counter. T: float or double. Core's public
+// twins (FusedSgdParams, ... in core/fused_optim.h) carry the same fields in double;
+// core/ops/fused_optim.cpp rounds each to T.
 
 template <typename T>
 struct SgdParams {

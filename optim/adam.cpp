@@ -1,32 +1,30 @@
-// optim::Adam and AdamW: option checks, bias corrections on the host, and the step (CPU
-// loop per tensor, one multi-tensor CUDA launch per device).
+// optim::Adam and AdamW: option checks, bias corrections on the host, and the step (one
+// fused update over every parameter with a gradient; see core/fused_optim.h).
 #include "ember/optim/adam.h"
 
 #include <cmath>
 
 #include "ember/core/base/error.h"
-#include "ember/kernels/cpu/optim.h"
-#include "ember/kernels/cuda/optim.cuh"
-#include "ember/optim/multi_tensor.h"
+#include "ember/core/fused_optim.h"
 
 namespace ember::optim {
 
 namespace {
 
-// The step-count-dependent scalars are computed here in double, once per tensor.
-template <typename T>
-kernels::math::AdamParams<T> adam_params(const AdamOptions& o, int64_t step) {
+// The step-count-dependent scalars are computed here in double, once per tensor (the
+// update rounds them to the parameter's dtype).
+FusedAdamParams adam_params(const AdamOptions& o, int64_t step) {
   const double t = static_cast<double>(step);
   const double bias_correction1 = 1.0 - std::pow(o.betas[0], t);
   const double bias_correction2 = 1.0 - std::pow(o.betas[1], t);
-  kernels::math::AdamParams<T> h;
-  h.lr = static_cast<T>(o.lr);
-  h.beta1 = static_cast<T>(o.betas[0]);
-  h.beta2 = static_cast<T>(o.betas[1]);
-  h.eps = static_cast<T>(o.eps);
-  h.weight_decay = static_cast<T>(o.weight_decay);
-  h.step_size = static_cast<T>(o.lr / bias_correction1);
-  h.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
+  FusedAdamParams h;
+  h.lr = o.lr;
+  h.beta1 = o.betas[0];
+  h.beta2 = o.betas[1];
+  h.eps = o.eps;
+  h.weight_decay = o.weight_decay;
+  h.step_size = o.lr / bias_correction1;
+  h.bias_correction2_sqrt = std::sqrt(bias_correction2);
   h.amsgrad = o.amsgrad;
   h.decoupled_weight_decay = o.decoupled_weight_decay;
   return h;
@@ -105,39 +103,18 @@ void Adam::set_group_options(size_t group, const OptionList& values) {
 }
 
 void Adam::step() {
-  std::vector<Work> work = collect_work();
-  detail::DeviceBatches<kernels::cuda::AdamEntry> batches;
-  for (const Work& w : work) {
+  std::vector<Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
+  std::vector<FusedAdamParams> hyper_params;
+  for (const Work& w : collect_work()) {
     const AdamOptions& o = options_[w.group];
-    Tensor exp_avg = state_buffer(w, "exp_avg", true);
-    Tensor exp_avg_sq = state_buffer(w, "exp_avg_sq", true);
-    Tensor max_sq;
-    if (o.amsgrad) max_sq = state_buffer(w, "max_exp_avg_sq", true);
-    const int64_t step = ++w.state->step;
-    const int64_t n = w.param.numel();
-    if (w.param.is_cuda()) {
-      kernels::cuda::AdamEntry e;
-      e.param = w.param.data<float>();
-      e.grad = w.grad.data<float>();
-      e.state[0] = exp_avg.data<float>();
-      e.state[1] = exp_avg_sq.data<float>();
-      e.state[2] = max_sq.defined() ? max_sq.data<float>() : nullptr;
-      e.numel = n;
-      e.hyper = adam_params<float>(o, step);
-      batches.add(w.param.device().index(), e);
-    } else if (w.param.dtype() == kFloat32) {
-      kernels::cpu::adam_update(adam_params<float>(o, step), w.param.data<float>(),
-                                w.grad.data<float>(), exp_avg.data<float>(),
-                                exp_avg_sq.data<float>(),
-                                max_sq.defined() ? max_sq.data<float>() : nullptr, n);
-    } else {
-      kernels::cpu::adam_update(adam_params<double>(o, step), w.param.data<double>(),
-                                w.grad.data<double>(), exp_avg.data<double>(),
-                                exp_avg_sq.data<double>(),
-                                max_sq.defined() ? max_sq.data<double>() : nullptr, n);
-    }
+    params.push_back(w.param);
+    grads.push_back(w.grad);
+    exp_avgs.push_back(state_buffer(w, "exp_avg", true));
+    exp_avg_sqs.push_back(state_buffer(w, "exp_avg_sq", true));
+    max_exp_avg_sqs.push_back(o.amsgrad ? state_buffer(w, "max_exp_avg_sq", true) : Tensor());
+    hyper_params.push_back(adam_params(o, ++w.state->step));
   }
-  batches.launch(kernels::cuda::adam_multi_tensor);
+  fused_adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hyper_params);
   ++steps_;
 }
 

@@ -38,14 +38,14 @@ void LRScheduler::apply(int64_t epoch) {
   on_epoch(epoch);
 }
 
-nn::StateDict LRScheduler::state_dict() const {
-  nn::StateDict sd;
+StateDict LRScheduler::state_dict() const {
+  StateDict sd;
   sd.insert("last_epoch", scalar_tensor(static_cast<double>(last_epoch_), {.dtype = kInt64}));
   sd.insert("base_lrs", Tensor::from_vector(base_lrs_, {static_cast<int64_t>(base_lrs_.size())}));
   return sd;
 }
 
-void LRScheduler::load_state_dict(const nn::StateDict& dict) {
+void LRScheduler::load_state_dict(const StateDict& dict) {
   const Tensor& epoch = dict.at("last_epoch");
   const Tensor& base = dict.at("base_lrs");
   EMBER_CHECK_T(ShapeError, epoch.dim() == 0, name(),
@@ -154,8 +154,9 @@ OneCycleLR::OneCycleLR(Optimizer& optimizer, OneCycleLROptions options)
   double start = 0.0;
   for (const Phase& p : phases_) {
     EMBER_CHECK(p.end_step > start, "OneCycleLR: total_steps=", o.total_steps,
-                " and pct_start=", o.pct_start, " leave a phase with no steps (it would end at step ",
-                p.end_step, ", starting at ", start, ")");
+                " and pct_start=", o.pct_start,
+                " leave a phase with no steps (it would end at step ", p.end_step,
+                ", starting at ", start, ")");
     start = p.end_step;
   }
   initial_step();

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "ember/core/base/export.h"
-#include "ember/layers/module.h"
+#include "ember/core/state_dict.h"
 #include "ember/optim/optimizer.h"
 
 namespace ember::optim {
@@ -37,8 +37,8 @@ class EMBER_API LRScheduler {
   const std::vector<double>& base_lrs() const { return base_lrs_; }
 
   // "last_epoch" (int64, rank 0) and "base_lrs" (float64 [groups]).
-  nn::StateDict state_dict() const;
-  void load_state_dict(const nn::StateDict& dict);
+  StateDict state_dict() const;
+  void load_state_dict(const StateDict& dict);
 
  protected:
   explicit LRScheduler(Optimizer& optimizer);
@@ -47,7 +47,7 @@ class EMBER_API LRScheduler {
   // The learning rate of `group` at `epoch` (>= 0).
   virtual double lr_at(size_t group, int64_t epoch) const = 0;
   // Called after the lrs of an epoch are set (OneCycleLR also sets the momentum).
-  virtual void on_epoch(int64_t epoch) {}
+  virtual void on_epoch([[maybe_unused]] int64_t epoch) {}
   virtual const char* name() const = 0;
 
   Optimizer& optimizer_;

@@ -41,7 +41,10 @@ bool parse_indexed_key(const std::string& key, const std::string& prefix, size_t
 // A CPU snapshot of `t` that shares nothing with it.
 Tensor cpu_copy(const Tensor& t) {
   NoGradGuard no_grad;
-  return t.is_cuda() ? t.detach().to(Device::cpu()) : t.detach().clone();
+  Tensor c = t.detach().to(Device::cpu());
+  // Already on the CPU, to() returns the same storage.
+  if (c.impl().storage == t.impl().storage) c = c.clone();
+  return c;
 }
 
 // `src` converted to `like`'s dtype and device, never sharing storage with `src`.
@@ -147,7 +150,7 @@ void Optimizer::zero_grad(bool set_to_none) {
   }
 }
 
-// --- step support --------------------------------------------------------------------------------
+// --- step support ------------------------------------------------------------------------
 
 std::vector<Optimizer::Work> Optimizer::collect_work() {
   std::vector<Work> work;
@@ -175,7 +178,6 @@ std::vector<Optimizer::Work> Optimizer::collect_work() {
         NoGradGuard no_grad;
         grad = grad.contiguous();
       }
-      p.impl().storage->bump_version();
       work.push_back({p, grad, &state_[flat], g});
     }
   }
@@ -191,7 +193,6 @@ Tensor Optimizer::state_buffer(const Work& w, const std::string& buffer, bool ze
     if (t->device() != w.param.device() || t->dtype() != w.param.dtype()) {
       *t = owned_like(*t, w.param);
     }
-    t->impl().storage->bump_version();
     return *t;
   }
   const TensorOptions opts{.dtype = w.param.dtype(), .device = w.param.device()};
@@ -201,7 +202,7 @@ Tensor Optimizer::state_buffer(const Work& w, const std::string& buffer, bool ze
   return t;
 }
 
-// --- state dict -----------------------------------------------------------------------------------
+// --- state dict --------------------------------------------------------------------------
 
 std::vector<double> Optimizer::option_values(const OptionList& values, const std::string& option,
                                              size_t count) const {
@@ -216,15 +217,16 @@ std::vector<double> Optimizer::option_values(const OptionList& values, const std
   return {};
 }
 
-nn::StateDict Optimizer::state_dict() const {
-  nn::StateDict sd;
+StateDict Optimizer::state_dict() const {
+  StateDict sd;
   sd.insert("step", scalar_tensor(static_cast<double>(steps_), {.dtype = kInt64}));
   int64_t flat = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const std::string prefix = "param_groups." + std::to_string(g) + ".";
     std::vector<int64_t> indices;
     for (size_t k = 0; k < groups_[g].size(); ++k) indices.push_back(flat++);
-    sd.insert(prefix + "params", Tensor::from_vector(indices, {static_cast<int64_t>(indices.size())}));
+    sd.insert(prefix + "params",
+              Tensor::from_vector(indices, {static_cast<int64_t>(indices.size())}));
     for (const auto& [option, values] : group_options(g)) {
       Tensor t = values.size() == 1
                      ? scalar_tensor(values[0], {.dtype = kFloat64})
@@ -244,7 +246,7 @@ nn::StateDict Optimizer::state_dict() const {
   return sd;
 }
 
-void Optimizer::load_state_dict(const nn::StateDict& dict) {
+void Optimizer::load_state_dict(const StateDict& dict) {
   const std::string op = std::string(name()) + "::load_state_dict";
   const std::vector<Tensor> params = all_params();
   const std::vector<std::string> known = state_names();

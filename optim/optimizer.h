@@ -9,9 +9,10 @@
 #include <utility>
 #include <vector>
 
+#include "ember/core/base/error.h"
 #include "ember/core/base/export.h"
+#include "ember/core/state_dict.h"
 #include "ember/core/tensor.h"
-#include "ember/layers/module.h"
 
 namespace ember::optim {
 
@@ -62,16 +63,18 @@ class EMBER_API Optimizer {
   void set_lr(size_t group, double lr);
   // The momentum-like option OneCycleLR cycles: SGD's and RMSprop's momentum, Adam's
   // beta1. Empty when the optimizer has none.
-  virtual std::optional<double> momentum(size_t group = 0) const { return std::nullopt; }
+  virtual std::optional<double> momentum([[maybe_unused]] size_t group = 0) const {
+    return std::nullopt;
+  }
   virtual void set_momentum(size_t group, double momentum);
   // Number of step() calls so far.
   int64_t steps() const { return steps_; }
 
   // See Note [Optimizer state dict].
-  nn::StateDict state_dict() const;
+  StateDict state_dict() const;
   // Restores it: checks the group and parameter counts, every option, each state
   // tensor's name and shape, and changes nothing unless all of it is valid.
-  void load_state_dict(const nn::StateDict& dict);
+  void load_state_dict(const StateDict& dict);
 
  protected:
   Optimizer() = default;
@@ -95,8 +98,8 @@ class EMBER_API Optimizer {
 
   // Checks and registers the parameters of a new group (construction only).
   void add_param_group(std::vector<Tensor> params);
-  // Every parameter that has a gradient, in group order, after the checks; bumps the
-  // version counter of each (the update writes it in place).
+  // Every parameter that has a gradient, in group order, after the checks. The fused
+  // update (core/fused_optim.h) that writes them bumps their version counters.
   std::vector<Work> collect_work();
   // The buffer `name` of `w`'s state on the parameter's device and dtype, created
   // (zero-filled when `zero`) if missing; `created` tells which happened.

@@ -1,26 +1,23 @@
-// optim::RMSprop: option checks and the step (CPU loop per tensor, one multi-tensor CUDA
-// launch per device).
+// optim::RMSprop: option checks and the step (one fused update over every parameter with
+// a gradient; see core/fused_optim.h).
 #include "ember/optim/rmsprop.h"
 
 #include <cmath>
 
 #include "ember/core/base/error.h"
-#include "ember/kernels/cpu/optim.h"
-#include "ember/kernels/cuda/optim.cuh"
-#include "ember/optim/multi_tensor.h"
+#include "ember/core/fused_optim.h"
 
 namespace ember::optim {
 
 namespace {
 
-template <typename T>
-kernels::math::RmspropParams<T> rmsprop_params(const RMSpropOptions& o) {
-  kernels::math::RmspropParams<T> h;
-  h.lr = static_cast<T>(o.lr);
-  h.alpha = static_cast<T>(o.alpha);
-  h.eps = static_cast<T>(o.eps);
-  h.weight_decay = static_cast<T>(o.weight_decay);
-  h.momentum = static_cast<T>(o.momentum);
+FusedRmspropParams rmsprop_params(const RMSpropOptions& o) {
+  FusedRmspropParams h;
+  h.lr = o.lr;
+  h.alpha = o.alpha;
+  h.eps = o.eps;
+  h.weight_decay = o.weight_decay;
+  h.momentum = o.momentum;
   h.centered = o.centered;
   return h;
 }
@@ -76,39 +73,19 @@ void RMSprop::set_group_options(size_t group, const OptionList& values) {
 }
 
 void RMSprop::step() {
-  std::vector<Work> work = collect_work();
-  detail::DeviceBatches<kernels::cuda::RmspropEntry> batches;
-  for (const Work& w : work) {
+  std::vector<Tensor> params, grads, square_avgs, buffers, grad_avgs;
+  std::vector<FusedRmspropParams> hyper_params;
+  for (const Work& w : collect_work()) {
     const RMSpropOptions& o = options_[w.group];
-    Tensor square_avg = state_buffer(w, "square_avg", true);
-    Tensor buf, grad_avg;
-    if (o.momentum > 0.0) buf = state_buffer(w, "momentum_buffer", true);
-    if (o.centered) grad_avg = state_buffer(w, "grad_avg", true);
+    params.push_back(w.param);
+    grads.push_back(w.grad);
+    square_avgs.push_back(state_buffer(w, "square_avg", true));
+    buffers.push_back(o.momentum > 0.0 ? state_buffer(w, "momentum_buffer", true) : Tensor());
+    grad_avgs.push_back(o.centered ? state_buffer(w, "grad_avg", true) : Tensor());
     ++w.state->step;
-    const int64_t n = w.param.numel();
-    if (w.param.is_cuda()) {
-      kernels::cuda::RmspropEntry e;
-      e.param = w.param.data<float>();
-      e.grad = w.grad.data<float>();
-      e.state[0] = square_avg.data<float>();
-      e.state[1] = buf.defined() ? buf.data<float>() : nullptr;
-      e.state[2] = grad_avg.defined() ? grad_avg.data<float>() : nullptr;
-      e.numel = n;
-      e.hyper = rmsprop_params<float>(o);
-      batches.add(w.param.device().index(), e);
-    } else if (w.param.dtype() == kFloat32) {
-      kernels::cpu::rmsprop_update(rmsprop_params<float>(o), w.param.data<float>(),
-                                   w.grad.data<float>(), square_avg.data<float>(),
-                                   buf.defined() ? buf.data<float>() : nullptr,
-                                   grad_avg.defined() ? grad_avg.data<float>() : nullptr, n);
-    } else {
-      kernels::cpu::rmsprop_update(rmsprop_params<double>(o), w.param.data<double>(),
-                                   w.grad.data<double>(), square_avg.data<double>(),
-                                   buf.defined() ? buf.data<double>() : nullptr,
-                                   grad_avg.defined() ? grad_avg.data<double>() : nullptr, n);
-    }
+    hyper_params.push_back(rmsprop_params(o));
   }
-  batches.launch(kernels::cuda::rmsprop_multi_tensor);
+  fused_rmsprop_(params, grads, square_avgs, buffers, grad_avgs, hyper_params);
   ++steps_;
 }
 

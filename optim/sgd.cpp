@@ -1,25 +1,22 @@
-// optim::SGD: option checks and the step (CPU loop per tensor, one multi-tensor CUDA
-// launch per device).
+// optim::SGD: option checks and the step (one fused update over every parameter with a
+// gradient; see core/fused_optim.h).
 #include "ember/optim/sgd.h"
 
 #include <cmath>
 
 #include "ember/core/base/error.h"
-#include "ember/kernels/cpu/optim.h"
-#include "ember/kernels/cuda/optim.cuh"
-#include "ember/optim/multi_tensor.h"
+#include "ember/core/fused_optim.h"
 
 namespace ember::optim {
 
 namespace {
 
-template <typename T>
-kernels::math::SgdParams<T> sgd_params(const SGDOptions& o, bool first_step) {
-  kernels::math::SgdParams<T> h;
-  h.lr = static_cast<T>(o.lr);
-  h.momentum = static_cast<T>(o.momentum);
-  h.dampening = static_cast<T>(o.dampening);
-  h.weight_decay = static_cast<T>(o.weight_decay);
+FusedSgdParams sgd_params(const SGDOptions& o, bool first_step) {
+  FusedSgdParams h;
+  h.lr = o.lr;
+  h.momentum = o.momentum;
+  h.dampening = o.dampening;
+  h.weight_decay = o.weight_decay;
   h.nesterov = o.nesterov;
   h.first_step = first_step;
   return h;
@@ -74,34 +71,20 @@ void SGD::set_group_options(size_t group, const OptionList& values) {
 }
 
 void SGD::step() {
-  std::vector<Work> work = collect_work();
-  detail::DeviceBatches<kernels::cuda::SgdEntry> batches;
-  for (const Work& w : work) {
+  std::vector<Tensor> params, grads, buffers;
+  std::vector<FusedSgdParams> hyper_params;
+  for (const Work& w : collect_work()) {
     const SGDOptions& o = options_[w.group];
     bool first = false;
     Tensor buf;
     // The first update copies the gradient into the buffer, so it needs no zero fill.
     if (o.momentum != 0.0) buf = state_buffer(w, "momentum_buffer", false, &first);
-    const int64_t n = w.param.numel();
-    if (w.param.is_cuda()) {
-      kernels::cuda::SgdEntry e;
-      e.param = w.param.data<float>();
-      e.grad = w.grad.data<float>();
-      e.state[0] = buf.defined() ? buf.data<float>() : nullptr;
-      e.numel = n;
-      e.hyper = sgd_params<float>(o, first);
-      batches.add(w.param.device().index(), e);
-    } else if (w.param.dtype() == kFloat32) {
-      kernels::cpu::sgd_update(sgd_params<float>(o, first), w.param.data<float>(),
-                               w.grad.data<float>(), buf.defined() ? buf.data<float>() : nullptr,
-                               n);
-    } else {
-      kernels::cpu::sgd_update(sgd_params<double>(o, first), w.param.data<double>(),
-                               w.grad.data<double>(),
-                               buf.defined() ? buf.data<double>() : nullptr, n);
-    }
+    params.push_back(w.param);
+    grads.push_back(w.grad);
+    buffers.push_back(buf);
+    hyper_params.push_back(sgd_params(o, first));
   }
-  batches.launch(kernels::cuda::sgd_multi_tensor);
+  fused_sgd_(params, grads, buffers, hyper_params);
   ++steps_;
 }
 

@@ -1,6 +1,7 @@
 // Activations: relu, leaky_relu, sigmoid, tanh, gelu (through the shared unary kernels)
 // and softmax / log_softmax along a dimension.
 #include "ember/core/autograd.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/reduce.h"
@@ -27,32 +28,21 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   Tensor xc = x.contiguous();
   Tensor y = detail::empty_like(xc);
   const auto l = detail::reduce_layout(xc.shape(), x.dim() == 0 ? 0 : d);
-  if (xc.is_cuda()) {
-    kernels::cuda::softmax_forward(detail::stream_of(xc), xc.data<float>(), y.data<float>(),
-                                   l.outer, l.n, l.inner, log);
-  } else if (xc.dtype() == kFloat32) {
-    kernels::cpu::softmax_forward(xc.data<float>(), y.data<float>(), l.outer, l.n, l.inner, log);
-  } else {
-    kernels::cpu::softmax_forward(xc.data<double>(), y.data<double>(), l.outer, l.n, l.inner, log);
-  }
+  dispatch::run(xc, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+    softmax_forward(ctx, xc.data<T>(), y.data<T>(), l.outer, l.n, l.inner, log);
+  });
   if (autograd::needs_grad({&x})) {
     autograd::record(name, {x}, {y},
-                     [l, log, sy = autograd::SavedTensor(y, name)](std::vector<Tensor>& g) {
+                     [l, log, name, sy = autograd::SavedTensor(y, name)](
+                         std::vector<Tensor>& g) {
                        // y, g: x's shape; reduction along the softmax dim
                        Tensor ys = sy.unpack();
                        Tensor gy = g[0].contiguous();
                        Tensor gx = detail::empty_like(ys);
-                       if (ys.is_cuda()) {
-                         kernels::cuda::softmax_backward(detail::stream_of(ys), ys.data<float>(),
-                                                         gy.data<float>(), gx.data<float>(),
-                                                         l.outer, l.n, l.inner, log);
-                       } else if (ys.dtype() == kFloat32) {
-                         kernels::cpu::softmax_backward(ys.data<float>(), gy.data<float>(),
-                                                        gx.data<float>(), l.outer, l.n, l.inner, log);
-                       } else {
-                         kernels::cpu::softmax_backward(ys.data<double>(), gy.data<double>(),
-                                                        gx.data<double>(), l.outer, l.n, l.inner, log);
-                       }
+                       dispatch::run(ys, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                         softmax_backward(ctx, ys.data<T>(), gy.data<T>(), gx.data<T>(), l.outer,
+                                          l.n, l.inner, log);
+                       });
                        return std::vector<Tensor>{gx};
                      });
   }

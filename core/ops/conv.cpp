@@ -1,15 +1,17 @@
-// conv2d: cuDNN on the GPU, im2col + OpenBLAS on the CPU, with one backward node that
-// computes the gradients of the input, the weight and the bias as needed.
+// conv2d, with one backward node that computes the gradients of the input, the weight and
+// the bias as needed; the kernels are kernels/cpu/conv.h (im2col + OpenBLAS) and their
+// CUDA twins (cuDNN), which borrow their workspace from the memory pool.
 #include <array>
 #include <vector>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_context.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
+#include "ember/core/ops/scratch.h"
 #include "ember/kernels/conv_shape.h"
 #include "ember/kernels/cpu/conv.h"
-#include "ember/kernels/cudnn/conv.h"
+#include "ember/kernels/cuda/conv.cuh"
 
 namespace ember {
 
@@ -124,28 +126,6 @@ Tensor kernel_input(const Tensor& x, const ConvSetup& cs) {
   return xp;
 }
 
-kernels::cudnn::ConvPolicy cudnn_policy() {
-  return {cuda::cudnn_benchmark(), cuda::deterministic(), cuda::allow_tf32()};
-}
-
-// cuDNN workspace from the memory pool: `keep` holds the bytes until the caller is done.
-void* pool_bytes(size_t bytes, Device device, std::vector<Tensor>& keep) {
-  if (bytes == 0) return nullptr;
-  keep.push_back(Tensor::empty({static_cast<int64_t>(bytes)}, {.dtype = kUInt8, .device = device}));
-  return keep.back().data_ptr();
-}
-
-// The measured search may ask for more than is free; it then searches without workspace.
-kernels::cudnn::ScratchFn search_scratch(Device device, std::vector<Tensor>& keep) {
-  return [device, &keep](size_t bytes) -> void* {
-    try {
-      return pool_bytes(bytes, device, keep);
-    } catch (const OutOfMemoryError&) {
-      return nullptr;
-    }
-  };
-}
-
 // Bias broadcast over [N, O, H', W'] (or zeros): the output when the input is empty.
 void fill_bias_or_zero(Tensor& y, const Tensor& b) {
   if (b.defined()) {
@@ -164,27 +144,11 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels:
     fill_bias_or_zero(y, b);
     return y;
   }
-  if (x.is_cuda()) {
-    const int dev = x.device().index();
-    cuda::DeviceGuard guard(dev);
-    cudnnHandle_t h = cuda::cudnn_handle(dev);
-    const auto policy = cudnn_policy();
-    std::vector<Tensor> keep;
-    const size_t bytes = kernels::cudnn::conv2d_forward_workspace(
-        h, s, policy, x.data<float>(), w.data<float>(), y.data<float>(),
-        search_scratch(x.device(), keep));
-    keep.clear();
-    void* ws = pool_bytes(bytes, x.device(), keep);
-    kernels::cudnn::conv2d_forward(h, s, policy, x.data<float>(), w.data<float>(),
-                                   b.defined() ? b.data<float>() : nullptr, y.data<float>(), ws,
-                                   bytes);
-  } else if (x.dtype() == kFloat32) {
-    kernels::cpu::conv2d_forward(s, x.data<float>(), w.data<float>(),
-                                 b.defined() ? b.data<float>() : nullptr, y.data<float>());
-  } else {
-    kernels::cpu::conv2d_forward(s, x.data<double>(), w.data<double>(),
-                                 b.defined() ? b.data<double>() : nullptr, y.data<double>());
-  }
+  Tensor held;  // the kernel's workspace
+  dispatch::run(x, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+    conv2d_forward(ctx, s, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr,
+                   y.data<T>(), detail::pool_scratch(x.device(), held));
+  });
   return y;
 }
 
@@ -193,24 +157,11 @@ Tensor backward_data(const Tensor& w, const Tensor& dy, const kernels::ConvShape
   Tensor dx = detail::empty_on({s.n, s.c, s.h, s.w}, dy.dtype(), dy.device());
   if (dx.numel() == 0) return dx;
   if (dy.numel() == 0 || w.numel() == 0) return dx.zero_();
-  if (dy.is_cuda()) {
-    const int dev = dy.device().index();
-    cuda::DeviceGuard guard(dev);
-    cudnnHandle_t h = cuda::cudnn_handle(dev);
-    const auto policy = cudnn_policy();
-    std::vector<Tensor> keep;
-    const size_t bytes = kernels::cudnn::conv2d_backward_data_workspace(
-        h, s, policy, w.data<float>(), dy.data<float>(), dx.data<float>(),
-        search_scratch(dy.device(), keep));
-    keep.clear();
-    void* ws = pool_bytes(bytes, dy.device(), keep);
-    kernels::cudnn::conv2d_backward_data(h, s, policy, w.data<float>(), dy.data<float>(),
-                                         dx.data<float>(), ws, bytes);
-  } else if (dy.dtype() == kFloat32) {
-    kernels::cpu::conv2d_backward_data(s, w.data<float>(), dy.data<float>(), dx.data<float>());
-  } else {
-    kernels::cpu::conv2d_backward_data(s, w.data<double>(), dy.data<double>(), dx.data<double>());
-  }
+  Tensor held;  // the kernel's workspace
+  dispatch::run(dy, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+    conv2d_backward_data(ctx, s, w.data<T>(), dy.data<T>(), dx.data<T>(),
+                         detail::pool_scratch(dy.device(), held));
+  });
   return dx;
 }
 
@@ -219,25 +170,11 @@ Tensor backward_filter(const Tensor& x, const Tensor& dy, const kernels::ConvSha
   Tensor dw = detail::empty_on({s.o, s.c / s.groups, s.kh, s.kw}, dy.dtype(), dy.device());
   if (dw.numel() == 0) return dw;
   if (dy.numel() == 0 || x.numel() == 0) return dw.zero_();
-  if (dy.is_cuda()) {
-    const int dev = dy.device().index();
-    cuda::DeviceGuard guard(dev);
-    cudnnHandle_t h = cuda::cudnn_handle(dev);
-    const auto policy = cudnn_policy();
-    std::vector<Tensor> keep;
-    const size_t bytes = kernels::cudnn::conv2d_backward_filter_workspace(
-        h, s, policy, x.data<float>(), dy.data<float>(), dw.data<float>(),
-        search_scratch(dy.device(), keep));
-    keep.clear();
-    void* ws = pool_bytes(bytes, dy.device(), keep);
-    kernels::cudnn::conv2d_backward_filter(h, s, policy, x.data<float>(), dy.data<float>(),
-                                           dw.data<float>(), ws, bytes);
-  } else if (dy.dtype() == kFloat32) {
-    kernels::cpu::conv2d_backward_filter(s, x.data<float>(), dy.data<float>(), dw.data<float>());
-  } else {
-    kernels::cpu::conv2d_backward_filter(s, x.data<double>(), dy.data<double>(),
-                                         dw.data<double>());
-  }
+  Tensor held;  // the kernel's workspace
+  dispatch::run(dy, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+    conv2d_backward_filter(ctx, s, x.data<T>(), dy.data<T>(), dw.data<T>(),
+                           detail::pool_scratch(dy.device(), held));
+  });
   return dw;
 }
 

@@ -1,6 +1,6 @@
 // Dropout: a Philox mask (cuRAND on the GPU, the same counter-based generator family on
 // the CPU) multiplied into the input; the backward is the multiplication's.
-#include "ember/core/autograd.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/core/random.h"
@@ -17,13 +17,9 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   Tensor mask = detail::empty_on(x.shape(), x.dtype(), x.device());
   const int64_t n = mask.numel();
   const PhiloxState st = philox_reserve(x.device(), static_cast<uint64_t>(n));
-  if (x.is_cuda()) {
-    kernels::cuda::dropout_mask(detail::stream_of(x), mask.data<float>(), n, p, st.seed, st.offset);
-  } else if (x.dtype() == kFloat32) {
-    kernels::cpu::dropout_mask(mask.data<float>(), n, p, st.seed, st.offset);
-  } else {
-    kernels::cpu::dropout_mask(mask.data<double>(), n, p, st.seed, st.offset);
-  }
+  dispatch::run(mask, dispatch::kFloating, "dropout", [&]<typename T>(auto ctx) {
+    dropout_mask(ctx, mask.data<T>(), n, p, st.seed, st.offset);
+  });
   return mul(x, mask);
 }
 

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "ember/core/autograd.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/elementwise.h"
@@ -52,13 +53,9 @@ Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
   Tensor xc = x.contiguous();
   Tensor y = empty_like(xc);
   const int64_t n = xc.numel();
-  if (xc.is_cuda()) {
-    kernels::cuda::unary_forward(stream_of(xc), op, xc.data<float>(), y.data<float>(), n, p);
-  } else if (xc.dtype() == kFloat32) {
-    kernels::cpu::unary_forward(op, xc.data<float>(), y.data<float>(), n, p);
-  } else {
-    kernels::cpu::unary_forward(op, xc.data<double>(), y.data<double>(), n, p);
-  }
+  dispatch::run(xc, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+    unary_forward(ctx, op, xc.data<T>(), y.data<T>(), n, p);
+  });
   if (autograd::needs_grad({&x})) {
     autograd::record(name, {x}, {y},
                      [op, p, name, sx = autograd::SavedTensor(xc, name),
@@ -68,17 +65,10 @@ Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
                        Tensor gy = g[0].contiguous();
                        Tensor gx = empty_like(xs);
                        const int64_t m = xs.numel();
-                       if (xs.is_cuda()) {
-                         kernels::cuda::unary_backward(stream_of(xs), op, xs.data<float>(),
-                                                       ys.data<float>(), gy.data<float>(),
-                                                       gx.data<float>(), m, p);
-                       } else if (xs.dtype() == kFloat32) {
-                         kernels::cpu::unary_backward(op, xs.data<float>(), ys.data<float>(),
-                                                      gy.data<float>(), gx.data<float>(), m, p);
-                       } else {
-                         kernels::cpu::unary_backward(op, xs.data<double>(), ys.data<double>(),
-                                                      gy.data<double>(), gx.data<double>(), m, p);
-                       }
+                       dispatch::run(xs, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                         unary_backward(ctx, op, xs.data<T>(), ys.data<T>(), gy.data<T>(),
+                                        gx.data<T>(), m, p);
+                       });
                        return std::vector<Tensor>{gx};
                      });
   }
@@ -155,23 +145,9 @@ Tensor binary_forward(const Tensor& a, const Tensor& b, BinaryOp op, const char*
   Tensor out = detail::empty_on(shape, dt, a.device());
   const auto idx = detail::broadcast_index(shape, a, b);
   const int64_t n = out.numel();
-  if (a.is_cuda()) {
-    cudaStream_t s = detail::stream_of(a);
-    switch (dt) {
-      case kFloat32: kernels::cuda::binary(s, op, a.data<float>(), b.data<float>(), out.data<float>(), idx, n); break;
-      case kInt32: kernels::cuda::binary(s, op, a.data<int32_t>(), b.data<int32_t>(), out.data<int32_t>(), idx, n); break;
-      case kInt64: kernels::cuda::binary(s, op, a.data<int64_t>(), b.data<int64_t>(), out.data<int64_t>(), idx, n); break;
-      default: EMBER_INTERNAL_ASSERT(false, "dtype");
-    }
-  } else {
-    switch (dt) {
-      case kFloat32: kernels::cpu::binary(op, a.data<float>(), b.data<float>(), out.data<float>(), idx, n); break;
-      case kFloat64: kernels::cpu::binary(op, a.data<double>(), b.data<double>(), out.data<double>(), idx, n); break;
-      case kInt32: kernels::cpu::binary(op, a.data<int32_t>(), b.data<int32_t>(), out.data<int32_t>(), idx, n); break;
-      case kInt64: kernels::cpu::binary(op, a.data<int64_t>(), b.data<int64_t>(), out.data<int64_t>(), idx, n); break;
-      default: EMBER_INTERNAL_ASSERT(false, "dtype");
-    }
-  }
+  dispatch::run(a, dispatch::kArithmetic, name, [&]<typename T>(auto ctx) {
+    binary(ctx, op, a.data<T>(), b.data<T>(), out.data<T>(), idx, n);
+  });
   return out;
 }
 
@@ -181,27 +157,9 @@ Tensor compare(const Tensor& a, const Tensor& b, CompareOp op, const char* name)
   Tensor out = detail::empty_on(shape, kBool, a.device());
   const auto idx = detail::broadcast_index(shape, a, b);
   const int64_t n = out.numel();
-  bool* o = out.data<bool>();
-  if (a.is_cuda()) {
-    cudaStream_t s = detail::stream_of(a);
-    switch (a.dtype()) {
-      case kFloat32: kernels::cuda::compare(s, op, a.data<float>(), b.data<float>(), o, idx, n); break;
-      case kInt32: kernels::cuda::compare(s, op, a.data<int32_t>(), b.data<int32_t>(), o, idx, n); break;
-      case kInt64: kernels::cuda::compare(s, op, a.data<int64_t>(), b.data<int64_t>(), o, idx, n); break;
-      case kUInt8: kernels::cuda::compare(s, op, a.data<uint8_t>(), b.data<uint8_t>(), o, idx, n); break;
-      case kBool: kernels::cuda::compare(s, op, a.data<bool>(), b.data<bool>(), o, idx, n); break;
-      default: EMBER_INTERNAL_ASSERT(false, "dtype");
-    }
-  } else {
-    switch (a.dtype()) {
-      case kFloat32: kernels::cpu::compare(op, a.data<float>(), b.data<float>(), o, idx, n); break;
-      case kFloat64: kernels::cpu::compare(op, a.data<double>(), b.data<double>(), o, idx, n); break;
-      case kInt32: kernels::cpu::compare(op, a.data<int32_t>(), b.data<int32_t>(), o, idx, n); break;
-      case kInt64: kernels::cpu::compare(op, a.data<int64_t>(), b.data<int64_t>(), o, idx, n); break;
-      case kUInt8: kernels::cpu::compare(op, a.data<uint8_t>(), b.data<uint8_t>(), o, idx, n); break;
-      case kBool: kernels::cpu::compare(op, a.data<bool>(), b.data<bool>(), o, idx, n); break;
-    }
-  }
+  dispatch::run(a, dispatch::kAll, name, [&]<typename T>(auto ctx) {
+    compare(ctx, op, a.data<T>(), b.data<T>(), out.data<bool>(), idx, n);
+  });
   return out;
 }
 

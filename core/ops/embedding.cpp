@@ -1,7 +1,7 @@
 // embedding: rows of a table looked up by int64 index, with the backward that scatters
 // the rows' gradients back into the table (none into the padding row).
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_context.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/embedding.h"
@@ -13,22 +13,15 @@ namespace {
 
 constexpr const char* kOp = "embedding";
 
-// Every index in [0, rows): checked on the host (a device tensor's range is reduced on
-// the device first, so only two numbers cross).
+// Every index in [0, rows): the range is reduced where the indices live, so only two
+// numbers cross from a GPU.
 void check_indices(const Tensor& idx, int64_t rows, const Shape& weight_shape) {
   if (idx.numel() == 0) return;
   int64_t lo = 0, hi = 0;
-  if (idx.is_cuda()) {
+  {
     NoGradGuard no_grad;
     lo = min(idx).item<int64_t>();
     hi = max(idx).item<int64_t>();
-  } else {
-    const int64_t* p = idx.data<int64_t>();
-    lo = hi = p[0];
-    for (int64_t i = 1; i < idx.numel(); ++i) {
-      lo = std::min(lo, p[i]);
-      hi = std::max(hi, p[i]);
-    }
   }
   EMBER_CHECK_T(ShapeError, lo >= 0 && hi < rows, kOp, ": index ", lo < 0 ? lo : hi,
                 " is out of range for a table of ", rows, " rows (weight ",
@@ -41,17 +34,10 @@ Tensor backward_rows(const Tensor& grad_out, const Tensor& idx, int64_t rows, in
   Tensor gw = detail::empty_on({rows, dim}, grad_out.dtype(), grad_out.device());
   const int64_t n = idx.numel();
   if (gw.numel() == 0) return gw;
-  if (gw.is_cuda()) {
-    kernels::cuda::embedding_backward(detail::stream_of(gw), grad_out.data<float>(),
-                                      idx.data<int64_t>(), gw.data<float>(), n, dim, rows,
-                                      padding_idx, cuda::deterministic());
-  } else if (gw.dtype() == kFloat32) {
-    kernels::cpu::embedding_backward(grad_out.data<float>(), idx.data<int64_t>(),
-                                     gw.data<float>(), n, dim, rows, padding_idx);
-  } else {
-    kernels::cpu::embedding_backward(grad_out.data<double>(), idx.data<int64_t>(),
-                                     gw.data<double>(), n, dim, rows, padding_idx);
-  }
+  dispatch::run(gw, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+    embedding_backward(ctx, grad_out.data<T>(), idx.data<int64_t>(), gw.data<T>(), n, dim, rows,
+                       padding_idx);
+  });
   return gw;
 }
 
@@ -77,16 +63,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
   const int64_t n = idx.numel();
   if (out.numel() > 0) {
     const Tensor w = weight.detach().contiguous();
-    if (w.is_cuda()) {
-      kernels::cuda::embedding_forward(detail::stream_of(w), w.data<float>(),
-                                       idx.data<int64_t>(), out.data<float>(), n, dim);
-    } else if (w.dtype() == kFloat32) {
-      kernels::cpu::embedding_forward(w.data<float>(), idx.data<int64_t>(), out.data<float>(),
-                                      n, dim);
-    } else {
-      kernels::cpu::embedding_forward(w.data<double>(), idx.data<int64_t>(),
-                                      out.data<double>(), n, dim);
-    }
+    dispatch::run(w, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+      embedding_forward(ctx, w.data<T>(), idx.data<int64_t>(), out.data<T>(), n, dim);
+    });
   }
   if (autograd::needs_grad({&weight})) {
     autograd::record(kOp, {weight}, {out},

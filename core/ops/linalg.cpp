@@ -1,11 +1,12 @@
-// matmul (1-D, 2-D and batched 3-D) and linear, through OpenBLAS on the CPU and cuBLAS
-// on the GPU. Transposed views are passed to the GEMM as transpose flags, not copied.
+// matmul (1-D, 2-D and batched 3-D) and linear, through the GEMM kernels
+// (kernels/cpu/gemm.h, OpenBLAS, and its CUDA twin, cuBLAS). Transposed views are passed
+// to the GEMM as transpose flags, not copied.
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_context.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/gemm.h"
-#include "ember/kernels/cublas/gemm.h"
+#include "ember/kernels/cuda/gemm.cuh"
 
 namespace ember {
 
@@ -47,24 +48,14 @@ GemmOperand gemm_operand(const Tensor& x) {
   return op;
 }
 
-// c [batch, m, n] (contiguous) = a @ b (+ beta * c).
+// c [batch, m, n] (contiguous) = a @ b (+ beta * c). `op` names the caller in errors.
 void run_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c, int64_t m, int64_t n,
-              int64_t k, int64_t batch, double beta) {
+              int64_t k, int64_t batch, double beta, const char* op) {
   const int64_t sc = batch > 1 ? m * n : 0;
-  if (c.is_cuda()) {
-    const int dev = c.device().index();
-    kernels::cublas::gemm(cuda::cublas_handle(dev), a.trans, b.trans, m, n, k, 1.0f,
-                          a.t.data<float>(), a.ld, a.batch_stride, b.t.data<float>(), b.ld,
-                          b.batch_stride, static_cast<float>(beta), c.data<float>(), n, sc, batch);
-  } else if (c.dtype() == kFloat32) {
-    kernels::cpu::gemm<float>(a.trans, b.trans, m, n, k, 1.0f, a.t.data<float>(), a.ld,
-                              a.batch_stride, b.t.data<float>(), b.ld, b.batch_stride,
-                              static_cast<float>(beta), c.data<float>(), n, sc, batch);
-  } else {
-    kernels::cpu::gemm<double>(a.trans, b.trans, m, n, k, 1.0, a.t.data<double>(), a.ld,
-                               a.batch_stride, b.t.data<double>(), b.ld, b.batch_stride, beta,
-                               c.data<double>(), n, sc, batch);
-  }
+  dispatch::run(c, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+    gemm(ctx, a.trans, b.trans, m, n, k, T(1), a.t.data<T>(), a.ld, a.batch_stride,
+         b.t.data<T>(), b.ld, b.batch_stride, static_cast<T>(beta), c.data<T>(), n, sc, batch);
+  });
 }
 
 void check_matmul_inputs(const Tensor& a, const Tensor& b, const char* op) {
@@ -75,7 +66,7 @@ void check_matmul_inputs(const Tensor& a, const Tensor& b, const char* op) {
 }
 
 // 2-D/3-D forward without recording.
-Tensor matmul_forward(const Tensor& a, const Tensor& b) {
+Tensor matmul_forward(const Tensor& a, const Tensor& b, const char* op = "matmul") {
   const int64_t ra = a.dim(), rb = b.dim();
   const int64_t m = a.size(ra - 2), k = a.size(ra - 1), n = b.size(rb - 1);
   EMBER_CHECK_T(ShapeError, b.size(rb - 2) == k, "matmul: shapes ", shape_str(a.shape()), " and ",
@@ -93,7 +84,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   Shape out_shape = (ra == 3 || rb == 3) ? Shape{batch, m, n} : Shape{m, n};
   Tensor c = detail::empty_on(out_shape, a.dtype(), a.device());
   if (c.numel() == 0) return c;
-  run_gemm(gemm_operand(a), gemm_operand(b), c, m, n, k, batch, 0.0);
+  run_gemm(gemm_operand(a), gemm_operand(b), c, m, n, k, batch, 0.0, op);
   return c;
 }
 
@@ -184,7 +175,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       GemmOperand w_t = gemm_operand(weight.detach());
       w_t.trans = !w_t.trans;  // weight^T
       run_gemm(gemm_operand(x2.detach()), w_t, y, n_rows, out_features, weight.size(1), 1,
-               bias.defined() ? 1.0 : 0.0);
+               bias.defined() ? 1.0 : 0.0, "linear");
     }
   }
   y = y.detach().reshape(out_shape);

@@ -1,9 +1,9 @@
-// Losses: cross_entropy (fused log-softmax + NLL), nll_loss, mse, l1, binary
-// cross-entropy (on probabilities and on logits). Each records one backward node.
-#include <cuda_runtime_api.h>
-
+// Losses: cross_entropy (fused log-softmax + NLL) and nll_loss, both with PyTorch's class
+// weights; mse, l1, binary cross-entropy on probabilities and on logits (the latter with
+// PyTorch's pos_weight). Each records one backward node; the kernels are
+// kernels/cpu/loss.h and their CUDA twins.
 #include "ember/core/autograd.h"
-#include "ember/core/base/cuda_check.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/loss.h"
@@ -14,15 +14,6 @@ namespace ember {
 using kernels::PointwiseLoss;
 
 namespace {
-
-const char* reduction_name(Reduction r) {
-  switch (r) {
-    case Reduction::None: return "none";
-    case Reduction::Mean: return "mean";
-    case Reduction::Sum: return "sum";
-  }
-  return "?";
-}
 
 void check_class_targets(const Tensor& input, const Tensor& target, const char* op) {
   detail::check_floating(input, op);
@@ -36,6 +27,31 @@ void check_class_targets(const Tensor& input, const Tensor& target, const char* 
                 ": target ", shape_str(target.shape()), " must be [", input.size(0),
                 "] to match input ", shape_str(input.shape()));
   detail::check_same_device(input, target, op);
+}
+
+// A loss's constant weight tensor (`weight`, `pos_weight`): the input's dtype and device,
+// and no gradient wanted, since none flows into it (PyTorch implements none either).
+void check_loss_weight(const Tensor& input, const Tensor& weight, const char* op,
+                       const char* what) {
+  EMBER_CHECK_T(DTypeError, weight.dtype() == input.dtype(), op, ": ", what,
+                " must have the input's dtype, got ", what, " ", detail::describe(weight),
+                " and input ", detail::describe(input), " (convert with .to(",
+                dtype_name(input.dtype()), "))");
+  EMBER_CHECK_T(DeviceError, weight.device() == input.device(), op, ": ", what,
+                " must be on the input's device, got ", what, " ", detail::describe(weight),
+                " and input ", detail::describe(input), " (move it with .to(device))");
+  EMBER_CHECK(!(weight.requires_grad() && grad_mode_enabled()), op, ": ", what,
+              " requires grad, but no gradient flows into it (as in PyTorch); pass ", what,
+              ".detach()");
+}
+
+// PyTorch's `weight`: one weight per class, [C].
+void check_class_weight(const Tensor& input, const Tensor& weight, const char* op) {
+  if (!weight.defined()) return;
+  check_loss_weight(input, weight, op, "weight");
+  EMBER_CHECK_T(ShapeError, weight.dim() == 1 && weight.size(0) == input.size(1), op,
+                ": weight ", shape_str(weight.shape()), " must be [", input.size(1),
+                "], one per class of input ", shape_str(input.shape()));
 }
 
 void throw_bad_targets(int64_t bad, const Tensor& target, int64_t classes, const char* op) {
@@ -63,104 +79,141 @@ Tensor row_grad(const Tensor& g, Reduction r, const Tensor& count) {
 
 // Rows that count towards the mean: those whose target is not ignore_index.
 Tensor valid_count(const Tensor& target, int64_t ignore_index, DType dt) {
-  Tensor ignore = full({}, static_cast<double>(ignore_index), {.dtype = kInt64, .device = target.device()});
+  Tensor ignore = full({}, static_cast<double>(ignore_index),
+                       {.dtype = kInt64, .device = target.device()});
   return sum(ne(target, ignore)).to(dt);
+}
+
+// PyTorch's divisor for a weighted mean: the sum of the targets' class weights, ignored
+// rows adding nothing.
+Tensor target_weight_sum(const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                         const char* op) {
+  const int64_t N = target.numel(), C = weight.numel();
+  Tensor per_row = detail::empty_on({N}, weight.dtype(), weight.device());
+  dispatch::run(weight, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+    target_class_weights(ctx, target.data<int64_t>(), weight.data<T>(), per_row.data<T>(), N, C,
+                         ignore_index);
+  });
+  return sum(per_row);
 }
 
 enum class ClassLoss { CrossEntropy, Nll };
 
-Tensor class_loss(const Tensor& input, const Tensor& target, CrossEntropyOptions opts, ClassLoss kind) {
+Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyOptions& opts,
+                  ClassLoss kind) {
   const char* name = kind == ClassLoss::CrossEntropy ? "cross_entropy" : "nll_loss";
   check_class_targets(input, target, name);
   EMBER_CHECK(opts.label_smoothing >= 0.0 && opts.label_smoothing <= 1.0, name,
               ": label_smoothing must be in [0, 1], got ", opts.label_smoothing);
   EMBER_CHECK(kind == ClassLoss::CrossEntropy || opts.label_smoothing == 0.0, name,
               ": label_smoothing is only supported by cross_entropy");
+  check_class_weight(input, opts.weight, name);
   const int64_t N = input.size(0), C = input.size(1);
+  const Reduction reduction = opts.reduction;
+  const int64_t ignore_index = opts.ignore_index;
+  const double smoothing = opts.label_smoothing;
   Tensor x = input.contiguous();
   Tensor t = target.contiguous();
+  const Tensor w = opts.weight.defined() ? opts.weight.detach().contiguous() : Tensor();
   Tensor rows = detail::empty_on({N}, x.dtype(), x.device());
-  Tensor lse = kind == ClassLoss::CrossEntropy ? detail::empty_on({N}, x.dtype(), x.device()) : Tensor();
-  int64_t bad = 0;
-  if (x.is_cuda()) {
-    cudaStream_t s = detail::stream_of(x);
-    Tensor bad_dev = zeros({}, {.dtype = kInt64, .device = x.device()});
+  Tensor lse = kind == ClassLoss::CrossEntropy ? detail::empty_on({N}, x.dtype(), x.device())
+                                               : Tensor();
+  Tensor bad = zeros({}, {.dtype = kInt64, .device = x.device()});
+  dispatch::run(x, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+    const T* class_weight = w.defined() ? w.data<T>() : nullptr;
     if (kind == ClassLoss::CrossEntropy) {
-      kernels::cuda::cross_entropy_forward(s, x.data<float>(), t.data<int64_t>(), rows.data<float>(),
-                                           lse.data<float>(), N, C, opts.ignore_index,
-                                           opts.label_smoothing, bad_dev.data<int64_t>());
+      cross_entropy_forward(ctx, x.data<T>(), t.data<int64_t>(), class_weight, rows.data<T>(),
+                            lse.data<T>(), N, C, ignore_index, smoothing, bad.data<int64_t>());
     } else {
-      kernels::cuda::nll_forward(s, x.data<float>(), t.data<int64_t>(), rows.data<float>(), N, C,
-                                 opts.ignore_index, bad_dev.data<int64_t>());
+      nll_forward(ctx, x.data<T>(), t.data<int64_t>(), class_weight, rows.data<T>(), N, C,
+                  ignore_index, bad.data<int64_t>());
     }
-    // Invalid targets must be an error, not a NaN found later: this reads back 8 bytes.
-    bad = bad_dev.item<int64_t>();
-  } else if (x.dtype() == kFloat32) {
-    bad = kind == ClassLoss::CrossEntropy
-              ? kernels::cpu::cross_entropy_forward(x.data<float>(), t.data<int64_t>(), rows.data<float>(),
-                                                    lse.data<float>(), N, C, opts.ignore_index,
-                                                    opts.label_smoothing)
-              : kernels::cpu::nll_forward(x.data<float>(), t.data<int64_t>(), rows.data<float>(), N, C,
-                                          opts.ignore_index);
-  } else {
-    bad = kind == ClassLoss::CrossEntropy
-              ? kernels::cpu::cross_entropy_forward(x.data<double>(), t.data<int64_t>(), rows.data<double>(),
-                                                    lse.data<double>(), N, C, opts.ignore_index,
-                                                    opts.label_smoothing)
-              : kernels::cpu::nll_forward(x.data<double>(), t.data<int64_t>(), rows.data<double>(), N, C,
-                                          opts.ignore_index);
-  }
-  throw_bad_targets(bad, t, C, name);
+  });
+  // Invalid targets must be an error, not a NaN found later: on the GPU this reads back
+  // 8 bytes.
+  throw_bad_targets(bad.item<int64_t>(), t, C, name);
 
-  Tensor count = opts.reduction == Reduction::Mean ? valid_count(t, opts.ignore_index, x.dtype()) : Tensor();
+  Tensor count;
   Tensor out;
   {
     NoGradGuard no_grad;
-    out = reduce_rows(rows, opts.reduction, count);
+    if (reduction == Reduction::Mean) {
+      count = w.defined() ? target_weight_sum(t, w, ignore_index, name)
+                          : valid_count(t, ignore_index, x.dtype());
+    }
+    out = reduce_rows(rows, reduction, count);
   }
   if (autograd::needs_grad({&input})) {
     autograd::record(name, {input}, {out},
-                     [kind, opts, N, C, sx = autograd::SavedTensor(kind == ClassLoss::CrossEntropy ? x : Tensor(), name),
+                     [kind, name, reduction, ignore_index, smoothing, N, C, count,
+                      weighted = w.defined(),
+                      sx = autograd::SavedTensor(
+                          kind == ClassLoss::CrossEntropy ? x : Tensor(), name),
                       st = autograd::SavedTensor(t, name), slse = autograd::SavedTensor(lse, name),
-                      count](std::vector<Tensor>& g) {
+                      sw = autograd::SavedTensor(w, name)](std::vector<Tensor>& g) {
                        // input: [N, C], g: [] or [N]
-                       Tensor tt = st.unpack();
-                       Tensor gr = row_grad(g[0], opts.reduction, count);
-                       const int64_t stride = opts.reduction == Reduction::None ? 1 : 0;
-                       Tensor gx = detail::empty_on({N, C}, gr.dtype(), gr.device());
+                       // An undefined tensor is saved as nothing: unpack only what exists.
+                       Tensor tt = st.unpack(), ww = weighted ? sw.unpack() : Tensor();
+                       Tensor xx, l;
                        if (kind == ClassLoss::CrossEntropy) {
-                         Tensor xx = sx.unpack(), l = slse.unpack();
-                         if (xx.is_cuda()) {
-                           kernels::cuda::cross_entropy_backward(detail::stream_of(xx), xx.data<float>(), tt.data<int64_t>(),
-                                                                 l.data<float>(), gr.data<float>(), stride, gx.data<float>(),
-                                                                 N, C, opts.ignore_index, opts.label_smoothing);
-                         } else if (xx.dtype() == kFloat32) {
-                           kernels::cpu::cross_entropy_backward(xx.data<float>(), tt.data<int64_t>(), l.data<float>(),
-                                                                gr.data<float>(), stride, gx.data<float>(), N, C,
-                                                                opts.ignore_index, opts.label_smoothing);
-                         } else {
-                           kernels::cpu::cross_entropy_backward(xx.data<double>(), tt.data<int64_t>(), l.data<double>(),
-                                                                gr.data<double>(), stride, gx.data<double>(), N, C,
-                                                                opts.ignore_index, opts.label_smoothing);
-                         }
-                       } else if (gr.is_cuda()) {
-                         kernels::cuda::nll_backward(detail::stream_of(gr), tt.data<int64_t>(), gr.data<float>(), stride,
-                                                     gx.data<float>(), N, C, opts.ignore_index);
-                       } else if (gr.dtype() == kFloat32) {
-                         kernels::cpu::nll_backward(tt.data<int64_t>(), gr.data<float>(), stride, gx.data<float>(), N,
-                                                    C, opts.ignore_index);
-                       } else {
-                         kernels::cpu::nll_backward(tt.data<int64_t>(), gr.data<double>(), stride, gx.data<double>(),
-                                                    N, C, opts.ignore_index);
+                         xx = sx.unpack();
+                         l = slse.unpack();
                        }
+                       Tensor gr = row_grad(g[0], reduction, count);
+                       const int64_t stride = reduction == Reduction::None ? 1 : 0;
+                       Tensor gx = detail::empty_on({N, C}, gr.dtype(), gr.device());
+                       dispatch::run(gx, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                         const T* class_weight = ww.defined() ? ww.data<T>() : nullptr;
+                         if (kind == ClassLoss::CrossEntropy) {
+                           cross_entropy_backward(ctx, xx.data<T>(), tt.data<int64_t>(),
+                                                  class_weight, l.data<T>(), gr.data<T>(), stride,
+                                                  gx.data<T>(), N, C, ignore_index, smoothing);
+                         } else {
+                           nll_backward(ctx, tt.data<int64_t>(), class_weight, gr.data<T>(),
+                                        stride, gx.data<T>(), N, C, ignore_index);
+                         }
+                       });
                        return std::vector<Tensor>{gx};
                      });
   }
   return out;
 }
 
+// pos_weight as the kernels read it: element i of the input takes values[i % period].
+struct PosWeight {
+  Tensor values;
+  int64_t period = 0;
+};
+
+// PyTorch broadcasts pos_weight against the input. A pos_weight whose shape, past its
+// leading 1s, is a suffix of the input's (the usual [C] for [N, C]) repeats with period
+// numel and is read as it is; any other broadcast is expanded to the input's shape.
+PosWeight prepare_pos_weight(const Tensor& input, const Tensor& pos_weight, const char* op) {
+  if (!pos_weight.defined()) return {};
+  check_loss_weight(input, pos_weight, op, "pos_weight");
+  const Shape& ps = pos_weight.shape();
+  const Shape& xs = input.shape();
+  const int64_t offset = static_cast<int64_t>(xs.size()) - static_cast<int64_t>(ps.size());
+  bool broadcastable = offset >= 0;
+  for (int64_t k = 0; broadcastable && k < static_cast<int64_t>(ps.size()); ++k) {
+    broadcastable = ps[k] == 1 || ps[k] == xs[offset + k];
+  }
+  EMBER_CHECK_T(ShapeError, broadcastable, op, ": pos_weight ", shape_str(ps),
+                " cannot be broadcast to the input ", shape_str(xs),
+                " (use [C] for one weight per class of the last dimension)");
+  size_t lead = 0;
+  while (lead < ps.size() && ps[lead] == 1) ++lead;
+  bool suffix = true;
+  for (size_t k = lead; suffix && k < ps.size(); ++k) {
+    suffix = ps[k] == xs[offset + static_cast<int64_t>(k)];
+  }
+  const Tensor p = pos_weight.detach();
+  if (suffix) return {p.contiguous(), p.numel()};
+  return {p.expand(xs).contiguous(), input.numel()};
+}
+
 Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction, PointwiseLoss op,
-                 const char* name) {
+                 const char* name, const Tensor& pos_weight_in = Tensor()) {
   detail::check_floating(input, name);
   detail::check_defined(target, name, "target");
   detail::check_same_device(input, target, name);
@@ -168,44 +221,48 @@ Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction,
   EMBER_CHECK_T(ShapeError, input.shape() == target.shape(), name, ": input ",
                 shape_str(input.shape()), " and target ", shape_str(target.shape()),
                 " must have the same shape");
+  const PosWeight pw = prepare_pos_weight(input, pos_weight_in, name);
   Tensor x = input.contiguous(), t = target.contiguous();
   Tensor rows = detail::empty_like(x);
   const int64_t n = x.numel();
-  if (x.is_cuda()) {
-    kernels::cuda::pointwise_loss_forward(detail::stream_of(x), op, x.data<float>(), t.data<float>(),
-                                          rows.data<float>(), n);
-  } else if (x.dtype() == kFloat32) {
-    kernels::cpu::pointwise_loss_forward(op, x.data<float>(), t.data<float>(), rows.data<float>(), n);
-  } else {
-    kernels::cpu::pointwise_loss_forward(op, x.data<double>(), t.data<double>(), rows.data<double>(), n);
-  }
+  dispatch::run(x, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+    if (pw.values.defined()) {
+      bce_with_logits_forward(ctx, x.data<T>(), t.data<T>(), pw.values.data<T>(), pw.period,
+                              rows.data<T>(), n);
+    } else {
+      pointwise_loss_forward(ctx, op, x.data<T>(), t.data<T>(), rows.data<T>(), n);
+    }
+  });
   Tensor count = full({}, static_cast<double>(n), {.dtype = x.dtype(), .device = x.device()});
   Tensor out;
   {
     NoGradGuard no_grad;
     out = reduce_rows(rows, reduction, count);
   }
-  const bool target_grad = target.requires_grad() && (op == PointwiseLoss::Mse || op == PointwiseLoss::L1);
+  const bool target_grad =
+      target.requires_grad() && (op == PointwiseLoss::Mse || op == PointwiseLoss::L1);
   if (autograd::needs_grad({&input}) || (grad_mode_enabled() && target_grad)) {
     autograd::record(name, {input, target}, {out},
-                     [op, reduction, n, target_grad, count, sx = autograd::SavedTensor(x, name),
-                      st = autograd::SavedTensor(t, name)](std::vector<Tensor>& g) {
+                     [op, name, reduction, n, target_grad, count, period = pw.period,
+                      pos_weighted = pw.values.defined(),
+                      sx = autograd::SavedTensor(x, name), st = autograd::SavedTensor(t, name),
+                      spw = autograd::SavedTensor(pw.values, name)](std::vector<Tensor>& g) {
                        // input, target: same shape; g: [] or that shape
                        Tensor xx = sx.unpack(), tt = st.unpack();
+                       Tensor pwv = pos_weighted ? spw.unpack() : Tensor();
                        Tensor gr = row_grad(g[0], reduction, count);
                        const int64_t stride = reduction == Reduction::None ? 1 : 0;
                        Tensor gx = detail::empty_like(xx);
-                       if (xx.is_cuda()) {
-                         kernels::cuda::pointwise_loss_backward(detail::stream_of(xx), op, xx.data<float>(),
-                                                                tt.data<float>(), gr.data<float>(), stride,
-                                                                gx.data<float>(), n);
-                       } else if (xx.dtype() == kFloat32) {
-                         kernels::cpu::pointwise_loss_backward(op, xx.data<float>(), tt.data<float>(), gr.data<float>(),
-                                                               stride, gx.data<float>(), n);
-                       } else {
-                         kernels::cpu::pointwise_loss_backward(op, xx.data<double>(), tt.data<double>(),
-                                                               gr.data<double>(), stride, gx.data<double>(), n);
-                       }
+                       dispatch::run(xx, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                         if (pwv.defined()) {
+                           bce_with_logits_backward(ctx, xx.data<T>(), tt.data<T>(),
+                                                    pwv.data<T>(), period, gr.data<T>(), stride,
+                                                    gx.data<T>(), n);
+                         } else {
+                           pointwise_loss_backward(ctx, op, xx.data<T>(), tt.data<T>(),
+                                                   gr.data<T>(), stride, gx.data<T>(), n);
+                         }
+                       });
                        // For MSE and L1 the target's gradient is the input's, negated.
                        return std::vector<Tensor>{gx, target_grad ? neg(gx) : Tensor()};
                      });
@@ -228,11 +285,17 @@ Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   return pointwise(input, target, reduction, PointwiseLoss::L1, "l1_loss");
 }
 Tensor binary_cross_entropy(const Tensor& input, const Tensor& target, Reduction reduction) {
-  return pointwise(input, target, reduction, PointwiseLoss::BinaryCrossEntropy, "binary_cross_entropy");
+  return pointwise(input, target, reduction, PointwiseLoss::BinaryCrossEntropy,
+                   "binary_cross_entropy");
 }
-Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction reduction) {
-  return pointwise(logits, target, reduction, PointwiseLoss::BinaryCrossEntropyWithLogits,
-                   "binary_cross_entropy_with_logits");
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
+                                        Reduction reduction) {
+  return binary_cross_entropy_with_logits(logits, target, {.reduction = reduction});
+}
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
+                                        BCEWithLogitsOptions opts) {
+  return pointwise(logits, target, opts.reduction, PointwiseLoss::BinaryCrossEntropyWithLogits,
+                   "binary_cross_entropy_with_logits", opts.pos_weight);
 }
 
 }  // namespace ember

@@ -1,17 +1,17 @@
-// Normalization ops: batch_norm (cuDNN on the GPU, loops on the CPU; running statistics
-// updated in place) and layer_norm (hand-written CUDA / CPU loops), each with one
-// backward node for the input, the weight and the bias.
+// Normalization ops: batch_norm (running statistics updated in place) and layer_norm,
+// each with one backward node for the input, the weight and the bias; the kernels are
+// kernels/cpu/norm.h and their CUDA twins (cuDNN batch norm, hand-written layer norm).
 #include "ember/kernels/cpu/norm.h"
 
 #include <algorithm>
 #include <vector>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_context.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
+#include "ember/core/ops/scratch.h"
 #include "ember/kernels/cuda/norm.cuh"
-#include "ember/kernels/cudnn/norm.h"
 
 namespace ember {
 
@@ -87,32 +87,16 @@ std::vector<Tensor> batch_norm_backward_training(const Tensor& x, const Tensor& 
     return {want_x ? empty(x.shape(), opts) : Tensor(), want_w ? zeros({z.c}, opts) : Tensor(),
             want_b ? zeros({z.c}, opts) : Tensor()};
   }
-  if (x.is_cuda()) {
-    // cuDNN writes all three and needs a weight.
-    const int dev = x.device().index();
-    cuda::DeviceGuard guard(dev);
-    Tensor w = weight.defined() ? weight : ones({z.c}, opts);
-    Tensor gx = empty(x.shape(), opts), gw = empty({z.c}, opts), gb = empty({z.c}, opts);
-    kernels::cudnn::batch_norm_backward(cuda::cudnn_handle(dev), x.data<float>(), gy.data<float>(),
-                                        w.data<float>(), mean.data<float>(), invstd.data<float>(),
-                                        gx.data<float>(), gw.data<float>(), gb.data<float>(), z.n,
-                                        z.c, z.s, eps);
-    return {want_x ? gx : Tensor(), want_w ? gw : Tensor(), want_b ? gb : Tensor()};
-  }
   Tensor gx = want_x ? empty(x.shape(), opts) : Tensor();
   Tensor gw = want_w ? empty({z.c}, opts) : Tensor();
   Tensor gb = want_b ? empty({z.c}, opts) : Tensor();
-  if (x.dtype() == kFloat32) {
-    kernels::cpu::batch_norm_backward(x.data<float>(), gy.data<float>(), ptr_or_null<float>(weight),
-                                      mean.data<float>(), invstd.data<float>(),
-                                      ptr_or_null<float>(gx), ptr_or_null<float>(gw),
-                                      ptr_or_null<float>(gb), z.n, z.c, z.s);
-  } else {
-    kernels::cpu::batch_norm_backward(
-        x.data<double>(), gy.data<double>(), ptr_or_null<double>(weight), mean.data<double>(),
-        invstd.data<double>(), ptr_or_null<double>(gx), ptr_or_null<double>(gw),
-        ptr_or_null<double>(gb), z.n, z.c, z.s);
-  }
+  Tensor held;  // the kernel's scratch
+  dispatch::run(x, dispatch::kFloating, kBatchNorm, [&]<typename T>(auto ctx) {
+    batch_norm_backward(ctx, x.data<T>(), gy.data<T>(), ptr_or_null<T>(weight), mean.data<T>(),
+                        invstd.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
+                        ptr_or_null<T>(gb), z.n, z.c, z.s, eps,
+                        detail::pool_scratch(x.device(), held));
+  });
   return {gx, gw, gb};
 }
 
@@ -126,26 +110,13 @@ Tensor batch_norm_training_forward(const Tensor& x, const Tensor& running_mean,
   *save_invstd = empty({z.c}, opts);
   if (x.numel() == 0) return y;  // nothing to normalize; running stats stay as they are
   update_running_stats(running_mean, running_var, [&](const Tensor& rm, const Tensor& rv) {
-    if (x.is_cuda()) {
-      const int dev = x.device().index();
-      cuda::DeviceGuard guard(dev);
-      Tensor w = weight.defined() ? weight : ones({z.c}, opts);
-      Tensor b = bias.defined() ? bias : zeros({z.c}, opts);
-      kernels::cudnn::batch_norm_forward_training(
-          cuda::cudnn_handle(dev), x.data<float>(), w.data<float>(), b.data<float>(),
-          y.data<float>(), save_mean->data<float>(), save_invstd->data<float>(),
-          ptr_or_null<float>(rm), ptr_or_null<float>(rv), z.n, z.c, z.s, momentum, eps);
-    } else if (x.dtype() == kFloat32) {
-      kernels::cpu::batch_norm_forward_training(
-          x.data<float>(), ptr_or_null<float>(weight), ptr_or_null<float>(bias), y.data<float>(),
-          save_mean->data<float>(), save_invstd->data<float>(), ptr_or_null<float>(rm),
-          ptr_or_null<float>(rv), z.n, z.c, z.s, momentum, eps);
-    } else {
-      kernels::cpu::batch_norm_forward_training(
-          x.data<double>(), ptr_or_null<double>(weight), ptr_or_null<double>(bias),
-          y.data<double>(), save_mean->data<double>(), save_invstd->data<double>(),
-          ptr_or_null<double>(rm), ptr_or_null<double>(rv), z.n, z.c, z.s, momentum, eps);
-    }
+    Tensor held;  // the kernel's scratch
+    dispatch::run(x, dispatch::kFloating, kBatchNorm, [&]<typename T>(auto ctx) {
+      batch_norm_forward_training(ctx, x.data<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias),
+                                  y.data<T>(), save_mean->data<T>(), save_invstd->data<T>(),
+                                  ptr_or_null<T>(rm), ptr_or_null<T>(rv), z.n, z.c, z.s,
+                                  momentum, eps, detail::pool_scratch(x.device(), held));
+    });
   });
   return y;
 }
@@ -157,23 +128,12 @@ Tensor batch_norm_inference_forward(const Tensor& x, const Tensor& running_mean,
   Tensor y = empty(x.shape(), opts);
   if (x.numel() == 0) return y;
   Tensor rm = running_mean.contiguous(), rv = running_var.contiguous();
-  if (x.is_cuda()) {
-    const int dev = x.device().index();
-    cuda::DeviceGuard guard(dev);
-    Tensor w = weight.defined() ? weight : ones({z.c}, opts);
-    Tensor b = bias.defined() ? bias : zeros({z.c}, opts);
-    kernels::cudnn::batch_norm_forward_inference(
-        cuda::cudnn_handle(dev), x.data<float>(), w.data<float>(), b.data<float>(),
-        rm.data<float>(), rv.data<float>(), y.data<float>(), z.n, z.c, z.s, eps);
-  } else if (x.dtype() == kFloat32) {
-    kernels::cpu::batch_norm_forward_inference(
-        x.data<float>(), ptr_or_null<float>(weight), ptr_or_null<float>(bias), rm.data<float>(),
-        rv.data<float>(), y.data<float>(), z.n, z.c, z.s, eps);
-  } else {
-    kernels::cpu::batch_norm_forward_inference(
-        x.data<double>(), ptr_or_null<double>(weight), ptr_or_null<double>(bias), rm.data<double>(),
-        rv.data<double>(), y.data<double>(), z.n, z.c, z.s, eps);
-  }
+  Tensor held;  // the kernel's scratch
+  dispatch::run(x, dispatch::kFloating, kBatchNorm, [&]<typename T>(auto ctx) {
+    batch_norm_forward_inference(ctx, x.data<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias),
+                                 rm.data<T>(), rv.data<T>(), y.data<T>(), z.n, z.c, z.s, eps,
+                                 detail::pool_scratch(x.device(), held));
+  });
   return y;
 }
 
@@ -303,21 +263,10 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
   Tensor y = empty(x.shape(), opts);
   Tensor mean = empty({rows}, opts), rstd = empty({rows}, opts);
   if (x.numel() > 0) {
-    if (x.is_cuda()) {
-      cuda::DeviceGuard guard(x.device().index());
-      kernels::cuda::layer_norm_forward(detail::stream_of(x), x.data<float>(),
-                                        ptr_or_null<float>(weight), ptr_or_null<float>(bias),
-                                        y.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                        rows, cols, eps);
-    } else if (x.dtype() == kFloat32) {
-      kernels::cpu::layer_norm_forward(x.data<float>(), ptr_or_null<float>(weight),
-                                       ptr_or_null<float>(bias), y.data<float>(),
-                                       mean.data<float>(), rstd.data<float>(), rows, cols, eps);
-    } else {
-      kernels::cpu::layer_norm_forward(x.data<double>(), ptr_or_null<double>(weight),
-                                       ptr_or_null<double>(bias), y.data<double>(),
-                                       mean.data<double>(), rstd.data<double>(), rows, cols, eps);
-    }
+    dispatch::run(x, dispatch::kFloating, kLayerNorm, [&]<typename T>(auto ctx) {
+      layer_norm_forward(ctx, x.data<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias),
+                         y.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols, eps);
+    });
   }
   if (autograd::needs_grad({&x_in, &weight_in, &bias_in})) {
     const bool want_x = x_in.requires_grad();
@@ -340,22 +289,12 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
           if (xs.numel() == 0) {
             if (gw.defined()) gw.zero_();
             if (gb.defined()) gb.zero_();
-          } else if (xs.is_cuda()) {
-            cuda::DeviceGuard guard(xs.device().index());
-            kernels::cuda::layer_norm_backward(
-                detail::stream_of(xs), xs.data<float>(), gy.data<float>(), ptr_or_null<float>(w),
-                mu.data<float>(), rs.data<float>(), ptr_or_null<float>(gx), ptr_or_null<float>(gw),
-                ptr_or_null<float>(gb), rows, cols);
-          } else if (xs.dtype() == kFloat32) {
-            kernels::cpu::layer_norm_backward(
-                xs.data<float>(), gy.data<float>(), ptr_or_null<float>(w), mu.data<float>(),
-                rs.data<float>(), ptr_or_null<float>(gx), ptr_or_null<float>(gw),
-                ptr_or_null<float>(gb), rows, cols);
           } else {
-            kernels::cpu::layer_norm_backward(
-                xs.data<double>(), gy.data<double>(), ptr_or_null<double>(w), mu.data<double>(),
-                rs.data<double>(), ptr_or_null<double>(gx), ptr_or_null<double>(gw),
-                ptr_or_null<double>(gb), rows, cols);
+            dispatch::run(xs, dispatch::kFloating, kLayerNorm, [&]<typename T>(auto ctx) {
+              layer_norm_backward(ctx, xs.data<T>(), gy.data<T>(), ptr_or_null<T>(w),
+                                  mu.data<T>(), rs.data<T>(), ptr_or_null<T>(gx),
+                                  ptr_or_null<T>(gw), ptr_or_null<T>(gb), rows, cols);
+            });
           }
           return std::vector<Tensor>{gx, gw, gb};
         });

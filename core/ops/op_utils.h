@@ -1,13 +1,11 @@
 // Helpers shared by the op definitions in core/ops/ (internal): input checks with
-// messages naming the op, kernel index structs built from tensors, and the stream.
+// messages naming the op, and kernel index structs built from tensors. No CUDA header:
+// ops reach the device through core/dispatch.h.
 #pragma once
-
-#include <cuda_runtime_api.h>
 
 #include <string>
 
 #include "ember/core/autograd.h"
-#include "ember/core/cuda_context.h"
 #include "ember/core/base/error.h"
 #include "ember/core/tensor.h"
 #include "ember/kernels/op_kinds.h"
@@ -27,10 +25,6 @@ void check_rank(const Tensor& t, int64_t rank, const char* op, const char* what)
 
 // Wraps a possibly negative dim into [0, rank), or ShapeError naming the op.
 int64_t wrap_dim(int64_t dim, int64_t rank, const char* op);
-
-inline cudaStream_t stream_of(const Tensor& t) {
-  return cuda::compute_stream(t.device().index());
-}
 
 // Indexing for `a` and `b` read at their strides, broadcast to `out_shape`. Collapses to
 // a flat 1-D index when both are contiguous with the output's shape.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "ember/core/autograd.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/reduce.h"
@@ -14,31 +15,23 @@ using kernels::ReduceOp;
 
 namespace {
 
+// The element types the reduce kernels compute in: floats in their own dtype, integers and
+// bools as int64 (see reducible).
+constexpr dispatch::Types<float, double, int64_t> kReducible{};
+
 // Runs one reduction kernel over the middle axis of `xc` (contiguous) viewed as
 // [outer, n, inner]; returns values with `out_shape` (and indices when asked).
 Tensor run_reduce(const Tensor& xc, ReduceOp op, detail::ReduceLayout l, const Shape& out_shape,
-                  Tensor* indices) {
+                  Tensor* indices, const char* name) {
   Tensor out = detail::empty_on(out_shape, xc.dtype(), xc.device());
   int64_t* idx = nullptr;
   if (indices != nullptr) {
     *indices = detail::empty_on(out_shape, kInt64, xc.device());
     idx = indices->data<int64_t>();
   }
-  if (xc.is_cuda()) {
-    cudaStream_t s = detail::stream_of(xc);
-    if (xc.dtype() == kFloat32) {
-      kernels::cuda::reduce(s, op, xc.data<float>(), out.data<float>(), idx, l.outer, l.n, l.inner);
-    } else {
-      kernels::cuda::reduce(s, op, xc.data<int64_t>(), out.data<int64_t>(), idx, l.outer, l.n, l.inner);
-    }
-  } else {
-    switch (xc.dtype()) {
-      case kFloat32: kernels::cpu::reduce(op, xc.data<float>(), out.data<float>(), idx, l.outer, l.n, l.inner); break;
-      case kFloat64: kernels::cpu::reduce(op, xc.data<double>(), out.data<double>(), idx, l.outer, l.n, l.inner); break;
-      case kInt64: kernels::cpu::reduce(op, xc.data<int64_t>(), out.data<int64_t>(), idx, l.outer, l.n, l.inner); break;
-      default: EMBER_INTERNAL_ASSERT(false, "reduce dtype");
-    }
-  }
+  dispatch::run(xc, kReducible, name, [&]<typename T>(auto ctx) {
+    reduce(ctx, op, xc.data<T>(), out.data<T>(), idx, l.outer, l.n, l.inner);
+  });
   return out;
 }
 
@@ -54,7 +47,8 @@ Tensor reducible(const Tensor& x, const char* op, bool allow_int) {
   return x.to(kInt64);
 }
 
-std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank, const char* op) {
+std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t rank,
+                                    const char* op) {
   std::vector<int64_t> out;
   for (int64_t d : dims) out.push_back(detail::wrap_dim(d, rank, op));
   std::sort(out.begin(), out.end());
@@ -75,7 +69,8 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
 
 // Sum or mean over `dims` (sorted) without recording: one kernel per run of adjacent
 // reduced dims (merged into one, as the input is contiguous), last run first.
-Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims_in, bool mean) {
+Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims_in, bool mean,
+                        const char* name) {
   Tensor cur = x.contiguous();
   Shape merged;
   std::vector<int64_t> dims;
@@ -93,7 +88,7 @@ Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims_in, bo
     const auto l = detail::reduce_layout(cur.shape(), *it);
     Shape keep = cur.shape();
     keep[*it] = 1;
-    cur = run_reduce(cur, mean ? ReduceOp::Mean : ReduceOp::Sum, l, keep, nullptr);
+    cur = run_reduce(cur, mean ? ReduceOp::Mean : ReduceOp::Sum, l, keep, nullptr, name);
   }
   return cur;
 }
@@ -117,9 +112,10 @@ Tensor sum_mean(const Tensor& x_in, const std::vector<int64_t>& dims_in, bool ke
   } else if (all) {
     const int64_t n = x.numel();
     out = run_reduce(x.contiguous(), mean ? ReduceOp::Mean : ReduceOp::Sum, {1, n, 1},
-                     keepdim ? Shape(x.dim(), 1) : Shape{}, nullptr);
+                     keepdim ? Shape(x.dim(), 1) : Shape{}, nullptr, name);
   } else {
-    out = sum_mean_forward(x, dims, mean).reshape(reduced_shape(x.shape(), dims, keepdim));
+    out = sum_mean_forward(x, dims, mean, name)
+              .reshape(reduced_shape(x.shape(), dims, keepdim));
   }
   if (autograd::needs_grad({&x})) {
     int64_t count = 1;
@@ -158,27 +154,21 @@ ValuesIndices extremum(const Tensor& x_in, int64_t dim, bool keepdim, bool is_ma
   EMBER_CHECK_T(ShapeError, l.n > 0, name, "(): cannot reduce over an empty dimension (input ",
                 detail::describe(x_in), ")");
   ValuesIndices r;
-  r.values = run_reduce(xc, is_max ? ReduceOp::Max : ReduceOp::Min, l, out_shape, &r.indices);
+  r.values =
+      run_reduce(xc, is_max ? ReduceOp::Max : ReduceOp::Min, l, out_shape, &r.indices, name);
   if (!is_floating(x_in.dtype())) r.values = r.values.to(x_in.dtype());
   if (want_grad && autograd::needs_grad({&x_in})) {
     autograd::record(name, {x_in}, {r.values},
-                     [l, shape = x.shape(), si = autograd::SavedTensor(r.indices, name)](
+                     [l, name, shape = x.shape(), si = autograd::SavedTensor(r.indices, name)](
                          std::vector<Tensor>& g) {
                        // g: reduced shape; the gradient goes to the chosen index only
                        Tensor idx = si.unpack();
                        Tensor gy = g[0].contiguous();
                        Tensor gx = detail::empty_on(shape, gy.dtype(), gy.device());
-                       if (gy.is_cuda()) {
-                         kernels::cuda::reduce_index_backward(detail::stream_of(gy), idx.data<int64_t>(),
-                                                              gy.data<float>(), gx.data<float>(),
-                                                              l.outer, l.n, l.inner);
-                       } else if (gy.dtype() == kFloat32) {
-                         kernels::cpu::reduce_index_backward(idx.data<int64_t>(), gy.data<float>(),
-                                                             gx.data<float>(), l.outer, l.n, l.inner);
-                       } else {
-                         kernels::cpu::reduce_index_backward(idx.data<int64_t>(), gy.data<double>(),
-                                                             gx.data<double>(), l.outer, l.n, l.inner);
-                       }
+                       dispatch::run(gy, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                         reduce_index_backward(ctx, idx.data<int64_t>(), gy.data<T>(),
+                                               gx.data<T>(), l.outer, l.n, l.inner);
+                       });
                        return std::vector<Tensor>{gx};
                      });
   }

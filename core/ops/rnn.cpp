@@ -1,10 +1,19 @@
 // rnn: multi-layer, optionally bidirectional RNN (tanh/ReLU), LSTM and GRU over padded
 // variable-length batches. On the CPU the cells are composed from differentiable ops
 // (autograd gives the backward); on the GPU one cuDNN call runs the whole stack
-// (core/ops/rnn_cudnn.cpp).
+// (core/ops/rnn_cudnn.cpp). See Note [RNN backends].
+//
+// Note [RNN backends]
+// The rnn family picks its backend in one way: dispatch::on_device runs an overload
+// chosen by the context's type. The overloads taking kernels::cpu::Context are below
+// (the composed ops; the CPU has no cuDNN weight buffer); the ones taking
+// kernels::cuda::Context are cuDNN's (core/ops/rnn_cudnn.h). on_device calls a body with
+// the CUDA context only in a build with CUDA, so a build without it needs nothing from
+// rnn_cudnn.cpp, the one CUDA-only file of the family.
 #include <algorithm>
 
 #include "ember/core/autograd.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/core/ops/rnn_cudnn.h"
@@ -255,6 +264,28 @@ RnnResult compose(const Tensor& x, const Tensor& hx, const Tensor& cx,
 
 }  // namespace
 
+// --- the CPU side of Note [RNN backends] -------------------------------------------------
+
+namespace detail {
+
+RnnResult rnn_on(kernels::cpu::Context, const Tensor& x, const Tensor& hx, const Tensor& cx,
+                 const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
+                 const RnnParams& p) {
+  return compose(x, hx, cx, weights, lengths, p);
+}
+
+bool rnn_weights_flat_on(kernels::cpu::Context, const std::vector<Tensor>&, const RnnParams&) {
+  return false;
+}
+
+RnnFlatWeights rnn_flatten_weights_on(kernels::cpu::Context, const std::vector<Tensor>&,
+                                      const RnnParams& p) {
+  EMBER_INTERNAL_ASSERT(false, p.name, ": rnn_flatten_weights refuses CPU weights first");
+  return RnnFlatWeights();
+}
+
+}  // namespace detail
+
 RnnResult rnn_reference(const Tensor& x, const Tensor& hx, const Tensor& cx,
                         const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
                         const RnnParams& p) {
@@ -266,22 +297,29 @@ RnnResult rnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
               const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
               const RnnParams& p) {
   check_inputs(x, hx, cx, weights, lengths, p);
-  switch (x.device().type()) {
-    case DeviceType::CPU:
-      return compose(x, hx, cx, weights, lengths, p);
-    case DeviceType::CUDA:
-      return detail::rnn_cudnn(x, hx, cx, weights, lengths, p);
-  }
-  EMBER_INTERNAL_ASSERT(false, "rnn: unknown device type");
-  return RnnResult();
+  RnnResult r;
+  dispatch::on_device(x.device(), [&](auto ctx) {
+    r = detail::rnn_on(ctx, x, hx, cx, weights, lengths, p);
+  });
+  return r;
 }
 
 bool rnn_weights_flat(const std::vector<Tensor>& weights, const RnnParams& p) {
-  return detail::rnn_cudnn_weights_flat(weights, p);
+  if (weights.empty() || !weights[0].defined()) return false;
+  bool flat = false;
+  dispatch::on_device(weights[0].device(),
+                      [&](auto ctx) { flat = detail::rnn_weights_flat_on(ctx, weights, p); });
+  return flat;
 }
 
 RnnFlatWeights rnn_flatten_weights(const std::vector<Tensor>& weights, const RnnParams& p) {
-  return detail::rnn_cudnn_flatten_weights(weights, p);
+  EMBER_CHECK(!weights.empty() && weights[0].defined() && weights[0].is_cuda() &&
+                  weights[0].dtype() == kFloat32,
+              p.name, ": cuDNN's weight buffer is for float32 CUDA weights");
+  RnnFlatWeights flat;
+  dispatch::on_device(weights[0].device(),
+                      [&](auto ctx) { flat = detail::rnn_flatten_weights_on(ctx, weights, p); });
+  return flat;
 }
 
 }  // namespace ember

@@ -1,5 +1,6 @@
 // The rnn op on the GPU: the whole stack as one cuDNN forward, and one backward node that
-// runs cuDNN's backward data and backward weights (kernels/cudnn/rnn.h).
+// runs cuDNN's backward data and backward weights (kernels/cudnn/rnn.h). CUDA-only: the
+// CUDA side of Note [RNN backends] in rnn.cpp.
 //
 // Note [RNN weight buffer]
 // cuDNN reads all weights from one flat buffer (the weight space) whose layout it decides:
@@ -16,6 +17,9 @@
 // weight as its view (or, for packed weights, gathered gate by gate).
 #include "ember/core/ops/rnn_cudnn.h"
 
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
 #include <mutex>
 
 #include "ember/core/autograd.h"
@@ -45,7 +49,7 @@ kc::RnnCell cell_of(RnnMode mode) {
   return kc::RnnCell::kLstm;
 }
 
-kc::RnnConfig config_of(const RnnParams& p, bool drop) {
+kc::RnnConfig config_of(const RnnParams& p, bool drop, const kernels::cuda::Context& ctx) {
   kc::RnnConfig c;
   c.cell = cell_of(p.mode);
   c.input_size = p.input_size;
@@ -54,7 +58,7 @@ kc::RnnConfig config_of(const RnnParams& p, bool drop) {
   c.bidirectional = p.bidirectional;
   c.bias = p.bias;
   c.dropout = drop ? static_cast<float>(p.dropout) : 0.0f;
-  c.allow_tf32 = cuda::allow_tf32();
+  c.allow_tf32 = ctx.allow_tf32;
   return c;
 }
 
@@ -192,35 +196,27 @@ Tensor unpack_grad(const Tensor& dw, const Slot& s, const Shape& shape) {
 // The lengths on the device, for cuDNN's kernels. From pageable host memory
 // cudaMemcpyAsync returns once the bytes are staged and does not wait for the stream, so
 // this costs no synchronization (Tensor::to would wait for the copy).
-Tensor device_lengths(const std::vector<int32_t>& lengths, Device device) {
+Tensor device_lengths(const std::vector<int32_t>& lengths, Device device, cudaStream_t stream) {
   Tensor t = empty_on({static_cast<int64_t>(lengths.size())}, kInt32, device);
   EMBER_CUDA_CHECK(cudaMemcpyAsync(t.data_ptr(), lengths.data(), lengths.size() * sizeof(int32_t),
-                                   cudaMemcpyHostToDevice, cuda::compute_stream(device.index())));
+                                   cudaMemcpyHostToDevice, stream));
   return t;
 }
 
 }  // namespace
 
-bool rnn_cudnn_weights_flat(const std::vector<Tensor>& weights, const RnnParams& p) {
-  if (weights.empty() || !weights[0].defined() || !weights[0].is_cuda() ||
-      weights[0].dtype() != kFloat32) {
-    return false;
-  }
-  const int dev = weights[0].device().index();
-  cuda::DeviceGuard guard(dev);
-  const cudnnHandle_t h = cuda::cudnn_handle(dev);
-  const kc::RnnWeightLayout& layout = plan_for(h, config_of(p, false), weights[0].device());
+bool rnn_weights_flat_on(kernels::cuda::Context ctx, const std::vector<Tensor>& weights,
+                         const RnnParams& p) {
+  if (weights[0].dtype() != kFloat32) return false;
+  const kc::RnnWeightLayout& layout =
+      plan_for(ctx.cudnn, config_of(p, false, ctx), weights[0].device());
   return is_flat(weights, slots_of(layout, p), layout.bytes);
 }
 
-RnnFlatWeights rnn_cudnn_flatten_weights(const std::vector<Tensor>& weights, const RnnParams& p) {
-  EMBER_CHECK(!weights.empty() && weights[0].defined() && weights[0].is_cuda() &&
-                  weights[0].dtype() == kFloat32,
-              p.name, ": cuDNN's weight buffer is for float32 CUDA weights");
+RnnFlatWeights rnn_flatten_weights_on(kernels::cuda::Context ctx,
+                                      const std::vector<Tensor>& weights, const RnnParams& p) {
   const Device device = weights[0].device();
-  cuda::DeviceGuard guard(device.index());
-  const cudnnHandle_t h = cuda::cudnn_handle(device.index());
-  const kc::RnnWeightLayout& layout = plan_for(h, config_of(p, false), device);
+  const kc::RnnWeightLayout& layout = plan_for(ctx.cudnn, config_of(p, false, ctx), device);
   const std::vector<Slot> slots = slots_of(layout, p);
   RnnFlatWeights flat;
   flat.buffer = pack(weights, slots, layout.bytes, device);
@@ -232,18 +228,16 @@ RnnFlatWeights rnn_cudnn_flatten_weights(const std::vector<Tensor>& weights, con
   return flat;
 }
 
-RnnResult rnn_cudnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
-                    const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
-                    const RnnParams& p) {
+RnnResult rnn_on(kernels::cuda::Context ctx, const Tensor& x, const Tensor& hx, const Tensor& cx,
+                 const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
+                 const RnnParams& p) {
   EMBER_CHECK_T(DTypeError, x.dtype() == kFloat32, p.name, ": the GPU path takes float32, got ",
                 dtype_name(x.dtype()));
   const Device device = x.device();
-  const int dev = device.index();
-  cuda::DeviceGuard guard(dev);
-  const cudnnHandle_t h = cuda::cudnn_handle(dev);
+  const cudnnHandle_t h = ctx.cudnn;
   const bool lstm = p.mode == RnnMode::Lstm;
   const bool drop = p.training && p.dropout > 0.0 && p.num_layers > 1;
-  const kc::RnnConfig cfg = config_of(p, drop);
+  const kc::RnnConfig cfg = config_of(p, drop, ctx);
   const kc::RnnWeightLayout& layout = plan_for(h, cfg, device);
   const std::vector<Slot> slots = slots_of(layout, p);
 
@@ -257,7 +251,10 @@ RnnResult rnn_cudnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
   // The lengths twice: on the host for the data descriptors, on the device for cuDNN's kernels.
   std::vector<int32_t> host_lengths(static_cast<size_t>(n), static_cast<int32_t>(t_len));
   for (size_t i = 0; i < lengths.size(); ++i) host_lengths[i] = static_cast<int32_t>(lengths[i]);
-  const Tensor dev_lengths = device_lengths(host_lengths, device);
+  const Tensor dev_lengths = device_lengths(host_lengths, device, ctx.stream);
+  // Some sequence ends before seq_len: the batch has padded steps.
+  const bool padded = std::any_of(host_lengths.begin(), host_lengths.end(),
+                                  [t_len](int32_t l) { return l < t_len; });
   kc::RnnBatch batch{t_len, n, p.batch_first, host_lengths.data()};
 
   std::vector<Tensor> inputs{x, hx, cx};
@@ -292,7 +289,7 @@ RnnResult rnn_cudnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
     if (lstm) outputs.push_back(cy);
     autograd::record(
         kOp, inputs, outputs,
-        [cfg, p, lstm, wants, slots, host_lengths, dev_lengths, reserve, t_len, n,
+        [cfg, p, lstm, padded, wants, slots, host_lengths, dev_lengths, reserve, t_len, n,
          shapes = rnn_weight_shapes(p), sx = autograd::SavedTensor(xc, kOp),
          shx = autograd::SavedTensor(hxc, kOp), scx = autograd::SavedTensor(cxc, kOp),
          sy = autograd::SavedTensor(y, kOp), sw = autograd::SavedTensor(w, kOp)](
@@ -310,7 +307,10 @@ RnnResult rnn_cudnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
           const size_t w_bytes = ws_.nbytes();
           const Tensor dy = g[0].contiguous(), dhy = g[1].contiguous();
           const Tensor dcy = lstm ? g[2].contiguous() : Tensor();
-          Tensor dx = empty_like(xs);
+          // Padded steps of x affect nothing, so their gradient is zero. cuDNN documents
+          // its padding fill only for a descriptor of the RNN's output, and dx is
+          // described by x's, so dx starts as zeros and cuDNN writes the valid steps.
+          Tensor dx = padded ? zeros(xs.shape(), {.device = device}) : empty_like(xs);
           Tensor dhx = wants[1] ? empty_like(hxs) : Tensor();
           Tensor dcx = wants[2] ? empty_like(cxs) : Tensor();
           Tensor workspace;

@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "ember/core/autograd.h"
+#include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/kernels/cpu/elementwise.h"
@@ -316,12 +317,11 @@ Tensor Tensor::clone() const {
   if (is_contiguous()) {
     NoGradGuard no_grad;
     out.copy_(detach());
-  } else if (is_cuda()) {
-    kernels::cuda::strided_copy(detail::stream_of(*this), element_size(), data_ptr(),
-                                detail::strided_index(*this), out.data_ptr(), n);
   } else {
-    kernels::cpu::strided_copy(element_size(), data_ptr(), detail::strided_index(*this),
-                               out.data_ptr(), n);
+    const kernels::StridedIndex idx = detail::strided_index(*this);
+    dispatch::on_device(device(), [&](auto ctx) {
+      strided_copy(ctx, element_size(), data_ptr(), idx, out.data_ptr(), n);
+    });
   }
   if (autograd::needs_grad({this})) {
     autograd::record("clone", {*this}, {out}, [](std::vector<Tensor>& g) {

@@ -108,7 +108,8 @@ void col2im(const ConvShape& s, int64_t cg, const T* col, T* dx) {
 }  // namespace
 
 template <typename T>
-void conv2d_forward(const ConvShape& s, const T* x, const T* w, const T* bias, T* y) {
+void conv2d_forward(Context ctx, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
+                    const Scratch&) {
   const GroupGeometry g = geometry(s);
   if (s.n == 0 || s.o == 0 || g.spatial == 0) return;
   std::vector<T> col(g.direct ? 0 : static_cast<size_t>(g.k_rows * g.spatial));
@@ -128,7 +129,7 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, const T* bias, T
         cols = col.data();
       }
       // y_g [og, spatial] = w_g [og, k_rows] @ col [k_rows, spatial]
-      gemm<T>(false, false, g.og, g.spatial, g.k_rows, T(1), w + grp * g.og * g.k_rows,
+      gemm<T>(ctx, false, false, g.og, g.spatial, g.k_rows, T(1), w + grp * g.og * g.k_rows,
               g.k_rows, 0, cols, g.spatial, 0, bias != nullptr ? T(1) : T(0),
               y_n + grp * g.og * g.spatial, g.spatial, 0, 1);
     }
@@ -136,7 +137,8 @@ void conv2d_forward(const ConvShape& s, const T* x, const T* w, const T* bias, T
 }
 
 template <typename T>
-void conv2d_backward_data(const ConvShape& s, const T* w, const T* dy, T* dx) {
+void conv2d_backward_data(Context ctx, const ConvShape& s, const T* w, const T* dy, T* dx,
+                          const Scratch&) {
   const GroupGeometry g = geometry(s);
   const int64_t total = s.n * s.c * g.in_plane;
   if (total == 0) return;
@@ -144,8 +146,8 @@ void conv2d_backward_data(const ConvShape& s, const T* w, const T* dy, T* dx) {
     // dx_g [cg, h*w] = w_g^T [cg, og] @ dy_g [og, h*w]
     for (int64_t n = 0; n < s.n; ++n) {
       for (int64_t grp = 0; grp < s.groups; ++grp) {
-        gemm<T>(true, false, g.cg, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows, g.k_rows,
-                0, dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, T(0),
+        gemm<T>(ctx, true, false, g.cg, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
+                g.k_rows, 0, dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, T(0),
                 dx + (n * s.c + grp * g.cg) * g.in_plane, g.in_plane, 0, 1);
       }
     }
@@ -157,7 +159,7 @@ void conv2d_backward_data(const ConvShape& s, const T* w, const T* dy, T* dx) {
   for (int64_t n = 0; n < s.n; ++n) {
     for (int64_t grp = 0; grp < s.groups; ++grp) {
       // col [k_rows, spatial] = w_g^T [k_rows, og] @ dy_g [og, spatial]
-      gemm<T>(true, false, g.k_rows, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
+      gemm<T>(ctx, true, false, g.k_rows, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
               g.k_rows, 0, dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, T(0),
               col.data(), g.spatial, 0, 1);
       col2im(s, g.cg, col.data(), dx + (n * s.c + grp * g.cg) * g.in_plane);
@@ -166,7 +168,8 @@ void conv2d_backward_data(const ConvShape& s, const T* w, const T* dy, T* dx) {
 }
 
 template <typename T>
-void conv2d_backward_filter(const ConvShape& s, const T* x, const T* dy, T* dw) {
+void conv2d_backward_filter(Context ctx, const ConvShape& s, const T* x, const T* dy, T* dw,
+                            const Scratch&) {
   const GroupGeometry g = geometry(s);
   std::fill(dw, dw + s.o * g.k_rows, T(0));
   if (s.n == 0 || g.spatial == 0 || g.k_rows == 0) return;
@@ -180,23 +183,24 @@ void conv2d_backward_filter(const ConvShape& s, const T* x, const T* dy, T* dw) 
         cols = col.data();
       }
       // dw_g [og, k_rows] += dy_g [og, spatial] @ col^T [spatial, k_rows]
-      gemm<T>(false, true, g.og, g.k_rows, g.spatial, T(1),
+      gemm<T>(ctx, false, true, g.og, g.k_rows, g.spatial, T(1),
               dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, cols, g.spatial, 0, T(1),
               dw + grp * g.og * g.k_rows, g.k_rows, 0, 1);
     }
   }
 }
 
-template void conv2d_forward<float>(const ConvShape&, const float*, const float*, const float*,
-                                    float*);
-template void conv2d_forward<double>(const ConvShape&, const double*, const double*,
-                                     const double*, double*);
-template void conv2d_backward_data<float>(const ConvShape&, const float*, const float*, float*);
-template void conv2d_backward_data<double>(const ConvShape&, const double*, const double*,
-                                           double*);
-template void conv2d_backward_filter<float>(const ConvShape&, const float*, const float*,
-                                            float*);
-template void conv2d_backward_filter<double>(const ConvShape&, const double*, const double*,
-                                             double*);
+template void conv2d_forward<float>(Context, const ConvShape&, const float*, const float*,
+                                    const float*, float*, const Scratch&);
+template void conv2d_forward<double>(Context, const ConvShape&, const double*, const double*,
+                                     const double*, double*, const Scratch&);
+template void conv2d_backward_data<float>(Context, const ConvShape&, const float*, const float*,
+                                          float*, const Scratch&);
+template void conv2d_backward_data<double>(Context, const ConvShape&, const double*,
+                                           const double*, double*, const Scratch&);
+template void conv2d_backward_filter<float>(Context, const ConvShape&, const float*,
+                                            const float*, float*, const Scratch&);
+template void conv2d_backward_filter<double>(Context, const ConvShape&, const double*,
+                                             const double*, double*, const Scratch&);
 
 }  // namespace ember::kernels::cpu

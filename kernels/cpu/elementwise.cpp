@@ -73,18 +73,20 @@ void strided_copy_loop(const U* x, const StridedIndex& idx, U* y, int64_t n) {
   }
 }
 
+// The element's bytes are moved as one unsigned integer of its size.
+template <typename U, bool Scatter>
+void strided_copy_as(const void* x, const StridedIndex& idx, void* y, int64_t n) {
+  strided_copy_loop<U, Scatter>(static_cast<const U*>(x), idx, static_cast<U*>(y), n);
+}
+
 template <bool Scatter>
 void strided_copy_any(const char* op, int64_t elem_size, const void* x, const StridedIndex& idx,
                       void* y, int64_t n) {
   switch (elem_size) {
-    case 1:
-      return strided_copy_loop<uint8_t, Scatter>(static_cast<const uint8_t*>(x), idx, static_cast<uint8_t*>(y), n);
-    case 2:
-      return strided_copy_loop<uint16_t, Scatter>(static_cast<const uint16_t*>(x), idx, static_cast<uint16_t*>(y), n);
-    case 4:
-      return strided_copy_loop<uint32_t, Scatter>(static_cast<const uint32_t*>(x), idx, static_cast<uint32_t*>(y), n);
-    case 8:
-      return strided_copy_loop<uint64_t, Scatter>(static_cast<const uint64_t*>(x), idx, static_cast<uint64_t*>(y), n);
+    case 1: return strided_copy_as<uint8_t, Scatter>(x, idx, y, n);
+    case 2: return strided_copy_as<uint16_t, Scatter>(x, idx, y, n);
+    case 4: return strided_copy_as<uint32_t, Scatter>(x, idx, y, n);
+    case 8: return strided_copy_as<uint64_t, Scatter>(x, idx, y, n);
   }
   EMBER_CHECK(false, op, ": element size ", elem_size,
               " bytes is not supported (expected 1, 2, 4 or 8)");
@@ -93,7 +95,7 @@ void strided_copy_any(const char* op, int64_t elem_size, const void* x, const St
 }  // namespace
 
 template <typename T>
-void unary_forward(UnaryOp op, const T* x, T* y, int64_t n, UnaryParams p) {
+void unary_forward(Context, UnaryOp op, const T* x, T* y, int64_t n, UnaryParams p) {
   if (n <= 0) return;
   math::visit_unary<T>(op, p, [&](auto f) {
     for (int64_t i = 0; i < n; ++i) y[i] = f.forward(x[i]);
@@ -101,8 +103,8 @@ void unary_forward(UnaryOp op, const T* x, T* y, int64_t n, UnaryParams p) {
 }
 
 template <typename T>
-void unary_backward(UnaryOp op, const T* x, const T* y, const T* grad_y, T* grad_x,
-                    int64_t n, UnaryParams p) {
+void unary_backward(Context, UnaryOp op, const T* x, const T* y, const T* grad_y,
+                    T* grad_x, int64_t n, UnaryParams p) {
   if (n <= 0) return;
   math::visit_unary<T>(op, p, [&](auto f) {
     for (int64_t i = 0; i < n; ++i) grad_x[i] = grad_y[i] * f.derivative(x[i], y[i]);
@@ -110,20 +112,20 @@ void unary_backward(UnaryOp op, const T* x, const T* y, const T* grad_y, T* grad
 }
 
 template <typename T>
-void binary(BinaryOp op, const T* a, const T* b, T* out, const BroadcastIndex& idx,
+void binary(Context, BinaryOp op, const T* a, const T* b, T* out, const BroadcastIndex& idx,
             int64_t n) {
   if (n <= 0) return;
   math::visit_binary<T>(op, [&](auto f) { broadcast_loop(f, a, b, out, idx, n); });
 }
 
 template <typename T>
-void compare(CompareOp op, const T* a, const T* b, bool* out, const BroadcastIndex& idx,
-             int64_t n) {
+void compare(Context, CompareOp op, const T* a, const T* b, bool* out,
+             const BroadcastIndex& idx, int64_t n) {
   if (n <= 0) return;
   math::visit_compare<T>(op, [&](auto f) { broadcast_loop(f, a, b, out, idx, n); });
 }
 
-void cast(int src_dtype, const void* x, int dst_dtype, void* y, int64_t n) {
+void cast(Context, int src_dtype, const void* x, int dst_dtype, void* y, int64_t n) {
   math::visit_dtype("cast", src_dtype, [&](auto src_tag) {
     using S = typename decltype(src_tag)::type;
     math::visit_dtype("cast", dst_dtype, [&](auto dst_tag) {
@@ -138,7 +140,7 @@ void cast(int src_dtype, const void* x, int dst_dtype, void* y, int64_t n) {
   });
 }
 
-void fill(int dtype, void* y, int64_t n, double value) {
+void fill(Context, int dtype, void* y, int64_t n, double value) {
   math::visit_dtype("fill", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T v = math::convert<T>(value);
@@ -147,44 +149,46 @@ void fill(int dtype, void* y, int64_t n, double value) {
   });
 }
 
-void strided_copy(int64_t elem_size, const void* x, const StridedIndex& idx, void* y,
+void strided_copy(Context, int64_t elem_size, const void* x, const StridedIndex& idx, void* y,
                   int64_t n) {
   strided_copy_any<false>("strided_copy", elem_size, x, idx, y, n);
 }
 
-void strided_scatter(int64_t elem_size, const void* x, const StridedIndex& idx, void* y,
-                     int64_t n) {
+void strided_scatter(Context, int64_t elem_size, const void* x, const StridedIndex& idx,
+                     void* y, int64_t n) {
   strided_copy_any<true>("strided_scatter", elem_size, x, idx, y, n);
 }
 
-template void unary_forward<float>(UnaryOp, const float*, float*, int64_t, UnaryParams);
-template void unary_forward<double>(UnaryOp, const double*, double*, int64_t, UnaryParams);
+template void unary_forward<float>(Context, UnaryOp, const float*, float*, int64_t,
+                                   UnaryParams);
+template void unary_forward<double>(Context, UnaryOp, const double*, double*, int64_t,
+                                    UnaryParams);
 
-template void unary_backward<float>(UnaryOp, const float*, const float*, const float*, float*,
-                                    int64_t, UnaryParams);
-template void unary_backward<double>(UnaryOp, const double*, const double*, const double*,
-                                     double*, int64_t, UnaryParams);
+template void unary_backward<float>(Context, UnaryOp, const float*, const float*,
+                                    const float*, float*, int64_t, UnaryParams);
+template void unary_backward<double>(Context, UnaryOp, const double*, const double*,
+                                     const double*, double*, int64_t, UnaryParams);
 
-template void binary<float>(BinaryOp, const float*, const float*, float*,
+template void binary<float>(Context, BinaryOp, const float*, const float*, float*,
                             const BroadcastIndex&, int64_t);
-template void binary<double>(BinaryOp, const double*, const double*, double*,
+template void binary<double>(Context, BinaryOp, const double*, const double*, double*,
                              const BroadcastIndex&, int64_t);
-template void binary<int32_t>(BinaryOp, const int32_t*, const int32_t*, int32_t*,
+template void binary<int32_t>(Context, BinaryOp, const int32_t*, const int32_t*, int32_t*,
                               const BroadcastIndex&, int64_t);
-template void binary<int64_t>(BinaryOp, const int64_t*, const int64_t*, int64_t*,
+template void binary<int64_t>(Context, BinaryOp, const int64_t*, const int64_t*, int64_t*,
                               const BroadcastIndex&, int64_t);
 
-template void compare<float>(CompareOp, const float*, const float*, bool*,
+template void compare<float>(Context, CompareOp, const float*, const float*, bool*,
                              const BroadcastIndex&, int64_t);
-template void compare<double>(CompareOp, const double*, const double*, bool*,
+template void compare<double>(Context, CompareOp, const double*, const double*, bool*,
                               const BroadcastIndex&, int64_t);
-template void compare<int32_t>(CompareOp, const int32_t*, const int32_t*, bool*,
+template void compare<int32_t>(Context, CompareOp, const int32_t*, const int32_t*, bool*,
                                const BroadcastIndex&, int64_t);
-template void compare<int64_t>(CompareOp, const int64_t*, const int64_t*, bool*,
+template void compare<int64_t>(Context, CompareOp, const int64_t*, const int64_t*, bool*,
                                const BroadcastIndex&, int64_t);
-template void compare<uint8_t>(CompareOp, const uint8_t*, const uint8_t*, bool*,
+template void compare<uint8_t>(Context, CompareOp, const uint8_t*, const uint8_t*, bool*,
                                const BroadcastIndex&, int64_t);
-template void compare<bool>(CompareOp, const bool*, const bool*, bool*,
+template void compare<bool>(Context, CompareOp, const bool*, const bool*, bool*,
                             const BroadcastIndex&, int64_t);
 
 }  // namespace ember::kernels::cpu

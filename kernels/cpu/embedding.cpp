@@ -7,7 +7,8 @@
 namespace ember::kernels::cpu {
 
 template <typename T>
-void embedding_forward(const T* weight, const int64_t* indices, T* out, int64_t n, int64_t dim) {
+void embedding_forward(Context, const T* weight, const int64_t* indices, T* out, int64_t n,
+                       int64_t dim) {
 #pragma omp parallel for if (n * dim > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
     std::memcpy(out + i * dim, weight + indices[i] * dim, static_cast<size_t>(dim) * sizeof(T));
@@ -15,8 +16,8 @@ void embedding_forward(const T* weight, const int64_t* indices, T* out, int64_t 
 }
 
 template <typename T>
-void embedding_backward(const T* grad_out, const int64_t* indices, T* grad_weight, int64_t n,
-                        int64_t dim, int64_t num_embeddings, int64_t padding_idx) {
+void embedding_backward(Context, const T* grad_out, const int64_t* indices, T* grad_weight,
+                        int64_t n, int64_t dim, int64_t num_embeddings, int64_t padding_idx) {
   std::fill(grad_weight, grad_weight + num_embeddings * dim, T(0));
   // Serial over the rows of grad_out: rows sharing an index add in a fixed order.
   for (int64_t i = 0; i < n; ++i) {
@@ -28,11 +29,13 @@ void embedding_backward(const T* grad_out, const int64_t* indices, T* grad_weigh
   }
 }
 
-template void embedding_forward<float>(const float*, const int64_t*, float*, int64_t, int64_t);
-template void embedding_forward<double>(const double*, const int64_t*, double*, int64_t, int64_t);
-template void embedding_backward<float>(const float*, const int64_t*, float*, int64_t, int64_t,
-                                        int64_t, int64_t);
-template void embedding_backward<double>(const double*, const int64_t*, double*, int64_t,
-                                         int64_t, int64_t, int64_t);
+template void embedding_forward<float>(Context, const float*, const int64_t*, float*, int64_t,
+                                       int64_t);
+template void embedding_forward<double>(Context, const double*, const int64_t*, double*, int64_t,
+                                        int64_t);
+template void embedding_backward<float>(Context, const float*, const int64_t*, float*, int64_t,
+                                        int64_t, int64_t, int64_t);
+template void embedding_backward<double>(Context, const double*, const int64_t*, double*,
+                                         int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

@@ -5,17 +5,21 @@
 
 #include <cstdint>
 
+#include "ember/kernels/context.h"
+
 namespace ember::kernels::cpu {
 
 // weight: [num_embeddings, dim]; indices: [n], each in [0, num_embeddings) (the op checks);
 // out: [n, dim]. T: float, double.
 template <typename T>
-void embedding_forward(const T* weight, const int64_t* indices, T* out, int64_t n, int64_t dim);
+void embedding_forward(Context ctx, const T* weight, const int64_t* indices, T* out, int64_t n,
+                       int64_t dim);
 
 // grad_weight: [num_embeddings, dim], overwritten: row r = sum of grad_out's rows i with
-// indices[i] == r, except row `padding_idx` (when >= 0), which stays zero.
+// indices[i] == r, except row `padding_idx` (when >= 0), which stays zero. Rows sharing
+// an index add in the order of i.
 template <typename T>
-void embedding_backward(const T* grad_out, const int64_t* indices, T* grad_weight, int64_t n,
-                        int64_t dim, int64_t num_embeddings, int64_t padding_idx);
+void embedding_backward(Context ctx, const T* grad_out, const int64_t* indices, T* grad_weight,
+                        int64_t n, int64_t dim, int64_t num_embeddings, int64_t padding_idx);
 
 }  // namespace ember::kernels::cpu

@@ -51,7 +51,7 @@ void scale_c(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
 }  // namespace
 
 template <typename T>
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+void gemm(Context, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
           const T* a, int64_t lda, int64_t stride_a, const T* b, int64_t ldb,
           int64_t stride_b, T beta, T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
   EMBER_CHECK(m >= 0 && n >= 0 && k >= 0 && batch >= 0, "gemm: negative size (m = ", m,
@@ -93,11 +93,11 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
   }
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*,
-                          int64_t, int64_t, const float*, int64_t, int64_t, float, float*,
-                          int64_t, int64_t, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*,
-                           int64_t, int64_t, const double*, int64_t, int64_t, double,
-                           double*, int64_t, int64_t, int64_t);
+template void gemm<float>(Context, bool, bool, int64_t, int64_t, int64_t, float,
+                          const float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                          float, float*, int64_t, int64_t, int64_t);
+template void gemm<double>(Context, bool, bool, int64_t, int64_t, int64_t, double,
+                           const double*, int64_t, int64_t, const double*, int64_t, int64_t,
+                           double, double*, int64_t, int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

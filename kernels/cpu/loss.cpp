@@ -1,5 +1,6 @@
-// CPU loss kernels (cross-entropy, NLL, pointwise losses) and the dropout mask, built on
-// the shared math of kernels/loss_math.h and kernels/philox.h.
+// CPU loss kernels (cross-entropy and NLL with optional class weights, pointwise losses,
+// binary cross-entropy on logits with pos_weight) and the dropout mask, built on the
+// shared math of kernels/loss_math.h and kernels/philox.h.
 #include "ember/kernels/cpu/loss.h"
 
 #include <algorithm>
@@ -28,22 +29,31 @@ void pointwise_backward_loop(const T* input, const T* target, const T* grad_out,
 }  // namespace
 
 template <typename T>
-int64_t cross_entropy_forward(const T* logits, const int64_t* target, T* loss, T* lse, int64_t N,
-                              int64_t C, int64_t ignore_index, double label_smoothing) {
+void cross_entropy_forward(Context, const T* logits, const int64_t* target,
+                           const T* class_weight, T* loss, T* lse, int64_t N, int64_t C,
+                           int64_t ignore_index, double label_smoothing, int64_t* bad_count) {
+  double weight_sum = 0.0;
+  if (class_weight != nullptr) {
+    for (int64_t c = 0; c < C; ++c) weight_sum += static_cast<double>(class_weight[c]);
+  }
   int64_t bad = 0;
   for (int64_t r = 0; r < N; ++r) {
     const T* x = logits + r * C;
     // The row's max is subtracted before exp so large logits cannot overflow.
     double max_x = -INFINITY;
     for (int64_t c = 0; c < C; ++c) max_x = std::max(max_x, static_cast<double>(x[c]));
+    // sum_x is the smoothing term's sum: of the logits, or of the weighted logits.
     double sum_exp = 0.0, sum_x = 0.0;
     for (int64_t c = 0; c < C; ++c) {
       sum_exp += std::exp(static_cast<double>(x[c]) - max_x);
-      sum_x += static_cast<double>(x[c]);
+      sum_x += class_weight != nullptr
+                   ? static_cast<double>(class_weight[c]) * static_cast<double>(x[c])
+                   : static_cast<double>(x[c]);
     }
     const double row_lse = max_x + std::log(sum_exp);
     lse[r] = static_cast<T>(row_lse);
-    switch (classify_target(target[r], C, ignore_index)) {
+    const int64_t t = target[r];
+    switch (classify_target(t, C, ignore_index)) {
       case TargetClass::Ignored:
         loss[r] = T(0);
         break;
@@ -53,21 +63,31 @@ int64_t cross_entropy_forward(const T* logits, const int64_t* target, T* loss, T
         break;
       case TargetClass::Valid:
         loss[r] = static_cast<T>(
-            cross_entropy_row_loss<double>(row_lse, static_cast<double>(x[target[r]]), sum_x,
-                                           static_cast<double>(C), label_smoothing));
+            class_weight == nullptr
+                ? cross_entropy_row_loss<double>(row_lse, static_cast<double>(x[t]), sum_x,
+                                                 static_cast<double>(C), label_smoothing)
+                : weighted_cross_entropy_row_loss<double>(
+                      row_lse, static_cast<double>(x[t]), static_cast<double>(class_weight[t]),
+                      weight_sum, sum_x, static_cast<double>(C), label_smoothing));
         break;
     }
   }
-  return bad;
+  *bad_count += bad;
 }
 
 template <typename T>
-void cross_entropy_backward(const T* logits, const int64_t* target, const T* lse,
-                            const T* grad_loss, int64_t grad_stride, T* grad_logits, int64_t N,
-                            int64_t C, int64_t ignore_index, double label_smoothing) {
+void cross_entropy_backward(Context, const T* logits, const int64_t* target,
+                            const T* class_weight, const T* lse, const T* grad_loss,
+                            int64_t grad_stride, T* grad_logits, int64_t N, int64_t C,
+                            int64_t ignore_index, double label_smoothing) {
   // The smoothing constants are rounded to T once, as the CUDA launcher does for float.
   const T s = static_cast<T>(label_smoothing);
   const T s_over_c = C > 0 ? static_cast<T>(label_smoothing / static_cast<double>(C)) : T(0);
+  // Summed in T, as the CUDA kernel does (in another order).
+  T weight_sum = T(0);
+  if (class_weight != nullptr) {
+    for (int64_t c = 0; c < C; ++c) weight_sum += class_weight[c];
+  }
   for (int64_t r = 0; r < N; ++r) {
     const T* x = logits + r * C;
     T* gx = grad_logits + r * C;
@@ -80,18 +100,27 @@ void cross_entropy_backward(const T* logits, const int64_t* target, const T* lse
       continue;
     }
     const T g = grad_loss[r * grad_stride];
-    for (int64_t c = 0; c < C; ++c) {
-      gx[c] = g * cross_entropy_logit_grad<T>(x[c], lse[r], c == t, s, s_over_c);
+    if (class_weight == nullptr) {
+      for (int64_t c = 0; c < C; ++c) {
+        gx[c] = g * cross_entropy_logit_grad<T>(x[c], lse[r], c == t, s, s_over_c);
+      }
+    } else {
+      for (int64_t c = 0; c < C; ++c) {
+        gx[c] = g * weighted_cross_entropy_logit_grad<T>(x[c], lse[r], c == t, class_weight[c],
+                                                         class_weight[t], weight_sum, s,
+                                                         s_over_c);
+      }
     }
   }
 }
 
 template <typename T>
-int64_t nll_forward(const T* logp, const int64_t* target, T* loss, int64_t N, int64_t C,
-                    int64_t ignore_index) {
+void nll_forward(Context, const T* logp, const int64_t* target, const T* class_weight,
+                 T* loss, int64_t N, int64_t C, int64_t ignore_index, int64_t* bad_count) {
   int64_t bad = 0;
   for (int64_t r = 0; r < N; ++r) {
-    switch (classify_target(target[r], C, ignore_index)) {
+    const int64_t t = target[r];
+    switch (classify_target(t, C, ignore_index)) {
       case TargetClass::Ignored:
         loss[r] = T(0);
         break;
@@ -100,27 +129,41 @@ int64_t nll_forward(const T* logp, const int64_t* target, T* loss, int64_t N, in
         ++bad;
         break;
       case TargetClass::Valid:
-        loss[r] = nll_row_loss(logp[r * C + target[r]]);
+        loss[r] = (class_weight != nullptr ? class_weight[t] : T(1)) *
+                  nll_row_loss(logp[r * C + t]);
         break;
     }
   }
-  return bad;
+  *bad_count += bad;
 }
 
 template <typename T>
-void nll_backward(const int64_t* target, const T* grad_loss, int64_t grad_stride, T* grad_logp,
-                  int64_t N, int64_t C, int64_t ignore_index) {
+void nll_backward(Context, const int64_t* target, const T* class_weight, const T* grad_loss,
+                  int64_t grad_stride, T* grad_logp, int64_t N, int64_t C,
+                  int64_t ignore_index) {
   for (int64_t r = 0; r < N; ++r) {
     T* g = grad_logp + r * C;
     const int64_t t = target[r];
     const TargetClass kind = classify_target(t, C, ignore_index);
     std::fill(g, g + C, kind == TargetClass::OutOfRange ? invalid_target_value<T>() : T(0));
-    if (kind == TargetClass::Valid) g[t] = -grad_loss[r * grad_stride];
+    if (kind == TargetClass::Valid) {
+      g[t] = -grad_loss[r * grad_stride] * (class_weight != nullptr ? class_weight[t] : T(1));
+    }
   }
 }
 
 template <typename T>
-void pointwise_loss_forward(PointwiseLoss op, const T* input, const T* target, T* out, int64_t n) {
+void target_class_weights(Context, const int64_t* target, const T* class_weight, T* out,
+                          int64_t N, int64_t C, int64_t ignore_index) {
+  for (int64_t r = 0; r < N; ++r) {
+    const int64_t t = target[r];
+    out[r] = classify_target(t, C, ignore_index) == TargetClass::Valid ? class_weight[t] : T(0);
+  }
+}
+
+template <typename T>
+void pointwise_loss_forward(Context, PointwiseLoss op, const T* input, const T* target, T* out,
+                            int64_t n) {
   switch (op) {
     case PointwiseLoss::Mse:
       return pointwise_forward_loop<MseLoss>(input, target, out, n);
@@ -136,8 +179,8 @@ void pointwise_loss_forward(PointwiseLoss op, const T* input, const T* target, T
 }
 
 template <typename T>
-void pointwise_loss_backward(PointwiseLoss op, const T* input, const T* target, const T* grad_out,
-                             int64_t grad_stride, T* grad_input, int64_t n) {
+void pointwise_loss_backward(Context, PointwiseLoss op, const T* input, const T* target,
+                             const T* grad_out, int64_t grad_stride, T* grad_input, int64_t n) {
   switch (op) {
     case PointwiseLoss::Mse:
       return pointwise_backward_loop<MseLoss>(input, target, grad_out, grad_stride, grad_input, n);
@@ -154,10 +197,34 @@ void pointwise_loss_backward(PointwiseLoss op, const T* input, const T* target, 
                         static_cast<int>(op));
 }
 
+template <typename T>
+void bce_with_logits_forward(Context, const T* logits, const T* target, const T* pos_weight,
+                             int64_t pos_weight_size, T* out, int64_t n) {
+  EMBER_INTERNAL_ASSERT(pos_weight != nullptr && (n == 0 || pos_weight_size > 0),
+                        "bce_with_logits_forward needs a pos_weight");
+  for (int64_t i = 0; i < n; ++i) {
+    out[i] = BinaryCrossEntropyWithLogitsLoss::forward(logits[i], target[i],
+                                                       pos_weight[i % pos_weight_size]);
+  }
+}
+
+template <typename T>
+void bce_with_logits_backward(Context, const T* logits, const T* target, const T* pos_weight,
+                              int64_t pos_weight_size, const T* grad_out, int64_t grad_stride,
+                              T* grad_input, int64_t n) {
+  EMBER_INTERNAL_ASSERT(pos_weight != nullptr && (n == 0 || pos_weight_size > 0),
+                        "bce_with_logits_backward needs a pos_weight");
+  for (int64_t i = 0; i < n; ++i) {
+    grad_input[i] = grad_out[i * grad_stride] *
+                    BinaryCrossEntropyWithLogitsLoss::derivative(logits[i], target[i],
+                                                                 pos_weight[i % pos_weight_size]);
+  }
+}
+
 // See Note [Dropout random stream] in kernels/philox.h: element i takes word i % 4 of
 // block i / 4, which makes this mask identical to the CUDA one for the same arguments.
 template <typename T>
-void dropout_mask(T* mask, int64_t n, double p, uint64_t seed, uint64_t offset) {
+void dropout_mask(Context, T* mask, int64_t n, double p, uint64_t seed, uint64_t offset) {
   EMBER_CHECK(p >= 0.0 && p < 1.0, "dropout_mask: p = ", p, " must lie in [0, 1)");
   EMBER_CHECK(offset < (uint64_t{1} << 62), "dropout_mask: offset ", offset, " must be below 2^62");
   const uint64_t threshold = dropout_threshold(p);
@@ -171,33 +238,50 @@ void dropout_mask(T* mask, int64_t n, double p, uint64_t seed, uint64_t offset) 
   }
 }
 
-template int64_t cross_entropy_forward<float>(const float*, const int64_t*, float*, float*, int64_t,
-                                              int64_t, int64_t, double);
-template int64_t cross_entropy_forward<double>(const double*, const int64_t*, double*, double*,
-                                               int64_t, int64_t, int64_t, double);
-template void cross_entropy_backward<float>(const float*, const int64_t*, const float*,
-                                            const float*, int64_t, float*, int64_t, int64_t,
-                                            int64_t, double);
-template void cross_entropy_backward<double>(const double*, const int64_t*, const double*,
-                                             const double*, int64_t, double*, int64_t, int64_t,
-                                             int64_t, double);
-template int64_t nll_forward<float>(const float*, const int64_t*, float*, int64_t, int64_t,
-                                    int64_t);
-template int64_t nll_forward<double>(const double*, const int64_t*, double*, int64_t, int64_t,
-                                     int64_t);
-template void nll_backward<float>(const int64_t*, const float*, int64_t, float*, int64_t, int64_t,
-                                  int64_t);
-template void nll_backward<double>(const int64_t*, const double*, int64_t, double*, int64_t,
-                                   int64_t, int64_t);
-template void pointwise_loss_forward<float>(PointwiseLoss, const float*, const float*, float*,
-                                            int64_t);
-template void pointwise_loss_forward<double>(PointwiseLoss, const double*, const double*, double*,
-                                             int64_t);
-template void pointwise_loss_backward<float>(PointwiseLoss, const float*, const float*,
+// float and double, each entry point.
+template void cross_entropy_forward<float>(Context, const float*, const int64_t*, const float*,
+                                           float*, float*, int64_t, int64_t, int64_t, double,
+                                           int64_t*);
+template void cross_entropy_forward<double>(Context, const double*, const int64_t*,
+                                            const double*, double*, double*, int64_t, int64_t,
+                                            int64_t, double, int64_t*);
+template void cross_entropy_backward<float>(Context, const float*, const int64_t*, const float*,
+                                            const float*, const float*, int64_t, float*, int64_t,
+                                            int64_t, int64_t, double);
+template void cross_entropy_backward<double>(Context, const double*, const int64_t*,
+                                             const double*, const double*, const double*,
+                                             int64_t, double*, int64_t, int64_t, int64_t, double);
+template void nll_forward<float>(Context, const float*, const int64_t*, const float*, float*,
+                                 int64_t, int64_t, int64_t, int64_t*);
+template void nll_forward<double>(Context, const double*, const int64_t*, const double*,
+                                  double*, int64_t, int64_t, int64_t, int64_t*);
+template void nll_backward<float>(Context, const int64_t*, const float*, const float*, int64_t,
+                                  float*, int64_t, int64_t, int64_t);
+template void nll_backward<double>(Context, const int64_t*, const double*, const double*,
+                                   int64_t, double*, int64_t, int64_t, int64_t);
+template void target_class_weights<float>(Context, const int64_t*, const float*, float*,
+                                          int64_t, int64_t, int64_t);
+template void target_class_weights<double>(Context, const int64_t*, const double*, double*,
+                                           int64_t, int64_t, int64_t);
+template void pointwise_loss_forward<float>(Context, PointwiseLoss, const float*, const float*,
+                                            float*, int64_t);
+template void pointwise_loss_forward<double>(Context, PointwiseLoss, const double*,
+                                             const double*, double*, int64_t);
+template void pointwise_loss_backward<float>(Context, PointwiseLoss, const float*, const float*,
                                              const float*, int64_t, float*, int64_t);
-template void pointwise_loss_backward<double>(PointwiseLoss, const double*, const double*,
+template void pointwise_loss_backward<double>(Context, PointwiseLoss, const double*,
+                                              const double*, const double*, int64_t, double*,
+                                              int64_t);
+template void bce_with_logits_forward<float>(Context, const float*, const float*, const float*,
+                                             int64_t, float*, int64_t);
+template void bce_with_logits_forward<double>(Context, const double*, const double*,
                                               const double*, int64_t, double*, int64_t);
-template void dropout_mask<float>(float*, int64_t, double, uint64_t, uint64_t);
-template void dropout_mask<double>(double*, int64_t, double, uint64_t, uint64_t);
+template void bce_with_logits_backward<float>(Context, const float*, const float*, const float*,
+                                              int64_t, const float*, int64_t, float*, int64_t);
+template void bce_with_logits_backward<double>(Context, const double*, const double*,
+                                               const double*, int64_t, const double*, int64_t,
+                                               double*, int64_t);
+template void dropout_mask<float>(Context, float*, int64_t, double, uint64_t, uint64_t);
+template void dropout_mask<double>(Context, double*, int64_t, double, uint64_t, uint64_t);
 
 }  // namespace ember::kernels::cpu

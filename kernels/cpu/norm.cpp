@@ -22,9 +22,10 @@ void for_channel(const T* base, int64_t ch, int64_t n, int64_t c, int64_t s, F&&
 }  // namespace
 
 template <typename T>
-void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* y, T* save_mean,
-                                 T* save_invstd, T* running_mean, T* running_var, int64_t n,
-                                 int64_t c, int64_t s, double momentum, double eps) {
+void batch_norm_forward_training(Context, const T* x, const T* weight, const T* bias, T* y,
+                                 T* save_mean, T* save_invstd, T* running_mean, T* running_var,
+                                 int64_t n, int64_t c, int64_t s, double momentum, double eps,
+                                 const Scratch&) {
   const int64_t m = n * s;
 #pragma omp parallel for if (n * c * s > 32768)
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -56,9 +57,9 @@ void batch_norm_forward_training(const T* x, const T* weight, const T* bias, T* 
 }
 
 template <typename T>
-void batch_norm_forward_inference(const T* x, const T* weight, const T* bias, const T* running_mean,
-                                  const T* running_var, T* y, int64_t n, int64_t c, int64_t s,
-                                  double eps) {
+void batch_norm_forward_inference(Context, const T* x, const T* weight, const T* bias,
+                                  const T* running_mean, const T* running_var, T* y, int64_t n,
+                                  int64_t c, int64_t s, double eps, const Scratch&) {
 #pragma omp parallel for if (n * c * s > 32768)
   for (int64_t ch = 0; ch < c; ++ch) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[ch]) + eps);
@@ -72,9 +73,10 @@ void batch_norm_forward_inference(const T* x, const T* weight, const T* bias, co
 }
 
 template <typename T>
-void batch_norm_backward(const T* x, const T* grad_y, const T* weight, const T* save_mean,
-                         const T* save_invstd, T* grad_x, T* grad_weight, T* grad_bias, int64_t n,
-                         int64_t c, int64_t s) {
+void batch_norm_backward(Context, const T* x, const T* grad_y, const T* weight,
+                         const T* save_mean, const T* save_invstd, T* grad_x, T* grad_weight,
+                         T* grad_bias, int64_t n, int64_t c, int64_t s, double,
+                         const Scratch&) {
   const int64_t m = n * s;
 #pragma omp parallel for if (n * c * s > 32768)
   for (int64_t ch = 0; ch < c; ++ch) {
@@ -102,8 +104,8 @@ void batch_norm_backward(const T* x, const T* grad_y, const T* weight, const T* 
 }
 
 template <typename T>
-void layer_norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mean, T* rstd,
-                        int64_t rows, int64_t cols, double eps) {
+void layer_norm_forward(Context, const T* x, const T* weight, const T* bias, T* y, T* mean,
+                        T* rstd, int64_t rows, int64_t cols, double eps) {
 #pragma omp parallel for if (rows * cols > 32768)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * cols;
@@ -129,8 +131,9 @@ void layer_norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mea
 }
 
 template <typename T>
-void layer_norm_backward(const T* x, const T* grad_y, const T* weight, const T* mean, const T* rstd,
-                         T* grad_x, T* grad_weight, T* grad_bias, int64_t rows, int64_t cols) {
+void layer_norm_backward(Context, const T* x, const T* grad_y, const T* weight, const T* mean,
+                         const T* rstd, T* grad_x, T* grad_weight, T* grad_bias, int64_t rows,
+                         int64_t cols) {
   if (grad_x != nullptr) {
 #pragma omp parallel for if (rows * cols > 32768)
     for (int64_t r = 0; r < rows; ++r) {
@@ -175,31 +178,34 @@ void layer_norm_backward(const T* x, const T* grad_y, const T* weight, const T* 
   }
 }
 
-template void batch_norm_forward_training<float>(const float*, const float*, const float*, float*,
-                                                 float*, float*, float*, float*, int64_t, int64_t,
-                                                 int64_t, double, double);
-template void batch_norm_forward_inference<float>(const float*, const float*, const float*,
+template void batch_norm_forward_training<float>(Context, const float*, const float*, const float*,
+                                                 float*, float*, float*, float*, float*, int64_t,
+                                                 int64_t, int64_t, double, double, const Scratch&);
+template void batch_norm_forward_inference<float>(Context, const float*, const float*, const float*,
                                                   const float*, const float*, float*, int64_t,
-                                                  int64_t, int64_t, double);
-template void batch_norm_backward<float>(const float*, const float*, const float*, const float*,
-                                         const float*, float*, float*, float*, int64_t, int64_t,
-                                         int64_t);
-template void layer_norm_forward<float>(const float*, const float*, const float*, float*, float*,
-                                        float*, int64_t, int64_t, double);
-template void layer_norm_backward<float>(const float*, const float*, const float*, const float*,
-                                         const float*, float*, float*, float*, int64_t, int64_t);
-template void batch_norm_forward_training<double>(const double*, const double*, const double*,
-                                                  double*, double*, double*, double*, double*,
-                                                  int64_t, int64_t, int64_t, double, double);
-template void batch_norm_forward_inference<double>(const double*, const double*, const double*,
-                                                   const double*, const double*, double*, int64_t,
-                                                   int64_t, int64_t, double);
-template void batch_norm_backward<double>(const double*, const double*, const double*,
+                                                  int64_t, int64_t, double, const Scratch&);
+template void batch_norm_backward<float>(Context, const float*, const float*, const float*,
+                                         const float*, const float*, float*, float*, float*,
+                                         int64_t, int64_t, int64_t, double, const Scratch&);
+template void layer_norm_forward<float>(Context, const float*, const float*, const float*, float*,
+                                        float*, float*, int64_t, int64_t, double);
+template void layer_norm_backward<float>(Context, const float*, const float*, const float*,
+                                         const float*, const float*, float*, float*, float*,
+                                         int64_t, int64_t);
+template void batch_norm_forward_training<double>(Context, const double*, const double*,
+                                                  const double*, double*, double*, double*, double*,
+                                                  double*, int64_t, int64_t, int64_t, double,
+                                                  double, const Scratch&);
+template void batch_norm_forward_inference<double>(Context, const double*, const double*,
+                                                   const double*, const double*, const double*,
+                                                   double*, int64_t, int64_t, int64_t, double,
+                                                   const Scratch&);
+template void batch_norm_backward<double>(Context, const double*, const double*, const double*,
                                           const double*, const double*, double*, double*, double*,
-                                          int64_t, int64_t, int64_t);
-template void layer_norm_forward<double>(const double*, const double*, const double*, double*,
-                                         double*, double*, int64_t, int64_t, double);
-template void layer_norm_backward<double>(const double*, const double*, const double*,
+                                          int64_t, int64_t, int64_t, double, const Scratch&);
+template void layer_norm_forward<double>(Context, const double*, const double*, const double*,
+                                         double*, double*, double*, int64_t, int64_t, double);
+template void layer_norm_backward<double>(Context, const double*, const double*, const double*,
                                           const double*, const double*, double*, double*, double*,
                                           int64_t, int64_t);
 

@@ -1,16 +1,19 @@
-// CPU optimizer updates: plain loops over the shared rules of kernels/optim_math.h, with
-// subnormals flushed to zero (Note [Subnormals]). A state array the update does not use
-// may be null; a scratch value stands in for it.
+// CPU optimizer updates: plain loops over the shared rules of kernels/optim_math.h, one
+// tensor after the other, with subnormals flushed to zero (Note [Subnormals]). A state
+// array the update does not use may be null; a scratch value stands in for it.
 #include "ember/kernels/cpu/optim.h"
 
 #include "ember/kernels/cpu/denormal.h"
 
 namespace ember::kernels::cpu {
 
+namespace {
+
+// One tensor's loops. All arrays hold n contiguous elements.
+
 template <typename T>
-void sgd_update(const math::SgdParams<T>& h, T* param, const T* grad, T* momentum_buffer,
-                int64_t n) {
-  const FlushDenormals ftz;
+void sgd_loop(const math::SgdParams<T>& h, T* param, const T* grad, T* momentum_buffer,
+              int64_t n) {
   T unused = T(0);
   for (int64_t i = 0; i < n; ++i) {
     T& buf = momentum_buffer != nullptr ? momentum_buffer[i] : unused;
@@ -19,9 +22,8 @@ void sgd_update(const math::SgdParams<T>& h, T* param, const T* grad, T* momentu
 }
 
 template <typename T>
-void adam_update(const math::AdamParams<T>& h, T* param, const T* grad, T* exp_avg,
-                 T* exp_avg_sq, T* max_exp_avg_sq, int64_t n) {
-  const FlushDenormals ftz;
+void adam_loop(const math::AdamParams<T>& h, T* param, const T* grad, T* exp_avg,
+               T* exp_avg_sq, T* max_exp_avg_sq, int64_t n) {
   T unused = T(0);
   for (int64_t i = 0; i < n; ++i) {
     T& vmax = max_exp_avg_sq != nullptr ? max_exp_avg_sq[i] : unused;
@@ -30,9 +32,8 @@ void adam_update(const math::AdamParams<T>& h, T* param, const T* grad, T* exp_a
 }
 
 template <typename T>
-void rmsprop_update(const math::RmspropParams<T>& h, T* param, const T* grad, T* square_avg,
-                    T* momentum_buffer, T* grad_avg, int64_t n) {
-  const FlushDenormals ftz;
+void rmsprop_loop(const math::RmspropParams<T>& h, T* param, const T* grad, T* square_avg,
+                  T* momentum_buffer, T* grad_avg, int64_t n) {
   T unused_buf = T(0);
   T unused_avg = T(0);
   for (int64_t i = 0; i < n; ++i) {
@@ -42,17 +43,40 @@ void rmsprop_update(const math::RmspropParams<T>& h, T* param, const T* grad, T*
   }
 }
 
-template void sgd_update<float>(const math::SgdParams<float>&, float*, const float*, float*,
-                                int64_t);
-template void sgd_update<double>(const math::SgdParams<double>&, double*, const double*,
-                                 double*, int64_t);
-template void adam_update<float>(const math::AdamParams<float>&, float*, const float*, float*,
-                                 float*, float*, int64_t);
-template void adam_update<double>(const math::AdamParams<double>&, double*, const double*,
-                                  double*, double*, double*, int64_t);
-template void rmsprop_update<float>(const math::RmspropParams<float>&, float*, const float*,
-                                    float*, float*, float*, int64_t);
-template void rmsprop_update<double>(const math::RmspropParams<double>&, double*,
-                                     const double*, double*, double*, double*, int64_t);
+}  // namespace
+
+template <typename T>
+void sgd_multi_tensor(Context, const SgdEntry<T>* entries, int64_t count) {
+  const FlushDenormals ftz;
+  for (int64_t t = 0; t < count; ++t) {
+    const SgdEntry<T>& e = entries[t];
+    sgd_loop(e.hyper, e.param, e.grad, e.state[0], e.numel);
+  }
+}
+
+template <typename T>
+void adam_multi_tensor(Context, const AdamEntry<T>* entries, int64_t count) {
+  const FlushDenormals ftz;
+  for (int64_t t = 0; t < count; ++t) {
+    const AdamEntry<T>& e = entries[t];
+    adam_loop(e.hyper, e.param, e.grad, e.state[0], e.state[1], e.state[2], e.numel);
+  }
+}
+
+template <typename T>
+void rmsprop_multi_tensor(Context, const RmspropEntry<T>* entries, int64_t count) {
+  const FlushDenormals ftz;
+  for (int64_t t = 0; t < count; ++t) {
+    const RmspropEntry<T>& e = entries[t];
+    rmsprop_loop(e.hyper, e.param, e.grad, e.state[0], e.state[1], e.state[2], e.numel);
+  }
+}
+
+template void sgd_multi_tensor<float>(Context, const SgdEntry<float>*, int64_t);
+template void sgd_multi_tensor<double>(Context, const SgdEntry<double>*, int64_t);
+template void adam_multi_tensor<float>(Context, const AdamEntry<float>*, int64_t);
+template void adam_multi_tensor<double>(Context, const AdamEntry<double>*, int64_t);
+template void rmsprop_multi_tensor<float>(Context, const RmspropEntry<float>*, int64_t);
+template void rmsprop_multi_tensor<double>(Context, const RmspropEntry<double>*, int64_t);
 
 }  // namespace ember::kernels::cpu

@@ -1,28 +1,49 @@
-// CPU optimizer updates: one call updates one parameter tensor in place with the shared
-// rules of kernels/optim_math.h. The reference for kernels/cuda/optim.
+// CPU optimizer updates, and the entry type they share with their CUDA twins
+// (kernels/cuda/optim.cuh): one call updates a list of parameter tensors in place with the
+// shared rules of kernels/optim_math.h. The reference for kernels/cuda/optim.
 #pragma once
 
 #include <cstdint>
 
+#include "ember/kernels/context.h"
 #include "ember/kernels/optim_math.h"
 
-namespace ember::kernels::cpu {
+namespace ember::kernels {
 
-// All arrays hold n contiguous elements; `grad` is only read. T: float, double.
+// One parameter tensor of a multi-tensor update: contiguous arrays of `numel` elements
+// (`grad` is only read), and the tensor's own hyper-parameters (parameter groups differ,
+// and so may the step count of each tensor). A state slot the update does not use is
+// null. The arrays of distinct entries must not overlap. T: float, double.
+template <typename T, int NumState, template <typename> class Hyper>
+struct MultiTensorEntry {
+  static constexpr int kNumState = NumState;
+  T* param = nullptr;
+  const T* grad = nullptr;
+  T* state[NumState] = {};
+  int64_t numel = 0;
+  Hyper<T> hyper{};
+};
 
-// momentum_buffer may be null when h.momentum == 0.
+// state: {momentum_buffer} (null when momentum == 0).
 template <typename T>
-void sgd_update(const math::SgdParams<T>& h, T* param, const T* grad, T* momentum_buffer,
-                int64_t n);
-
-// max_exp_avg_sq may be null unless h.amsgrad.
+using SgdEntry = MultiTensorEntry<T, 1, math::SgdParams>;
+// state: {exp_avg, exp_avg_sq, max_exp_avg_sq} (the last null unless amsgrad).
 template <typename T>
-void adam_update(const math::AdamParams<T>& h, T* param, const T* grad, T* exp_avg,
-                 T* exp_avg_sq, T* max_exp_avg_sq, int64_t n);
-
-// momentum_buffer may be null unless h.momentum > 0; grad_avg may be null unless h.centered.
+using AdamEntry = MultiTensorEntry<T, 3, math::AdamParams>;
+// state: {square_avg, momentum_buffer, grad_avg} (null unless momentum > 0 / centered).
 template <typename T>
-void rmsprop_update(const math::RmspropParams<T>& h, T* param, const T* grad, T* square_avg,
-                    T* momentum_buffer, T* grad_avg, int64_t n);
+using RmspropEntry = MultiTensorEntry<T, 3, math::RmspropParams>;
 
-}  // namespace ember::kernels::cpu
+namespace cpu {
+
+// Updates entries[0..count) one tensor after the other, with subnormals flushed to zero
+// (Note [Subnormals] in kernels/cpu/denormal.h). Entries with numel == 0 are skipped.
+template <typename T>
+void sgd_multi_tensor(Context ctx, const SgdEntry<T>* entries, int64_t count);
+template <typename T>
+void adam_multi_tensor(Context ctx, const AdamEntry<T>* entries, int64_t count);
+template <typename T>
+void rmsprop_multi_tensor(Context ctx, const RmspropEntry<T>* entries, int64_t count);
+
+}  // namespace cpu
+}  // namespace ember::kernels

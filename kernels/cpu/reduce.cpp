@@ -107,8 +107,8 @@ void reduce_extreme(const T* x, T* out, int64_t* indices, int64_t outer, int64_t
 }  // namespace
 
 template <typename T>
-void reduce(ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer, int64_t n,
-            int64_t inner) {
+void reduce(Context, ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer,
+            int64_t n, int64_t inner) {
   if (outer == 0 || inner == 0) return;
   switch (op) {
     case ReduceOp::Sum:
@@ -133,8 +133,8 @@ void reduce(ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer, in
 }
 
 template <typename T>
-void reduce_index_backward(const int64_t* indices, const T* grad_y, T* grad_x, int64_t outer,
-                           int64_t n, int64_t inner) {
+void reduce_index_backward(Context, const int64_t* indices, const T* grad_y, T* grad_x,
+                           int64_t outer, int64_t n, int64_t inner) {
   std::fill(grad_x, grad_x + outer * n * inner, T(0));
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
@@ -147,7 +147,8 @@ void reduce_index_backward(const int64_t* indices, const T* grad_y, T* grad_x, i
 }
 
 template <typename T>
-void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, bool log) {
+void softmax_forward(Context, const T* x, T* y, int64_t outer, int64_t n, int64_t inner,
+                     bool log) {
   if (outer == 0 || n == 0 || inner == 0) return;
   std::vector<T> max_v(static_cast<size_t>(inner));
   std::vector<double> sum(static_cast<size_t>(inner));
@@ -175,8 +176,8 @@ void softmax_forward(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, 
 }
 
 template <typename T>
-void softmax_backward(const T* y, const T* grad_y, T* grad_x, int64_t outer, int64_t n,
-                      int64_t inner, bool log) {
+void softmax_backward(Context, const T* y, const T* grad_y, T* grad_x, int64_t outer,
+                      int64_t n, int64_t inner, bool log) {
   if (outer == 0 || n == 0 || inner == 0) return;
   // softmax: sum_k gy*y; log_softmax: sum_k gy.
   std::vector<double> dot(static_cast<size_t>(inner));
@@ -200,22 +201,26 @@ void softmax_backward(const T* y, const T* grad_y, T* grad_x, int64_t outer, int
   }
 }
 
-template void reduce<float>(ReduceOp, const float*, float*, int64_t*, int64_t, int64_t, int64_t);
-template void reduce<double>(ReduceOp, const double*, double*, int64_t*, int64_t, int64_t, int64_t);
-template void reduce<int64_t>(ReduceOp, const int64_t*, int64_t*, int64_t*, int64_t, int64_t,
-                              int64_t);
+template void reduce<float>(Context, ReduceOp, const float*, float*, int64_t*, int64_t,
+                            int64_t, int64_t);
+template void reduce<double>(Context, ReduceOp, const double*, double*, int64_t*, int64_t,
+                             int64_t, int64_t);
+template void reduce<int64_t>(Context, ReduceOp, const int64_t*, int64_t*, int64_t*, int64_t,
+                              int64_t, int64_t);
 
-template void reduce_index_backward<float>(const int64_t*, const float*, float*, int64_t, int64_t,
-                                           int64_t);
-template void reduce_index_backward<double>(const int64_t*, const double*, double*, int64_t,
-                                            int64_t, int64_t);
+template void reduce_index_backward<float>(Context, const int64_t*, const float*, float*,
+                                           int64_t, int64_t, int64_t);
+template void reduce_index_backward<double>(Context, const int64_t*, const double*, double*,
+                                            int64_t, int64_t, int64_t);
 
-template void softmax_forward<float>(const float*, float*, int64_t, int64_t, int64_t, bool);
-template void softmax_forward<double>(const double*, double*, int64_t, int64_t, int64_t, bool);
+template void softmax_forward<float>(Context, const float*, float*, int64_t, int64_t, int64_t,
+                                     bool);
+template void softmax_forward<double>(Context, const double*, double*, int64_t, int64_t,
+                                      int64_t, bool);
 
-template void softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t, int64_t,
-                                      bool);
-template void softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t,
-                                       int64_t, bool);
+template void softmax_backward<float>(Context, const float*, const float*, float*, int64_t,
+                                      int64_t, int64_t, bool);
+template void softmax_backward<double>(Context, const double*, const double*, double*, int64_t,
+                                       int64_t, int64_t, bool);
 
 }  // namespace ember::kernels::cpu

@@ -1,5 +1,6 @@
 // Row-major float GEMM on cuBLAS (column-major) via C^T = op(B)^T op(A)^T; same contract
-// and same edge cases (k == 0, empty sizes) as kernels/cpu/gemm.cpp.
+// and same edge cases (k == 0, empty sizes) as kernels/cpu/gemm.cpp. Also the CUDA twin
+// kernels::cuda::gemm.
 #include "ember/kernels/cublas/gemm.h"
 
 #include <cuda_runtime_api.h>
@@ -8,6 +9,7 @@
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
+#include "ember/kernels/cuda/gemm.cuh"
 
 namespace ember::kernels::cublas {
 
@@ -140,3 +142,16 @@ void gemm(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t 
 }
 
 }  // namespace ember::kernels::cublas
+
+namespace ember::kernels::cuda {
+
+void gemm(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+          float alpha, const float* a, int64_t lda, int64_t stride_a, const float* b,
+          int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
+          int64_t batch) {
+  EMBER_INTERNAL_ASSERT(ctx.cublas != nullptr, "gemm (CUDA): the context has no cuBLAS handle");
+  cublas::gemm(ctx.cublas, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b,
+               beta, c, ldc, stride_c, batch);
+}
+
+}  // namespace ember::kernels::cuda

@@ -1,5 +1,6 @@
 // GEMM through cuBLAS (float), with the same row-major contract as kernels/cpu/gemm.h.
-// Row-major is mapped onto column-major cuBLAS by computing C^T = op(B)^T op(A)^T.
+// Row-major is mapped onto column-major cuBLAS by computing C^T = op(B)^T op(A)^T. Core
+// calls the twin kernels::cuda::gemm (kernels/cuda/gemm.cuh), which runs this.
 #pragma once
 
 #include <cublas_v2.h>

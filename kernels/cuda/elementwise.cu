@@ -2,6 +2,8 @@
 // the shared kernels/elementwise_math.h; this file adds only indexing and launches.
 #include "ember/kernels/cuda/elementwise.cuh"
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
 #include <type_traits>
 
@@ -122,43 +124,47 @@ void check_cuda_dtype(const char* op, int dtype) {
 // ---------------------------------------------------------------------------------
 // Entry points
 
-void unary_forward(cudaStream_t stream, UnaryOp op, const float* x, float* y, int64_t n,
+void unary_forward(Context ctx, UnaryOp op, const float* x, float* y, int64_t n,
                    UnaryParams p) {
   if (n <= 0) return;
   math::visit_unary<float>(op, p, [&](auto f) {
     using F = decltype(f);
     if (n >= 4 && aligned_16(x) && aligned_16(y)) {
-      launch_1d(unary_forward_vec4_kernel<F>, n / 4, stream, f, x, y, n);
+      launch_1d(unary_forward_vec4_kernel<F>, n / 4, ctx.stream, f, x, y, n);
     } else {
-      launch_1d(unary_forward_kernel<F>, n, stream, f, x, y, n);
+      launch_1d(unary_forward_kernel<F>, n, ctx.stream, f, x, y, n);
     }
   });
 }
 
-void unary_backward(cudaStream_t stream, UnaryOp op, const float* x, const float* y,
+void unary_backward(Context ctx, UnaryOp op, const float* x, const float* y,
                     const float* grad_y, float* grad_x, int64_t n, UnaryParams p) {
   if (n <= 0) return;
   math::visit_unary<float>(op, p, [&](auto f) {
-    launch_1d(unary_backward_kernel<decltype(f)>, n, stream, f, x, y, grad_y, grad_x, n);
+    launch_1d(unary_backward_kernel<decltype(f)>, n, ctx.stream, f, x, y, grad_y, grad_x,
+              n);
   });
 }
 
 template <typename T>
-void binary(cudaStream_t stream, BinaryOp op, const T* a, const T* b, T* out,
+void binary(Context ctx, BinaryOp op, const T* a, const T* b, T* out,
             const BroadcastIndex& idx, int64_t n) {
   if (n <= 0) return;
-  math::visit_binary<T>(op, [&](auto f) { launch_broadcast(stream, f, a, b, out, idx, n); });
+  math::visit_binary<T>(op, [&](auto f) {
+    launch_broadcast(ctx.stream, f, a, b, out, idx, n);
+  });
 }
 
 template <typename T>
-void compare(cudaStream_t stream, CompareOp op, const T* a, const T* b, bool* out,
+void compare(Context ctx, CompareOp op, const T* a, const T* b, bool* out,
              const BroadcastIndex& idx, int64_t n) {
   if (n <= 0) return;
-  math::visit_compare<T>(op, [&](auto f) { launch_broadcast(stream, f, a, b, out, idx, n); });
+  math::visit_compare<T>(op, [&](auto f) {
+    launch_broadcast(ctx.stream, f, a, b, out, idx, n);
+  });
 }
 
-void cast(cudaStream_t stream, int src_dtype, const void* x, int dst_dtype, void* y,
-          int64_t n) {
+void cast(Context ctx, int src_dtype, const void* x, int dst_dtype, void* y, int64_t n) {
   check_cuda_dtype("cast", src_dtype);
   check_cuda_dtype("cast", dst_dtype);
   math::visit_dtype("cast", src_dtype, [&](auto src_tag) {
@@ -169,19 +175,20 @@ void cast(cudaStream_t stream, int src_dtype, const void* x, int dst_dtype, void
       // The f64 branches are never taken (checked above) but must still compile.
       if constexpr (std::is_same_v<S, D>) {
         EMBER_CUDA_CHECK(cudaMemcpyAsync(y, x, static_cast<size_t>(n) * sizeof(S),
-                                         cudaMemcpyDeviceToDevice, stream));
+                                         cudaMemcpyDeviceToDevice, ctx.stream));
       } else if constexpr (!std::is_same_v<S, double> && !std::is_same_v<D, double>) {
-        launch_1d(cast_kernel<S, D>, n, stream, static_cast<const S*>(x),
+        launch_1d(cast_kernel<S, D>, n, ctx.stream, static_cast<const S*>(x),
                   static_cast<D*>(y), n);
       }
     });
   });
 }
 
-void fill(cudaStream_t stream, int dtype, void* y, int64_t n, double value) {
+void fill(Context ctx, int dtype, void* y, int64_t n, double value) {
   math::visit_dtype("fill", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    launch_1d(fill_kernel<T>, n, stream, static_cast<T*>(y), n, math::convert<T>(value));
+    launch_1d(fill_kernel<T>, n, ctx.stream, static_cast<T*>(y), n,
+              math::convert<T>(value));
   });
 }
 
@@ -198,32 +205,32 @@ static void strided_copy_any(cudaStream_t stream, const char* op, int64_t elem_s
               " bytes is not supported (expected 1, 2, 4 or 8)");
 }
 
-void strided_copy(cudaStream_t stream, int64_t elem_size, const void* x,
-                  const StridedIndex& idx, void* y, int64_t n) {
-  strided_copy_any<false>(stream, "strided_copy", elem_size, x, idx, y, n);
+void strided_copy(Context ctx, int64_t elem_size, const void* x, const StridedIndex& idx,
+                  void* y, int64_t n) {
+  strided_copy_any<false>(ctx.stream, "strided_copy", elem_size, x, idx, y, n);
 }
 
-void strided_scatter(cudaStream_t stream, int64_t elem_size, const void* x,
-                     const StridedIndex& idx, void* y, int64_t n) {
-  strided_copy_any<true>(stream, "strided_scatter", elem_size, x, idx, y, n);
+void strided_scatter(Context ctx, int64_t elem_size, const void* x, const StridedIndex& idx,
+                     void* y, int64_t n) {
+  strided_copy_any<true>(ctx.stream, "strided_scatter", elem_size, x, idx, y, n);
 }
 
-template void binary<float>(cudaStream_t, BinaryOp, const float*, const float*, float*,
+template void binary<float>(Context, BinaryOp, const float*, const float*, float*,
                             const BroadcastIndex&, int64_t);
-template void binary<int32_t>(cudaStream_t, BinaryOp, const int32_t*, const int32_t*,
+template void binary<int32_t>(Context, BinaryOp, const int32_t*, const int32_t*,
                               int32_t*, const BroadcastIndex&, int64_t);
-template void binary<int64_t>(cudaStream_t, BinaryOp, const int64_t*, const int64_t*,
+template void binary<int64_t>(Context, BinaryOp, const int64_t*, const int64_t*,
                               int64_t*, const BroadcastIndex&, int64_t);
 
-template void compare<float>(cudaStream_t, CompareOp, const float*, const float*, bool*,
+template void compare<float>(Context, CompareOp, const float*, const float*, bool*,
                              const BroadcastIndex&, int64_t);
-template void compare<int32_t>(cudaStream_t, CompareOp, const int32_t*, const int32_t*,
+template void compare<int32_t>(Context, CompareOp, const int32_t*, const int32_t*,
                                bool*, const BroadcastIndex&, int64_t);
-template void compare<int64_t>(cudaStream_t, CompareOp, const int64_t*, const int64_t*,
+template void compare<int64_t>(Context, CompareOp, const int64_t*, const int64_t*,
                                bool*, const BroadcastIndex&, int64_t);
-template void compare<uint8_t>(cudaStream_t, CompareOp, const uint8_t*, const uint8_t*,
+template void compare<uint8_t>(Context, CompareOp, const uint8_t*, const uint8_t*,
                                bool*, const BroadcastIndex&, int64_t);
-template void compare<bool>(cudaStream_t, CompareOp, const bool*, const bool*, bool*,
+template void compare<bool>(Context, CompareOp, const bool*, const bool*, bool*,
                             const BroadcastIndex&, int64_t);
 
 }  // namespace ember::kernels::cuda

@@ -47,22 +47,22 @@ __global__ void embedding_backward_ordered_kernel(const float* grad_out, const i
 
 // ---- entry points -------------------------------------------------------------------------
 
-void embedding_forward(cudaStream_t stream, const float* weight, const int64_t* indices,
-                       float* out, int64_t n, int64_t dim) {
-  launch_1d(embedding_forward_kernel, n * dim, stream, weight, indices, out, n, dim);
+void embedding_forward(Context ctx, const float* weight, const int64_t* indices, float* out,
+                       int64_t n, int64_t dim) {
+  launch_1d(embedding_forward_kernel, n * dim, ctx.stream, weight, indices, out, n, dim);
 }
 
-void embedding_backward(cudaStream_t stream, const float* grad_out, const int64_t* indices,
+void embedding_backward(Context ctx, const float* grad_out, const int64_t* indices,
                         float* grad_weight, int64_t n, int64_t dim, int64_t num_embeddings,
-                        int64_t padding_idx, bool deterministic) {
+                        int64_t padding_idx) {
   const size_t bytes = static_cast<size_t>(num_embeddings * dim) * sizeof(float);
-  if (bytes > 0) EMBER_CUDA_CHECK(cudaMemsetAsync(grad_weight, 0, bytes, stream));
-  if (deterministic) {
-    launch_1d(embedding_backward_ordered_kernel, dim, stream, grad_out, indices, grad_weight, n,
-              dim, padding_idx);
-  } else {
-    launch_1d(embedding_backward_atomic_kernel, n * dim, stream, grad_out, indices, grad_weight,
+  if (bytes > 0) EMBER_CUDA_CHECK(cudaMemsetAsync(grad_weight, 0, bytes, ctx.stream));
+  if (ctx.deterministic) {
+    launch_1d(embedding_backward_ordered_kernel, dim, ctx.stream, grad_out, indices, grad_weight,
               n, dim, padding_idx);
+  } else {
+    launch_1d(embedding_backward_atomic_kernel, n * dim, ctx.stream, grad_out, indices,
+              grad_weight, n, dim, padding_idx);
   }
 }
 

@@ -1,5 +1,6 @@
-// CUDA loss kernels (fused log-softmax + NLL, NLL, pointwise losses) and the dropout
-// mask. The per-element math comes from kernels/loss_math.h, shared with kernels/cpu.
+// CUDA loss kernels (fused log-softmax + NLL and NLL, both with optional class weights,
+// pointwise losses, binary cross-entropy on logits with pos_weight) and the dropout mask.
+// The per-element math comes from kernels/loss_math.h, shared with kernels/cpu.
 #include "ember/kernels/cuda/loss.cuh"
 
 #include <cub/block/block_reduce.cuh>
@@ -27,15 +28,37 @@ __device__ inline void count_bad_target(int64_t* bad_count) {
 
 // ---- kernels ----------------------------------------------------------------------------
 
+// Sum of the class weights, reduced by the whole block (every thread gets it; the closing
+// barrier lets the caller reuse temp at once). The smoothing terms read it, so it is
+// reduced once per block rather than once per row.
+__device__ float block_weight_sum(const float* class_weight, int64_t C,
+                                  cub::BlockReduce<float, kRowBlock>::TempStorage& temp,
+                                  float& shared_sum) {
+  float w = 0.0f;
+  for (int64_t c = threadIdx.x; c < C; c += blockDim.x) w += class_weight[c];
+  w = cub::BlockReduce<float, kRowBlock>(temp).Sum(w);
+  if (threadIdx.x == 0) shared_sum = w;
+  __syncthreads();
+  return shared_sum;
+}
+
 // logits: [N, C] -> loss, lse: [N]. One block per row: max, then sum of exp (and of the
-// logits when smoothing), then thread 0 picks the target's logit and writes the row.
+// logits, or the weighted logits, when smoothing), then thread 0 picks the target's logit
+// and writes the row.
 __global__ void cross_entropy_forward_kernel(const float* logits, const int64_t* target,
-                                             float* loss, float* lse, int64_t N, int64_t C,
-                                             int64_t ignore_index, float smoothing,
-                                             int64_t* bad_count) {
+                                             const float* class_weight, float* loss, float* lse,
+                                             int64_t N, int64_t C, int64_t ignore_index,
+                                             float smoothing, int64_t* bad_count) {
   using BlockReduce = cub::BlockReduce<float, kRowBlock>;
   __shared__ typename BlockReduce::TempStorage temp;
   __shared__ float row_max;
+  __shared__ float weight_sum_shared;
+  // class_weight and smoothing are uniform across the block, so every thread joins or none.
+  const bool weighted = class_weight != nullptr;
+  float weight_sum = 0.0f;
+  if (weighted && smoothing != 0.0f) {
+    weight_sum = block_weight_sum(class_weight, C, temp, weight_sum_shared);
+  }
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
     const float* x = logits + r * C;
     float m = -INFINITY;
@@ -47,7 +70,7 @@ __global__ void cross_entropy_forward_kernel(const float* logits, const int64_t*
     float sum_exp = 0.0f, sum_x = 0.0f;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
       sum_exp += expf(x[c] - m);
-      sum_x += x[c];
+      sum_x += weighted ? class_weight[c] * x[c] : x[c];
     }
     sum_exp = BlockReduce(temp).Sum(sum_exp);
     if (smoothing != 0.0f) {  // uniform across the block, so every thread joins or none
@@ -67,8 +90,11 @@ __global__ void cross_entropy_forward_kernel(const float* logits, const int64_t*
           count_bad_target(bad_count);
           break;
         case TargetClass::Valid:
-          loss[r] =
-              cross_entropy_row_loss<float>(row_lse, x[t], sum_x, static_cast<float>(C), smoothing);
+          loss[r] = weighted ? weighted_cross_entropy_row_loss<float>(
+                                   row_lse, x[t], class_weight[t], weight_sum, sum_x,
+                                   static_cast<float>(C), smoothing)
+                             : cross_entropy_row_loss<float>(row_lse, x[t], sum_x,
+                                                             static_cast<float>(C), smoothing);
           break;
       }
     }
@@ -100,8 +126,40 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int64_t
   }
 }
 
-__global__ void nll_forward_kernel(const float* logp, const int64_t* target, float* loss, int64_t N,
-                                   int64_t C, int64_t ignore_index, int64_t* bad_count) {
+// grad_logits as cross_entropy_backward_kernel, with class weights: one block per row, so
+// the sum of the weights (needed only with smoothing) is reduced once per block.
+__global__ void weighted_cross_entropy_backward_kernel(
+    const float* logits, const int64_t* target, const float* class_weight, const float* lse,
+    const float* grad_loss, int64_t grad_stride, float* grad_logits, int64_t N, int64_t C,
+    int64_t ignore_index, float smoothing, float smoothing_over_c) {
+  using BlockReduce = cub::BlockReduce<float, kRowBlock>;
+  __shared__ typename BlockReduce::TempStorage temp;
+  __shared__ float weight_sum_shared;
+  const float weight_sum =
+      smoothing != 0.0f ? block_weight_sum(class_weight, C, temp, weight_sum_shared) : 0.0f;
+  for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
+    const float* x = logits + r * C;
+    float* gx = grad_logits + r * C;
+    const int64_t t = target[r];
+    const TargetClass kind = classify_target(t, C, ignore_index);
+    if (kind != TargetClass::Valid) {
+      const float fill = kind == TargetClass::Ignored ? 0.0f : invalid_target_value<float>();
+      for (int64_t c = threadIdx.x; c < C; c += blockDim.x) gx[c] = fill;
+      continue;
+    }
+    const float g = grad_loss[r * grad_stride];
+    const float target_weight = class_weight[t];
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+      gx[c] = g * weighted_cross_entropy_logit_grad<float>(x[c], lse[r], c == t, class_weight[c],
+                                                           target_weight, weight_sum, smoothing,
+                                                           smoothing_over_c);
+    }
+  }
+}
+
+__global__ void nll_forward_kernel(const float* logp, const int64_t* target,
+                                   const float* class_weight, float* loss, int64_t N, int64_t C,
+                                   int64_t ignore_index, int64_t* bad_count) {
   for (int64_t r : grid_stride(N)) {
     const int64_t t = target[r];
     switch (classify_target(t, C, ignore_index)) {
@@ -113,15 +171,16 @@ __global__ void nll_forward_kernel(const float* logp, const int64_t* target, flo
         count_bad_target(bad_count);
         break;
       case TargetClass::Valid:
-        loss[r] = nll_row_loss(logp[r * C + t]);
+        loss[r] = (class_weight != nullptr ? class_weight[t] : 1.0f) *
+                  nll_row_loss(logp[r * C + t]);
         break;
     }
   }
 }
 
-__global__ void nll_backward_kernel(const int64_t* target, const float* grad_loss,
-                                    int64_t grad_stride, float* grad_logp, int64_t N, int64_t C,
-                                    int64_t ignore_index) {
+__global__ void nll_backward_kernel(const int64_t* target, const float* class_weight,
+                                    const float* grad_loss, int64_t grad_stride, float* grad_logp,
+                                    int64_t N, int64_t C, int64_t ignore_index) {
   for (int64_t j : grid_stride(N * C)) {
     const int64_t r = j / C;
     const int64_t t = target[r];
@@ -130,9 +189,18 @@ __global__ void nll_backward_kernel(const int64_t* target, const float* grad_los
     if (kind == TargetClass::OutOfRange) {
       g = invalid_target_value<float>();
     } else if (kind == TargetClass::Valid && j - r * C == t) {
-      g = -grad_loss[r * grad_stride];
+      g = -grad_loss[r * grad_stride] * (class_weight != nullptr ? class_weight[t] : 1.0f);
     }
     grad_logp[j] = g;
+  }
+}
+
+__global__ void target_class_weights_kernel(const int64_t* target, const float* class_weight,
+                                            float* out, int64_t N, int64_t C,
+                                            int64_t ignore_index) {
+  for (int64_t r : grid_stride(N)) {
+    const int64_t t = target[r];
+    out[r] = classify_target(t, C, ignore_index) == TargetClass::Valid ? class_weight[t] : 0.0f;
   }
 }
 
@@ -148,6 +216,26 @@ __global__ void pointwise_backward_kernel(const float* input, const float* targe
                                           float* grad_input, int64_t n) {
   for (int64_t i : grid_stride(n)) {
     grad_input[i] = grad_out[i * grad_stride] * Loss::derivative(input[i], target[i]);
+  }
+}
+
+__global__ void bce_with_logits_forward_kernel(const float* logits, const float* target,
+                                               const float* pos_weight, int64_t pos_weight_size,
+                                               float* out, int64_t n) {
+  for (int64_t i : grid_stride(n)) {
+    out[i] = BinaryCrossEntropyWithLogitsLoss::forward(logits[i], target[i],
+                                                       pos_weight[i % pos_weight_size]);
+  }
+}
+
+__global__ void bce_with_logits_backward_kernel(const float* logits, const float* target,
+                                                const float* pos_weight, int64_t pos_weight_size,
+                                                const float* grad_out, int64_t grad_stride,
+                                                float* grad_input, int64_t n) {
+  for (int64_t i : grid_stride(n)) {
+    grad_input[i] = grad_out[i * grad_stride] *
+                    BinaryCrossEntropyWithLogitsLoss::derivative(logits[i], target[i],
+                                                                 pos_weight[i % pos_weight_size]);
   }
 }
 
@@ -198,39 +286,57 @@ void launch_pointwise_backward(cudaStream_t stream, const float* input, const fl
 
 // ---- entry points -----------------------------------------------------------------------
 
-void cross_entropy_forward(cudaStream_t stream, const float* logits, const int64_t* target,
-                           float* loss, float* lse, int64_t N, int64_t C, int64_t ignore_index,
-                           double label_smoothing, int64_t* bad_count) {
-  launch_rows<kRowBlock>(cross_entropy_forward_kernel, N, stream, logits, target, loss, lse, N, C,
-                         ignore_index, static_cast<float>(label_smoothing), bad_count);
+void cross_entropy_forward(Context ctx, const float* logits, const int64_t* target,
+                           const float* class_weight, float* loss, float* lse, int64_t N,
+                           int64_t C, int64_t ignore_index, double label_smoothing,
+                           int64_t* bad_count) {
+  launch_rows<kRowBlock>(cross_entropy_forward_kernel, N, ctx.stream, logits, target,
+                         class_weight, loss, lse, N, C, ignore_index,
+                         static_cast<float>(label_smoothing), bad_count);
 }
 
-void cross_entropy_backward(cudaStream_t stream, const float* logits, const int64_t* target,
-                            const float* lse, const float* grad_loss, int64_t grad_stride,
-                            float* grad_logits, int64_t N, int64_t C, int64_t ignore_index,
+void cross_entropy_backward(Context ctx, const float* logits, const int64_t* target,
+                            const float* class_weight, const float* lse,
+                            const float* grad_loss, int64_t grad_stride, float* grad_logits,
+                            int64_t N, int64_t C, int64_t ignore_index,
                             double label_smoothing) {
   // Rounded to float once, exactly as the CPU float path does.
   const float smoothing = static_cast<float>(label_smoothing);
   const float smoothing_over_c =
       C > 0 ? static_cast<float>(label_smoothing / static_cast<double>(C)) : 0.0f;
-  launch_1d(cross_entropy_backward_kernel, N * C, stream, logits, target, lse, grad_loss,
+  if (class_weight != nullptr) {
+    launch_rows<kRowBlock>(weighted_cross_entropy_backward_kernel, N, ctx.stream, logits,
+                           target, class_weight, lse, grad_loss, grad_stride, grad_logits, N, C,
+                           ignore_index, smoothing, smoothing_over_c);
+    return;
+  }
+  launch_1d(cross_entropy_backward_kernel, N * C, ctx.stream, logits, target, lse, grad_loss,
             grad_stride, grad_logits, N, C, ignore_index, smoothing, smoothing_over_c);
 }
 
-void nll_forward(cudaStream_t stream, const float* logp, const int64_t* target, float* loss,
-                 int64_t N, int64_t C, int64_t ignore_index, int64_t* bad_count) {
-  launch_1d(nll_forward_kernel, N, stream, logp, target, loss, N, C, ignore_index, bad_count);
+void nll_forward(Context ctx, const float* logp, const int64_t* target,
+                 const float* class_weight, float* loss, int64_t N, int64_t C,
+                 int64_t ignore_index, int64_t* bad_count) {
+  launch_1d(nll_forward_kernel, N, ctx.stream, logp, target, class_weight, loss, N, C,
+            ignore_index, bad_count);
 }
 
-void nll_backward(cudaStream_t stream, const int64_t* target, const float* grad_loss,
-                  int64_t grad_stride, float* grad_logp, int64_t N, int64_t C,
-                  int64_t ignore_index) {
-  launch_1d(nll_backward_kernel, N * C, stream, target, grad_loss, grad_stride, grad_logp, N, C,
+void nll_backward(Context ctx, const int64_t* target, const float* class_weight,
+                  const float* grad_loss, int64_t grad_stride, float* grad_logp, int64_t N,
+                  int64_t C, int64_t ignore_index) {
+  launch_1d(nll_backward_kernel, N * C, ctx.stream, target, class_weight, grad_loss,
+            grad_stride, grad_logp, N, C, ignore_index);
+}
+
+void target_class_weights(Context ctx, const int64_t* target, const float* class_weight,
+                          float* out, int64_t N, int64_t C, int64_t ignore_index) {
+  launch_1d(target_class_weights_kernel, N, ctx.stream, target, class_weight, out, N, C,
             ignore_index);
 }
 
-void pointwise_loss_forward(cudaStream_t stream, PointwiseLoss op, const float* input,
+void pointwise_loss_forward(Context ctx, PointwiseLoss op, const float* input,
                             const float* target, float* out, int64_t n) {
+  cudaStream_t stream = ctx.stream;
   switch (op) {
     case PointwiseLoss::Mse:
       return launch_pointwise_forward<MseLoss>(stream, input, target, out, n);
@@ -246,9 +352,10 @@ void pointwise_loss_forward(cudaStream_t stream, PointwiseLoss op, const float* 
                         static_cast<int>(op));
 }
 
-void pointwise_loss_backward(cudaStream_t stream, PointwiseLoss op, const float* input,
+void pointwise_loss_backward(Context ctx, PointwiseLoss op, const float* input,
                              const float* target, const float* grad_out, int64_t grad_stride,
                              float* grad_input, int64_t n) {
+  cudaStream_t stream = ctx.stream;
   switch (op) {
     case PointwiseLoss::Mse:
       return launch_pointwise_backward<MseLoss>(stream, input, target, grad_out, grad_stride,
@@ -267,12 +374,31 @@ void pointwise_loss_backward(cudaStream_t stream, PointwiseLoss op, const float*
                         static_cast<int>(op));
 }
 
-void dropout_mask(cudaStream_t stream, float* mask, int64_t n, double p, uint64_t seed,
+void bce_with_logits_forward(Context ctx, const float* logits, const float* target,
+                             const float* pos_weight, int64_t pos_weight_size, float* out,
+                             int64_t n) {
+  EMBER_INTERNAL_ASSERT(pos_weight != nullptr && (n == 0 || pos_weight_size > 0),
+                        "bce_with_logits_forward needs a pos_weight");
+  launch_1d(bce_with_logits_forward_kernel, n, ctx.stream, logits, target, pos_weight,
+            pos_weight_size, out, n);
+}
+
+void bce_with_logits_backward(Context ctx, const float* logits, const float* target,
+                              const float* pos_weight, int64_t pos_weight_size,
+                              const float* grad_out, int64_t grad_stride, float* grad_input,
+                              int64_t n) {
+  EMBER_INTERNAL_ASSERT(pos_weight != nullptr && (n == 0 || pos_weight_size > 0),
+                        "bce_with_logits_backward needs a pos_weight");
+  launch_1d(bce_with_logits_backward_kernel, n, ctx.stream, logits, target, pos_weight,
+            pos_weight_size, grad_out, grad_stride, grad_input, n);
+}
+
+void dropout_mask(Context ctx, float* mask, int64_t n, double p, uint64_t seed,
                   uint64_t offset) {
   EMBER_CHECK(p >= 0.0 && p < 1.0, "dropout_mask: p = ", p, " must lie in [0, 1)");
   EMBER_CHECK(offset < (uint64_t{1} << 62), "dropout_mask: offset ", offset, " must be below 2^62");
-  launch_1d(dropout_mask_kernel, (n + 3) / 4, stream, mask, n, seed, offset, dropout_threshold(p),
-            static_cast<float>(1.0 / (1.0 - p)));
+  launch_1d(dropout_mask_kernel, (n + 3) / 4, ctx.stream, mask, n, seed, offset,
+            dropout_threshold(p), static_cast<float>(1.0 / (1.0 - p)));
 }
 
 }  // namespace ember::kernels::cuda

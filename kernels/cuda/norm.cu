@@ -1,5 +1,6 @@
 // CUDA layer normalization: forward and grad_x one block per row with CUB block
-// reductions; grad_weight / grad_bias by column tiles reduced in shared memory.
+// reductions; grad_weight / grad_bias by column tiles reduced in shared memory. (The batch
+// norm twins declared in norm.cuh are cuDNN's, in kernels/cudnn/norm.cpp.)
 #include "ember/kernels/cuda/norm.cuh"
 
 #include <cub/block/block_reduce.cuh>
@@ -136,26 +137,25 @@ __global__ void layer_norm_grad_params_kernel(const float* x, const float* grad_
 
 // ---- entry points -------------------------------------------------------------------------
 
-void layer_norm_forward(cudaStream_t stream, const float* x, const float* weight,
-                        const float* bias, float* y, float* mean, float* rstd, int64_t rows,
-                        int64_t cols, double eps) {
-  launch_rows<kRowBlock>(layer_norm_forward_kernel, rows, stream, x, weight, bias, y, mean,
+void layer_norm_forward(Context ctx, const float* x, const float* weight, const float* bias,
+                        float* y, float* mean, float* rstd, int64_t rows, int64_t cols,
+                        double eps) {
+  launch_rows<kRowBlock>(layer_norm_forward_kernel, rows, ctx.stream, x, weight, bias, y, mean,
                          rstd, rows, cols, static_cast<float>(eps));
 }
 
-void layer_norm_backward(cudaStream_t stream, const float* x, const float* grad_y,
-                         const float* weight, const float* mean, const float* rstd,
-                         float* grad_x, float* grad_weight, float* grad_bias, int64_t rows,
-                         int64_t cols) {
+void layer_norm_backward(Context ctx, const float* x, const float* grad_y, const float* weight,
+                         const float* mean, const float* rstd, float* grad_x, float* grad_weight,
+                         float* grad_bias, int64_t rows, int64_t cols) {
   if (grad_x != nullptr) {
-    launch_rows<kRowBlock>(layer_norm_grad_x_kernel, rows, stream, x, grad_y, weight, mean,
+    launch_rows<kRowBlock>(layer_norm_grad_x_kernel, rows, ctx.stream, x, grad_y, weight, mean,
                            rstd, grad_x, rows, cols);
   }
   if (grad_weight != nullptr || grad_bias != nullptr) {
     // rows == 0 still owes zeros to the parameter gradients, so the tiles run regardless.
     const int64_t tiles = (cols + kTileCols - 1) / kTileCols;
-    launch_rows<kRowBlock>(layer_norm_grad_params_kernel, tiles, stream, x, grad_y, mean, rstd,
-                           grad_weight, grad_bias, rows, cols, tiles);
+    launch_rows<kRowBlock>(layer_norm_grad_params_kernel, tiles, ctx.stream, x, grad_y, mean,
+                           rstd, grad_weight, grad_bias, rows, cols, tiles);
   }
 }
 

@@ -1,5 +1,6 @@
 // Multi-tensor CUDA optimizer updates, the twins of kernels/cpu/optim.cpp: the arithmetic
 // is the shared kernels/optim_math.h; this file adds the launch table, indexing and launch.
+// core/ops/fused_optim.cpp calls them with one device's float32 tensors.
 //
 // Note [Multi-tensor apply]
 // An optimizer step touches every parameter tensor once. One launch per tensor would cost
@@ -191,16 +192,16 @@ void multi_tensor_apply(cudaStream_t stream, const Entry* entries, int64_t count
 // ---------------------------------------------------------------------------------
 // Entry points
 
-void sgd_multi_tensor(cudaStream_t stream, const SgdEntry* entries, int64_t count) {
-  multi_tensor_apply(stream, entries, count);
+void sgd_multi_tensor(Context ctx, const SgdEntry<float>* entries, int64_t count) {
+  multi_tensor_apply(ctx.stream, entries, count);
 }
 
-void adam_multi_tensor(cudaStream_t stream, const AdamEntry* entries, int64_t count) {
-  multi_tensor_apply(stream, entries, count);
+void adam_multi_tensor(Context ctx, const AdamEntry<float>* entries, int64_t count) {
+  multi_tensor_apply(ctx.stream, entries, count);
 }
 
-void rmsprop_multi_tensor(cudaStream_t stream, const RmspropEntry* entries, int64_t count) {
-  multi_tensor_apply(stream, entries, count);
+void rmsprop_multi_tensor(Context ctx, const RmspropEntry<float>* entries, int64_t count) {
+  multi_tensor_apply(ctx.stream, entries, count);
 }
 
 }  // namespace ember::kernels::cuda

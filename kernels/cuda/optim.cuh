@@ -1,43 +1,24 @@
-// CUDA optimizer updates, the twins of kernels/cpu/optim.h: one call updates a whole list
-// of float32 parameter tensors of one device in one kernel launch (see Note [Multi-tensor
-// apply] in kernels/cuda/optim.cu), with the shared rules of kernels/optim_math.h.
-// The launch tables and their indexing are plain host/device code, so CPU tests check them.
+// CUDA optimizer updates, the twins of kernels/cpu/optim.h with the same arguments: one
+// call updates a whole list of float32 parameter tensors of one device in one kernel
+// launch (see Note [Multi-tensor apply] in kernels/cuda/optim.cu), with the shared rules of
+// kernels/optim_math.h. The launch tables and their indexing are plain host/device code,
+// so CPU tests check them.
 #pragma once
-
-#include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
 
+#include "ember/kernels/context.h"
+#include "ember/kernels/cpu/optim.h"
 #include "ember/kernels/hd.h"
-#include "ember/kernels/optim_math.h"
 
 namespace ember::kernels::cuda {
 
-// One parameter tensor of a multi-tensor update: contiguous device arrays of `numel`
-// floats, and its own hyper-parameters (parameter groups differ, and so may the step
-// count of each tensor). A state slot the update does not use is null.
-template <int NumState, typename Hyper>
-struct MultiTensorEntry {
-  static constexpr int kNumState = NumState;
-  float* param = nullptr;
-  const float* grad = nullptr;
-  float* state[NumState] = {};
-  int64_t numel = 0;
-  Hyper hyper{};
-};
-
-// state: {momentum_buffer} (null when momentum == 0).
-using SgdEntry = MultiTensorEntry<1, math::SgdParams<float>>;
-// state: {exp_avg, exp_avg_sq, max_exp_avg_sq} (the last null unless amsgrad).
-using AdamEntry = MultiTensorEntry<3, math::AdamParams<float>>;
-// state: {square_avg, momentum_buffer, grad_avg} (null unless momentum > 0 / centered).
-using RmspropEntry = MultiTensorEntry<3, math::RmspropParams<float>>;
-
-// Entries with numel == 0 are skipped. The arrays of distinct entries must not overlap.
-void sgd_multi_tensor(cudaStream_t stream, const SgdEntry* entries, int64_t count);
-void adam_multi_tensor(cudaStream_t stream, const AdamEntry* entries, int64_t count);
-void rmsprop_multi_tensor(cudaStream_t stream, const RmspropEntry* entries, int64_t count);
+// On ctx.stream. Entries with numel == 0 are skipped. The arrays of distinct entries must
+// not overlap.
+void sgd_multi_tensor(Context ctx, const SgdEntry<float>* entries, int64_t count);
+void adam_multi_tensor(Context ctx, const AdamEntry<float>* entries, int64_t count);
+void rmsprop_multi_tensor(Context ctx, const RmspropEntry<float>* entries, int64_t count);
 
 // ---------------------------------------------------------------------------------
 // The launch table (passed by value as the kernel's one argument).

@@ -256,7 +256,7 @@ void launch_extreme(cudaStream_t stream, const T* x, T* out, int64_t* indices, i
 // ---- entry points -----------------------------------------------------------------------
 
 template <typename T>
-void reduce(cudaStream_t stream, ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer,
+void reduce(Context ctx, ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer,
             int64_t n, int64_t inner) {
   if (outer == 0 || inner == 0) return;
   using Acc = typename Accumulator<T>::type;
@@ -264,62 +264,64 @@ void reduce(cudaStream_t stream, ReduceOp op, const T* x, T* out, int64_t* indic
     case ReduceOp::Sum:
     case ReduceOp::Mean: {
       if constexpr (std::is_integral_v<T>) {
-        EMBER_CHECK(op != ReduceOp::Mean, "reduce: mean of an int64 tensor [", outer, ", ", n, ", ",
-                    inner, "] is not supported; convert it to a floating dtype first");
+        EMBER_CHECK(op != ReduceOp::Mean, "reduce: mean of an int64 tensor [", outer, ", ", n,
+                    ", ", inner, "] is not supported; convert it to a floating dtype first");
       }
       const bool mean = op == ReduceOp::Mean;
       if (use_row_kernel(n, inner)) {
-        launch_rows<kRowBlock>(sum_rows_kernel<T, Acc>, outer, stream, x, out, outer, n, mean);
+        launch_rows<kRowBlock>(sum_rows_kernel<T, Acc>, outer, ctx.stream, x, out, outer, n,
+                               mean);
       } else {
-        launch_1d(sum_columns_kernel<T, Acc>, outer * inner, stream, x, out, outer, n, inner, mean);
+        launch_1d(sum_columns_kernel<T, Acc>, outer * inner, ctx.stream, x, out, outer, n,
+                  inner, mean);
       }
       return;
     }
     case ReduceOp::Max:
     case ReduceOp::Min:
-      EMBER_INTERNAL_ASSERT(n > 0, "reduce: max/min over an empty axis of [", outer, ", ", n, ", ",
-                            inner, "]");
+      EMBER_INTERNAL_ASSERT(n > 0, "reduce: max/min over an empty axis of [", outer, ", ", n,
+                            ", ", inner, "]");
       if (op == ReduceOp::Max) {
-        launch_extreme<T, true>(stream, x, out, indices, outer, n, inner);
+        launch_extreme<T, true>(ctx.stream, x, out, indices, outer, n, inner);
       } else {
-        launch_extreme<T, false>(stream, x, out, indices, outer, n, inner);
+        launch_extreme<T, false>(ctx.stream, x, out, indices, outer, n, inner);
       }
       return;
   }
   EMBER_INTERNAL_ASSERT(false, "reduce: unknown ReduceOp ", static_cast<int>(op));
 }
 
-void reduce_index_backward(cudaStream_t stream, const int64_t* indices, const float* grad_y,
+void reduce_index_backward(Context ctx, const int64_t* indices, const float* grad_y,
                            float* grad_x, int64_t outer, int64_t n, int64_t inner) {
   const int64_t total = outer * n * inner;
-  launch_1d(index_backward_kernel, total, stream, indices, grad_y, grad_x, n, inner, total);
+  launch_1d(index_backward_kernel, total, ctx.stream, indices, grad_y, grad_x, n, inner, total);
 }
 
-void softmax_forward(cudaStream_t stream, const float* x, float* y, int64_t outer, int64_t n,
+void softmax_forward(Context ctx, const float* x, float* y, int64_t outer, int64_t n,
                      int64_t inner, bool log) {
   if (outer == 0 || n == 0 || inner == 0) return;
   if (use_row_kernel(n, inner)) {
-    launch_rows<kRowBlock>(softmax_rows_kernel, outer, stream, x, y, outer, n, log);
+    launch_rows<kRowBlock>(softmax_rows_kernel, outer, ctx.stream, x, y, outer, n, log);
   } else {
-    launch_1d(softmax_columns_kernel, outer * inner, stream, x, y, outer, n, inner, log);
+    launch_1d(softmax_columns_kernel, outer * inner, ctx.stream, x, y, outer, n, inner, log);
   }
 }
 
-void softmax_backward(cudaStream_t stream, const float* y, const float* grad_y, float* grad_x,
+void softmax_backward(Context ctx, const float* y, const float* grad_y, float* grad_x,
                       int64_t outer, int64_t n, int64_t inner, bool log) {
   if (outer == 0 || n == 0 || inner == 0) return;
   if (use_row_kernel(n, inner)) {
-    launch_rows<kRowBlock>(softmax_backward_rows_kernel, outer, stream, y, grad_y, grad_x, outer, n,
-                           log);
+    launch_rows<kRowBlock>(softmax_backward_rows_kernel, outer, ctx.stream, y, grad_y, grad_x,
+                           outer, n, log);
   } else {
-    launch_1d(softmax_backward_columns_kernel, outer * inner, stream, y, grad_y, grad_x, outer, n,
-              inner, log);
+    launch_1d(softmax_backward_columns_kernel, outer * inner, ctx.stream, y, grad_y, grad_x,
+              outer, n, inner, log);
   }
 }
 
-template void reduce<float>(cudaStream_t, ReduceOp, const float*, float*, int64_t*, int64_t,
-                            int64_t, int64_t);
-template void reduce<int64_t>(cudaStream_t, ReduceOp, const int64_t*, int64_t*, int64_t*, int64_t,
+template void reduce<float>(Context, ReduceOp, const float*, float*, int64_t*, int64_t, int64_t,
+                            int64_t);
+template void reduce<int64_t>(Context, ReduceOp, const int64_t*, int64_t*, int64_t*, int64_t,
                               int64_t, int64_t);
 
 }  // namespace ember::kernels::cuda

@@ -1,26 +1,30 @@
-// CUDA twins of kernels/cpu/reduce.h (float, and int64 for Sum/Max/Min), built on CUB
-// block reductions.
+// CUDA twins of kernels/cpu/reduce.h with the same contracts and arguments (float, and
+// int64 for Sum/Max/Min), built on CUB block reductions inside reduce.cu. No CUDA header
+// here: the context carries the stream (kernels/context.h).
 #pragma once
-
-#include <cuda_runtime_api.h>
 
 #include <cstdint>
 
+#include "ember/kernels/context.h"
 #include "ember/kernels/op_kinds.h"
 
 namespace ember::kernels::cuda {
 
-template <typename T>  // float, int64_t
-void reduce(cudaStream_t stream, ReduceOp op, const T* x, T* out, int64_t* indices,
-            int64_t outer, int64_t n, int64_t inner);
+// A contiguous axis (inner == 1) of at least 128 elements: one block per row; otherwise
+// one thread per output column. T: float, int64_t.
+template <typename T>
+void reduce(Context ctx, ReduceOp op, const T* x, T* out, int64_t* indices, int64_t outer,
+            int64_t n, int64_t inner);
 
-void reduce_index_backward(cudaStream_t stream, const int64_t* indices,
-                           const float* grad_y, float* grad_x, int64_t outer, int64_t n,
-                           int64_t inner);
+// One thread per element of grad_x (every element written).
+void reduce_index_backward(Context ctx, const int64_t* indices, const float* grad_y,
+                           float* grad_x, int64_t outer, int64_t n, int64_t inner);
 
-void softmax_forward(cudaStream_t stream, const float* x, float* y, int64_t outer,
-                     int64_t n, int64_t inner, bool log);
-void softmax_backward(cudaStream_t stream, const float* y, const float* grad_y,
-                      float* grad_x, int64_t outer, int64_t n, int64_t inner, bool log);
+// Sums of exponentials accumulate in float (the CPU uses double; the parity tests state
+// the tolerance).
+void softmax_forward(Context ctx, const float* x, float* y, int64_t outer, int64_t n,
+                     int64_t inner, bool log);
+void softmax_backward(Context ctx, const float* y, const float* grad_y, float* grad_x,
+                      int64_t outer, int64_t n, int64_t inner, bool log);
 
 }  // namespace ember::kernels::cuda

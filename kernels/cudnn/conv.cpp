@@ -1,5 +1,6 @@
 // cuDNN 2-D convolution: cached descriptors and algorithm choices per shape (see
-// Note [cuDNN convolution plans] in conv.h), forward with bias, backward data and filter.
+// Note [cuDNN convolution plans] in conv.h), forward with bias, backward data and filter;
+// then the CUDA twins of kernels/cpu/conv.h (kernels/cuda/conv.cuh) on top of them.
 #include "ember/kernels/cudnn/conv.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
+#include "ember/kernels/cuda/conv.cuh"
 #include "ember/kernels/cudnn/plan_cache.h"
 
 namespace ember::kernels::cudnn {
@@ -87,9 +89,10 @@ struct KeyHash {
 
 using PlanCache = KeyedPlanCache<Key, Plan, KeyHash>;
 
+// See Note [cuDNN caches are never destroyed] in plan_cache.h.
 PlanCache& plan_cache() {
-  static PlanCache cache;
-  return cache;
+  static auto* cache = new PlanCache();
+  return *cache;
 }
 
 cudnnMathType_t policy_math(const ConvPolicy& p) {
@@ -399,3 +402,52 @@ bool conv2d_chosen_algorithm(cudnnHandle_t handle, const ConvShape& s, const Con
 }
 
 }  // namespace ember::kernels::cudnn
+
+namespace ember::kernels::cuda {
+
+namespace {
+
+cudnn::ConvPolicy policy_of(const Context& ctx) {
+  EMBER_INTERNAL_ASSERT(ctx.cudnn != nullptr, "conv2d (CUDA): the context has no cuDNN handle");
+  return {ctx.cudnn_benchmark, ctx.deterministic, ctx.allow_tf32};
+}
+
+// The measured search's workspace: it may ask for more than is free, and then searches
+// without one rather than fail.
+cudnn::ScratchFn search_scratch(const Scratch& scratch) {
+  return [&scratch](size_t bytes) -> void* {
+    try {
+      return scratch(bytes);
+    } catch (const OutOfMemoryError&) {
+      return nullptr;
+    }
+  };
+}
+
+}  // namespace
+
+void conv2d_forward(Context ctx, const ConvShape& s, const float* x, const float* w,
+                    const float* bias, float* y, const Scratch& scratch) {
+  const cudnn::ConvPolicy p = policy_of(ctx);
+  const size_t bytes =
+      cudnn::conv2d_forward_workspace(ctx.cudnn, s, p, x, w, y, search_scratch(scratch));
+  cudnn::conv2d_forward(ctx.cudnn, s, p, x, w, bias, y, scratch(bytes), bytes);
+}
+
+void conv2d_backward_data(Context ctx, const ConvShape& s, const float* w, const float* dy,
+                          float* dx, const Scratch& scratch) {
+  const cudnn::ConvPolicy p = policy_of(ctx);
+  const size_t bytes =
+      cudnn::conv2d_backward_data_workspace(ctx.cudnn, s, p, w, dy, dx, search_scratch(scratch));
+  cudnn::conv2d_backward_data(ctx.cudnn, s, p, w, dy, dx, scratch(bytes), bytes);
+}
+
+void conv2d_backward_filter(Context ctx, const ConvShape& s, const float* x, const float* dy,
+                            float* dw, const Scratch& scratch) {
+  const cudnn::ConvPolicy p = policy_of(ctx);
+  const size_t bytes = cudnn::conv2d_backward_filter_workspace(ctx.cudnn, s, p, x, dy, dw,
+                                                               search_scratch(scratch));
+  cudnn::conv2d_backward_filter(ctx.cudnn, s, p, x, dy, dw, scratch(bytes), bytes);
+}
+
+}  // namespace ember::kernels::cuda

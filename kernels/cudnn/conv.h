@@ -1,5 +1,6 @@
 // 2-D convolution through cuDNN (float32, NCHW): forward (+ bias), backward data and
-// backward filter, with the same ConvShape contract as kernels/cpu/conv.h.
+// backward filter, with the same ConvShape contract as kernels/cpu/conv.h. Core calls the
+// CUDA twins of kernels/cuda/conv.cuh, which run these.
 //
 // Note [cuDNN convolution plans]
 // Descriptors (input, output, filter, bias, and one convolution descriptor per direction)

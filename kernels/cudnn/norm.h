@@ -2,7 +2,8 @@
 // kernels/cpu/norm.h. Every input shape ([N, C], [N, C, L], [N, C, H, W], ...) is
 // described to cuDNN as [n, c, s, 1] in CUDNN_BATCHNORM_SPATIAL mode: statistics per
 // channel over n and s, which is what PyTorch's BatchNorm1d/2d compute (for [N, C] that
-// is per-activation normalization over N). Descriptors are cached per (n, c, s).
+// is per-activation normalization over N). Descriptors are cached per (n, c, s). Core
+// calls the CUDA twins of kernels/cuda/norm.cuh, which run these.
 #pragma once
 
 #include <cudnn.h>
@@ -11,7 +12,7 @@
 
 namespace ember::kernels::cudnn {
 
-// cuDNN's lower bound on epsilon; the op raises a smaller eps to it.
+// cuDNN's lower bound on epsilon; the functions below raise a smaller eps to it.
 double batch_norm_min_epsilon();
 
 // As kernels::cpu::batch_norm_forward_training, except that weight and bias must not be

@@ -1,6 +1,17 @@
 // What the cuDNN wrappers share: a process-wide cache of plans (descriptors and algorithm
 // choices) keyed by handle and shape, the hash that keys it, and a non-throwing report of
 // a failed cuDNN call for destructors.
+//
+// Note [cuDNN caches are never destroyed]
+// Every cache of cuDNN objects (the plans in kernels/cudnn/conv.cpp and rnn.cpp, the
+// descriptors in pool.cpp and norm.cpp) is allocated with new on first use and never
+// deleted, like the streams and handles in core/cuda_context.cpp. cuDNN 9 loads its
+// sub-libraries lazily and tears them down from its own exit handlers, which can run
+// before the destructors of function-local statics; a cudnnDestroy*Descriptor call from a
+// static destructor would then reach a library that is gone (a crash or an error at exit
+// instead of a clean one). The process frees the memory when it ends. Entries a cache
+// drops while the program runs (a bounded cache cleared, a plan whose creation failed)
+// are still destroyed then, when cuDNN is alive.
 #pragma once
 
 #include <cudnn.h>
@@ -15,7 +26,7 @@
 
 namespace ember::kernels::cudnn {
 
-// Destructors run at exit and must not throw: a failure is only reported.
+// Destructors must not throw: a failure is only reported.
 inline void warn_cudnn(cudnnStatus_t st, const char* call) {
   if (st != CUDNN_STATUS_SUCCESS) {
     std::fprintf(stderr, "ember warning: cuDNN error %s in %s\n", cudnnGetErrorString(st), call);

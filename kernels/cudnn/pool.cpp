@@ -22,7 +22,8 @@ struct PoolDescriptors {
   PoolDescriptors() = default;
   PoolDescriptors(const PoolDescriptors&) = delete;
   PoolDescriptors& operator=(const PoolDescriptors&) = delete;
-  // Destroying a descriptor only frees host memory, so this is safe at process exit.
+  // Runs when the cache is cleared, never at exit (Note [cuDNN caches are never
+  // destroyed] in plan_cache.h).
   ~PoolDescriptors() {
     if (pool != nullptr) cudnnDestroyPoolingDescriptor(pool);
     if (y != nullptr) cudnnDestroyTensorDescriptor(y);
@@ -48,13 +49,14 @@ cudnnPoolingMode_t pooling_mode(const Pool2dGeometry& g, PoolMode mode, bool det
 std::shared_ptr<const PoolDescriptors> descriptors(const Pool2dGeometry& g,
                                                    cudnnPoolingMode_t mode) {
   static std::mutex mu;
-  static std::map<Key, std::shared_ptr<const PoolDescriptors>> cache;
+  // See Note [cuDNN caches are never destroyed] in plan_cache.h.
+  static auto* cache = new std::map<Key, std::shared_ptr<const PoolDescriptors>>();
   const Key key{g.n, g.c, g.h, g.w, g.out_h, g.out_w, g.kernel_h, g.kernel_w,
                 g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.count_include_pad,
                 static_cast<int64_t>(mode)};
   std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
+  auto it = cache->find(key);
+  if (it != cache->end()) return it->second;
 
   auto d = std::make_shared<PoolDescriptors>();
   auto i = [](int64_t v) { return static_cast<int>(v); };
@@ -73,8 +75,8 @@ std::shared_ptr<const PoolDescriptors> descriptors(const Pool2dGeometry& g,
   EMBER_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(d->pool, d->x, &n, &c, &h, &w));
   EMBER_INTERNAL_ASSERT(h == g.out_h && w == g.out_w, "cuDNN pooling output ", h, "x", w,
                         " differs from the expected ", g.out_h, "x", g.out_w);
-  if (cache.size() >= kMaxCachedGeometries) cache.clear();
-  cache.emplace(key, d);
+  if (cache->size() >= kMaxCachedGeometries) cache->clear();
+  cache->emplace(key, d);
   return d;
 }
 

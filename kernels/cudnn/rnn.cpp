@@ -94,9 +94,10 @@ struct KeyHash {
 
 using PlanCache = KeyedPlanCache<Key, Plan, KeyHash>;
 
+// See Note [cuDNN caches are never destroyed] in plan_cache.h.
 PlanCache& plan_cache() {
-  static PlanCache cache;
-  return cache;
+  static auto* cache = new PlanCache();
+  return *cache;
 }
 
 // The elements a cuDNN tensor descriptor (as filled by cudnnGetRNNWeightParams) spans.

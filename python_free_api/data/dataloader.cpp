@@ -1,12 +1,9 @@
 // DataLoader: the per-epoch worker thread, the bounded batch queue, pinned staging and the
-// copy-stream transfer (see Note [DataLoader pipeline] in dataloader.h).
+// non-blocking transfer to the device (see Note [DataLoader pipeline] in dataloader.h).
 #include "ember/python_free_api/data/dataloader.h"
-
-#include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <exception>
 #include <mutex>
@@ -15,12 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "ember/core/base/cuda_check.h"
-#include "ember/core/cuda_context.h"
 #include "ember/core/base/error.h"
-#include "ember/core/memory/cuda_memory.h"
-#include "ember/core/memory/pinned_pool.h"
 #include "ember/core/random.h"
+#include "ember/core/tensor.h"
 
 namespace ember::data {
 
@@ -37,52 +31,6 @@ uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
 
 // Separates the transforms' stream from the shuffle's for the same epoch.
 constexpr uint64_t kTransformSalt = 0x7472616e73666f72ull;
-
-// A batch ready to hand out: on the loader's device, with the host staging it was copied
-// from kept alive until the copy has completed.
-struct Prepared {
-  Batch batch;
-  Tensor staged_x;
-  Tensor staged_y;
-  cudaEvent_t ready = nullptr;  // recorded on the copy stream after the copies
-  int device = -1;
-
-  Prepared() = default;
-  Prepared(const Prepared&) = delete;
-  Prepared& operator=(const Prepared&) = delete;
-  ~Prepared() {
-    if (ready != nullptr) {
-      // Releasing the staging buffers to the pool before the DMA read them would let the
-      // next batch overwrite bytes still in flight.
-      EMBER_CUDA_WARN(cudaEventSynchronize(ready));
-      EMBER_CUDA_WARN(cudaEventDestroy(ready));
-    }
-  }
-};
-
-// `t` (a CPU tensor) copied into a page-locked buffer from ember's pinned pool.
-Tensor stage_pinned(const Tensor& t) {
-  Tensor src = t.contiguous();
-  void* p = memory::pinned_alloc(src.nbytes());
-  Tensor out = Tensor::from_blob(p, src.shape(), src.dtype(), Device::cpu(),
-                                 [](void* q) { memory::pinned_free(q); });
-  if (src.nbytes() > 0) std::memcpy(p, src.data_ptr(), src.nbytes());
-  return out;
-}
-
-// Starts the copy of host tensor `host` to `device` on `copy`; the memory is allocated on
-// the copy stream and announced to `compute`, where it will be read.
-Tensor copy_to_device(const Tensor& host, int device, cudaStream_t copy, cudaStream_t compute) {
-  void* d = cuda::raw_alloc(host.nbytes(), device, copy);
-  Tensor out = Tensor::from_blob(d, host.shape(), host.dtype(), Device::cuda(device),
-                                 [device](void* q) { cuda::raw_free(q, device); });
-  if (d != nullptr) {
-    cuda::record_stream(d, device, compute);
-    EMBER_CUDA_CHECK(
-        cudaMemcpyAsync(d, host.data_ptr(), host.nbytes(), cudaMemcpyHostToDevice, copy));
-  }
-  return out;
-}
 
 void check_cpu(const char* what, const Tensor& t) {
   EMBER_CHECK_T(DeviceError, t.device().is_cpu(), "DataLoader: ", what, " ", shape_str(t.shape()),
@@ -103,14 +51,14 @@ struct DataLoader::Epoch {
   std::mutex mu;
   std::condition_variable not_full;   // the worker waits here for queue space
   std::condition_variable not_empty;  // the consumer waits here for a batch
-  std::deque<std::unique_ptr<Prepared>> queue;
+  std::deque<std::unique_ptr<Batch>> queue;
   bool stopping = false;
   bool worker_done = false;
   std::exception_ptr error;
   std::thread worker;
 
   // Consumer side only.
-  std::unique_ptr<Prepared> current;
+  std::unique_ptr<Batch> current;
   bool finished = false;
   int64_t consumed = 0;     // batches handed out
   int64_t next_inline = 0;  // prefetch == 0: the next batch to prepare
@@ -127,7 +75,7 @@ struct DataLoader::Epoch {
   }
 
   void stop() {
-    std::deque<std::unique_ptr<Prepared>> dropped;
+    std::deque<std::unique_ptr<Batch>> dropped;
     {
       std::lock_guard<std::mutex> lock(mu);
       stopping = true;
@@ -140,9 +88,6 @@ struct DataLoader::Epoch {
 
   void run() {
     try {
-      std::unique_ptr<cuda::DeviceGuard> guard;
-      if (options.device.is_cuda())
-        guard = std::make_unique<cuda::DeviceGuard>(options.device.index());
       for (int64_t b = 0; b < num_batches; ++b) {
         {
           std::unique_lock<std::mutex> lock(mu);
@@ -151,7 +96,7 @@ struct DataLoader::Epoch {
           });
           if (stopping) break;
         }
-        std::unique_ptr<Prepared> p = prepare(b);
+        std::unique_ptr<Batch> p = prepare(b);
         {
           std::lock_guard<std::mutex> lock(mu);
           if (stopping) break;  // `p` is dropped outside the lock, below
@@ -170,7 +115,7 @@ struct DataLoader::Epoch {
     not_empty.notify_all();
   }
 
-  std::unique_ptr<Prepared> prepare(int64_t b) const {
+  std::unique_ptr<Batch> prepare(int64_t b) const {
     const int64_t n = static_cast<int64_t>(order.size());
     const int64_t first = b * options.batch_size;
     const int64_t last = std::min(n, first + options.batch_size);
@@ -193,33 +138,16 @@ struct DataLoader::Epoch {
     check_cpu("x", raw.x);
     if (raw.y.defined()) check_cpu("y", raw.y);
 
-    auto p = std::make_unique<Prepared>();
-    Tensor host_x = options.pin_memory ? stage_pinned(raw.x) : raw.x.contiguous();
-    Tensor host_y;
-    if (raw.y.defined()) host_y = options.pin_memory ? stage_pinned(raw.y) : raw.y.contiguous();
-    if (!options.device.is_cuda()) {
-      p->batch = {host_x, host_y};
-      return p;
-    }
-    const int dev = options.device.index();
-    cudaStream_t copy = cuda::copy_stream(dev);
-    cudaStream_t compute = cuda::compute_stream(dev);
-    p->device = dev;
-    p->staged_x = host_x;
-    p->staged_y = host_y;
-    p->batch.x = copy_to_device(host_x, dev, copy, compute);
-    if (host_y.defined()) p->batch.y = copy_to_device(host_y, dev, copy, compute);
-    EMBER_CUDA_CHECK(
-        cudaEventCreateWithFlags(&p->ready, cudaEventDisableTiming | cudaEventBlockingSync));
-    EMBER_CUDA_CHECK(cudaEventRecord(p->ready, copy));
+    // Staged on the host, then sent without waiting (Note [Non-blocking copies] in
+    // core/memory/transfer.h); for a CPU loader to() returns the staged tensor itself.
+    auto to_device = [&](const Tensor& t) {
+      const Tensor host = options.pin_memory ? t.pin_memory() : t.contiguous();
+      return host.to(options.device, /*non_blocking=*/true);
+    };
+    auto p = std::make_unique<Batch>();
+    p->x = to_device(raw.x);
+    if (raw.y.defined()) p->y = to_device(raw.y);
     return p;
-  }
-
-  // Orders the compute stream after the batch's copy; the host does not wait.
-  static void hand_out(const Prepared& p) {
-    if (p.ready == nullptr) return;
-    cuda::DeviceGuard guard(p.device);
-    EMBER_CUDA_CHECK(cudaStreamWaitEvent(cuda::compute_stream(p.device), p.ready, 0));
   }
 
   // Drops the current batch and makes the next one current (or finishes the epoch).
@@ -233,12 +161,11 @@ struct DataLoader::Epoch {
     std::unique_lock<std::mutex> lock(mu);
     not_empty.wait(lock, [&] { return !queue.empty() || worker_done || stopping; });
     if (!queue.empty()) {
-      std::unique_ptr<Prepared> p = std::move(queue.front());
+      std::unique_ptr<Batch> p = std::move(queue.front());
       queue.pop_front();
       lock.unlock();
       not_full.notify_one();
       ++consumed;
-      hand_out(*p);
       current = std::move(p);
       return;
     }
@@ -266,9 +193,7 @@ struct DataLoader::Epoch {
       return;
     }
     try {
-      std::unique_ptr<Prepared> p = prepare(next_inline++);
-      hand_out(*p);
-      current = std::move(p);
+      current = prepare(next_inline++);
     } catch (...) {
       finished = true;
       throw;
@@ -284,7 +209,7 @@ bool DataLoader::Iterator::at_end() const {
 
 const Batch& DataLoader::Iterator::operator*() const {
   EMBER_CHECK(!at_end(), "DataLoader: dereferencing an iterator past the last batch");
-  return epoch_->current->batch;
+  return *epoch_->current;
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {
@@ -303,9 +228,10 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
   EMBER_CHECK(options_.prefetch >= 0, "DataLoader: prefetch must be non-negative, got ",
               options_.prefetch);
   if (options_.device.is_cuda()) {
-    // Validates the device and creates its streams here rather than on the worker.
+    // Validates the device and creates its streams (with its first tensor) here rather
+    // than on the worker.
     options_.device = Device::cuda(options_.device.index());
-    cuda::copy_stream(options_.device.index());
+    (void)Tensor::empty({0}, {.device = options_.device});
   }
   if (options_.seed) {
     seed_ = *options_.seed;

@@ -1,6 +1,6 @@
 // DataLoader: shuffles, batches and augments a Dataset on a background thread, stages
-// batches in pinned memory and, for a CUDA device, copies them on the copy stream ahead
-// of use. See Note [DataLoader pipeline].
+// batches in pinned memory and, for a CUDA device, copies them to it ahead of use without
+// blocking. See Note [DataLoader pipeline].
 #pragma once
 
 #include <cstdint>
@@ -41,17 +41,14 @@ struct DataLoaderOptions {
 // when shuffling, and batch b's transforms draw from a generator seeded with
 // mix(seed, e, b). Results therefore depend on the seed, the epoch and the batch only,
 // never on thread timing. One worker thread per epoch prepares batches in order:
-// Dataset::get_batch, the transforms, a memcpy into a pinned staging buffer and, for a
-// CUDA device, cudaMemcpyAsync on cuda::copy_stream(device) into memory allocated on
-// the copy stream (and announced to the compute stream with record_stream, so it is not
-// reused before the compute work reading it has run), followed by an event recorded on
-// the copy stream. The worker keeps at most `prefetch` finished batches queued and
-// sleeps on a condition variable when the queue is full; the consumer sleeps on another
-// when it is empty. Before a batch is handed out the consumer makes the compute stream
-// wait for its event (cudaStreamWaitEvent): the host never blocks on the copy and the
-// compute stream orders itself after it. A staging buffer is released when the consumer
-// moves past its batch, after its copy has completed (the event is synchronised first,
-// by then long done). An exception in the worker is stored (std::exception_ptr) and
+// Dataset::get_batch, the transforms, a copy into page-locked memory (Tensor::pin_memory)
+// and, for a CUDA device, Tensor::to(device, /*non_blocking=*/true): the copy runs on the
+// device's copy stream and the compute stream is made to wait for it with an event at
+// once, so the host never blocks on the copy and every op on the batch runs after it
+// (Note [Non-blocking copies] in core/memory/transfer.h). The staging buffer is held by
+// core until its copy has completed. The worker keeps at most `prefetch` finished batches
+// queued and sleeps on a condition variable when the queue is full; the consumer sleeps
+// on another when it is empty. An exception in the worker is stored (std::exception_ptr) and
 // rethrown by the consumer at the batch where it happened; the epoch then ends.
 // Destroying the loader, calling begin() again, or dropping the last iterator of an
 // epoch stops its worker (it finishes at most the batch in hand) and joins it; an

@@ -15,17 +15,14 @@
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
 
-#include "test_util.h"
+#include "support/check.h"
 
 namespace {
 
 using namespace ember;
 
+using ember::testing::contains;
 using ember::testing::error_of;
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 Tensor leaf(const std::vector<float>& v) {
   Tensor t = Tensor::from_vector(v, {static_cast<int64_t>(v.size())});

@@ -1,13 +1,13 @@
 // conv2d on the CPU: forward against a hand-computed example and a naive float64
 // reference (stride, padding, dilation, groups, "same"), finite-difference gradient
-// checks of x, weight and bias, and the errors for bad inputs.
+// checks of x, weight and bias, and the errors for bad inputs; and, on every device
+// (test_conv_cuda.cpp holds what only CUDA has), non-contiguous inputs and an empty batch.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -16,30 +16,20 @@
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 
-#include "test_util.h"
+#include "core/conv_case.h"
+#include "support/allclose.h"
+#include "support/check.h"
+#include "support/device.h"
+#include "support/random.h"
 
 namespace {
 
 using ember::Conv2dParams;
+using ember::DType;
 using ember::Shape;
 using ember::Tensor;
-
-// Tolerances, stated once: float64 results agree with the reference to rounding; float32
-// ones to a few ulps of the sums involved.
-constexpr double kTolF64 = 1e-10;
-constexpr double kTolF32 = 1e-4;
-
-std::vector<double> random_values(int64_t n, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (auto& e : v) e = dist(gen);
-  return v;
-}
-
-Tensor random_f64(const Shape& shape, uint64_t seed) {
-  return Tensor::from_vector(random_values(ember::shape_numel(shape), seed), shape);
-}
+using namespace ember::testing;
+using Case = ember::testing::ConvCase;
 
 // The 7-loop definition (batch, output channel, output row and column, input channel of
 // the group, kernel row and column) in float64. pad_* are the top/left padding; reads
@@ -72,20 +62,6 @@ std::vector<double> naive_conv2d(const std::vector<double>& x, const Shape& xs,
           y[static_cast<size_t>(((b * o + oc) * out_h + oy) * out_w + ox)] = acc;
         }
   return y;
-}
-
-struct Case {
-  Shape x, w;
-  Conv2dParams p;
-  bool bias = true;
-};
-
-std::string describe(const Case& k) {
-  return ember::detail::str_cat("x ", ember::shape_str(k.x), " w ", ember::shape_str(k.w),
-                                " stride [", k.p.stride[0], ", ", k.p.stride[1], "] pad [",
-                                k.p.padding[0], ", ", k.p.padding[1], "] dil [",
-                                k.p.dilation[0], ", ", k.p.dilation[1], "] groups ",
-                                k.p.groups, k.p.same ? " same" : "", k.bias ? " bias" : "");
 }
 
 // Forward parameter combinations: every knob alone and several together, odd sizes,
@@ -137,34 +113,24 @@ Expected reference(const Case& k, const std::vector<double>& x, const std::vecto
   return e;
 }
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double tol,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_NEAR(got[i], want[i], tol * (1.0 + std::fabs(want[i]))) << what << " element " << i;
-  }
-}
-
 void check_against_reference(const Case& k, uint64_t seed) {
   const int64_t o = k.w[0];
-  auto xv = random_values(ember::shape_numel(k.x), seed);
-  auto wv = random_values(ember::shape_numel(k.w), seed + 1);
-  auto bv = random_values(o, seed + 2);
+  auto xv = uniform_values(ember::shape_numel(k.x), -1.0, 1.0, seed);
+  auto wv = uniform_values(ember::shape_numel(k.w), -1.0, 1.0, seed + 1);
+  auto bv = uniform_values(o, -1.0, 1.0, seed + 2);
   const Expected e = reference(k, xv, wv, k.bias ? &bv : nullptr);
 
   Tensor x = Tensor::from_vector(xv, k.x), w = Tensor::from_vector(wv, k.w);
   Tensor b = k.bias ? Tensor::from_vector(bv, {o}) : Tensor();
   Tensor y = ember::conv2d(x, w, b, k.p);
   EXPECT_EQ(y.shape(), e.shape) << describe(k);
-  expect_close(y.to_vector<double>(), e.y, kTolF64, "float64 " + describe(k));
+  EXPECT_TRUE(allclose(y, e.y, kFloat64Tol)) << "float64 " << describe(k);
 
   Tensor y32 = ember::conv2d(x.to(ember::kFloat32), w.to(ember::kFloat32),
                              k.bias ? b.to(ember::kFloat32) : Tensor(), k.p);
   EXPECT_EQ(y32.dtype(), ember::kFloat32);
-  expect_close(y32.to(ember::kFloat64).to_vector<double>(), e.y, kTolF32, "float32 " + describe(k));
+  EXPECT_TRUE(allclose(y32, e.y, kFloat32Tol)) << "float32 " << describe(k);
 }
-
-using ember::testing::error_of;
 
 }  // namespace
 
@@ -207,31 +173,10 @@ TEST(Conv2d, SamePaddingKeepsSpatialSize) {
   uint64_t seed = 100;
   for (const Case& k : cases) {
     SCOPED_TRACE(describe(k));
-    Tensor y = ember::conv2d(random_f64(k.x, 1), random_f64(k.w, 2), Tensor(), k.p);
+    Tensor y = ember::conv2d(uniform(k.x, -1, 1, 1), uniform(k.w, -1, 1, 2), Tensor(), k.p);
     EXPECT_EQ(y.shape(), (Shape{k.x[0], k.w[0], k.x[2], k.x[3]}));
     check_against_reference(k, seed += 7);
   }
-}
-
-TEST(Conv2d, AcceptsNonContiguousInputs) {
-  Tensor x = random_f64({2, 3, 6, 5}, 1);
-  Tensor w = random_f64({4, 3, 3, 3}, 2);
-  Tensor xt = x.transpose(2, 3).contiguous().transpose(2, 3);  // same values, other strides
-  Tensor wt = w.transpose(0, 1).contiguous().transpose(0, 1);
-  ASSERT_FALSE(xt.is_contiguous());
-  expect_close(ember::conv2d(xt, wt).to_vector<double>(), ember::conv2d(x, w).to_vector<double>(),
-               kTolF64, "non-contiguous");
-}
-
-TEST(Conv2d, EmptyBatchGivesEmptyOutputAndZeroGradients) {
-  Tensor x = ember::zeros({0, 2, 5, 5}, {.dtype = ember::kFloat64, .requires_grad = true});
-  Tensor w = random_f64({3, 2, 3, 3}, 1).requires_grad_();
-  Tensor b = random_f64({3}, 2).requires_grad_();
-  Tensor y = ember::conv2d(x, w, b);
-  EXPECT_EQ(y.shape(), (Shape{0, 3, 3, 3}));
-  ember::sum(y).backward();
-  EXPECT_EQ(w.grad().to_vector<double>(), std::vector<double>(54, 0.0));
-  EXPECT_EQ(b.grad().to_vector<double>(), std::vector<double>(3, 0.0));
 }
 
 TEST(Conv2d, ZeroInputChannelsGiveTheBias) {
@@ -259,10 +204,10 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
   uint64_t seed = 1000;
   for (const Case& k : cases) {
     SCOPED_TRACE(describe(k));
-    Tensor x = random_f64(k.x, seed++).requires_grad_();
-    Tensor w = random_f64(k.w, seed++).requires_grad_();
+    Tensor x = uniform(k.x, -1, 1, seed++).requires_grad_();
+    Tensor w = uniform(k.w, -1, 1, seed++).requires_grad_();
     std::vector<Tensor> inputs = {x, w};
-    if (k.bias) inputs.push_back(random_f64({k.w[0]}, seed++).requires_grad_());
+    if (k.bias) inputs.push_back(uniform({k.w[0]}, -1, 1, seed++).requires_grad_());
     const Conv2dParams p = k.p;
     auto result = ember::gradcheck(
         [p](const std::vector<Tensor>& in) {
@@ -274,24 +219,24 @@ TEST(Conv2d, GradientsMatchFiniteDifferences) {
 }
 
 TEST(Conv2d, ComputesGradientsOnlyForInputsThatNeedThem) {
-  Tensor x = random_f64({1, 2, 4, 4}, 1).requires_grad_();
-  Tensor w = random_f64({3, 2, 3, 3}, 2);
-  Tensor b = random_f64({3}, 3);
+  Tensor x = uniform({1, 2, 4, 4}, -1, 1, 1).requires_grad_();
+  Tensor w = uniform({3, 2, 3, 3}, -1, 1, 2);
+  Tensor b = uniform({3}, -1, 1, 3);
   ember::sum(ember::conv2d(x, w, b)).backward();
   EXPECT_TRUE(x.grad().defined());
   EXPECT_FALSE(w.grad().defined());
   EXPECT_FALSE(b.grad().defined());
 
-  Tensor x2 = random_f64({1, 2, 4, 4}, 4);
-  Tensor w2 = random_f64({3, 2, 3, 3}, 5).requires_grad_();
+  Tensor x2 = uniform({1, 2, 4, 4}, -1, 1, 4);
+  Tensor w2 = uniform({3, 2, 3, 3}, -1, 1, 5).requires_grad_();
   ember::sum(ember::conv2d(x2, w2)).backward();
   EXPECT_TRUE(w2.grad().defined());
   EXPECT_FALSE(x2.grad().defined());
 }
 
 TEST(Conv2d, RefusesAnInputModifiedAfterTheForward) {
-  Tensor x = random_f64({1, 1, 4, 4}, 1);
-  Tensor w = random_f64({1, 1, 3, 3}, 2).requires_grad_();
+  Tensor x = uniform({1, 1, 4, 4}, -1, 1, 1);
+  Tensor w = uniform({1, 1, 3, 3}, -1, 1, 2).requires_grad_();
   Tensor y = ember::conv2d(x, w);
   x.add_(ember::ones_like(x));
   EXPECT_THROW(ember::sum(y).backward(), ember::Error);
@@ -368,3 +313,39 @@ TEST(Conv2d, RejectsMixedOrNonFloatingDtypes) {
   });
   EXPECT_NE(msg.find("conv2d"), std::string::npos) << msg;
 }
+
+// ---- on every device ------------------------------------------------------------------------
+
+class Conv2dOnDevice : public OnDevice {};
+
+TEST_P(Conv2dOnDevice, AcceptsNonContiguousInputs) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(ember::dtype_name(dt));
+    Tensor x = uniform({2, 3, 6, 5}, -1, 1, 1, dt), w = uniform({4, 3, 3, 3}, -1, 1, 2, dt);
+    // The same values with other strides, on the device under test.
+    Tensor xt = x.to(device()).transpose(2, 3).contiguous().transpose(2, 3);
+    Tensor wt = w.to(device()).transpose(0, 1).contiguous().transpose(0, 1);
+    ASSERT_FALSE(xt.is_contiguous());
+    ASSERT_FALSE(wt.is_contiguous());
+    // Against the contiguous inputs on the CPU, relative to the largest output: the cuDNN
+    // algorithms (Winograd, FFT) add the error of their transforms.
+    EXPECT_TRUE(allclose_to_largest(ember::conv2d(xt, wt), ember::conv2d(x, w)));
+  }
+}
+
+TEST_P(Conv2dOnDevice, EmptyBatchGivesEmptyOutputAndZeroGradients) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(ember::dtype_name(dt));
+    Tensor x = ember::zeros({0, 2, 5, 5}, {.dtype = dt, .device = device(), .requires_grad = true});
+    Tensor w = uniform({3, 2, 3, 3}, -1, 1, 1, dt).to(device()).requires_grad_();
+    Tensor b = uniform({3}, -1, 1, 2, dt).to(device()).requires_grad_();
+    Tensor y = ember::conv2d(x, w, b);
+    EXPECT_EQ(y.shape(), (Shape{0, 3, 3, 3}));
+    ember::sum(y).backward();
+    EXPECT_EQ(x.grad().shape(), x.shape());
+    EXPECT_TRUE(allclose(w.grad(), std::vector<double>(54, 0.0), kExact));
+    EXPECT_TRUE(allclose(b.grad(), std::vector<double>(3, 0.0), kExact));
+  }
+}
+
+EMBER_INSTANTIATE_ON_DEVICES(Conv2dOnDevice);

@@ -14,6 +14,7 @@
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
 #include "ember/core/memory/cuda_memory.h"
+#include "support/device.h"
 
 namespace {
 
@@ -23,16 +24,6 @@ using ember::memory::CachingAllocator;
 
 constexpr size_t kMiB = 1024 * 1024;
 constexpr size_t kOnePiB = size_t{1} << 50;
-
-bool have_gpu() {
-  int count = 0;
-  const bool ok = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-  (void)cudaGetLastError();
-  return ok;
-}
-
-#define SKIP_WITHOUT_GPU() \
-  if (!have_gpu()) GTEST_SKIP() << "no usable CUDA GPU on this machine"
 
 class Stream {
  public:
@@ -80,7 +71,7 @@ TEST(CudaAllocator, BackendNamesParse) {
 }
 
 TEST(CudaAllocator, WithoutAGpuRawAllocIsADeviceErrorNotACrash) {
-  if (have_gpu()) GTEST_SKIP() << "a GPU is present; the GPU tests cover raw_alloc";
+  if (ember::cuda::is_available()) GTEST_SKIP() << "a GPU is present; the GPU tests cover raw_alloc";
   EXPECT_THROW(ember::cuda::raw_alloc(1024, 0, nullptr), ember::DeviceError);
   EXPECT_THROW(ember::cuda::memory_stats(0), ember::DeviceError);
   EXPECT_NO_THROW(ember::cuda::raw_free(nullptr, 0));
@@ -88,7 +79,7 @@ TEST(CudaAllocator, WithoutAGpuRawAllocIsADeviceErrorNotACrash) {
 }
 
 TEST(CudaAllocator, AllocWriteFreeAndReuse) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   Stream stream;
   auto pool = make_pool();
   void* p = pool->allocate(3 * kMiB + 100, stream.get());
@@ -107,7 +98,7 @@ TEST(CudaAllocator, AllocWriteFreeAndReuse) {
 }
 
 TEST(CudaAllocator, RecordStreamBlockIsReusedOnceTheOtherStreamIsDone) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   Stream s1, s2;
   auto pool = make_pool();
   void* p = pool->allocate(kMiB, s1.get());
@@ -121,7 +112,7 @@ TEST(CudaAllocator, RecordStreamBlockIsReusedOnceTheOtherStreamIsDone) {
 }
 
 TEST(CudaAllocator, EmptyCacheGivesMemoryBackToTheDriver) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   Stream stream;
   auto pool = make_pool();
   void* p = pool->allocate(256 * kMiB, stream.get());
@@ -137,7 +128,7 @@ TEST(CudaAllocator, EmptyCacheGivesMemoryBackToTheDriver) {
 }
 
 TEST(CudaAllocator, OnePebibyteIsAnOutOfMemoryErrorNotACrash) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   Stream stream;
   auto pool = make_pool();
   void* keep = pool->allocate(kMiB, stream.get());
@@ -161,7 +152,7 @@ TEST(CudaAllocator, OnePebibyteIsAnOutOfMemoryErrorNotACrash) {
 }
 
 TEST(CudaAllocator, PublicApiAllocatesFromTheDevicePool) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   Stream stream;
   void* p = ember::cuda::raw_alloc(5000, 0, stream.get());
   ASSERT_NE(p, nullptr);
@@ -178,7 +169,7 @@ TEST(CudaAllocator, PublicApiAllocatesFromTheDevicePool) {
 }
 
 TEST(CudaAllocator, SteadyStateLoopMakesNoCudaMallocCalls) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   if (ember::cuda::allocator_backend() != "pool") GTEST_SKIP() << "EMBER_CUDA_ALLOC is not pool";
   Stream stream;
   const std::vector<size_t> sizes = {4096, 300000, 3 * kMiB, 12 * kMiB, 40 * kMiB};
@@ -194,7 +185,7 @@ TEST(CudaAllocator, SteadyStateLoopMakesNoCudaMallocCalls) {
 }
 
 TEST(CudaAllocator, AsyncBackendAllocatesOnTheStream) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   int supported = 0;
   EMBER_CUDA_CHECK(cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, 0));
   if (supported == 0) GTEST_SKIP() << "device 0 has no cudaMallocAsync";

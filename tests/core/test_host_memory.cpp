@@ -13,7 +13,7 @@
 #include "ember/core/base/error.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
-#include "test_util.h"
+#include "support/check.h"
 
 namespace {
 

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -13,24 +12,13 @@
 #include "ember/core/grad_check.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
-#include "test_util.h"
+#include "support/check.h"
+#include "support/op_reference.h"
 
 namespace ember {
 namespace {
 
-using testing::error_of;
-
-Tensor uniform(const Shape& shape, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& x : v) x = dist(gen);
-  return Tensor::from_vector(v, shape);
-}
-
-Tensor leaf(const Shape& shape, uint64_t seed) { return uniform(shape, seed).requires_grad_(); }
-
-std::vector<double> values(const Tensor& t) { return t.contiguous().to_vector<double>(); }
+using namespace ember::testing;
 
 TEST(Cat, JoinsAlongAnyDimension) {
   const Tensor a = arange(0.0, 6.0, 1.0, {.dtype = kFloat64}).reshape({2, 3});
@@ -46,12 +34,12 @@ TEST(Cat, JoinsAlongAnyDimension) {
 }
 
 TEST(Cat, GradientsMatchFiniteDifferences) {
-  const Tensor a = leaf({2, 3}, 1), b = leaf({2, 1}, 2), c = leaf({3, 2}, 3);
+  const Tensor a = leaf({2, 3}, -1, 1, 1), b = leaf({2, 1}, -1, 1, 2), c = leaf({3, 2}, -1, 1, 3);
   auto r = gradcheck([](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[2].t()}, 1); },
                      {a, b, c});
   EXPECT_TRUE(r.ok) << r.report;
   // Only some inputs require grad.
-  const Tensor fixed = uniform({1, 3}, 4);
+  const Tensor fixed = uniform({1, 3}, -1, 1, 4);
   auto r2 = gradcheck([&](const std::vector<Tensor>& in) { return cat({fixed, in[0]}, 0); }, {a});
   EXPECT_TRUE(r2.ok) << r2.report;
 }
@@ -73,7 +61,7 @@ TEST(Stack, AddsANewDimension) {
   EXPECT_EQ(values(s), (std::vector<double>{0, 3, 1, 4, 2, 5}));
   EXPECT_EQ(stack({a}, -1).shape(), (Shape{3, 1}));
   auto r = gradcheck([](const std::vector<Tensor>& in) { return stack({in[0], in[1]}, 1); },
-                     {leaf({2, 2}, 5), leaf({2, 2}, 6)});
+                     {leaf({2, 2}, -1, 1, 5), leaf({2, 2}, -1, 1, 6)});
   EXPECT_TRUE(r.ok) << r.report;
   EXPECT_THROW(stack({zeros({2}), zeros({3})}, 0), ShapeError);
 }
@@ -90,7 +78,7 @@ TEST(Split, GivesViewsWithTheGivenSizes) {
 }
 
 TEST(Split, GradientsMatchFiniteDifferencesWhenSomePiecesAreUnused) {
-  const Tensor x = leaf({3, 5}, 7);
+  const Tensor x = leaf({3, 5}, -1, 1, 7);
   auto r = gradcheck(
       [](const std::vector<Tensor>& in) {
         const auto p = split(in[0], {2, 0, 3}, 1);
@@ -103,7 +91,7 @@ TEST(Split, GradientsMatchFiniteDifferencesWhenSomePiecesAreUnused) {
         const auto p = chunk(in[0], 2, 0);
         return add(mul(p[0], 2.0), sum(p[1]));
       },
-      {leaf({4, 2}, 8)});
+      {leaf({4, 2}, -1, 1, 8)});
   EXPECT_TRUE(r2.ok) << r2.report;
 }
 

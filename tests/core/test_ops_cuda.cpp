@@ -17,192 +17,18 @@
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
+#include "support/parity.h"
+#include "support/check.h"
 
 namespace ember {
 namespace {
 
-// Float32 tolerances for CPU vs CUDA, stated once: the GPU accumulates softmax, loss rows
-// and GEMMs in float (in another order, with FMA) where the CPU often sums in double.
-constexpr double kRtol = 1e-4;
-constexpr double kAtol = 1e-5;
+using namespace ember::testing;
 
 class OpsCuda : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason();
-  }
+  void SetUp() override { EMBER_SKIP_WITHOUT_GPU(); }
 };
-
-// ---- inputs and layouts ------------------------------------------------------------------
-
-// How an op sees its input: as stored, through a transpose of the last two dims, or
-// narrowed along the last dim (a row stride larger than the row; for 1-D a contiguous view
-// at an offset of one element, which also defeats 16-byte alignment).
-enum class Layout { Contiguous, Transposed, Narrowed };
-
-const char* layout_name(Layout l) {
-  return l == Layout::Contiguous ? "contiguous" : l == Layout::Transposed ? "transposed" : "narrowed";
-}
-
-constexpr int64_t kNarrowExtra = 3;
-
-Shape stored_shape(Shape s, Layout layout) {
-  if (layout == Layout::Transposed && s.size() >= 2) std::swap(s[s.size() - 1], s[s.size() - 2]);
-  if (layout == Layout::Narrowed && !s.empty()) s.back() += kNarrowExtra;
-  return s;
-}
-
-Tensor arrange(const Tensor& stored, Layout layout) {
-  if (layout == Layout::Transposed && stored.dim() >= 2) return stored.transpose(-1, -2);
-  if (layout == Layout::Narrowed && stored.dim() >= 1) {
-    return stored.narrow(-1, 1, stored.size(-1) - kNarrowExtra);
-  }
-  return stored;
-}
-
-struct Input {
-  Tensor stored;  // on the CPU; copied to each device
-  Layout layout = Layout::Contiguous;
-  bool grad = false;
-};
-
-std::vector<double> uniform_values(int64_t n, double lo, double hi, uint64_t seed) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
-
-Tensor uniform(const Shape& shape, double lo, double hi, uint64_t seed) {
-  return Tensor::from_vector(uniform_values(shape_numel(shape), lo, hi, seed), shape).to(kFloat32);
-}
-
-// A float32 input that the op sees with `shape` through `layout`.
-Input input(const Shape& shape, double lo, double hi, uint64_t seed,
-            Layout layout = Layout::Contiguous, bool grad = true) {
-  return {uniform(stored_shape(shape, layout), lo, hi, seed), layout, grad};
-}
-
-// Small whole numbers: many ties, for max/min/argmax and the comparisons.
-Input ties(const Shape& shape, uint64_t seed, Layout layout = Layout::Contiguous, bool grad = true) {
-  auto v = uniform_values(shape_numel(stored_shape(shape, layout)), 0, 3, seed);
-  for (auto& x : v) x = std::floor(x);
-  return {Tensor::from_vector(v, stored_shape(shape, layout)).to(kFloat32), layout, grad};
-}
-
-Input constant(const Tensor& t) { return {t, Layout::Contiguous, false}; }
-
-// Extents drawn from sizes that matter to the kernels: 0, 1, odd, below and above the
-// 128-element row threshold of the block reductions.
-std::vector<Shape> random_shapes(size_t rank, int count, uint64_t seed) {
-  static const int64_t kExtents[] = {0, 1, 2, 3, 5, 7, 13, 31, 130};
-  std::mt19937_64 gen(seed);
-  std::uniform_int_distribution<int> pick(0, 8);
-  std::vector<Shape> shapes;
-  for (int i = 0; i < count; ++i) {
-    Shape s;
-    for (size_t d = 0; d < rank; ++d) s.push_back(kExtents[pick(gen)]);
-    shapes.push_back(s);
-  }
-  return shapes;
-}
-
-// ---- running on both devices -----------------------------------------------------------
-
-// Drops NaN-filled blocks of several sizes back into the CUDA pool, so the outputs the
-// next ops allocate start as garbage and an element a kernel forgets to write shows up.
-void poison_pool() {
-  for (int64_t n : {int64_t{1}, int64_t{64}, int64_t{1000}, int64_t{1} << 14, int64_t{1} << 18}) {
-    full({n}, std::nan(""), {.device = Device::cuda()});
-  }
-}
-
-using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-struct DeviceRun {
-  Tensor out;
-  std::vector<Tensor> grads;  // one per input (undefined where none)
-};
-
-// Runs `fn` on fresh leaves on `device` and, when the output is differentiable, backprops
-// a fixed random upstream gradient (the same values on both devices).
-DeviceRun run_on(Device device, const OpFn& fn, const std::vector<Input>& inputs) {
-  std::vector<Tensor> leaves, args;
-  for (const auto& in : inputs) {
-    Tensor l = device.is_cpu() ? in.stored.clone() : in.stored.to(device);
-    if (in.grad) l.requires_grad_(true);
-    leaves.push_back(l);
-    args.push_back(arrange(l, in.layout));
-  }
-  if (device.is_cuda()) poison_pool();
-  DeviceRun r;
-  r.out = fn(args);
-  if (r.out.requires_grad()) {
-    Tensor g = uniform(r.out.shape(), 0.5, 1.5, 977).to(device);
-    r.out.backward(g);
-  }
-  for (const auto& l : leaves) r.grads.push_back(l.requires_grad() ? l.grad() : Tensor());
-  return r;
-}
-
-std::vector<double> values(const Tensor& t) {
-  NoGradGuard no_grad;
-  Tensor d = t.detach().cpu();
-  if (d.dtype() != kFloat64) d = d.to(kFloat64);
-  return d.to_vector<double>();
-}
-
-::testing::AssertionResult same(const Tensor& cpu, const Tensor& gpu) {
-  if (cpu.defined() != gpu.defined()) {
-    return ::testing::AssertionFailure() << "defined on one device only (cpu "
-                                         << cpu.defined() << ", cuda " << gpu.defined() << ")";
-  }
-  if (!cpu.defined()) return ::testing::AssertionSuccess();
-  if (!gpu.is_cuda()) return ::testing::AssertionFailure() << "the CUDA result is on " << gpu.device();
-  if (cpu.shape() != gpu.shape() || cpu.dtype() != gpu.dtype()) {
-    return ::testing::AssertionFailure() << "cpu " << shape_str(cpu.shape()) << " " << cpu.dtype()
-                                         << ", cuda " << shape_str(gpu.shape()) << " " << gpu.dtype();
-  }
-  const auto a = values(cpu), b = values(gpu);
-  const bool exact = !is_floating(cpu.dtype());
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (std::isnan(a[i]) && std::isnan(b[i])) continue;
-    const double tol = exact ? 0.0 : kAtol + kRtol * std::fabs(a[i]);
-    if (!(std::fabs(a[i] - b[i]) <= tol)) {
-      return ::testing::AssertionFailure() << "element " << i << ": cpu " << a[i] << ", cuda " << b[i];
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// Forward values and every input's gradient agree between the CPU and the GPU.
-void expect_parity(const OpFn& fn, const std::vector<Input>& inputs) {
-  const DeviceRun c = run_on(Device::cpu(), fn, inputs);
-  const DeviceRun g = run_on(Device::cuda(), fn, inputs);
-  EXPECT_TRUE(same(c.out, g.out)) << "forward";
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    EXPECT_TRUE(same(c.grads[i], g.grads[i])) << "gradient of input " << i;
-  }
-}
-
-template <typename E, typename F>
-::testing::AssertionResult throws(F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const auto& p : parts) {
-      if (msg.find(p) == std::string::npos) {
-        return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
-      }
-    }
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw the wrong type: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
 
 const std::vector<Layout> kLayouts = {Layout::Contiguous, Layout::Transposed, Layout::Narrowed};
 
@@ -533,7 +359,7 @@ TEST_F(OpsCuda, DropoutDrawsTheSameMaskAsTheCpuAndItsGradientIsTheMask) {
     }
   }
   // Evaluation mode is the identity on the GPU too.
-  Tensor x = uniform({3, 4}, -1, 1, 2).cuda();
+  Tensor x = uniform({3, 4}, -1, 1, 2, kFloat32).cuda();
   EXPECT_EQ(values(dropout(x, 0.5, false)), values(x));
 }
 

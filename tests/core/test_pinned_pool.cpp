@@ -2,7 +2,6 @@
 // pool on this machine (page-locked with a GPU, the malloc fallback without one).
 #include "ember/core/memory/pinned_pool.h"
 
-#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "ember/core/base/error.h"
+#include "ember/core/device.h"
 
 namespace {
 
@@ -220,18 +220,11 @@ TEST(PinnedPool, ConcurrentAllocAndFree) {
   EXPECT_EQ(s.allocated_bytes, 0u);
 }
 
-bool have_gpu() {
-  int count = 0;
-  const bool ok = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-  (void)cudaGetLastError();
-  return ok;
-}
-
 TEST(PinnedPool, GlobalPoolWorksWithOrWithoutAGpu) {
   auto* p = static_cast<unsigned char*>(ember::memory::pinned_alloc(1 << 16));
   ASSERT_NE(p, nullptr);
   std::memset(p, 7, 1 << 16);
-  EXPECT_EQ(ember::memory::pinned_is_page_locked(p), have_gpu());
+  EXPECT_EQ(ember::memory::pinned_is_page_locked(p), ember::cuda::is_available());
   ember::memory::pinned_free(p);
   EXPECT_EQ(ember::memory::pinned_alloc(1 << 16), p);  // cached
   ember::memory::pinned_free(p);

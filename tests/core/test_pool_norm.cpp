@@ -1,14 +1,15 @@
 // Pooling and normalization on the CPU: forward against hand-computed cases and naive
 // float64 references (stride, padding, ceil mode, count_include_pad, adaptive sizes that
 // do not divide), max-pooling gradient routing, finite-difference gradient checks, batch
-// norm running statistics and eval mode, and the errors for bad inputs.
+// norm running statistics and eval mode, and the errors for bad inputs; and, on every
+// device (test_pool_norm_cuda.cpp holds what only CUDA has), non-contiguous inputs and an
+// empty batch.
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -18,47 +19,21 @@
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 
-#include "test_util.h"
+#include "core/pool_case.h"
+#include "support/allclose.h"
+#include "support/check.h"
+#include "support/device.h"
+#include "support/random.h"
 
 namespace {
 
+using ember::DType;
 using ember::Pool2dParams;
 using ember::Shape;
 using ember::Tensor;
+using namespace ember::testing;
 
-// Tolerances, stated once: float64 results agree with the references to rounding; float32
-// ones to a few ulps of the sums involved.
-constexpr double kTolF64 = 1e-10;
-constexpr double kTolF32 = 1e-5;
 constexpr double kEps = 1e-5;  // batch_norm / layer_norm default
-
-std::vector<double> random_values(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937_64 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (auto& e : v) e = dist(gen);
-  return v;
-}
-
-Tensor random_f64(const Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0) {
-  return Tensor::from_vector(random_values(ember::shape_numel(shape), seed, lo, hi), shape);
-}
-
-void expect_near_all(const std::vector<double>& got, const std::vector<double>& want, double tol,
-                     const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isnan(want[i])) {
-      EXPECT_TRUE(std::isnan(got[i])) << what << " element " << i;
-    } else {
-      EXPECT_NEAR(got[i], want[i], tol * (1.0 + std::fabs(want[i]))) << what << " element " << i;
-    }
-  }
-}
-
-std::vector<double> values(const Tensor& t) { return t.contiguous().to_vector<double>(); }
-
-using ember::testing::error_of;
 
 // ---- naive pooling references -----------------------------------------------------------
 
@@ -71,11 +46,6 @@ int64_t ref_out_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode
   if (ceil_mode && (out - 1) * s >= in + p) --out;
   return out;
 }
-
-struct PoolCase {
-  Shape x;
-  Pool2dParams p;
-};
 
 // Visits every kernel tap of every window. Max: the first maximum of the real elements
 // (NaN wins). Avg: the sum of the real elements over the count of taps that fall inside
@@ -133,13 +103,6 @@ std::vector<PoolCase> pool_cases() {
   return cases;
 }
 
-std::string describe(const PoolCase& c) {
-  return ember::detail::str_cat(ember::shape_str(c.x), " k[", c.p.kernel[0], ",", c.p.kernel[1],
-                                "] s[", c.p.stride[0], ",", c.p.stride[1], "] p[", c.p.padding[0],
-                                ",", c.p.padding[1], "] ceil=", c.p.ceil_mode,
-                                " include_pad=", c.p.count_include_pad);
-}
-
 // ---- max pooling --------------------------------------------------------------------------
 
 TEST(MaxPool2d, TakesTheMaximumOfEachWindow) {
@@ -152,14 +115,14 @@ TEST(MaxPool2d, TakesTheMaximumOfEachWindow) {
 TEST(MaxPool2d, MatchesNaiveReferenceWithStridePaddingAndCeilMode) {
   uint64_t seed = 1;
   for (const PoolCase& c : pool_cases()) {
-    Tensor x = random_f64(c.x, seed++);
+    Tensor x = uniform(c.x, -1.0, 1.0, seed++);
     Shape want_shape;
     const auto want = naive_pool(values(x), c.x, c.p, true, &want_shape);
     Tensor y = ember::max_pool2d(x, c.p);
     EXPECT_EQ(y.shape(), want_shape) << describe(c);
-    expect_near_all(values(y), want, kTolF64, describe(c));
+    EXPECT_TRUE(allclose(y, want, kFloat64RefTol)) << describe(c);
     Tensor yf = ember::max_pool2d(x.to(ember::kFloat32), c.p);
-    expect_near_all(values(yf.to(ember::kFloat64)), want, kTolF32, describe(c) + " float32");
+    EXPECT_TRUE(allclose(yf, want, kFloat32RefTol)) << describe(c) << " float32";
   }
 }
 
@@ -207,7 +170,7 @@ TEST(MaxPool2d, GradientMatchesFiniteDifferences) {
   uint64_t seed = 100;
   for (const PoolCase& c : pool_cases()) {
     if (c.x[0] == 0) continue;
-    Tensor x = random_f64(c.x, seed++).requires_grad_();
+    Tensor x = uniform(c.x, -1.0, 1.0, seed++).requires_grad_();
     auto r = ember::gradcheck(
         [&](const std::vector<Tensor>& in) { return ember::max_pool2d(in[0], c.p); }, {x});
     EXPECT_TRUE(r.ok) << describe(c) << "\n" << r.report;
@@ -222,11 +185,9 @@ TEST(AvgPool2d, CountIncludePadDecidesTheBorderDivisor) {
   // Corners see 4 real elements of 9 taps, edges 6, the centre 9.
   const std::vector<float> include{4.f / 9, 6.f / 9, 4.f / 9, 6.f / 9, 1,
                                    6.f / 9, 4.f / 9, 6.f / 9, 4.f / 9};
-  expect_near_all(values(ember::avg_pool2d(x, p).to(ember::kFloat64)),
-                  std::vector<double>(include.begin(), include.end()), kTolF32, "include pad");
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), std::vector<double>(include.begin(), include.end()), kFloat32RefTol)) << "include pad";
   p.count_include_pad = false;
-  expect_near_all(values(ember::avg_pool2d(x, p).to(ember::kFloat64)), std::vector<double>(9, 1.0),
-                  kTolF32, "exclude pad");
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), std::vector<double>(9, 1.0), kFloat32RefTol)) << "exclude pad";
 }
 
 TEST(AvgPool2d, CeilModeWindowCountsPaddingOnlyUpToThePaddedInput) {
@@ -234,9 +195,9 @@ TEST(AvgPool2d, CeilModeWindowCountsPaddingOnlyUpToThePaddedInput) {
   // covers column 5 and one column of right padding, so its include-pad divisor is 2.
   Tensor x = ember::arange(1.0, 7.0, 1.0, {.dtype = ember::kFloat64}).reshape({1, 1, 1, 6});
   Pool2dParams p{.kernel = {1, 3}, .stride = {1, 2}, .padding = {0, 1}, .ceil_mode = true};
-  expect_near_all(values(ember::avg_pool2d(x, p)), {1.0, 3.0, 5.0, 3.0}, kTolF64, "include pad");
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), {1.0, 3.0, 5.0, 3.0}, kFloat64RefTol)) << "include pad";
   p.count_include_pad = false;
-  expect_near_all(values(ember::avg_pool2d(x, p)), {1.5, 3.0, 5.0, 6.0}, kTolF64, "exclude pad");
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), {1.5, 3.0, 5.0, 6.0}, kFloat64RefTol)) << "exclude pad";
 }
 
 TEST(AvgPool2d, MatchesNaiveReferenceForBothPaddingCounts) {
@@ -244,14 +205,14 @@ TEST(AvgPool2d, MatchesNaiveReferenceForBothPaddingCounts) {
   for (PoolCase c : pool_cases()) {
     for (bool include : {true, false}) {
       c.p.count_include_pad = include;
-      Tensor x = random_f64(c.x, seed++);
+      Tensor x = uniform(c.x, -1.0, 1.0, seed++);
       Shape want_shape;
       const auto want = naive_pool(values(x), c.x, c.p, false, &want_shape);
       Tensor y = ember::avg_pool2d(x, c.p);
       EXPECT_EQ(y.shape(), want_shape) << describe(c);
-      expect_near_all(values(y), want, kTolF64, describe(c));
+      EXPECT_TRUE(allclose(y, want, kFloat64RefTol)) << describe(c);
       Tensor yf = ember::avg_pool2d(x.to(ember::kFloat32), c.p);
-      expect_near_all(values(yf.to(ember::kFloat64)), want, kTolF32, describe(c) + " float32");
+      EXPECT_TRUE(allclose(yf, want, kFloat32RefTol)) << describe(c) << " float32";
     }
   }
 }
@@ -262,20 +223,12 @@ TEST(AvgPool2d, GradientMatchesFiniteDifferences) {
     if (c.x[0] == 0) continue;
     for (bool include : {true, false}) {
       c.p.count_include_pad = include;
-      Tensor x = random_f64(c.x, seed++).requires_grad_();
+      Tensor x = uniform(c.x, -1.0, 1.0, seed++).requires_grad_();
       auto r = ember::gradcheck(
           [&](const std::vector<Tensor>& in) { return ember::avg_pool2d(in[0], c.p); }, {x});
       EXPECT_TRUE(r.ok) << describe(c) << "\n" << r.report;
     }
   }
-}
-
-TEST(AvgPool2d, AcceptsNonContiguousInput) {
-  Tensor base = random_f64({2, 5, 6, 3}, 7);
-  Tensor x = base.permute({0, 3, 1, 2});  // [2, 3, 5, 6], strided
-  Pool2dParams p{.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 1}};
-  expect_near_all(values(ember::avg_pool2d(x, p)), values(ember::avg_pool2d(x.contiguous(), p)),
-                  kTolF64, "permuted input");
 }
 
 // ---- adaptive average pooling -------------------------------------------------------------
@@ -304,8 +257,7 @@ std::vector<double> naive_adaptive(const std::vector<double>& x, const Shape& xs
 TEST(AdaptiveAvgPool2d, BinsOverlapWhenTheOutputDoesNotDivideTheInput) {
   // W = 5 -> 3 bins: [0, 2), [1, 4), [3, 5).
   Tensor x = ember::arange(1.0, 6.0, 1.0, {.dtype = ember::kFloat64}).reshape({1, 1, 1, 5});
-  expect_near_all(values(ember::adaptive_avg_pool2d(x, {1, 3})), {1.5, 3.0, 4.5}, kTolF64,
-                  "1x5->1x3");
+  EXPECT_TRUE(allclose(ember::adaptive_avg_pool2d(x, {1, 3}), {1.5, 3.0, 4.5}, kFloat64RefTol)) << "1x5->1x3";
 }
 
 TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
@@ -318,14 +270,12 @@ TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
                                 {{1, 3, 9, 2}, {4, 1}}, {{0, 2, 4, 4}, {2, 2}}};
   uint64_t seed = 400;
   for (const Case& c : cases) {
-    Tensor x = random_f64(c.x, seed++);
+    Tensor x = uniform(c.x, -1.0, 1.0, seed++);
     Tensor y = ember::adaptive_avg_pool2d(x, c.out);
     EXPECT_EQ(y.shape(), (Shape{c.x[0], c.x[1], c.out[0], c.out[1]}));
     const auto want = naive_adaptive(values(x), c.x, c.out[0], c.out[1]);
-    expect_near_all(values(y), want, kTolF64, ember::shape_str(c.x));
-    expect_near_all(
-        values(ember::adaptive_avg_pool2d(x.to(ember::kFloat32), c.out).to(ember::kFloat64)), want,
-        kTolF32, ember::shape_str(c.x) + " float32");
+    EXPECT_TRUE(allclose(y, want, kFloat64RefTol)) << ember::shape_str(c.x);
+    EXPECT_TRUE(allclose(ember::adaptive_avg_pool2d(x.to(ember::kFloat32), c.out), want, kFloat32RefTol)) << ember::shape_str(c.x) << " float32";
     if (c.x[0] == 0) continue;
     Tensor xg = x.clone().requires_grad_();
     auto r = ember::gradcheck(
@@ -406,19 +356,16 @@ std::vector<double> naive_batch_norm(const std::vector<double>& x, const Shape& 
 TEST(BatchNorm, TrainingNormalizesWithTheBatchStatistics) {
   uint64_t seed = 500;
   for (const Shape& xs : {Shape{4, 3}, Shape{3, 2, 5}, Shape{2, 3, 4, 5}, Shape{2, 2, 3, 1, 2}}) {
-    Tensor x = random_f64(xs, seed++, -2.0, 3.0);
-    Tensor w = random_f64({xs[1]}, seed++, 0.5, 1.5), b = random_f64({xs[1]}, seed++);
+    Tensor x = uniform(xs, -2.0, 3.0, seed++);
+    Tensor w = uniform({xs[1]}, 0.5, 1.5, seed++), b = uniform({xs[1]}, -1.0, 1.0, seed++);
     const auto wv = values(w), bv = values(b);
     Tensor y = ember::batch_norm(x, Tensor(), Tensor(), w, b, true);
-    expect_near_all(values(y), naive_batch_norm(values(x), xs, &wv, &bv), kTolF64,
-                    ember::shape_str(xs));
+    EXPECT_TRUE(allclose(y, naive_batch_norm(values(x), xs, &wv, &bv), kFloat64RefTol)) << ember::shape_str(xs);
     Tensor y_plain = ember::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true);
-    expect_near_all(values(y_plain), naive_batch_norm(values(x), xs, nullptr, nullptr), kTolF64,
-                    ember::shape_str(xs) + " without affine");
+    EXPECT_TRUE(allclose(y_plain, naive_batch_norm(values(x), xs, nullptr, nullptr), kFloat64RefTol)) << ember::shape_str(xs) << " without affine";
     Tensor yf = ember::batch_norm(x.to(ember::kFloat32), Tensor(), Tensor(), w.to(ember::kFloat32),
                                   b.to(ember::kFloat32), true);
-    expect_near_all(values(yf.to(ember::kFloat64)), values(y), kTolF32,
-                    ember::shape_str(xs) + " float32");
+    EXPECT_TRUE(allclose(yf, values(y), kFloat32RefTol)) << ember::shape_str(xs) << " float32";
   }
 }
 
@@ -438,12 +385,12 @@ TEST(BatchNorm, RunningStatisticsAfterTwoStepsFollowPyTorchsFormula) {
   const double rm1 = 0.9 * (0.9 * 0.0 + 0.1 * 25.0) + 0.1 * 0.0;
   const double rv0 = 0.9 * (0.9 * 1.0 + 0.1 * 5.0 / 3.0) + 0.1 * 11.0 / 3.0;
   const double rv1 = 0.9 * (0.9 * 1.0 + 0.1 * 500.0 / 3.0) + 0.1 * 4.0 / 3.0;
-  expect_near_all(values(rm), {rm0, rm1}, kTolF64, "running_mean");
-  expect_near_all(values(rv), {rv0, rv1}, kTolF64, "running_var");
+  EXPECT_TRUE(allclose(rm, {rm0, rm1}, kFloat64RefTol)) << "running_mean";
+  EXPECT_TRUE(allclose(rv, {rv0, rv1}, kFloat64RefTol)) << "running_var";
 }
 
 TEST(BatchNorm, EvalModeUsesTheRunningStatisticsAndLeavesThemUnchanged) {
-  Tensor x = random_f64({3, 2, 2, 2}, 600);
+  Tensor x = uniform({3, 2, 2, 2}, -1.0, 1.0, 600);
   Tensor rm = Tensor::from_vector<double>({0.5, -1.0}, {2});
   Tensor rv = Tensor::from_vector<double>({4.0, 0.25}, {2});
   Tensor w = Tensor::from_vector<double>({2.0, -1.0}, {2});
@@ -456,19 +403,19 @@ TEST(BatchNorm, EvalModeUsesTheRunningStatisticsAndLeavesThemUnchanged) {
     const size_t ch = (i / 4) % 2;
     want[i] = (xv[i] - mean[ch]) / std::sqrt(var[ch] + kEps) * wt[ch] + bs[ch];
   }
-  expect_near_all(values(y), want, kTolF64, "eval");
-  expect_near_all(values(rm), {0.5, -1.0}, 0.0, "running_mean untouched");
-  expect_near_all(values(rv), {4.0, 0.25}, 0.0, "running_var untouched");
+  EXPECT_TRUE(allclose(y, want, kFloat64RefTol)) << "eval";
+  EXPECT_TRUE(allclose(rm, {0.5, -1.0}, kExact)) << "running_mean untouched";
+  EXPECT_TRUE(allclose(rv, {4.0, 0.25}, kExact)) << "running_var untouched";
   // One value per channel is fine in eval mode.
-  EXPECT_NO_THROW(ember::batch_norm(random_f64({1, 2}, 601), rm, rv, w, b, false));
+  EXPECT_NO_THROW(ember::batch_norm(uniform({1, 2}, -1.0, 1.0, 601), rm, rv, w, b, false));
 }
 
 TEST(BatchNorm, TrainingGradientMatchesFiniteDifferences) {
   uint64_t seed = 700;
   for (const Shape& xs : {Shape{5, 3}, Shape{2, 3, 4}, Shape{2, 2, 3, 3}, Shape{1, 2, 3, 1}}) {
-    Tensor x = random_f64(xs, seed++).requires_grad_();
-    Tensor w = random_f64({xs[1]}, seed++, 0.5, 1.5).requires_grad_();
-    Tensor b = random_f64({xs[1]}, seed++).requires_grad_();
+    Tensor x = uniform(xs, -1.0, 1.0, seed++).requires_grad_();
+    Tensor w = uniform({xs[1]}, 0.5, 1.5, seed++).requires_grad_();
+    Tensor b = uniform({xs[1]}, -1.0, 1.0, seed++).requires_grad_();
     Tensor rm = ember::zeros({xs[1]}, {.dtype = ember::kFloat64});
     Tensor rv = ember::ones({xs[1]}, {.dtype = ember::kFloat64});
     auto r = ember::gradcheck(
@@ -477,7 +424,7 @@ TEST(BatchNorm, TrainingGradientMatchesFiniteDifferences) {
         },
         {x, w, b});
     EXPECT_TRUE(r.ok) << ember::shape_str(xs) << "\n" << r.report;
-    Tensor x2 = random_f64(xs, seed++).requires_grad_();
+    Tensor x2 = uniform(xs, -1.0, 1.0, seed++).requires_grad_();
     auto r2 = ember::gradcheck(
         [&](const std::vector<Tensor>& in) {
           return ember::batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true);
@@ -488,17 +435,17 @@ TEST(BatchNorm, TrainingGradientMatchesFiniteDifferences) {
 }
 
 TEST(BatchNorm, EvalGradientMatchesFiniteDifferences) {
-  Tensor x = random_f64({3, 2, 2, 3}, 800).requires_grad_();
-  Tensor w = random_f64({2}, 801, 0.5, 1.5).requires_grad_();
-  Tensor b = random_f64({2}, 802).requires_grad_();
-  Tensor rm = random_f64({2}, 803), rv = random_f64({2}, 804, 0.5, 2.0);
+  Tensor x = uniform({3, 2, 2, 3}, -1.0, 1.0, 800).requires_grad_();
+  Tensor w = uniform({2}, 0.5, 1.5, 801).requires_grad_();
+  Tensor b = uniform({2}, -1.0, 1.0, 802).requires_grad_();
+  Tensor rm = uniform({2}, -1.0, 1.0, 803), rv = uniform({2}, 0.5, 2.0, 804);
   auto r = ember::gradcheck(
       [&](const std::vector<Tensor>& in) {
         return ember::batch_norm(in[0], rm, rv, in[1], in[2], false);
       },
       {x, w, b});
   EXPECT_TRUE(r.ok) << r.report;
-  Tensor x2 = random_f64({4, 2}, 805).requires_grad_();
+  Tensor x2 = uniform({4, 2}, -1.0, 1.0, 805).requires_grad_();
   auto r2 = ember::gradcheck(
       [&](const std::vector<Tensor>& in) {
         return ember::batch_norm(in[0], rm, rv, Tensor(), Tensor(), false);
@@ -508,8 +455,8 @@ TEST(BatchNorm, EvalGradientMatchesFiniteDifferences) {
 }
 
 TEST(BatchNorm, OnlyTheRequestedGradientsAreComputed) {
-  Tensor x = random_f64({4, 3}, 900);
-  Tensor w = random_f64({3}, 901).requires_grad_();
+  Tensor x = uniform({4, 3}, -1.0, 1.0, 900);
+  Tensor w = uniform({3}, -1.0, 1.0, 901).requires_grad_();
   ember::batch_norm(x, Tensor(), Tensor(), w, Tensor(), true).pow(2.0).sum().backward();
   EXPECT_TRUE(w.grad().defined());
   EXPECT_FALSE(x.grad().defined());
@@ -581,36 +528,35 @@ std::vector<double> naive_layer_norm(const std::vector<double>& x, int64_t cols,
 }
 
 TEST(LayerNorm, NormalizesOverTheTrailingDims) {
-  Tensor x = random_f64({2, 3, 2, 4}, 1000, -3.0, 2.0);
-  Tensor w = random_f64({2, 4}, 1001, 0.5, 1.5), b = random_f64({2, 4}, 1002);
+  Tensor x = uniform({2, 3, 2, 4}, -3.0, 2.0, 1000);
+  Tensor w = uniform({2, 4}, 0.5, 1.5, 1001), b = uniform({2, 4}, -1.0, 1.0, 1002);
   const auto wv = values(w), bv = values(b);
   Tensor y = ember::layer_norm(x, {2, 4}, w, b);
   EXPECT_EQ(y.shape(), x.shape());
-  expect_near_all(values(y), naive_layer_norm(values(x), 8, &wv, &bv), kTolF64, "affine");
-  expect_near_all(values(ember::layer_norm(x, {4})),
-                  naive_layer_norm(values(x), 4, nullptr, nullptr), kTolF64, "plain");
+  EXPECT_TRUE(allclose(y, naive_layer_norm(values(x), 8, &wv, &bv), kFloat64RefTol)) << "affine";
+  EXPECT_TRUE(allclose(ember::layer_norm(x, {4}), naive_layer_norm(values(x), 4, nullptr, nullptr), kFloat64RefTol)) << "plain";
   Tensor yf = ember::layer_norm(x.to(ember::kFloat32), {2, 4}, w.to(ember::kFloat32),
                                 b.to(ember::kFloat32));
-  expect_near_all(values(yf.to(ember::kFloat64)), values(y), kTolF32, "float32");
+  EXPECT_TRUE(allclose(yf, values(y), kFloat32RefTol)) << "float32";
 }
 
 TEST(LayerNorm, GradientMatchesFiniteDifferences) {
-  Tensor x = random_f64({3, 2, 5}, 1100).requires_grad_();
-  Tensor w = random_f64({2, 5}, 1101, 0.5, 1.5).requires_grad_();
-  Tensor b = random_f64({2, 5}, 1102).requires_grad_();
+  Tensor x = uniform({3, 2, 5}, -1.0, 1.0, 1100).requires_grad_();
+  Tensor w = uniform({2, 5}, 0.5, 1.5, 1101).requires_grad_();
+  Tensor b = uniform({2, 5}, -1.0, 1.0, 1102).requires_grad_();
   auto r = ember::gradcheck(
       [&](const std::vector<Tensor>& in) {
         return ember::layer_norm(in[0], {2, 5}, in[1], in[2]);
       },
       {x, w, b});
   EXPECT_TRUE(r.ok) << r.report;
-  Tensor x2 = random_f64({4, 6}, 1103).requires_grad_();
-  Tensor w2 = random_f64({6}, 1104).requires_grad_();
+  Tensor x2 = uniform({4, 6}, -1.0, 1.0, 1103).requires_grad_();
+  Tensor w2 = uniform({6}, -1.0, 1.0, 1104).requires_grad_();
   auto r2 = ember::gradcheck(
       [&](const std::vector<Tensor>& in) { return ember::layer_norm(in[0], {6}, in[1]); },
       {x2, w2});
   EXPECT_TRUE(r2.ok) << "weight only\n" << r2.report;
-  Tensor x3 = random_f64({2, 3, 4}, 1105).requires_grad_();
+  Tensor x3 = uniform({2, 3, 4}, -1.0, 1.0, 1105).requires_grad_();
   auto r3 = ember::gradcheck(
       [&](const std::vector<Tensor>& in) {
         return ember::layer_norm(in[0], {3, 4});
@@ -629,5 +575,38 @@ TEST(LayerNormErrors, NameTheExpectedShape) {
   EXPECT_NE(error_of([&] { ember::layer_norm(x, {}); }).find("must not be empty"),
             std::string::npos);
 }
+
+// ---- on every device ------------------------------------------------------------------------
+
+class Pool2dOnDevice : public OnDevice {};
+
+TEST_P(Pool2dOnDevice, AcceptsNonContiguousInput) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(ember::dtype_name(dt));
+    Tensor base = uniform({2, 5, 6, 3}, -1.0, 1.0, 7, dt);
+    Tensor x = base.to(device()).permute({0, 3, 1, 2});  // [2, 3, 5, 6], strided
+    ASSERT_FALSE(x.is_contiguous());
+    Pool2dParams p{.kernel = {2, 3}, .stride = {1, 2}, .padding = {1, 1}};
+    // Against the contiguous input on the CPU.
+    const Tensor want = base.permute({0, 3, 1, 2}).contiguous();
+    EXPECT_TRUE(allclose(ember::max_pool2d(x, p), ember::max_pool2d(want, p))) << "max";
+    EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), ember::avg_pool2d(want, p))) << "avg";
+  }
+}
+
+TEST_P(Pool2dOnDevice, EmptyBatchGivesEmptyOutputAndGradient) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(ember::dtype_name(dt));
+    for (bool is_max : {true, false}) {
+      Tensor x = ember::zeros({0, 3, 6, 6}, {.dtype = dt, .device = device(), .requires_grad = true});
+      Tensor y = is_max ? ember::max_pool2d(x) : ember::avg_pool2d(x);
+      EXPECT_EQ(y.shape(), (Shape{0, 3, 3, 3}));
+      y.sum().backward();
+      EXPECT_EQ(x.grad().shape(), x.shape());
+    }
+  }
+}
+
+EMBER_INSTANTIATE_ON_DEVICES(Pool2dOnDevice);
 
 }  // namespace

@@ -15,21 +15,20 @@
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
 #include "ember/core/base/error.h"
+#include "ember/core/memory/pinned_pool.h"
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
 
-#include "test_util.h"
+#include "support/check.h"
+#include "support/device.h"
 
 namespace {
 
 using namespace ember;
 
+using ember::testing::contains;
 using ember::testing::error_of;
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 Tensor floats(const std::vector<float>& v, const Shape& shape) {
   return Tensor::from_vector(v, shape);
@@ -553,6 +552,66 @@ TEST(TensorConversion, ToVectorWithTheWrongTypeIsDTypeError) {
 TEST(TensorConversion, MovingToAMissingGpuIsDeviceError) {
   if (cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
   EXPECT_THROW(matrix_2x3().cuda(), DeviceError);
+  // A hand-built cuda:0 reaches the copy stream's device check.
+  std::string msg = error_of<DeviceError>(
+      [] { matrix_2x3().to(Device(DeviceType::CUDA, 0), /*non_blocking=*/true); });
+  EXPECT_TRUE(contains(msg, cuda::unavailable_reason())) << msg;
+}
+
+TEST(TensorConversion, NonBlockingMoveToTheCpuIsThePlainOne) {
+  // Only host-to-GPU copies can be left running; on the CPU there is nothing to defer.
+  Tensor t = matrix_2x3();
+  EXPECT_TRUE(t.to(Device::cpu(), /*non_blocking=*/true).is_same(t));
+  Tensor v = t.t();
+  EXPECT_TRUE(v.to(Device::cpu(), /*non_blocking=*/true).is_same(v));
+  EXPECT_EQ(v.to(Device::cpu(), true).contiguous().to_vector<float>(),
+            (std::vector<float>{0, 3, 1, 4, 2, 5}));
+}
+
+// --- pinned memory -------------------------------------------------------------------------
+
+TEST(TensorPinnedMemory, PinMemoryCopiesIntoThePinnedPool) {
+  const int64_t allocs = memory::pinned_stats().num_allocs;
+  Tensor t = matrix_2x3().t();
+  Tensor p = t.pin_memory();
+  EXPECT_EQ(memory::pinned_stats().num_allocs, allocs + 1);
+  EXPECT_TRUE(p.device().is_cpu());
+  EXPECT_TRUE(p.is_contiguous());
+  EXPECT_EQ(p.shape(), (Shape{3, 2}));
+  EXPECT_NE(p.data_ptr(), t.data_ptr());
+  EXPECT_EQ(p.to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  // pinned_is_page_locked throws for memory the pool did not hand out.
+  EXPECT_EQ(memory::pinned_is_page_locked(p.data_ptr()), cuda::is_available());
+  Tensor e = empty({4}, {.dtype = kInt64, .pinned_memory = true});
+  EXPECT_EQ(memory::pinned_stats().num_allocs, allocs + 2);
+  e.fill_(3);
+  EXPECT_EQ(e.to_vector<int64_t>(), (std::vector<int64_t>{3, 3, 3, 3}));
+}
+
+TEST(TensorPinnedMemory, WithoutAGpuPinnedMemoryIsOrdinaryHostMemory) {
+  // PyTorch refuses pin_memory() without CUDA; ember hands out the pinned pool's fallback
+  // instead, so that code written for a GPU (a DataLoader with pin_memory) runs unchanged.
+  if (cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  Tensor p = floats({1, 2, 3}).pin_memory();
+  EXPECT_FALSE(memory::pinned_is_page_locked(p.data_ptr()));
+  EXPECT_GE(memory::pinned_stats().unpinned_allocs, 1);
+  EXPECT_EQ(p.to_vector<float>(), (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(add(p, 1.0).to_vector<float>(), (std::vector<float>{2, 3, 4}));
+}
+
+TEST(TensorPinnedMemory, OnlyHostMemoryCanBePinned) {
+  std::string msg = error_of<DeviceError>(
+      [] { empty({2}, {.device = Device(DeviceType::CUDA, 0), .pinned_memory = true}); });
+  EXPECT_TRUE(contains(msg, "pinned")) << msg;
+  EXPECT_TRUE(contains(msg, "cuda:0")) << msg;
+}
+
+TEST(TensorPinnedMemory, PinMemoryPassesGradientsThrough) {
+  Tensor x = floats({1, 2});
+  x.requires_grad_();
+  sum(mul(x.pin_memory(), 3.0)).backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{3, 3}));
 }
 
 // --- in-place ----------------------------------------------------------------------------------
@@ -761,11 +820,8 @@ TEST(TensorPrint, StreamOperatorMatchesStr) {
 
 // --- on a GPU ----------------------------------------------------------------------------------
 
-#define SKIP_WITHOUT_CUDA() \
-  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason()
-
 TEST(TensorCuda, MovingToTheGpuAndBackKeepsValues) {
-  SKIP_WITHOUT_CUDA();
+  EMBER_SKIP_WITHOUT_GPU();
   Tensor g = matrix_2x3().to(Device::cuda());
   EXPECT_TRUE(g.is_cuda());
   EXPECT_EQ(g.device().str(), "cuda:0");
@@ -778,7 +834,7 @@ TEST(TensorCuda, MovingToTheGpuAndBackKeepsValues) {
 }
 
 TEST(TensorCuda, CopyAndFillWriteStridedGpuViews) {
-  SKIP_WITHOUT_CUDA();
+  EMBER_SKIP_WITHOUT_GPU();
   Tensor dst = zeros({2, 3}, {.device = Device::cuda()});
   dst.t().copy_(floats({0, 1, 2, 3, 4, 5}, {3, 2}));  // from the CPU, into a strided view
   EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{0, 2, 4, 1, 3, 5}));
@@ -788,8 +844,52 @@ TEST(TensorCuda, CopyAndFillWriteStridedGpuViews) {
   EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{7, 8, 9, 7, 8, 9}));
 }
 
+TEST(TensorCuda, PinMemoryIsPageLockedAndAGpuTensorCannotBePinned) {
+  EMBER_SKIP_WITHOUT_GPU();
+  Tensor p = matrix_2x3().pin_memory();
+  EXPECT_TRUE(memory::pinned_is_page_locked(p.data_ptr()));
+  std::string msg = error_of<DeviceError>([] { matrix_2x3().cuda().pin_memory(); });
+  EXPECT_TRUE(contains(msg, "pin_memory")) << msg;
+}
+
+TEST(TensorCuda, NonBlockingCopiesAreOrderedBeforeLaterOps) {
+  EMBER_SKIP_WITHOUT_GPU();
+  // Large enough that the copy is still running when mul is queued; the sources are
+  // dropped at once (core keeps them until their copies complete).
+  const int64_t n = 1 << 22;
+  std::vector<float> values(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = static_cast<float>(i % 1000);
+  for (bool pinned : {true, false}) {
+    SCOPED_TRACE(pinned ? "pinned source" : "pageable source");
+    Tensor g;
+    {
+      Tensor host = Tensor::from_vector(values, {n});
+      if (pinned) host = host.pin_memory();
+      g = host.to(Device::cuda(), /*non_blocking=*/true);
+    }
+    EXPECT_TRUE(g.is_cuda());
+    EXPECT_EQ(g.shape(), (Shape{n}));
+    const std::vector<float> got = mul(g, 2.0f).cpu().to_vector<float>();
+    ASSERT_EQ(got.size(), values.size());
+    for (int64_t i = 0; i < n; i += 4099) {
+      ASSERT_EQ(got[static_cast<size_t>(i)], 2.0f * values[static_cast<size_t>(i)]) << i;
+    }
+  }
+  // A strided source is made contiguous first; a GPU-to-host copy ignores non_blocking.
+  Tensor g = matrix_2x3().t().to(Device::cuda(), true);
+  EXPECT_EQ(g.cpu().to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_EQ(g.to(Device::cpu(), true).to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_EQ(zeros({0}).to(Device::cuda(), true).numel(), 0);
+  EXPECT_THROW(zeros({2}, {.dtype = kFloat64}).to(Device::cuda(), true), DTypeError);
+  // The copy is recorded for autograd like the blocking one.
+  Tensor x = floats({1, 2});
+  x.requires_grad_();
+  sum(mul(x.to(Device::cuda(), true), 3.0)).backward();
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{3, 3}));
+}
+
 TEST(TensorCuda, GradientsFlowBackAcrossADeviceMove) {
-  SKIP_WITHOUT_CUDA();
+  EMBER_SKIP_WITHOUT_GPU();
   Tensor x = floats({1, 2});
   x.requires_grad_();
   sum(mul(x.cuda(), 3.0)).backward();
@@ -857,7 +957,7 @@ TEST(Device, CudaDeviceThrowsDeviceErrorWithoutAGpu) {
 }
 
 TEST(Device, CudaDeviceRejectsAnIndexPastTheLastGpu) {
-  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason();
+  EMBER_SKIP_WITHOUT_GPU();
   EXPECT_EQ(Device::cuda(0), Device(DeviceType::CUDA, 0));
   std::string msg = error_of<DeviceError>([] { Device::cuda(cuda::device_count()); });
   EXPECT_TRUE(contains(msg, "CUDA device(s)")) << msg;

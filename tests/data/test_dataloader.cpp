@@ -16,6 +16,7 @@
 
 #include "ember/core/device.h"
 #include "ember/core/base/error.h"
+#include "ember/core/memory/pinned_pool.h"
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
@@ -399,6 +400,26 @@ TEST(DataLoader, WorksWithoutPinnedMemoryAndWithoutAWorkerThread) {
   }
 }
 
+TEST(DataLoader, PinMemoryStagesBatchesInThePinnedPool) {
+  // Without a GPU the pool's blocks are ordinary memory (Tensor::pin_memory), and the
+  // batches handed out on the CPU are those staged copies.
+  for (bool pin : {false, true}) {
+    const int64_t allocs = memory::pinned_stats().num_allocs;
+    DataLoader loader(indexed_dataset(10), {.batch_size = 4, .prefetch = 0, .pin_memory = pin});
+    int64_t batches = 0;
+    for (const Batch& b : loader) {
+      ++batches;
+      if (pin) {
+        // Throws for memory the pinned pool did not hand out.
+        EXPECT_EQ(memory::pinned_is_page_locked(b.x.data_ptr()), cuda::is_available());
+        EXPECT_EQ(memory::pinned_is_page_locked(b.y.data_ptr()), cuda::is_available());
+      }
+    }
+    EXPECT_EQ(batches, 3);
+    EXPECT_EQ(memory::pinned_stats().num_allocs - allocs, pin ? 6 : 0) << "pin " << pin;
+  }
+}
+
 TEST(DataLoader, WorkerExceptionReachesTheConsumerAtItsBatch) {
   for (int64_t prefetch : {0, 2}) {
     DataLoader loader(std::make_shared<FailingDataset>(20, 13),
@@ -489,6 +510,26 @@ TEST(DataLoader, CudaPrefetchDeliversBatchesOnTheDevice) {
   EXPECT_EQ(on_gpu, on_cpu);
   std::sort(labels.begin(), labels.end());
   for (int64_t i = 0; i < 1000; ++i) ASSERT_EQ(labels[static_cast<size_t>(i)], i);
+}
+
+TEST(DataLoader, CudaBatchesFromPageableMemoryAndWithoutAWorker) {
+  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason();
+  for (int64_t prefetch : {0, 2}) {
+    for (bool pin : {false, true}) {
+      DataLoader loader(indexed_dataset(100), {.batch_size = 16,
+                                               .device = Device::cuda(0),
+                                               .prefetch = prefetch,
+                                               .pin_memory = pin});
+      std::vector<int64_t> labels;
+      for (const Batch& b : loader) {
+        ASSERT_TRUE(b.x.is_cuda());
+        const auto y = add(b.y, b.y).cpu().to_vector<int64_t>();
+        labels.insert(labels.end(), y.begin(), y.end());
+      }
+      ASSERT_EQ(labels.size(), 100u) << "prefetch " << prefetch << " pin " << pin;
+      for (int64_t i = 0; i < 100; ++i) ASSERT_EQ(labels[static_cast<size_t>(i)], 2 * i);
+    }
+  }
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ constexpr double tol_for() {
 template <typename T>
 std::vector<T> run_forward(UnaryOp op, const std::vector<T>& x, UnaryParams p = {}) {
   std::vector<T> y(x.size(), T(-12345));
-  cpu::unary_forward<T>(op, x.data(), y.data(), static_cast<int64_t>(x.size()), p);
+  cpu::unary_forward<T>({}, op, x.data(), y.data(), static_cast<int64_t>(x.size()), p);
   return y;
 }
 
@@ -89,7 +89,7 @@ std::vector<T> run_backward(UnaryOp op, const std::vector<T>& x, const std::vect
                             UnaryParams p = {}) {
   const std::vector<T> y = run_forward(op, x, p);
   std::vector<T> grad_x(x.size(), T(-12345));
-  cpu::unary_backward<T>(op, x.data(), y.data(), grad_y.data(), grad_x.data(),
+  cpu::unary_backward<T>({}, op, x.data(), y.data(), grad_y.data(), grad_x.data(),
                          static_cast<int64_t>(x.size()), p);
   return grad_x;
 }
@@ -131,7 +131,7 @@ template <typename T>
 std::vector<T> run_binary(BinaryOp op, const std::vector<T>& a, const std::vector<T>& b,
                           const BroadcastIndex& idx, int64_t n) {
   std::vector<T> out(static_cast<size_t>(n), T(-99));
-  cpu::binary<T>(op, a.data(), b.data(), out.data(), idx, n);
+  cpu::binary<T>({}, op, a.data(), b.data(), out.data(), idx, n);
   return out;
 }
 
@@ -226,7 +226,7 @@ TEST(CpuUnary, MulScalarScalesByA) {
 
 TEST(CpuUnary, ForwardMayRunInPlace) {
   std::vector<float> x = {-1.0f, 2.0f};
-  cpu::unary_forward<float>(UnaryOp::Relu, x.data(), x.data(), 2, {});
+  cpu::unary_forward<float>({}, UnaryOp::Relu, x.data(), x.data(), 2, {});
   EXPECT_EQ(x, (std::vector<float>{0.0f, 2.0f}));
 }
 
@@ -408,7 +408,7 @@ template <typename T>
 std::vector<int> run_compare(CompareOp op, const std::vector<T>& a, const std::vector<T>& b,
                              const BroadcastIndex& idx, int64_t n) {
   std::unique_ptr<bool[]> out(new bool[n > 0 ? n : 1]);
-  cpu::compare<T>(op, a.data(), b.data(), out.get(), idx, n);
+  cpu::compare<T>({}, op, a.data(), b.data(), out.get(), idx, n);
   return std::vector<int>(out.get(), out.get() + n);
 }
 
@@ -444,7 +444,7 @@ TEST(CpuCompare, IntegerUint8AndBoolWithBroadcasting) {
   const bool ab[] = {false, true};
   const bool bb[] = {false, true, true};
   bool out[6];
-  cpu::compare<bool>(CompareOp::Eq, ab, bb, out, idx, 6);
+  cpu::compare<bool>({}, CompareOp::Eq, ab, bb, out, idx, 6);
   EXPECT_EQ(std::vector<int>(out, out + 6), (std::vector<int>{1, 0, 0, 0, 1, 1}));
 }
 
@@ -502,7 +502,7 @@ TEST(CpuCast, EveryDtypePairKeepsSmallNonNegativeValues) {
       SCOPED_TRACE("src " + std::to_string(src) + " -> dst " + std::to_string(dst));
       Buffer x(src, values.size()), y(dst, values.size());
       for (size_t i = 0; i < values.size(); ++i) x.put(i, values[i]);
-      cpu::cast(src, x.data(), dst, y.data(), static_cast<int64_t>(values.size()));
+      cpu::cast({}, src, x.data(), dst, y.data(), static_cast<int64_t>(values.size()));
       for (size_t i = 0; i < values.size(); ++i) {
         const double stored = x.get(i);  // 1 for bool sources of 2 and 5
         EXPECT_EQ(y.get(i), dst == kBool ? (stored != 0 ? 1.0 : 0.0) : stored) << "i = " << i;
@@ -515,8 +515,8 @@ TEST(CpuCast, NegativeFloatToIntTruncatesTowardZero) {
   const float x[] = {-2.7f, 2.9f, -0.5f};
   int32_t y32[3];
   int64_t y64[3];
-  cpu::cast(kF32, x, kI32, y32, 3);
-  cpu::cast(kF32, x, kI64, y64, 3);
+  cpu::cast({}, kF32, x, kI32, y32, 3);
+  cpu::cast({}, kF32, x, kI64, y64, 3);
   EXPECT_EQ(std::vector<int32_t>(y32, y32 + 3), (std::vector<int32_t>{-2, 2, 0}));
   EXPECT_EQ(std::vector<int64_t>(y64, y64 + 3), (std::vector<int64_t>{-2, 2, 0}));
 }
@@ -524,32 +524,32 @@ TEST(CpuCast, NegativeFloatToIntTruncatesTowardZero) {
 TEST(CpuCast, NonZeroToBoolIsTrue) {
   const double x[] = {2.0, 0.0, -0.5, -0.0};
   bool y[4];
-  cpu::cast(kF64, x, kBool, y, 4);
+  cpu::cast({}, kF64, x, kBool, y, 4);
   EXPECT_EQ(std::vector<int>(y, y + 4), (std::vector<int>{1, 0, 1, 0}));
   const int64_t xi[] = {0, -3};
-  cpu::cast(kI64, xi, kBool, y, 2);
+  cpu::cast({}, kI64, xi, kBool, y, 2);
   EXPECT_EQ(std::vector<int>(y, y + 2), (std::vector<int>{0, 1}));
 }
 
 TEST(CpuCast, BoolToFloatGivesZeroAndOne) {
   const bool x[] = {true, false};
   float y[2];
-  cpu::cast(kBool, x, kF32, y, 2);
+  cpu::cast({}, kBool, x, kF32, y, 2);
   EXPECT_EQ(y[0], 1.0f);
   EXPECT_EQ(y[1], 0.0f);
 }
 
 TEST(CpuCast, RejectsUnknownDtypeCode) {
   float x = 1, y = 0;
-  EXPECT_THROW(cpu::cast(kF32, &x, 6, &y, 1), ember::Error);
-  EXPECT_THROW(cpu::cast(-1, &x, kF32, &y, 1), ember::Error);
+  EXPECT_THROW(cpu::cast({}, kF32, &x, 6, &y, 1), ember::Error);
+  EXPECT_THROW(cpu::cast({}, -1, &x, kF32, &y, 1), ember::Error);
 }
 
 TEST(CpuFill, WritesValueInEveryDtype) {
   for (int dt : kAllDtypes) {
     SCOPED_TRACE("dtype " + std::to_string(dt));
     Buffer y(dt, 5);
-    cpu::fill(dt, y.data(), 5, 3.0);
+    cpu::fill({}, dt, y.data(), 5, 3.0);
     for (size_t i = 0; i < 5; ++i) EXPECT_EQ(y.get(i), dt == kBool ? 1.0 : 3.0);
     // and nothing past the end
     EXPECT_EQ(y.bytes[5 * kDtypeSize[dt]], 0xAB);
@@ -558,10 +558,10 @@ TEST(CpuFill, WritesValueInEveryDtype) {
 
 TEST(CpuFill, ConvertsTheValueLikeCast) {
   int32_t yi[2];
-  cpu::fill(kI32, yi, 2, -1.5);
+  cpu::fill({}, kI32, yi, 2, -1.5);
   EXPECT_EQ(yi[0], -1);
   bool yb[2] = {true, true};
-  cpu::fill(kBool, yb, 2, 0.0);
+  cpu::fill({}, kBool, yb, 2, 0.0);
   EXPECT_FALSE(yb[0] || yb[1]);
 }
 
@@ -578,7 +578,7 @@ void expect_transposed_copy() {
   idx.sizes[1] = 3;
   idx.strides[0] = 1;
   idx.strides[1] = 4;
-  cpu::strided_copy(sizeof(U), x.data(), idx, y.data(), 12);
+  cpu::strided_copy({}, sizeof(U), x.data(), idx, y.data(), 12);
   for (int r = 0; r < 4; ++r)
     for (int c = 0; c < 3; ++c) EXPECT_EQ(y[r * 3 + c], x[c * 4 + r]) << r << "," << c;
 }
@@ -600,7 +600,7 @@ TEST(CpuStridedCopy, StrideZeroRepeatsAnElement) {
   idx.sizes[1] = 2;
   idx.strides[0] = 0;
   idx.strides[1] = 1;
-  cpu::strided_copy(4, x, idx, y, 6);
+  cpu::strided_copy({}, 4, x, idx, y, 6);
   EXPECT_EQ(std::vector<float>(y, y + 6), (std::vector<float>{4, 7, 4, 7, 4, 7}));
 }
 
@@ -611,7 +611,26 @@ TEST(CpuStridedCopy, RejectsUnsupportedElementSize) {
   idx.ndim = 1;
   idx.sizes[0] = 1;
   idx.strides[0] = 1;
-  EXPECT_THROW(cpu::strided_copy(3, x, idx, y, 1), ember::Error);
+  EXPECT_THROW(cpu::strided_copy({}, 3, x, idx, y, 1), ember::Error);
+  EXPECT_THROW(cpu::strided_scatter({}, 3, x, idx, y, 1), ember::Error);
+}
+
+TEST(CpuStridedScatter, UndoesTheTransposingGather) {
+  // y: contiguous [3, 4] written through its transpose [4, 3] (strides {1, 4}) from x.
+  std::vector<float> x(12), y(12, -1.0f);
+  for (int i = 0; i < 12; ++i) x[i] = static_cast<float>(i);
+  StridedIndex idx;
+  idx.ndim = 2;
+  idx.sizes[0] = 4;
+  idx.sizes[1] = 3;
+  idx.strides[0] = 1;
+  idx.strides[1] = 4;
+  cpu::strided_scatter({}, 4, x.data(), idx, y.data(), 12);
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 3; ++c) EXPECT_EQ(y[c * 4 + r], x[r * 3 + c]) << r << "," << c;
+  std::vector<float> back(12);
+  cpu::strided_copy({}, 4, y.data(), idx, back.data(), 12);
+  EXPECT_EQ(back, x);
 }
 
 // ------------------------------------------------------------------ empty inputs
@@ -620,15 +639,15 @@ TEST(CpuElementwise, ZeroElementsTouchNothing) {
   float out[1] = {-7.0f};
   bool bout[1] = {true};
   const BroadcastIndex idx = make_broadcast({0}, {0}, {0});
-  cpu::unary_forward<float>(UnaryOp::Exp, nullptr, out, 0, {});
-  cpu::unary_backward<float>(UnaryOp::Exp, nullptr, nullptr, nullptr, out, 0, {});
-  cpu::binary<float>(BinaryOp::Add, nullptr, nullptr, out, idx, 0);
-  cpu::compare<float>(CompareOp::Eq, nullptr, nullptr, bout, idx, 0);
-  cpu::cast(kF64, nullptr, kF32, out, 0);
-  cpu::fill(kF32, out, 0, 1.0);
+  cpu::unary_forward<float>({}, UnaryOp::Exp, nullptr, out, 0, {});
+  cpu::unary_backward<float>({}, UnaryOp::Exp, nullptr, nullptr, nullptr, out, 0, {});
+  cpu::binary<float>({}, BinaryOp::Add, nullptr, nullptr, out, idx, 0);
+  cpu::compare<float>({}, CompareOp::Eq, nullptr, nullptr, bout, idx, 0);
+  cpu::cast({}, kF64, nullptr, kF32, out, 0);
+  cpu::fill({}, kF32, out, 0, 1.0);
   StridedIndex sidx;
   sidx.ndim = 1;
-  cpu::strided_copy(4, nullptr, sidx, out, 0);
+  cpu::strided_copy({}, 4, nullptr, sidx, out, 0);
   EXPECT_EQ(out[0], -7.0f);
   EXPECT_TRUE(bout[0]);
 }

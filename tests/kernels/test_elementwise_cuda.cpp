@@ -263,7 +263,7 @@ class CudaElementwise : public ::testing::Test {
     const Host<T> a = random_host<T>(c.a_size, rng_);
     const Host<T> b = random_host<T>(c.b_size, rng_);
     Host<T> want(c.n);
-    cpu::binary<T>(op, a.data(), b.data(), want.data(), c.idx, c.n);
+    cpu::binary<T>({}, op, a.data(), b.data(), want.data(), c.idx, c.n);
     T* dout = garbage<T>(c.n);
     cuda::binary<T>(stream_, op, upload(a), upload(b), dout, c.idx, c.n);
     if (c.n == 0) {
@@ -279,7 +279,7 @@ class CudaElementwise : public ::testing::Test {
     const Host<T> a = random_host<T>(c.a_size, rng_);
     const Host<T> b = random_host<T>(c.b_size, rng_);
     Host<bool> want(c.n);
-    cpu::compare<T>(op, a.data(), b.data(), want.data(), c.idx, c.n);
+    cpu::compare<T>({}, op, a.data(), b.data(), want.data(), c.idx, c.n);
     bool* dout = garbage<bool>(c.n);
     cuda::compare<T>(stream_, op, upload(a), upload(b), dout, c.idx, c.n);
     if (c.n == 0) {
@@ -304,7 +304,7 @@ TEST_F(CudaElementwise, UnaryForwardMatchesCpuForEveryOp) {
       SCOPED_TRACE(op_name(op) + ", n = " + std::to_string(n));
       const Host<float> x = random_host<float>(n, rng_, lo, 6.0);
       Host<float> want(n);
-      cpu::unary_forward<float>(op, x.data(), want.data(), n, p);
+      cpu::unary_forward<float>({}, op, x.data(), want.data(), n, p);
       const float* dx = upload(x);
       float* dy = garbage<float>(n);
       cuda::unary_forward(stream_, op, dx, dy, n, p);
@@ -324,7 +324,7 @@ TEST_F(CudaElementwise, UnaryForwardMatchesCpuOnMisalignedPointers) {
   for (UnaryOp op : {UnaryOp::Relu, UnaryOp::Gelu, UnaryOp::Sigmoid}) {
     SCOPED_TRACE(op_name(op));
     Host<float> want(n);
-    cpu::unary_forward<float>(op, x.data() + 1, want.data(), n, {});
+    cpu::unary_forward<float>({}, op, x.data() + 1, want.data(), n, {});
     const float* dx = upload(x);
     float* dy = garbage<float>(n + 1);
     cuda::unary_forward(stream_, op, dx + 1, dy + 1, n, {});
@@ -340,7 +340,7 @@ TEST_F(CudaElementwise, UnaryForwardRunsInPlace) {
   const int64_t n = 100003;
   const Host<float> x = random_host<float>(n, rng_);
   Host<float> want(n);
-  cpu::unary_forward<float>(UnaryOp::Tanh, x.data(), want.data(), n, {});
+  cpu::unary_forward<float>({}, UnaryOp::Tanh, x.data(), want.data(), n, {});
   float* d = upload(x);
   cuda::unary_forward(stream_, UnaryOp::Tanh, d, d, n, {});
   EXPECT_TRUE(all_close(want, download(d, n), n));
@@ -355,8 +355,8 @@ TEST_F(CudaElementwise, UnaryBackwardMatchesCpuForEveryOp) {
       const Host<float> x = random_host<float>(n, rng_, lo, 6.0);
       const Host<float> grad_y = random_host<float>(n, rng_);
       Host<float> y(n), want(n);
-      cpu::unary_forward<float>(op, x.data(), y.data(), n, p);
-      cpu::unary_backward<float>(op, x.data(), y.data(), grad_y.data(), want.data(), n, p);
+      cpu::unary_forward<float>({}, op, x.data(), y.data(), n, p);
+      cpu::unary_backward<float>({}, op, x.data(), y.data(), grad_y.data(), want.data(), n, p);
       const float* dx = upload(x);
       const float* dy = upload(y);
       const float* dgy = upload(grad_y);
@@ -412,7 +412,7 @@ size_t dtype_size(int dtype) {
 Host<unsigned char> random_bytes(int dtype, int64_t n, std::mt19937& rng) {
   const Host<double> v = random_host<double>(n, rng, -300.0, 300.0);
   Host<unsigned char> h(n * 8);
-  cpu::cast(1, v.data(), dtype, h.data(), n);
+  cpu::cast({}, 1, v.data(), dtype, h.data(), n);
   return h;
 }
 
@@ -424,7 +424,7 @@ TEST_F(CudaElementwise, CastMatchesCpuForEveryDtypePair) {
                      ", n = " + std::to_string(n));
         const Host<unsigned char> x = random_bytes(src, n, rng_);
         Host<unsigned char> want(n * 8);
-        cpu::cast(src, x.data(), dst, want.data(), n);
+        cpu::cast({}, src, x.data(), dst, want.data(), n);
         unsigned char* dy = garbage<unsigned char>(n * 8);
         cuda::cast(stream_, src, upload(x), dst, dy, n);
         const int64_t bytes = n * static_cast<int64_t>(dtype_size(dst));
@@ -452,7 +452,7 @@ TEST_F(CudaElementwise, FillMatchesCpuForEveryDtype) {
                      ", n = " + std::to_string(n));
         const int64_t bytes = n * static_cast<int64_t>(dtype == 1 ? 8 : dtype_size(dtype));
         Host<unsigned char> want(bytes);
-        cpu::fill(dtype, want.data(), n, value);
+        cpu::fill({}, dtype, want.data(), n, value);
         unsigned char* dy = garbage<unsigned char>(bytes);
         cuda::fill(stream_, dtype, dy, n, value);
         if (n == 0) {
@@ -495,9 +495,41 @@ TEST_F(CudaElementwise, StridedCopyMatchesCpuForEveryElementSize) {
       SCOPED_TRACE(c.name + ", elem_size " + std::to_string(elem));
       const Host<uint8_t> x = random_host<uint8_t>(c.src_elems * elem, rng_, 0, 255);
       Host<uint8_t> want(c.n * elem);
-      cpu::strided_copy(elem, x.data(), c.idx, want.data(), c.n);
+      cpu::strided_copy({}, elem, x.data(), c.idx, want.data(), c.n);
       uint8_t* dy = garbage<uint8_t>(c.n * elem);
       cuda::strided_copy(stream_, elem, upload(x), c.idx, dy, c.n);
+      if (c.n == 0) {
+        EXPECT_TRUE(untouched(dy));
+      } else {
+        EXPECT_TRUE(all_close(want, download(dy, c.n * elem), c.n * elem));
+      }
+    }
+  }
+}
+
+TEST_F(CudaElementwise, StridedScatterMatchesCpuForEveryElementSize) {
+  // Indices that write every destination element once (a scatter through stride 0 would
+  // race); the destination starts as the 0xFF garbage on both sides.
+  struct Case {
+    std::string name;
+    StridedIndex idx;
+    int64_t n;
+  };
+  const std::vector<Case> cases = {
+      {"transposed 3x4", make_strided({4, 3}, {1, 4}), 12},
+      {"permuted [37,29,101]", make_strided({101, 37, 29}, {1, 29 * 101, 101}), 37 * 29 * 101},
+      {"rank 0", make_strided({}, {}), 1},
+      {"empty", make_strided({0, 5}, {5, 1}), 0},
+  };
+  for (const Case& c : cases) {
+    for (int64_t elem : {1, 2, 4, 8}) {
+      SCOPED_TRACE(c.name + ", elem_size " + std::to_string(elem));
+      const Host<uint8_t> x = random_host<uint8_t>(c.n * elem, rng_, 0, 255);
+      Host<uint8_t> want(c.n * elem);
+      for (int64_t i = 0; i < c.n * elem; ++i) want[i] = 0xFF;
+      cpu::strided_scatter({}, elem, x.data(), c.idx, want.data(), c.n);
+      uint8_t* dy = garbage<uint8_t>(c.n * elem);
+      cuda::strided_scatter(stream_, elem, upload(x), c.idx, dy, c.n);
       if (c.n == 0) {
         EXPECT_TRUE(untouched(dy));
       } else {

@@ -53,7 +53,7 @@ void check_case(const Case& cs, uint32_t seed = 1) {
   for (auto& v : c) v = static_cast<T>(dist(rng));
   const std::vector<T> c0 = c;
 
-  gemm<T>(cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<T>(cs.alpha), a.data(), lda, stride_a,
+  gemm<T>({}, cs.ta, cs.tb, cs.m, cs.n, cs.k, static_cast<T>(cs.alpha), a.data(), lda, stride_a,
           b.data(), ldb, stride_b, static_cast<T>(cs.beta), c.data(), ldc, stride_c,
           cs.batch);
 
@@ -165,10 +165,10 @@ TYPED_TEST(GemmCpu, BatchedStrideZeroBroadcasts) {
 TYPED_TEST(GemmCpu, KZeroScalesCByBeta) {
   using T = TypeParam;
   std::vector<T> c = {1, 2, 3, 4, 5, 6, 99};  // [2, 3] with ldc 3, then a sentinel
-  gemm<T>(false, false, 2, 3, 0, T(1), nullptr, 1, 0, nullptr, 3, 0, T(2), c.data(), 3, 6,
+  gemm<T>({}, false, false, 2, 3, 0, T(1), nullptr, 1, 0, nullptr, 3, 0, T(2), c.data(), 3, 6,
           1);
   EXPECT_EQ(c, (std::vector<T>{2, 4, 6, 8, 10, 12, 99}));
-  gemm<T>(false, false, 2, 3, 0, T(1), nullptr, 1, 0, nullptr, 3, 0, T(1), c.data(), 3, 6,
+  gemm<T>({}, false, false, 2, 3, 0, T(1), nullptr, 1, 0, nullptr, 3, 0, T(1), c.data(), 3, 6,
           1);
   EXPECT_EQ(c, (std::vector<T>{2, 4, 6, 8, 10, 12, 99}));
 }
@@ -178,7 +178,7 @@ TYPED_TEST(GemmCpu, KZeroWithBetaZeroOverwritesNaN) {
   const T nan = std::numeric_limits<T>::quiet_NaN();
   // Two batch entries [2, 2] with ldc 3: the padding column stays NaN.
   std::vector<T> c(12, nan);
-  gemm<T>(true, true, 2, 2, 0, T(1), nullptr, 2, 0, nullptr, 1, 0, T(0), c.data(), 3, 6, 2);
+  gemm<T>({}, true, true, 2, 2, 0, T(1), nullptr, 2, 0, nullptr, 1, 0, T(0), c.data(), 3, 6, 2);
   for (int64_t p = 0; p < 2; ++p) {
     for (int64_t i = 0; i < 2; ++i) {
       for (int64_t j = 0; j < 3; ++j) {
@@ -199,7 +199,7 @@ TYPED_TEST(GemmCpu, BetaZeroIgnoresNaNInC) {
   std::vector<T> a = {1, 2, 3, 4, 5, 6};  // [2, 3]
   std::vector<T> b = {1, 0, 0, 1, 1, 1};  // [3, 2]
   std::vector<T> c(4, nan);
-  gemm<T>(false, false, 2, 2, 3, T(1), a.data(), 3, 0, b.data(), 2, 0, T(0), c.data(), 2,
+  gemm<T>({}, false, false, 2, 2, 3, T(1), a.data(), 3, 0, b.data(), 2, 0, T(0), c.data(), 2,
           0, 1);
   EXPECT_EQ(c, (std::vector<T>{4, 5, 10, 11}));
 }
@@ -207,11 +207,11 @@ TYPED_TEST(GemmCpu, BetaZeroIgnoresNaNInC) {
 TYPED_TEST(GemmCpu, EmptyMOrNDoesNothing) {
   using T = TypeParam;
   std::vector<T> c = {7, 7, 7};
-  gemm<T>(false, false, 0, 3, 4, T(1), nullptr, 4, 0, nullptr, 3, 0, T(0), c.data(), 3, 0,
+  gemm<T>({}, false, false, 0, 3, 4, T(1), nullptr, 4, 0, nullptr, 3, 0, T(0), c.data(), 3, 0,
           1);
-  gemm<T>(false, false, 3, 0, 4, T(1), nullptr, 4, 0, nullptr, 1, 0, T(0), c.data(), 1, 0,
+  gemm<T>({}, false, false, 3, 0, 4, T(1), nullptr, 4, 0, nullptr, 1, 0, T(0), c.data(), 1, 0,
           1);
-  gemm<T>(false, false, 1, 3, 4, T(1), nullptr, 4, 0, nullptr, 3, 0, T(0), c.data(), 3, 0,
+  gemm<T>({}, false, false, 1, 3, 4, T(1), nullptr, 4, 0, nullptr, 3, 0, T(0), c.data(), 3, 0,
           0);
   EXPECT_EQ(c, (std::vector<T>{7, 7, 7}));
 }
@@ -220,7 +220,7 @@ TEST(GemmCpuErrors, SizeBeyondBlasIntThrows) {
   std::vector<float> a(1), b(1), c(1);
   const int64_t huge = int64_t{1} << 40;
   try {
-    gemm<float>(false, false, 1, 1, huge, 1.0f, a.data(), huge, 0, b.data(), 1, 0, 0.0f,
+    gemm<float>({}, false, false, 1, 1, huge, 1.0f, a.data(), huge, 0, b.data(), 1, 0, 0.0f,
                 c.data(), 1, 0, 1);
     FAIL() << "expected ember::Error";
   } catch (const ember::Error& e) {
@@ -230,20 +230,20 @@ TEST(GemmCpuErrors, SizeBeyondBlasIntThrows) {
 
 TEST(GemmCpuErrors, LeadingDimensionTooSmallThrows) {
   std::vector<float> a(64), b(64), c(64);
-  EXPECT_THROW(gemm<float>(false, false, 4, 4, 4, 1.0f, a.data(), 3, 0, b.data(), 4, 0,
+  EXPECT_THROW(gemm<float>({}, false, false, 4, 4, 4, 1.0f, a.data(), 3, 0, b.data(), 4, 0,
                            0.0f, c.data(), 4, 0, 1),
                ember::Error);
-  EXPECT_THROW(gemm<float>(false, true, 4, 4, 5, 1.0f, a.data(), 5, 0, b.data(), 4, 0, 0.0f,
+  EXPECT_THROW(gemm<float>({}, false, true, 4, 4, 5, 1.0f, a.data(), 5, 0, b.data(), 4, 0, 0.0f,
                            c.data(), 4, 0, 1),
                ember::Error);
-  EXPECT_THROW(gemm<float>(false, false, 4, 4, 4, 1.0f, a.data(), 4, 0, b.data(), 4, 0,
+  EXPECT_THROW(gemm<float>({}, false, false, 4, 4, 4, 1.0f, a.data(), 4, 0, b.data(), 4, 0,
                            0.0f, c.data(), 3, 0, 1),
                ember::Error);
 }
 
 TEST(GemmCpuErrors, OverlappingBatchOutputsThrow) {
   std::vector<float> a(16), b(16), c(16);
-  EXPECT_THROW(gemm<float>(false, false, 2, 2, 2, 1.0f, a.data(), 2, 4, b.data(), 2, 4,
+  EXPECT_THROW(gemm<float>({}, false, false, 2, 2, 2, 1.0f, a.data(), 2, 4, b.data(), 2, 4,
                            0.0f, c.data(), 2, 0, 2),
                ember::Error);
 }

@@ -1,6 +1,7 @@
-// kernels/cublas/gemm against kernels/cpu/gemm on random shapes (odd sizes, transposes,
-// padded leading dimensions, batches, broadcasts, k == 0), outputs pre-filled with NaN.
-#include "ember/kernels/cublas/gemm.h"
+// The CUDA GEMM twin (kernels/cuda/gemm.cuh, cuBLAS) against kernels/cpu/gemm on random
+// shapes (odd sizes, transposes, padded leading dimensions, batches, broadcasts, k == 0),
+// outputs pre-filled with NaN.
+#include "ember/kernels/cuda/gemm.cuh"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -71,6 +72,8 @@ class GemmCuda : public ::testing::Test {
     EMBER_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
     // Plain FP32 arithmetic: the tolerances below assume no TF32.
     EMBER_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+    ctx_ = ember::kernels::cuda::Context(stream_);
+    ctx_.cublas = handle_;
   }
   void TearDown() override {
     if (handle_ != nullptr) cublasDestroy(handle_);
@@ -106,13 +109,13 @@ class GemmCuda : public ::testing::Test {
     da.upload(a, stream_);
     db.upload(b, stream_);
     dc.upload(c, stream_);
-    ember::kernels::cublas::gemm(handle_, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, da.get(),
-                                 lda, stride_a, db.get(), ldb, stride_b, cs.beta, dc.get(),
-                                 ldc, stride_c, cs.batch);
+    ember::kernels::cuda::gemm(ctx_, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, da.get(), lda,
+                               stride_a, db.get(), ldb, stride_b, cs.beta, dc.get(), ldc,
+                               stride_c, cs.batch);
     const std::vector<float> got = dc.download(c.size(), stream_);
 
     std::vector<float> want = c;
-    ember::kernels::cpu::gemm<float>(cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(),
+    ember::kernels::cpu::gemm<float>({}, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(),
                                      lda, stride_a, b.data(), ldb, stride_b, cs.beta,
                                      want.data(), ldc, stride_c, cs.batch);
 
@@ -134,6 +137,7 @@ class GemmCuda : public ::testing::Test {
 
   cudaStream_t stream_ = nullptr;
   cublasHandle_t handle_ = nullptr;
+  ember::kernels::cuda::Context ctx_;  // stream_ and handle_
 };
 
 TEST_F(GemmCuda, AllTransposeCombinationsOddSizes) {
@@ -222,10 +226,10 @@ TEST_F(GemmCuda, EmptyOutputDoesNothing) {
   DeviceBuffer dc(4);
   const std::vector<float> sentinel = {1, 2, 3, 4};
   dc.upload(sentinel, stream_);
-  ember::kernels::cublas::gemm(handle_, false, false, 0, 4, 3, 1.0f, nullptr, 3, 0, nullptr,
-                               4, 0, 0.0f, dc.get(), 4, 0, 1);
-  ember::kernels::cublas::gemm(handle_, false, false, 4, 0, 3, 1.0f, nullptr, 3, 0, nullptr,
-                               1, 0, 0.0f, dc.get(), 1, 0, 1);
+  ember::kernels::cuda::gemm(ctx_, false, false, 0, 4, 3, 1.0f, nullptr, 3, 0, nullptr, 4, 0,
+                             0.0f, dc.get(), 4, 0, 1);
+  ember::kernels::cuda::gemm(ctx_, false, false, 4, 0, 3, 1.0f, nullptr, 3, 0, nullptr, 1, 0,
+                             0.0f, dc.get(), 1, 0, 1);
   EXPECT_EQ(dc.download(4, stream_), sentinel);
 }
 
@@ -246,8 +250,8 @@ TEST_F(GemmCuda, DevicePointerModeIsHonouredAndRestored) {
 TEST_F(GemmCuda, SizeBeyondIntThrows) {
   DeviceBuffer d(1);
   const int64_t huge = int64_t{1} << 33;
-  EXPECT_THROW(ember::kernels::cublas::gemm(handle_, false, false, huge, 1, 1, 1.0f, d.get(),
-                                            1, 0, d.get(), 1, 0, 0.0f, d.get(), 1, 0, 1),
+  EXPECT_THROW(ember::kernels::cuda::gemm(ctx_, false, false, huge, 1, 1, 1.0f, d.get(), 1, 0,
+                                          d.get(), 1, 0, 0.0f, d.get(), 1, 0, 1),
                ember::Error);
 }
 

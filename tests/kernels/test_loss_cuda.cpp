@@ -1,5 +1,6 @@
-// CPU <-> CUDA parity for cross-entropy, NLL and the pointwise losses (forward, backward,
-// bad-target counts), and the CUDA dropout mask: identical to the CPU's, deterministic,
+// CPU <-> CUDA parity for cross-entropy and NLL (with and without class weights), the
+// pointwise losses and binary cross-entropy with pos_weight (forward, backward, bad-target
+// counts), and the CUDA dropout mask: identical to the CPU's, deterministic,
 // statistically sound. Device outputs start as 0xFF garbage; every launch runs on a
 // created stream. Skipped, with the reason, when there is no GPU.
 #include <cuda_runtime_api.h>
@@ -122,6 +123,23 @@ std::vector<int64_t> make_targets(int64_t N, int64_t C, uint32_t seed, bool with
   return t;
 }
 
+// The CPU forward kernels add their bad-target count to a counter; these return it.
+int64_t cpu_cross_entropy_rows(const float* logits, const int64_t* target, float* loss,
+                               float* lse, int64_t N, int64_t C, int64_t ignore_index,
+                               double smoothing, const float* class_weight = nullptr) {
+  int64_t bad = 0;
+  cpu::cross_entropy_forward<float>({}, logits, target, class_weight, loss, lse, N, C,
+                                    ignore_index, smoothing, &bad);
+  return bad;
+}
+
+int64_t cpu_nll_rows(const float* logp, const int64_t* target, float* loss, int64_t N,
+                     int64_t C, int64_t ignore_index, const float* class_weight = nullptr) {
+  int64_t bad = 0;
+  cpu::nll_forward<float>({}, logp, target, class_weight, loss, N, C, ignore_index, &bad);
+  return bad;
+}
+
 struct RowCase {
   int64_t N, C;
   std::string str() const { return "[" + std::to_string(N) + ", " + std::to_string(C) + "]"; }
@@ -132,6 +150,14 @@ const RowCase kRowCases[] = {{0, 5},    {1, 1},    {7, 10},     {128, 10}, {5, 1
 
 // ---- cross-entropy --------------------------------------------------------------------
 
+// Class weights for C classes (some zero, as a user may switch a class off), or none.
+std::vector<float> class_weights(int64_t C, uint32_t seed, bool weighted) {
+  if (!weighted) return {};
+  std::vector<float> w = uniform_values(C, seed, 0.2f, 3.0f);
+  if (C > 2) w[1] = 0.0f;
+  return w;
+}
+
 using CrossEntropyCuda = CudaTest;
 
 TEST_F(CrossEntropyCuda, ForwardMatchesCpuIncludingBadTargetCounts) {
@@ -139,21 +165,30 @@ TEST_F(CrossEntropyCuda, ForwardMatchesCpuIncludingBadTargetCounts) {
   for (const RowCase& rc : kRowCases) {
     for (double smoothing : {0.0, 0.1}) {
       for (bool with_bad : {false, true}) {
-        const std::vector<float> x = uniform_values(rc.N * rc.C, seed++, -6.0f, 6.0f);
-        const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, with_bad);
-        std::vector<float> cpu_loss(rc.N), cpu_lse(rc.N);
-        const int64_t cpu_bad = cpu::cross_entropy_forward<float>(
-            x.data(), t.data(), cpu_loss.data(), cpu_lse.data(), rc.N, rc.C, kIgnore, smoothing);
+        for (bool weighted : {false, true}) {
+          const std::vector<float> x = uniform_values(rc.N * rc.C, seed++, -6.0f, 6.0f);
+          const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, with_bad);
+          const std::vector<float> w = class_weights(rc.C, seed++, weighted);
+          const float* cpu_w = weighted ? w.data() : nullptr;
+          std::vector<float> cpu_loss(rc.N), cpu_lse(rc.N);
+          const int64_t cpu_bad =
+              cpu_cross_entropy_rows(x.data(), t.data(), cpu_loss.data(), cpu_lse.data(), rc.N,
+                                     rc.C, kIgnore, smoothing, cpu_w);
 
-        DeviceBuffer<float> dx(x, stream_), dloss(rc.N, stream_), dlse(rc.N, stream_);
-        DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{0}, stream_);
-        cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), dloss.get(), dlse.get(), rc.N,
-                                    rc.C, kIgnore, smoothing, dbad.get());
-        const std::string what = "cross_entropy " + rc.str() + " smoothing " +
-                                 std::to_string(smoothing) + (with_bad ? " with bad targets" : "");
-        expect_close(dloss.to_host(), cpu_loss, what + " (loss)");
-        expect_close(dlse.to_host(), cpu_lse, what + " (lse)");
-        EXPECT_EQ(dbad.to_host()[0], cpu_bad) << what;
+          DeviceBuffer<float> dx(x, stream_), dw(w, stream_), dloss(rc.N, stream_),
+              dlse(rc.N, stream_);
+          DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{0}, stream_);
+          cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), weighted ? dw.get() : nullptr,
+                                      dloss.get(), dlse.get(), rc.N, rc.C, kIgnore, smoothing,
+                                      dbad.get());
+          const std::string what = "cross_entropy " + rc.str() + " smoothing " +
+                                   std::to_string(smoothing) +
+                                   (with_bad ? " with bad targets" : "") +
+                                   (weighted ? " weighted" : "");
+          expect_close(dloss.to_host(), cpu_loss, what + " (loss)");
+          expect_close(dlse.to_host(), cpu_lse, what + " (lse)");
+          EXPECT_EQ(dbad.to_host()[0], cpu_bad) << what;
+        }
       }
     }
   }
@@ -164,8 +199,8 @@ TEST_F(CrossEntropyCuda, BadTargetCountAddsToTheCallersCounter) {
   const std::vector<int64_t> t = {3, -1};
   DeviceBuffer<float> dx(x, stream_), dloss(2, stream_), dlse(2, stream_);
   DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{5}, stream_);
-  cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), dloss.get(), dlse.get(), 2, 3, kIgnore,
-                              0.0, dbad.get());
+  cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), nullptr, dloss.get(), dlse.get(), 2,
+                              3, kIgnore, 0.0, dbad.get());
   EXPECT_EQ(dbad.to_host()[0], 7);
 }
 
@@ -174,25 +209,47 @@ TEST_F(CrossEntropyCuda, BackwardMatchesCpu) {
   for (const RowCase& rc : kRowCases) {
     for (double smoothing : {0.0, 0.1}) {
       for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
-        const std::vector<float> x = uniform_values(rc.N * rc.C, seed++, -6.0f, 6.0f);
-        const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, /*with_bad=*/false);
-        const std::vector<float> g =
-            uniform_values(grad_stride == 0 ? 1 : rc.N, seed++, 0.1f, 2.0f);
-        std::vector<float> loss(rc.N), lse(rc.N), cpu_gx(x.size());
-        cpu::cross_entropy_forward<float>(x.data(), t.data(), loss.data(), lse.data(), rc.N, rc.C,
-                                          kIgnore, smoothing);
-        cpu::cross_entropy_backward<float>(x.data(), t.data(), lse.data(), g.data(), grad_stride,
-                                           cpu_gx.data(), rc.N, rc.C, kIgnore, smoothing);
-        DeviceBuffer<float> dx(x, stream_), dlse(lse, stream_), dg(g, stream_),
-            dgx(x.size(), stream_);
-        DeviceBuffer<int64_t> dt(t, stream_);
-        cuda::cross_entropy_backward(stream_, dx.get(), dt.get(), dlse.get(), dg.get(), grad_stride,
-                                     dgx.get(), rc.N, rc.C, kIgnore, smoothing);
-        expect_close(dgx.to_host(), cpu_gx,
-                     "cross_entropy backward " + rc.str() + " smoothing " +
-                         std::to_string(smoothing) + " grad_stride " + std::to_string(grad_stride));
+        for (bool weighted : {false, true}) {
+          const std::vector<float> x = uniform_values(rc.N * rc.C, seed++, -6.0f, 6.0f);
+          const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, /*with_bad=*/false);
+          const std::vector<float> g =
+              uniform_values(grad_stride == 0 ? 1 : rc.N, seed++, 0.1f, 2.0f);
+          const std::vector<float> w = class_weights(rc.C, seed++, weighted);
+          const float* cpu_w = weighted ? w.data() : nullptr;
+          std::vector<float> loss(rc.N), lse(rc.N), cpu_gx(x.size());
+          cpu_cross_entropy_rows(x.data(), t.data(), loss.data(), lse.data(), rc.N, rc.C, kIgnore,
+                                 smoothing, cpu_w);
+          cpu::cross_entropy_backward<float>({}, x.data(), t.data(), cpu_w, lse.data(), g.data(),
+                                             grad_stride, cpu_gx.data(), rc.N, rc.C, kIgnore,
+                                             smoothing);
+          DeviceBuffer<float> dx(x, stream_), dlse(lse, stream_), dg(g, stream_), dw(w, stream_),
+              dgx(x.size(), stream_);
+          DeviceBuffer<int64_t> dt(t, stream_);
+          cuda::cross_entropy_backward(stream_, dx.get(), dt.get(), weighted ? dw.get() : nullptr,
+                                       dlse.get(), dg.get(), grad_stride, dgx.get(), rc.N, rc.C,
+                                       kIgnore, smoothing);
+          expect_close(dgx.to_host(), cpu_gx,
+                       "cross_entropy backward " + rc.str() + " smoothing " +
+                           std::to_string(smoothing) + " grad_stride " +
+                           std::to_string(grad_stride) + (weighted ? " weighted" : ""));
+        }
       }
     }
+  }
+}
+
+TEST_F(CrossEntropyCuda, TargetClassWeightsMatchCpu) {
+  uint32_t seed = 150;
+  for (const RowCase& rc : kRowCases) {
+    if (rc.C == 0) continue;
+    const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, /*with_bad=*/true);
+    const std::vector<float> w = class_weights(rc.C, seed++, true);
+    std::vector<float> cpu_out(rc.N);
+    cpu::target_class_weights<float>({}, t.data(), w.data(), cpu_out.data(), rc.N, rc.C, kIgnore);
+    DeviceBuffer<int64_t> dt(t, stream_);
+    DeviceBuffer<float> dw(w, stream_), dout(rc.N, stream_);
+    cuda::target_class_weights(stream_, dt.get(), dw.get(), dout.get(), rc.N, rc.C, kIgnore);
+    EXPECT_EQ(dout.to_host(), cpu_out) << "target_class_weights " << rc.str();
   }
 }
 
@@ -204,29 +261,36 @@ TEST_F(NllCuda, ForwardAndBackwardMatchCpu) {
   uint32_t seed = 200;
   for (const RowCase& rc : kRowCases) {
     for (bool with_bad : {false, true}) {
-      const std::vector<float> logp = uniform_values(rc.N * rc.C, seed++, -9.0f, 0.0f);
-      const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, with_bad);
-      std::vector<float> cpu_loss(rc.N);
-      const int64_t cpu_bad =
-          cpu::nll_forward<float>(logp.data(), t.data(), cpu_loss.data(), rc.N, rc.C, kIgnore);
-      DeviceBuffer<float> dlogp(logp, stream_), dloss(rc.N, stream_);
-      DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{0}, stream_);
-      cuda::nll_forward(stream_, dlogp.get(), dt.get(), dloss.get(), rc.N, rc.C, kIgnore,
-                        dbad.get());
-      const std::string what = "nll " + rc.str() + (with_bad ? " with bad targets" : "");
-      expect_close(dloss.to_host(), cpu_loss, what);
-      EXPECT_EQ(dbad.to_host()[0], cpu_bad) << what;
+      for (bool weighted : {false, true}) {
+        const std::vector<float> logp = uniform_values(rc.N * rc.C, seed++, -9.0f, 0.0f);
+        const std::vector<int64_t> t = make_targets(rc.N, rc.C, seed++, with_bad);
+        const std::vector<float> w = class_weights(rc.C, seed++, weighted);
+        const float* cpu_w = weighted ? w.data() : nullptr;
+        std::vector<float> cpu_loss(rc.N);
+        const int64_t cpu_bad =
+            cpu_nll_rows(logp.data(), t.data(), cpu_loss.data(), rc.N, rc.C, kIgnore, cpu_w);
+        DeviceBuffer<float> dlogp(logp, stream_), dw(w, stream_), dloss(rc.N, stream_);
+        DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{0}, stream_);
+        const float* gpu_w = weighted ? dw.get() : nullptr;
+        cuda::nll_forward(stream_, dlogp.get(), dt.get(), gpu_w, dloss.get(), rc.N, rc.C, kIgnore,
+                          dbad.get());
+        const std::string what = "nll " + rc.str() + (with_bad ? " with bad targets" : "") +
+                                 (weighted ? " weighted" : "");
+        expect_close(dloss.to_host(), cpu_loss, what);
+        EXPECT_EQ(dbad.to_host()[0], cpu_bad) << what;
 
-      for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
-        const std::vector<float> g = uniform_values(grad_stride == 0 ? 1 : rc.N, seed++, -2, 2);
-        std::vector<float> cpu_g(logp.size());
-        cpu::nll_backward<float>(t.data(), g.data(), grad_stride, cpu_g.data(), rc.N, rc.C,
-                                 kIgnore);
-        DeviceBuffer<float> dg(g, stream_), dgl(logp.size(), stream_);
-        cuda::nll_backward(stream_, dt.get(), dg.get(), grad_stride, dgl.get(), rc.N, rc.C,
-                           kIgnore);
-        expect_close(dgl.to_host(), cpu_g,
-                     what + " backward grad_stride " + std::to_string(grad_stride));
+        for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+          const std::vector<float> g =
+              uniform_values(grad_stride == 0 ? 1 : rc.N, seed++, -2, 2);
+          std::vector<float> cpu_g(logp.size());
+          cpu::nll_backward<float>({}, t.data(), cpu_w, g.data(), grad_stride, cpu_g.data(), rc.N,
+                                   rc.C, kIgnore);
+          DeviceBuffer<float> dg(g, stream_), dgl(logp.size(), stream_);
+          cuda::nll_backward(stream_, dt.get(), gpu_w, dg.get(), grad_stride, dgl.get(), rc.N,
+                             rc.C, kIgnore);
+          expect_close(dgl.to_host(), cpu_g,
+                       what + " backward grad_stride " + std::to_string(grad_stride));
+        }
       }
     }
   }
@@ -269,7 +333,7 @@ TEST_F(PointwiseLossCuda, ForwardAndBackwardMatchCpu) {
         x[2] = t[2];
       }
       std::vector<float> cpu_out(n);
-      cpu::pointwise_loss_forward<float>(op, x.data(), t.data(), cpu_out.data(), n);
+      cpu::pointwise_loss_forward<float>({}, op, x.data(), t.data(), cpu_out.data(), n);
       DeviceBuffer<float> dx(x, stream_), dt(t, stream_), dout(n, stream_);
       cuda::pointwise_loss_forward(stream_, op, dx.get(), dt.get(), dout.get(), n);
       const std::string what = std::string(loss_name(op)) + " n=" + std::to_string(n);
@@ -278,11 +342,48 @@ TEST_F(PointwiseLossCuda, ForwardAndBackwardMatchCpu) {
       for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
         const std::vector<float> g = uniform_values(grad_stride == 0 ? 1 : n, seed++, -2, 2);
         std::vector<float> cpu_gx(n);
-        cpu::pointwise_loss_backward<float>(op, x.data(), t.data(), g.data(), grad_stride,
+        cpu::pointwise_loss_backward<float>({}, op, x.data(), t.data(), g.data(), grad_stride,
                                             cpu_gx.data(), n);
         DeviceBuffer<float> dg(g, stream_), dgx(n, stream_);
         cuda::pointwise_loss_backward(stream_, op, dx.get(), dt.get(), dg.get(), grad_stride,
                                       dgx.get(), n);
+        expect_close(dgx.to_host(), cpu_gx,
+                     what + " backward grad_stride " + std::to_string(grad_stride));
+      }
+    }
+  }
+}
+
+TEST_F(PointwiseLossCuda, BinaryCrossEntropyWithLogitsPosWeightMatchesCpu) {
+  uint32_t seed = 400;
+  // pos_weight_size: one weight (a scalar), one per class of a last dimension of 7, or one
+  // per element.
+  for (int64_t n : {int64_t{0}, int64_t{7}, int64_t{4096 * 7}, int64_t{100003}}) {
+    for (int64_t size : {int64_t{1}, int64_t{7}, n}) {
+      if (size == 0 || n % size != 0) continue;
+      std::vector<float> x = uniform_values(n, seed++, -8.0f, 8.0f);
+      const std::vector<float> t = uniform_values(n, seed++, 0.0f, 1.0f);
+      const std::vector<float> pw = uniform_values(size, seed++, 0.0f, 5.0f);
+      if (n >= 7) {
+        x[0] = 90.0f;  // the overflow-free forms at large |x|
+        x[1] = -90.0f;
+      }
+      std::vector<float> cpu_out(n);
+      cpu::bce_with_logits_forward<float>({}, x.data(), t.data(), pw.data(), size,
+                                          cpu_out.data(), n);
+      DeviceBuffer<float> dx(x, stream_), dt(t, stream_), dpw(pw, stream_), dout(n, stream_);
+      cuda::bce_with_logits_forward(stream_, dx.get(), dt.get(), dpw.get(), size, dout.get(), n);
+      const std::string what =
+          "bce_with_logits pos_weight n=" + std::to_string(n) + " size=" + std::to_string(size);
+      expect_close(dout.to_host(), cpu_out, what);
+      for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
+        const std::vector<float> g = uniform_values(grad_stride == 0 ? 1 : n, seed++, -2, 2);
+        std::vector<float> cpu_gx(n);
+        cpu::bce_with_logits_backward<float>({}, x.data(), t.data(), pw.data(), size, g.data(),
+                                             grad_stride, cpu_gx.data(), n);
+        DeviceBuffer<float> dg(g, stream_), dgx(n, stream_);
+        cuda::bce_with_logits_backward(stream_, dx.get(), dt.get(), dpw.get(), size, dg.get(),
+                                       grad_stride, dgx.get(), n);
         expect_close(dgx.to_host(), cpu_gx,
                      what + " backward grad_stride " + std::to_string(grad_stride));
       }
@@ -309,7 +410,7 @@ TEST_F(DropoutCuda, MaskIsIdenticalToTheCpuMask) {
                         {100003, 0.5, 0x9e3779b97f4a7c15ULL, 12345}};
   for (const Case& c : cases) {
     std::vector<float> cpu_mask(c.n);
-    cpu::dropout_mask<float>(cpu_mask.data(), c.n, c.p, c.seed, c.offset);
+    cpu::dropout_mask<float>({}, cpu_mask.data(), c.n, c.p, c.seed, c.offset);
     DeviceBuffer<float> dmask(c.n, stream_);
     cuda::dropout_mask(stream_, dmask.get(), c.n, c.p, c.seed, c.offset);
     EXPECT_EQ(dmask.to_host(), cpu_mask) << "n=" << c.n << " p=" << c.p;
@@ -319,7 +420,7 @@ TEST_F(DropoutCuda, MaskIsIdenticalToTheCpuMask) {
 TEST_F(DropoutCuda, UnalignedMaskIsWrittenElementByElement) {
   const int64_t n = 1001;
   std::vector<float> cpu_mask(n);
-  cpu::dropout_mask<float>(cpu_mask.data(), n, 0.4, 77, 5);
+  cpu::dropout_mask<float>({}, cpu_mask.data(), n, 0.4, 77, 5);
   DeviceBuffer<float> dmask(n + 1, stream_);
   cuda::dropout_mask(stream_, dmask.get() + 1, n, 0.4, 77, 5);
   EXPECT_EQ(dmask.to_host(dmask.get() + 1, n), cpu_mask);

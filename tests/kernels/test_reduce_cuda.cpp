@@ -1,6 +1,7 @@
 // CPU <-> CUDA parity for reductions, arg-max/min and softmax on shapes with 0, 1, odd
-// and large extents. Device outputs start as 0xFF garbage; every launch runs on a created
-// stream. Skipped, with the reason, when there is no GPU.
+// and large extents, within kFloat32KernelTol (exact for integers, indices and the index
+// backward). Device outputs start as 0xFF garbage; every launch runs on a created stream.
+// Skipped, with the reason, when there is no GPU.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -16,72 +17,19 @@
 #include "ember/core/base/error.h"
 #include "ember/kernels/cpu/reduce.h"
 #include "ember/kernels/cuda/reduce.cuh"
+#include "support/allclose.h"
+#include "support/device_buffer.h"
+#include "support/random.h"
 
 namespace ember::kernels {
 namespace {
 
-// Float tolerances, stated once: the GPU sums softmax terms in float and in another
-// order than the CPU, which sums in double.
-constexpr double kRtol = 1e-4;
-constexpr double kAtol = 1e-6;
-
-bool cuda_device_available() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    (void)cudaGetLastError();  // "no driver" / "no device" is a normal state, not an error
-    return false;
-  }
-  return count > 0;
-}
-
-// Device memory that starts as 0xFF bytes (NaN for float, -1 for int64), so an element a
-// kernel forgets to write cannot pass for a correct one.
-template <typename T>
-class DeviceBuffer {
- public:
-  DeviceBuffer(size_t n, cudaStream_t stream) : n_(n), stream_(stream) {
-    EMBER_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr_), bytes()));
-    EMBER_CUDA_CHECK(cudaMemsetAsync(ptr_, 0xFF, bytes(), stream_));
-  }
-  DeviceBuffer(const std::vector<T>& host, cudaStream_t stream)
-      : DeviceBuffer(host.size(), stream) {
-    EMBER_CUDA_CHECK(
-        cudaMemcpyAsync(ptr_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice, stream_));
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() { EMBER_CUDA_WARN(cudaFree(ptr_)); }
-
-  T* get() const { return ptr_; }
-
-  std::vector<T> to_host() const {
-    std::vector<T> host(n_);
-    EMBER_CUDA_CHECK(
-        cudaMemcpyAsync(host.data(), ptr_, n_ * sizeof(T), cudaMemcpyDeviceToHost, stream_));
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return host;
-  }
-
- private:
-  size_t bytes() const { return std::max<size_t>(n_, 1) * sizeof(T); }
-  T* ptr_ = nullptr;
-  size_t n_;
-  cudaStream_t stream_;
-};
-
-class CudaTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!cuda_device_available()) {
-      GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount found none): CUDA kernels not run";
-    }
-    EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  }
-  void TearDown() override {
-    if (stream_ != nullptr) EMBER_CUDA_WARN(cudaStreamDestroy(stream_));
-  }
-  cudaStream_t stream_ = nullptr;
-};
+using ember::testing::allclose;
+using ember::testing::CudaStreamTest;
+using ember::testing::DeviceBuffer;
+using ember::testing::kExact;
+using ember::testing::kFloat32KernelTol;
+using ember::testing::uniform_values;
 
 struct Shape {
   int64_t outer, n, inner;
@@ -108,44 +56,6 @@ std::vector<float> quantized_values(int64_t n, uint32_t seed) {
   return v;
 }
 
-std::vector<float> uniform_values(int64_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& e : v) e = dist(gen);
-  return v;
-}
-
-void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu,
-                  const std::string& what) {
-  ASSERT_EQ(gpu.size(), cpu.size()) << what;
-  int failures = 0;
-  for (size_t i = 0; i < cpu.size() && failures < 10; ++i) {
-    const bool ok = std::isnan(cpu[i])
-                        ? std::isnan(gpu[i])
-                        : std::fabs(gpu[i] - cpu[i]) <= kAtol + kRtol * std::fabs(cpu[i]);
-    if (!ok) {
-      ++failures;
-      ADD_FAILURE() << what << " element " << i << ": cuda " << gpu[i] << ", cpu " << cpu[i];
-    }
-  }
-}
-
-template <typename T>
-void expect_equal(const std::vector<T>& gpu, const std::vector<T>& cpu, const std::string& what) {
-  ASSERT_EQ(gpu.size(), cpu.size()) << what;
-  int failures = 0;
-  for (size_t i = 0; i < cpu.size() && failures < 10; ++i) {
-    if constexpr (std::is_floating_point_v<T>) {
-      if (std::isnan(cpu[i]) && std::isnan(gpu[i])) continue;
-    }
-    if (gpu[i] != cpu[i]) {
-      ++failures;
-      ADD_FAILURE() << what << " element " << i << ": cuda " << gpu[i] << ", cpu " << cpu[i];
-    }
-  }
-}
-
 const char* op_name(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum:
@@ -168,7 +78,7 @@ void check_reduce_parity(cudaStream_t stream, ReduceOp op, const Shape& s,
   const int64_t out_n = s.outer * s.inner;
   std::vector<T> cpu_out(static_cast<size_t>(out_n));
   std::vector<int64_t> cpu_idx(static_cast<size_t>(out_n));
-  cpu::reduce<T>(op, x.data(), cpu_out.data(), extreme ? cpu_idx.data() : nullptr, s.outer, s.n,
+  cpu::reduce<T>({}, op, x.data(), cpu_out.data(), extreme ? cpu_idx.data() : nullptr, s.outer, s.n,
                  s.inner);
 
   DeviceBuffer<T> dx(x, stream);
@@ -178,14 +88,14 @@ void check_reduce_parity(cudaStream_t stream, ReduceOp op, const Shape& s,
                   s.inner);
   const std::string what = std::string(op_name(op)) + " over " + s.str();
   if constexpr (std::is_floating_point_v<T>) {
-    expect_close(dout.to_host(), cpu_out, what);
+    EXPECT_TRUE(allclose(dout.to_host(), cpu_out, kFloat32KernelTol)) << what;
   } else {
-    expect_equal(dout.to_host(), cpu_out, what);
+    EXPECT_TRUE(allclose(dout.to_host(), cpu_out, kExact)) << what;
   }
-  if (extreme) expect_equal(didx.to_host(), cpu_idx, what + " (indices)");
+  if (extreme) EXPECT_TRUE(allclose(didx.to_host(), cpu_idx, kExact)) << what << " (indices)";
 }
 
-using ReduceCuda = CudaTest;
+using ReduceCuda = CudaStreamTest;
 
 TEST_F(ReduceCuda, FloatReductionsMatchCpuOnEveryShape) {
   uint32_t seed = 1;
@@ -201,7 +111,7 @@ TEST_F(ReduceCuda, FloatReductionsMatchCpuOnEveryShape) {
 TEST_F(ReduceCuda, FloatSumsOfContinuousValuesMatchCpu) {
   uint32_t seed = 100;
   for (const Shape& s : kShapes) {
-    const std::vector<float> x = uniform_values(s.numel(), seed++, -1.0f, 1.0f);
+    const std::vector<float> x = uniform_values<float>(s.numel(), -1.0f, 1.0f, seed++);
     check_reduce_parity<float>(stream_, ReduceOp::Sum, s, x);
     check_reduce_parity<float>(stream_, ReduceOp::Mean, s, x);
   }
@@ -252,61 +162,61 @@ TEST_F(ReduceCuda, IndexBackwardMatchesCpu) {
     const int64_t out_n = s.outer * s.inner;
     std::vector<float> y(static_cast<size_t>(out_n));
     std::vector<int64_t> idx(static_cast<size_t>(out_n));
-    cpu::reduce<float>(ReduceOp::Max, x.data(), y.data(), idx.data(), s.outer, s.n, s.inner);
-    const std::vector<float> gy = uniform_values(out_n, seed++, -1.0f, 1.0f);
+    cpu::reduce<float>({}, ReduceOp::Max, x.data(), y.data(), idx.data(), s.outer, s.n, s.inner);
+    const std::vector<float> gy = uniform_values<float>(out_n, -1.0f, 1.0f, seed++);
     std::vector<float> cpu_gx(static_cast<size_t>(s.numel()));
-    cpu::reduce_index_backward<float>(idx.data(), gy.data(), cpu_gx.data(), s.outer, s.n, s.inner);
+    cpu::reduce_index_backward<float>({}, idx.data(), gy.data(), cpu_gx.data(), s.outer, s.n,
+                                      s.inner);
     DeviceBuffer<int64_t> didx(idx, stream_);
     DeviceBuffer<float> dgy(gy, stream_);
     DeviceBuffer<float> dgx(static_cast<size_t>(s.numel()), stream_);
     cuda::reduce_index_backward(stream_, didx.get(), dgy.get(), dgx.get(), s.outer, s.n, s.inner);
-    expect_equal(dgx.to_host(), cpu_gx, "index backward over " + s.str());
+    EXPECT_TRUE(allclose(dgx.to_host(), cpu_gx, kExact)) << "index backward over " << s.str();
   }
 }
 
 // ---- softmax --------------------------------------------------------------------------
 
-using SoftmaxCuda = CudaTest;
+using SoftmaxCuda = CudaStreamTest;
 
 TEST_F(SoftmaxCuda, ForwardMatchesCpuOnEveryShape) {
   uint32_t seed = 500;
   for (const Shape& s : kShapes) {
-    const std::vector<float> x = uniform_values(s.numel(), seed++, -8.0f, 8.0f);
+    const std::vector<float> x = uniform_values<float>(s.numel(), -8.0f, 8.0f, seed++);
     for (bool log : {false, true}) {
       std::vector<float> cpu_y(x.size());
-      cpu::softmax_forward<float>(x.data(), cpu_y.data(), s.outer, s.n, s.inner, log);
+      cpu::softmax_forward<float>({}, x.data(), cpu_y.data(), s.outer, s.n, s.inner, log);
       DeviceBuffer<float> dx(x, stream_);
       DeviceBuffer<float> dy(x.size(), stream_);
       cuda::softmax_forward(stream_, dx.get(), dy.get(), s.outer, s.n, s.inner, log);
-      expect_close(dy.to_host(), cpu_y,
-                   std::string(log ? "log_softmax" : "softmax") + " over " + s.str());
+      EXPECT_TRUE(allclose(dy.to_host(), cpu_y, kFloat32KernelTol)) << std::string(log ? "log_softmax" : "softmax") << " over " << s.str();
     }
   }
 }
 
 TEST_F(SoftmaxCuda, LargeLogitsDoNotOverflow) {
   const Shape s{2, 300, 1};
-  std::vector<float> x = uniform_values(s.numel(), 550, 1000.0f, 1010.0f);
+  std::vector<float> x = uniform_values<float>(s.numel(), 1000.0f, 1010.0f, 550);
   std::vector<float> cpu_y(x.size());
-  cpu::softmax_forward<float>(x.data(), cpu_y.data(), s.outer, s.n, s.inner, false);
+  cpu::softmax_forward<float>({}, x.data(), cpu_y.data(), s.outer, s.n, s.inner, false);
   DeviceBuffer<float> dx(x, stream_), dy(x.size(), stream_);
   cuda::softmax_forward(stream_, dx.get(), dy.get(), s.outer, s.n, s.inner, false);
-  expect_close(dy.to_host(), cpu_y, "softmax of logits near 1000");
+  EXPECT_TRUE(allclose(dy.to_host(), cpu_y, kFloat32KernelTol)) << "softmax of logits near 1000";
 }
 
 TEST_F(SoftmaxCuda, BackwardMatchesCpuOnEveryShape) {
   uint32_t seed = 600;
   for (const Shape& s : kShapes) {
-    const std::vector<float> x = uniform_values(s.numel(), seed++, -4.0f, 4.0f);
-    const std::vector<float> gy = uniform_values(s.numel(), seed++, -1.0f, 1.0f);
+    const std::vector<float> x = uniform_values<float>(s.numel(), -4.0f, 4.0f, seed++);
+    const std::vector<float> gy = uniform_values<float>(s.numel(), -1.0f, 1.0f, seed++);
     for (bool log : {false, true}) {
       std::vector<float> y(x.size()), cpu_gx(x.size());
-      cpu::softmax_forward<float>(x.data(), y.data(), s.outer, s.n, s.inner, log);
-      cpu::softmax_backward<float>(y.data(), gy.data(), cpu_gx.data(), s.outer, s.n, s.inner, log);
+      cpu::softmax_forward<float>({}, x.data(), y.data(), s.outer, s.n, s.inner, log);
+      cpu::softmax_backward<float>({}, y.data(), gy.data(), cpu_gx.data(), s.outer, s.n, s.inner,
+                                   log);
       DeviceBuffer<float> dy(y, stream_), dgy(gy, stream_), dgx(x.size(), stream_);
       cuda::softmax_backward(stream_, dy.get(), dgy.get(), dgx.get(), s.outer, s.n, s.inner, log);
-      expect_close(dgx.to_host(), cpu_gx,
-                   std::string(log ? "log_softmax" : "softmax") + " backward over " + s.str());
+      EXPECT_TRUE(allclose(dgx.to_host(), cpu_gx, kFloat32KernelTol)) << std::string(log ? "log_softmax" : "softmax") << " backward over " << s.str();
     }
   }
 }

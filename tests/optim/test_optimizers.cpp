@@ -1,6 +1,8 @@
-// SGD, Adam, AdamW and RMSprop on the CPU: step sequences against PyTorch's update rules
-// computed here in double, parameter groups, skipped parameters, state_dict round trips,
-// set_lr, bad options and bad parameters, and clip_grad_norm.
+// SGD, Adam, AdamW and RMSprop: step sequences against PyTorch's update rules computed
+// here in double, and clip_grad_norm, on every device (float64 and float32 on the CPU,
+// float32 on CUDA); parameter groups, skipped parameters, state_dict round trips, set_lr,
+// bad options and bad parameters on the CPU. (test_optimizers_cuda.cpp holds what only
+// CUDA has: the multi-tensor launch tables and parity on many odd-sized tensors.)
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,40 +14,40 @@
 
 #include <ember/ember.h>
 #include "ember/optim/optim.h"
+#include "support/allclose.h"
+#include "support/device.h"
 
 using namespace ember;
 
 namespace {
 
+using namespace ember::testing;
 using Vec = std::vector<double>;
 
-// float64 parameters follow the double reference to rounding; float32 ones to float
-// precision over a few steps.
-constexpr double kTolF64 = 1e-12;
-constexpr double kTolF32 = 2e-6;
+// Against the double reference: float64 parameters to rounding (the shared reference
+// tolerance); float32 ones to float precision, tighter than an op's float32 reference
+// tolerance because each element goes through only a few steps of a few roundings.
+constexpr Tolerance kTolF64 = kFloat64RefTol;
+constexpr Tolerance kTolF32{2e-6, 2e-6};
+
+Tolerance tolerance_for(DType dtype) { return dtype == kFloat64 ? kTolF64 : kTolF32; }
 
 const Vec kInit = {1.0, -2.0, 3.0};
 // Three steps of gradients; the last entry shrinks sharply so amsgrad's max matters.
 const std::vector<Vec> kGrads = {{0.5, -1.0, 4.0}, {-0.3, 0.8, 0.5}, {0.1, -0.2, -0.1}};
 
-Tensor param(const Vec& v, DType dtype = kFloat64) {
-  Tensor p = Tensor::from_vector<double>(v, {static_cast<int64_t>(v.size())}).to(dtype);
+// A leaf parameter of `dtype` on `device`.
+Tensor param(const Vec& v, DType dtype = kFloat64, Device device = Device::cpu()) {
+  Tensor p = Tensor::from_vector<double>(v, {static_cast<int64_t>(v.size())}).to(dtype).to(device);
   p.requires_grad_();
   return p;
 }
 
+// A gradient of p's dtype on p's device.
 void set_grad(Tensor& p, const Vec& g) {
-  p.set_grad(Tensor::from_vector<double>(g, {static_cast<int64_t>(g.size())}).to(p.dtype()));
-}
-
-Vec values(const Tensor& p) { return p.detach().to(kFloat64).to_vector<double>(); }
-
-void expect_near(const Vec& got, const Vec& want, double tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t i = 0; i < got.size(); ++i) {
-    EXPECT_NEAR(got[i], want[i], tol * std::max(1.0, std::fabs(want[i])))
-        << what << " element " << i;
-  }
+  p.set_grad(Tensor::from_vector<double>(g, {static_cast<int64_t>(g.size())})
+                 .to(p.dtype())
+                 .to(p.device()));
 }
 
 // --- references: PyTorch's single-tensor rules, element by element, in double ----------
@@ -125,29 +127,37 @@ struct RmspropRef {
   }
 };
 
-// Runs kGrads through `Opt` (built from `options`) on a [3] parameter of `dtype` and
-// through the reference `Ref`, comparing after every step.
+// Runs kGrads through `Opt` (built from `options`) on a [3] parameter of `dtype` on
+// `device` and through the reference `Ref`, comparing after every step.
 template <typename Opt, typename Options, typename Ref>
-void check_against_reference(const Options& options, Ref ref, DType dtype,
+void check_against_reference(const Options& options, Ref ref, DType dtype, Device device,
                              const std::string& what) {
-  Tensor p = param(kInit, dtype);
+  Tensor p = param(kInit, dtype, device);
   Opt opt({p}, options);
   Vec expected = kInit;
   for (size_t s = 0; s < kGrads.size(); ++s) {
     set_grad(p, kGrads[s]);
     opt.step();
     ref.step(expected, kGrads[s]);
-    expect_near(values(p), expected, dtype == kFloat64 ? kTolF64 : kTolF32,
-                what + " step " + std::to_string(s + 1));
+    EXPECT_TRUE(allclose(p, expected, tolerance_for(dtype))) << what << " step " << s + 1;
   }
   EXPECT_EQ(opt.steps(), static_cast<int64_t>(kGrads.size()));
 }
 
+// check_against_reference in every floating dtype `device` computes in.
 template <typename Opt, typename Options, typename Ref>
-void check_both_dtypes(const Options& options, const Ref& ref, const std::string& what) {
-  check_against_reference<Opt>(options, ref, kFloat64, what + " (float64)");
-  check_against_reference<Opt>(options, ref, kFloat32, what + " (float32)");
+void check_on(Device device, const Options& options, const Ref& ref, const std::string& what) {
+  for (DType dtype : floating_dtypes(device)) {
+    check_against_reference<Opt>(options, ref, dtype, device,
+                                 what + " (" + dtype_name(dtype) + ")");
+  }
 }
+
+class SGDOnDevice : public OnDevice {};
+class AdamOnDevice : public OnDevice {};
+class AdamWOnDevice : public OnDevice {};
+class RMSpropOnDevice : public OnDevice {};
+class ClipGradNormOnDevice : public OnDevice {};
 
 }  // namespace
 
@@ -158,7 +168,7 @@ TEST(SGD, PlainStepIsLrTimesGradient) {
   optim::SGD opt({p}, {.lr = 0.1});
   set_grad(p, {0.5, -1.0, 4.0});
   opt.step();
-  expect_near(values(p), {0.95, -1.9, 2.6}, kTolF64, "sgd");
+  EXPECT_TRUE(allclose(p, {0.95, -1.9, 2.6}, kTolF64)) << "sgd";
 }
 
 TEST(SGD, MomentumStartsFromTheFirstGradient) {
@@ -168,21 +178,23 @@ TEST(SGD, MomentumStartsFromTheFirstGradient) {
   optim::SGD opt({p}, {.lr = 0.1, .momentum = 0.9});
   set_grad(p, {1.0});
   opt.step();
-  expect_near(values(p), {0.9}, kTolF64, "step 1");
+  EXPECT_TRUE(allclose(p, {0.9}, kTolF64)) << "step 1";
   set_grad(p, {1.0});
   opt.step();
-  expect_near(values(p), {0.71}, kTolF64, "step 2");
+  EXPECT_TRUE(allclose(p, {0.71}, kTolF64)) << "step 2";
 }
 
-TEST(SGD, MatchesReferenceWithMomentumDampeningAndWeightDecay) {
+TEST_P(SGDOnDevice, MatchesReferenceWithMomentumDampeningAndWeightDecay) {
   const optim::SGDOptions o{.lr = 0.05, .momentum = 0.9, .dampening = 0.3, .weight_decay = 0.01};
-  check_both_dtypes<optim::SGD>(o, SgdRef{o}, "sgd momentum+dampening+wd");
+  check_on<optim::SGD>(device(), o, SgdRef{o}, "sgd momentum+dampening+wd");
 }
 
-TEST(SGD, MatchesReferenceWithNesterov) {
+TEST_P(SGDOnDevice, MatchesReferenceWithNesterov) {
   const optim::SGDOptions o{.lr = 0.1, .momentum = 0.8, .weight_decay = 0.05, .nesterov = true};
-  check_both_dtypes<optim::SGD>(o, SgdRef{o}, "sgd nesterov");
+  check_on<optim::SGD>(device(), o, SgdRef{o}, "sgd nesterov");
 }
+
+EMBER_INSTANTIATE_ON_DEVICES(SGDOnDevice);
 
 TEST(SGD, NesterovRequiresMomentumAndZeroDampening) {
   Tensor p = param(kInit);
@@ -207,24 +219,25 @@ TEST(Adam, FirstStepMovesEachElementByLr) {
   optim::Adam opt({p}, {.lr = 0.01});
   set_grad(p, {0.5, -1.0, 4.0});
   opt.step();
-  expect_near(values(p), {0.99, -1.99, 2.99}, 1e-7, "adam step 1");
+  EXPECT_TRUE(allclose(p, {0.99, -1.99, 2.99}, Tolerance{1e-7, 1e-7})) << "adam step 1";
 }
 
-TEST(Adam, MatchesReference) {
+TEST_P(AdamOnDevice, MatchesReference) {
   const optim::AdamOptions o{.lr = 0.01};
-  check_both_dtypes<optim::Adam>(o, AdamRef{o}, "adam");
+  check_on<optim::Adam>(device(), o, AdamRef{o}, "adam");
 }
 
-TEST(Adam, MatchesReferenceWithWeightDecayAndCustomBetas) {
+TEST_P(AdamOnDevice, MatchesReferenceWithWeightDecayAndCustomBetas) {
   const optim::AdamOptions o{.lr = 0.02, .betas = {0.8, 0.9}, .eps = 1e-6, .weight_decay = 0.1};
-  check_both_dtypes<optim::Adam>(o, AdamRef{o}, "adam wd");
+  check_on<optim::Adam>(device(), o, AdamRef{o}, "adam wd");
 }
 
-TEST(Adam, MatchesReferenceWithAmsgrad) {
+TEST_P(AdamOnDevice, MatchesReferenceWithAmsgrad) {
   const optim::AdamOptions o{.lr = 0.05, .betas = {0.9, 0.5}, .amsgrad = true};
-  check_both_dtypes<optim::Adam>(o, AdamRef{o}, "adam amsgrad");
+  check_on<optim::Adam>(device(), o, AdamRef{o}, "adam amsgrad");
   // The gradients shrink, so the running max differs from the plain second moment.
-  Tensor a = param(kInit), b = param(kInit);
+  const DType dt = floating_dtypes(device()).front();
+  Tensor a = param(kInit, dt, device()), b = param(kInit, dt, device());
   optim::Adam with({a}, o);
   optim::Adam without({b}, {.lr = 0.05, .betas = {0.9, 0.5}});
   for (const Vec& g : kGrads) {
@@ -236,15 +249,19 @@ TEST(Adam, MatchesReferenceWithAmsgrad) {
   EXPECT_GT(std::fabs(values(a)[2] - values(b)[2]), 1e-4);
 }
 
-TEST(AdamW, DecaysTheWeightsDecoupledFromTheGradient) {
+EMBER_INSTANTIATE_ON_DEVICES(AdamOnDevice);
+
+TEST_P(AdamWOnDevice, DecaysTheWeightsDecoupledFromTheGradient) {
   const optim::AdamWOptions w{.lr = 0.01, .weight_decay = 0.1};
   optim::AdamOptions o{.lr = 0.01, .weight_decay = 0.1, .decoupled_weight_decay = true};
-  check_both_dtypes<optim::AdamW>(w, AdamRef{o}, "adamw");
+  check_on<optim::AdamW>(device(), w, AdamRef{o}, "adamw");
   o.amsgrad = true;
-  check_both_dtypes<optim::AdamW>(
-      optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true}, AdamRef{o},
-      "adamw amsgrad");
+  check_on<optim::AdamW>(device(),
+                         optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.1, .amsgrad = true},
+                         AdamRef{o}, "adamw amsgrad");
 }
+
+EMBER_INSTANTIATE_ON_DEVICES(AdamWOnDevice);
 
 TEST(AdamW, DefaultsMatchPyTorch) {
   Tensor p = param(kInit);
@@ -268,20 +285,23 @@ TEST(Adam, RejectsBadBetasAndEps) {
 
 // --- RMSprop ----------------------------------------------------------------------------------
 
-TEST(RMSprop, MatchesReference) {
+TEST_P(RMSpropOnDevice, MatchesReference) {
   const optim::RMSpropOptions o{.lr = 0.01};
-  check_both_dtypes<optim::RMSprop>(o, RmspropRef{o}, "rmsprop");
+  check_on<optim::RMSprop>(device(), o, RmspropRef{o}, "rmsprop");
 }
 
-TEST(RMSprop, MatchesReferenceCenteredWithMomentumAndWeightDecay) {
+TEST_P(RMSpropOnDevice, MatchesReferenceCenteredWithMomentumAndWeightDecay) {
   const optim::RMSpropOptions o{
-      .lr = 0.01, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.05, .momentum = 0.7, .centered = true};
-  check_both_dtypes<optim::RMSprop>(o, RmspropRef{o}, "rmsprop centered+momentum");
+      .lr = 0.01, .alpha = 0.9, .eps = 1e-6, .weight_decay = 0.05, .momentum = 0.7,
+      .centered = true};
+  check_on<optim::RMSprop>(device(), o, RmspropRef{o}, "rmsprop centered+momentum");
   const optim::RMSpropOptions c{.lr = 0.01, .alpha = 0.95, .centered = true};
-  check_both_dtypes<optim::RMSprop>(c, RmspropRef{c}, "rmsprop centered");
+  check_on<optim::RMSprop>(device(), c, RmspropRef{c}, "rmsprop centered");
   const optim::RMSpropOptions m{.lr = 0.01, .momentum = 0.5};
-  check_both_dtypes<optim::RMSprop>(m, RmspropRef{m}, "rmsprop momentum");
+  check_on<optim::RMSprop>(device(), m, RmspropRef{m}, "rmsprop momentum");
 }
+
+EMBER_INSTANTIATE_ON_DEVICES(RMSpropOnDevice);
 
 TEST(RMSprop, DefaultsMatchPyTorch) {
   optim::RMSprop opt({param(kInit)});
@@ -309,8 +329,8 @@ TEST(Optimizer, ParamGroupsUseTheirOwnOptions) {
     ra.step(ea, g);
     rb.step(eb, g);
   }
-  expect_near(values(a), ea, kTolF64, "group 0");
-  expect_near(values(b), eb, kTolF64, "group 1");
+  EXPECT_TRUE(allclose(a, ea, kTolF64)) << "group 0";
+  EXPECT_TRUE(allclose(b, eb, kTolF64)) << "group 1";
 }
 
 TEST(Optimizer, AdamGroupsWithDifferentLrAndWeightDecay) {
@@ -326,8 +346,8 @@ TEST(Optimizer, AdamGroupsWithDifferentLrAndWeightDecay) {
     ra.step(ea, g);
     rb.step(eb, g);
   }
-  expect_near(values(a), ea, kTolF64, "group 0");
-  expect_near(values(b), eb, kTolF64, "group 1");
+  EXPECT_TRUE(allclose(a, ea, kTolF64)) << "group 0";
+  EXPECT_TRUE(allclose(b, eb, kTolF64)) << "group 1";
 }
 
 TEST(Optimizer, ParametersWithoutGradientAreSkipped) {
@@ -335,7 +355,7 @@ TEST(Optimizer, ParametersWithoutGradientAreSkipped) {
   optim::Adam opt({a, b}, {.lr = 0.01});
   set_grad(a, kGrads[0]);
   opt.step();  // b has no gradient: untouched, no state
-  expect_near(values(b), kInit, 0.0, "b untouched");
+  EXPECT_TRUE(allclose(b, kInit, kExact)) << "b untouched";
   const nn::StateDict sd = opt.state_dict();
   EXPECT_TRUE(sd.contains("state.0.exp_avg"));
   EXPECT_FALSE(sd.contains("state.1.exp_avg"));
@@ -350,8 +370,8 @@ TEST(Optimizer, ParametersWithoutGradientAreSkipped) {
   opt.step();
   ra.step(ea, kGrads[1]);
   rb.step(eb, kGrads[1]);
-  expect_near(values(a), ea, kTolF64, "a");
-  expect_near(values(b), eb, kTolF64, "b");
+  EXPECT_TRUE(allclose(a, ea, kTolF64)) << "a";
+  EXPECT_TRUE(allclose(b, eb, kTolF64)) << "b";
   EXPECT_EQ(opt.state_dict().at("state.1.step").item<int64_t>(), 1);
   EXPECT_EQ(opt.state_dict().at("state.0.step").item<int64_t>(), 2);
 }
@@ -367,8 +387,8 @@ TEST(Optimizer, SetLrChangesTheNextStep) {
   set_grad(a, {1.0});
   set_grad(b, {1.0});
   opt.step();
-  expect_near(values(a), {0.5}, kTolF64, "group 0");
-  expect_near(values(b), {0.75}, kTolF64, "group 1");
+  EXPECT_TRUE(allclose(a, {0.5}, kTolF64)) << "group 0";
+  EXPECT_TRUE(allclose(b, {0.75}, kTolF64)) << "group 1";
   EXPECT_THROW(opt.set_lr(2, 0.1), Error);
   EXPECT_THROW(opt.lr(5), Error);
   EXPECT_THROW(opt.set_lr(-1.0), Error);
@@ -380,7 +400,7 @@ TEST(Optimizer, ZeroGradClearsOrZeroesGradients) {
   set_grad(p, kGrads[0]);
   opt.zero_grad(false);
   ASSERT_TRUE(p.grad().defined());
-  expect_near(values(p.grad()), {0, 0, 0}, 0.0, "zeroed");
+  EXPECT_TRUE(allclose(p.grad(), {0, 0, 0}, kExact)) << "zeroed";
   opt.zero_grad();
   EXPECT_FALSE(p.grad().defined());
 }
@@ -395,7 +415,7 @@ TEST(Optimizer, TrainsWithBackward) {
     loss.backward();
     opt.step();
   }
-  expect_near(values(w), {3.0, 3.0, 3.0}, 1e-4, "converged");
+  EXPECT_TRUE(allclose(w, {3.0, 3.0, 3.0}, Tolerance{1e-4, 1e-4})) << "converged";
 }
 
 TEST(Optimizer, RejectsParametersThatCannotBeOptimized) {
@@ -462,8 +482,8 @@ void check_round_trip(const Options& options, const std::string& what) {
 TEST(OptimizerStateDict, RoundTripContinuesExactly) {
   check_round_trip<optim::SGD>(
       optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}, "SGD");
-  check_round_trip<optim::Adam>(optim::AdamOptions{.lr = 0.01, .betas = {0.8, 0.9}, .amsgrad = true},
-                                "Adam");
+  check_round_trip<optim::Adam>(
+      optim::AdamOptions{.lr = 0.01, .betas = {0.8, 0.9}, .amsgrad = true}, "Adam");
   check_round_trip<optim::AdamW>(optim::AdamWOptions{.lr = 0.01, .weight_decay = 0.05}, "AdamW");
   check_round_trip<optim::RMSprop>(
       optim::RMSpropOptions{.lr = 0.01, .momentum = 0.5, .centered = true}, "RMSprop");
@@ -542,52 +562,75 @@ TEST(OptimizerStateDict, LoadedOptionsAreValidated) {
 
 // --- clip_grad_norm -----------------------------------------------------------------------------
 
-TEST(ClipGradNorm, ScalesGradientsToMaxNormAndReturnsTheTotal) {
-  Tensor a = param({3.0, 0.0}), b = param({0.0});
-  set_grad(a, {3.0, 0.0});
-  set_grad(b, {4.0});
-  Tensor total = optim::clip_grad_norm({a, b}, 1.0);
-  EXPECT_EQ(total.dim(), 0);
-  EXPECT_NEAR(total.item(), 5.0, 1e-12);
-  const double coef = 1.0 / (5.0 + 1e-6);
-  expect_near(values(a.grad()), {3.0 * coef, 0.0}, 1e-12, "a");
-  expect_near(values(b.grad()), {4.0 * coef}, 1e-12, "b");
+// Each case in float64 and float32 on the CPU and float32 on CUDA, with the tolerances
+// of the update-rule tests.
+
+TEST_P(ClipGradNormOnDevice, ScalesGradientsToMaxNormAndReturnsTheTotal) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tolerance tol = tolerance_for(dt);
+    Tensor a = param({3.0, 0.0}, dt, device()), b = param({0.0}, dt, device());
+    set_grad(a, {3.0, 0.0});
+    set_grad(b, {4.0});
+    Tensor total = optim::clip_grad_norm({a, b}, 1.0);
+    EXPECT_EQ(total.dim(), 0);
+    EXPECT_EQ(total.device(), device());
+    EXPECT_TRUE(allclose(total, {5.0}, tol));
+    const double coef = 1.0 / (5.0 + 1e-6);
+    EXPECT_TRUE(allclose(a.grad(), {3.0 * coef, 0.0}, tol)) << "a";
+    EXPECT_TRUE(allclose(b.grad(), {4.0 * coef}, tol)) << "b";
+  }
 }
 
-TEST(ClipGradNorm, LeavesSmallGradientsUnchanged) {
-  Tensor a = param({0.0, 0.0});
-  set_grad(a, {0.3, -0.4});
-  EXPECT_NEAR(optim::clip_grad_norm({a}, 1.0).item(), 0.5, 1e-12);
-  expect_near(values(a.grad()), {0.3, -0.4}, 1e-15, "unchanged");
+TEST_P(ClipGradNormOnDevice, LeavesSmallGradientsUnchanged) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor a = param({0.0, 0.0}, dt, device());
+    set_grad(a, {0.3, -0.4});
+    const Vec before = values(a.grad());
+    EXPECT_TRUE(allclose(optim::clip_grad_norm({a}, 1.0), {0.5}, tolerance_for(dt)));
+    EXPECT_EQ(values(a.grad()), before) << "unchanged";
+  }
 }
 
-TEST(ClipGradNorm, SupportsOtherNormsAndInfinity) {
-  Tensor a = param({0.0, 0.0}), b = param({0.0});
-  const Vec ga = {1.0, -2.0}, gb = {-4.0};
-  set_grad(a, ga);
-  set_grad(b, gb);
-  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 100.0, 1.0).item(), 7.0, 1e-12);
-  set_grad(a, ga);
-  set_grad(b, gb);
-  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 100.0, 3.0).item(), std::cbrt(1.0 + 8.0 + 64.0),
-              1e-12);
-  set_grad(a, ga);
-  set_grad(b, gb);
-  const double inf = std::numeric_limits<double>::infinity();
-  Tensor total = optim::clip_grad_norm({a, b}, 2.0, inf);
-  EXPECT_NEAR(total.item(), 4.0, 1e-12);
-  const double coef = 2.0 / (4.0 + 1e-6);
-  expect_near(values(a.grad()), {1.0 * coef, -2.0 * coef}, 1e-12, "a");
-  expect_near(values(b.grad()), {-4.0 * coef}, 1e-12, "b");
-  EXPECT_THROW(optim::clip_grad_norm({a}, 1.0, 0.0), Error);
-  EXPECT_THROW(optim::clip_grad_norm({a}, 1.0, -2.0), Error);
+TEST_P(ClipGradNormOnDevice, SupportsOtherNormsAndInfinity) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tolerance tol = tolerance_for(dt);
+    Tensor a = param({0.0, 0.0}, dt, device()), b = param({0.0}, dt, device());
+    const Vec ga = {1.0, -2.0}, gb = {-4.0};
+    set_grad(a, ga);
+    set_grad(b, gb);
+    EXPECT_TRUE(allclose(optim::clip_grad_norm({a, b}, 100.0, 1.0), {7.0}, tol)) << "norm 1";
+    set_grad(a, ga);
+    set_grad(b, gb);
+    EXPECT_TRUE(allclose(optim::clip_grad_norm({a, b}, 100.0, 3.0), {std::cbrt(1.0 + 8.0 + 64.0)},
+                         tol))
+        << "norm 3";
+    set_grad(a, ga);
+    set_grad(b, gb);
+    const double inf = std::numeric_limits<double>::infinity();
+    Tensor total = optim::clip_grad_norm({a, b}, 2.0, inf);
+    EXPECT_TRUE(allclose(total, {4.0}, tol)) << "max norm";
+    const double coef = 2.0 / (4.0 + 1e-6);
+    EXPECT_TRUE(allclose(a.grad(), {1.0 * coef, -2.0 * coef}, tol)) << "a";
+    EXPECT_TRUE(allclose(b.grad(), {-4.0 * coef}, tol)) << "b";
+    EXPECT_THROW(optim::clip_grad_norm({a}, 1.0, 0.0), Error);
+    EXPECT_THROW(optim::clip_grad_norm({a}, 1.0, -2.0), Error);
+  }
 }
 
-TEST(ClipGradNorm, SkipsParametersWithoutGradientAndHandlesNone) {
-  Tensor a = param({1.0}), b = param({1.0});
-  EXPECT_DOUBLE_EQ(optim::clip_grad_norm({a, b}, 1.0).item(), 0.0);
-  set_grad(b, {2.0});
-  EXPECT_NEAR(optim::clip_grad_norm({a, b}, 1.0).item(), 2.0, 1e-12);
-  EXPECT_FALSE(a.grad().defined());
-  EXPECT_NEAR(values(b.grad())[0], 2.0 / (2.0 + 1e-6), 1e-12);
+TEST_P(ClipGradNormOnDevice, SkipsParametersWithoutGradientAndHandlesNone) {
+  for (DType dt : floating_dtypes(device())) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tolerance tol = tolerance_for(dt);
+    Tensor a = param({1.0}, dt, device()), b = param({1.0}, dt, device());
+    EXPECT_DOUBLE_EQ(optim::clip_grad_norm({a, b}, 1.0).item(), 0.0);
+    set_grad(b, {2.0});
+    EXPECT_TRUE(allclose(optim::clip_grad_norm({a, b}, 1.0), {2.0}, tol));
+    EXPECT_FALSE(a.grad().defined());
+    EXPECT_TRUE(allclose(b.grad(), {2.0 / (2.0 + 1e-6)}, tol));
+  }
 }
+
+EMBER_INSTANTIATE_ON_DEVICES(ClipGradNormOnDevice);

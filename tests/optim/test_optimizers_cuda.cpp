@@ -3,6 +3,8 @@
 // every optimizer over several steps on many tensors of odd sizes (0 and 1 included,
 // misaligned ones, more tensors than one table holds), state following a module between
 // devices, and clip_grad_norm. The GPU tests are skipped, with the reason, without a GPU.
+// (Each optimizer's update rule against the double reference runs on every device, CUDA
+// included, in test_optimizers.cpp.)
 //
 // That one step is ONE launch per device (for up to several hundred tensors) follows from
 // the code (see Note [Multi-tensor apply]); launches are not counted here.
@@ -21,18 +23,24 @@
 #include <ember/ember.h>
 #include "ember/kernels/cuda/optim.cuh"
 #include "ember/optim/optim.h"
+#include "support/allclose.h"
+#include "support/device.h"
 
 using namespace ember;
 namespace kc = ember::kernels::cuda;
 
 namespace {
 
-// |cuda - cpu| <= kRelTol * max(|cpu|, 1): nvcc contracts a * b + c into FMAs and the
-// device's sqrt/division round differently from the host's in the last bit.
-constexpr double kRelTol = 1e-5;
+using ember::testing::allclose;
+using ember::testing::Tolerance;
 
-#define SKIP_WITHOUT_GPU()                                                            \
-  if (!cuda::is_available()) GTEST_SKIP() << "no CUDA device: " << cuda::unavailable_reason()
+// CUDA against the CPU: nvcc contracts a * b + c into FMAs and the device's sqrt/division
+// round differently from the host's in the last bit; the update rules themselves are the
+// same code (kernels/optim_math.h), so this is tighter than the float32 default.
+constexpr Tolerance kParityTol{1e-5, 1e-5};
+
+using SgdEntry = kernels::SgdEntry<float>;
+using AdamEntry = kernels::AdamEntry<float>;
 
 // --- launch tables ----------------------------------------------------------------------
 
@@ -41,7 +49,7 @@ constexpr double kRelTol = 1e-5;
 // tensor exactly once; returns the number of tables (= launches).
 template <typename Table>
 int64_t check_tables_cover(const std::vector<int64_t>& numels) {
-  std::vector<kc::SgdEntry> entries(numels.size());
+  std::vector<SgdEntry> entries(numels.size());
   for (size_t i = 0; i < numels.size(); ++i) {
     entries[i].numel = numels[i];
     entries[i].param = reinterpret_cast<float*>(static_cast<uintptr_t>(16 * (i + 1)));
@@ -83,11 +91,11 @@ int64_t check_tables_cover(const std::vector<int64_t>& numels) {
 }
 
 using SmallSgdTable =
-    kc::MultiTensorTable<kc::SgdEntry, kc::multi_tensor_capacity<kc::SgdEntry>(kc::kSmallTableBytes)>;
+    kc::MultiTensorTable<SgdEntry, kc::multi_tensor_capacity<SgdEntry>(kc::kSmallTableBytes)>;
 using LargeSgdTable =
-    kc::MultiTensorTable<kc::SgdEntry, kc::multi_tensor_capacity<kc::SgdEntry>(kc::kLargeTableBytes)>;
+    kc::MultiTensorTable<SgdEntry, kc::multi_tensor_capacity<SgdEntry>(kc::kLargeTableBytes)>;
 using LargeAdamTable =
-    kc::MultiTensorTable<kc::AdamEntry, kc::multi_tensor_capacity<kc::AdamEntry>(kc::kLargeTableBytes)>;
+    kc::MultiTensorTable<AdamEntry, kc::multi_tensor_capacity<AdamEntry>(kc::kLargeTableBytes)>;
 
 }  // namespace
 
@@ -114,7 +122,8 @@ TEST(MultiTensorTable, LongListsSplitOverSeveralLaunches) {
   for (int i = 0; i < 3 * SmallSgdTable::kCapacity + 5; ++i) {
     numels.push_back(i % 7 == 0 ? 0 : static_cast<int64_t>(rng() % 3000));
   }
-  const int64_t nonempty = std::count_if(numels.begin(), numels.end(), [](int64_t n) { return n > 0; });
+  const int64_t nonempty =
+      std::count_if(numels.begin(), numels.end(), [](int64_t n) { return n > 0; });
   const int64_t launches = check_tables_cover<SmallSgdTable>(numels);
   EXPECT_EQ(launches, (nonempty + SmallSgdTable::kCapacity - 1) / SmallSgdTable::kCapacity);
   EXPECT_EQ(check_tables_cover<LargeSgdTable>(numels), 1);
@@ -156,19 +165,6 @@ Tensor make_grad(const std::vector<float>& v, Device device, bool misaligned) {
   Tensor t = make_param(v, device, misaligned).detach();
   t.requires_grad_(false);
   return t;
-}
-
-void expect_close(const Tensor& cuda_t, const Tensor& cpu_t, const std::string& what) {
-  const std::vector<float> a = cuda_t.detach().cpu().to_vector<float>();
-  const std::vector<float> b = cpu_t.detach().to_vector<float>();
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double tol = kRelTol * std::max(1.0, std::fabs(static_cast<double>(b[i])));
-    if (!(std::fabs(a[i] - b[i]) <= tol)) {
-      ADD_FAILURE() << what << " element " << i << ": cuda " << a[i] << " cpu " << b[i];
-      return;
-    }
-  }
 }
 
 using MakeOptimizer =
@@ -214,15 +210,14 @@ void check_parity(const MakeOptimizer& make, int count, int steps, const std::st
     gpu_opt->step();
   }
   for (size_t i = 0; i < cpu_params.size(); ++i) {
-    expect_close(gpu_params[i], cpu_params[i],
-                 what + " parameter " + std::to_string(i) + " (numel " +
-                     std::to_string(cpu_params[i].numel()) + ")");
+    EXPECT_TRUE(allclose(gpu_params[i], cpu_params[i], kParityTol))
+        << what << " parameter " << i << " (numel " << cpu_params[i].numel() << ")";
   }
   const nn::StateDict cpu_sd = cpu_opt->state_dict(), gpu_sd = gpu_opt->state_dict();
   ASSERT_EQ(cpu_sd.keys(), gpu_sd.keys()) << what;
   for (const auto& [name, t] : cpu_sd) {
     if (t.dtype() == kFloat32) {
-      expect_close(gpu_sd.at(name), t, what + " " + name);
+      EXPECT_TRUE(allclose(gpu_sd.at(name), t, kParityTol)) << what << " " << name;
     } else {
       EXPECT_EQ(gpu_sd.at(name).to(kFloat64).to_vector<double>(),
                 t.to(kFloat64).to_vector<double>())
@@ -242,18 +237,19 @@ MakeOptimizer maker(Options first, Options second) {
 }  // namespace
 
 TEST(OptimizerCuda, SgdMatchesCpu) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   check_parity(maker<optim::SGD>(optim::SGDOptions{.lr = 0.1},
                                  optim::SGDOptions{.lr = 0.05, .weight_decay = 0.01}),
                30, 3, "SGD plain");
   check_parity(maker<optim::SGD>(
                    optim::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.2},
-                   optim::SGDOptions{.lr = 0.05, .momentum = 0.8, .weight_decay = 0.01, .nesterov = true}),
+                   optim::SGDOptions{
+                       .lr = 0.05, .momentum = 0.8, .weight_decay = 0.01, .nesterov = true}),
                30, 4, "SGD momentum/nesterov");
 }
 
 TEST(OptimizerCuda, AdamMatchesCpu) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   check_parity(maker<optim::Adam>(optim::AdamOptions{.lr = 0.01},
                                   optim::AdamOptions{.lr = 0.003, .betas = {0.8, 0.9},
                                                      .weight_decay = 0.01, .amsgrad = true}),
@@ -261,7 +257,7 @@ TEST(OptimizerCuda, AdamMatchesCpu) {
 }
 
 TEST(OptimizerCuda, AdamWMatchesCpu) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   check_parity(maker<optim::AdamW>(optim::AdamWOptions{.lr = 0.01},
                                    optim::AdamWOptions{.lr = 0.002, .weight_decay = 0.1,
                                                        .amsgrad = true}),
@@ -269,7 +265,7 @@ TEST(OptimizerCuda, AdamWMatchesCpu) {
 }
 
 TEST(OptimizerCuda, RmspropMatchesCpu) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   check_parity(maker<optim::RMSprop>(
                    optim::RMSpropOptions{.lr = 0.01},
                    optim::RMSpropOptions{.lr = 0.005, .alpha = 0.9, .weight_decay = 0.01,
@@ -278,7 +274,7 @@ TEST(OptimizerCuda, RmspropMatchesCpu) {
 }
 
 TEST(OptimizerCuda, ManyTensorsUseTheLargeTableAndSplitBeyondIt) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   // Past the small table (45 Adam tensors) and past the large one (363): 400 tensors.
   check_parity(maker<optim::Adam>(optim::AdamOptions{.lr = 0.01},
                                   optim::AdamOptions{.lr = 0.02, .amsgrad = true}),
@@ -289,7 +285,7 @@ TEST(OptimizerCuda, ManyTensorsUseTheLargeTableAndSplitBeyondIt) {
 }
 
 TEST(OptimizerCuda, StateFollowsAModuleMovedBetweenDevices) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   manual_seed(3);
   nn::Linear a(5, 3), b(5, 3);
   b.load_state_dict(a.state_dict());
@@ -309,12 +305,12 @@ TEST(OptimizerCuda, StateFollowsAModuleMovedBetweenDevices) {
     train_step(b, opt_b, Device::cuda(0));
   }
   EXPECT_TRUE(b.weight().is_cuda());
-  expect_close(b.weight(), a.weight(), "weight");
-  expect_close(b.bias(), a.bias(), "bias");
+  EXPECT_TRUE(allclose(b.weight(), a.weight(), kParityTol)) << "weight";
+  EXPECT_TRUE(allclose(b.bias(), a.bias(), kParityTol)) << "bias";
 }
 
 TEST(OptimizerCuda, StateDictLoadsAcrossDevices) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   std::mt19937 rng(5);
   const std::vector<float> v = random_values(37, rng, 1.f);
   Tensor gpu_p = make_param(v, Device::cuda(0), false);
@@ -332,11 +328,11 @@ TEST(OptimizerCuda, StateDictLoadsAcrossDevices) {
   cpu_p.set_grad(make_grad(g, Device::cpu(), false));
   gpu_opt.step();
   cpu_opt.step();
-  expect_close(gpu_p, cpu_p, "after a step from the loaded state");
+  EXPECT_TRUE(allclose(gpu_p, cpu_p, kParityTol)) << "after a step from the loaded state";
 }
 
 TEST(OptimizerCuda, ClipGradNormMatchesCpu) {
-  SKIP_WITHOUT_GPU();
+  EMBER_SKIP_WITHOUT_GPU();
   std::mt19937 rng(9);
   const double inf = std::numeric_limits<double>::infinity();
   for (double norm_type : {2.0, 1.0, 3.0, inf}) {
@@ -352,9 +348,9 @@ TEST(OptimizerCuda, ClipGradNormMatchesCpu) {
     const Tensor gpu_total = optim::clip_grad_norm(gpu_ps, 1.0, norm_type);
     EXPECT_TRUE(gpu_total.is_cuda());
     const std::string what = "norm_type " + std::to_string(norm_type);
-    expect_close(gpu_total, cpu_total, what + " total");
+    EXPECT_TRUE(allclose(gpu_total, cpu_total, kParityTol)) << what << " total";
     for (size_t i = 0; i < cpu_ps.size(); ++i) {
-      expect_close(gpu_ps[i].grad(), cpu_ps[i].grad(), what + " grad " + std::to_string(i));
+      EXPECT_TRUE(allclose(gpu_ps[i].grad(), cpu_ps[i].grad(), kParityTol)) << what << " grad " << i;
     }
   }
 }
