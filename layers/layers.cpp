@@ -193,6 +193,9 @@ std::string Dropout::extra_repr() const { return "p=" + fmt(p_); }
 BatchNorm::BatchNorm(int64_t num_features, BatchNormOptions options, int64_t min_rank, int64_t max_rank)
     : features_(num_features), options_(options), min_rank_(min_rank), max_rank_(max_rank) {
   EMBER_CHECK(num_features > 0, "BatchNorm: num_features must be positive, got ", num_features);
+  EMBER_CHECK(!options_.momentum || (*options_.momentum >= 0.0 && *options_.momentum <= 1.0),
+              "BatchNorm: momentum must be in [0, 1] (or unset for a cumulative average), got ",
+              options_.momentum.value_or(0.0));
   register_parameter("weight", options_.affine ? empty({features_}) : Tensor());
   register_parameter("bias", options_.affine ? empty({features_}) : Tensor());
   if (options_.track_running_stats) {
@@ -227,16 +230,24 @@ Tensor BatchNorm::forward(const Tensor& x) {
                                : detail::str_cat("[N, ", features_, "] or [N, ", features_, ", L]"),
                 ", got ", shape_str(x.shape()));
   const bool use_batch_stats = is_training() || !options_.track_running_stats;
+  const bool updates_stats = options_.track_running_stats && is_training();
   Tensor rm, rv;
   if (options_.track_running_stats) {
     rm = buffer_slot("running_mean");
     rv = buffer_slot("running_var");
   }
+  double momentum = options_.momentum.value_or(0.0);
+  if (!options_.momentum && updates_stats) {
+    // Cumulative moving average: this batch is number n = num_batches_tracked + 1, and
+    // new = old + (batch - old) / n keeps the mean of all n batches.
+    const int64_t seen = buffer_slot("num_batches_tracked").item<int64_t>();
+    momentum = 1.0 / static_cast<double>(seen + 1);
+  }
   Tensor y = batch_norm(x, rm, rv, options_.affine ? parameter_slot("weight") : Tensor(),
                         options_.affine ? parameter_slot("bias") : Tensor(), use_batch_stats,
-                        options_.momentum, options_.eps);
+                        momentum, options_.eps);
   // Counted only once batch_norm has accepted the input and updated the running stats.
-  if (options_.track_running_stats && is_training()) {
+  if (updates_stats) {
     NoGradGuard no_grad;
     buffer_slot("num_batches_tracked").add_(ones({}, {.dtype = kInt64, .device = x.device()}));
   }
@@ -245,7 +256,7 @@ Tensor BatchNorm::forward(const Tensor& x) {
 
 std::string BatchNorm::extra_repr() const {
   return std::to_string(features_) + ", eps=" + fmt(options_.eps) + ", momentum=" +
-         fmt(options_.momentum) + ", affine=" + (options_.affine ? "True" : "False") +
+         (options_.momentum ? fmt(*options_.momentum) : "None") + ", affine=" + (options_.affine ? "True" : "False") +
          ", track_running_stats=" + (options_.track_running_stats ? "True" : "False");
 }
 
@@ -277,6 +288,12 @@ std::string LayerNorm::extra_repr() const {
 
 std::string LeakyReLU::extra_repr() const { return "negative_slope=" + fmt(slope_); }
 std::string Softmax::extra_repr() const { return "dim=" + std::to_string(dim_); }
+
+Tensor LogSoftmax::forward(const Tensor& x) {
+  check_defined(*this, x);
+  return log_softmax(x, dim_);
+}
+std::string LogSoftmax::extra_repr() const { return "dim=" + std::to_string(dim_); }
 
 // --- Sequential ------------------------------------------------------------------------------------
 

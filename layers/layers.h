@@ -1,21 +1,26 @@
 // The layer library: Linear, Conv2d, pooling, Flatten, Dropout, normalization,
 // activation modules and Sequential. Options structs take designated initializers:
-// nn::Conv2d(1, 32, 3, {.padding = "same"}).
+// nn::Conv2d(1, 32, 3, {.padding = "same"}). Models hold their layers in
+// nn::ModuleHolder<M> (layers/module_holder.h) to call them as conv1(x).
 #pragma once
 
 #include <array>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "ember/core/base/export.h"
 #include "ember/core/ops.h"
 #include "ember/layers/module.h"
+#include "ember/layers/module_holder.h"
 
 namespace ember::nn {
 
-// A (height, width) pair given as one number or two: 3, or {3, 5}.
-struct IntPair {
+// A (height, width) pair given as one number or two: 3, or {3, 5}. Exported like the
+// layers: its out-of-line members are part of the library's interface.
+struct EMBER_API IntPair {
   IntPair(int64_t v) : h(v), w(v) {}  // NOLINT: implicit by design
   IntPair(int64_t h_, int64_t w_) : h(h_), w(w_) {}
   std::array<int64_t, 2> array() const { return {h, w}; }
@@ -24,7 +29,7 @@ struct IntPair {
 };
 
 // Convolution padding: a number, a pair, or "same" / "valid" (as PyTorch and Keras).
-struct Padding {
+struct EMBER_API Padding {
   Padding(int64_t v) : pair(v) {}                         // NOLINT
   Padding(int64_t h, int64_t w) : pair(h, w) {}
   // "same" or "valid". Taken as a string literal so that `.padding = 0` stays a number.
@@ -154,7 +159,10 @@ class EMBER_API Dropout : public Module {
 // --- normalization --------------------------------------------------------------------------------
 struct BatchNormOptions {
   double eps = 1e-5;
-  double momentum = 0.1;
+  // new = (1 - momentum) * old + momentum * batch. Unset ({.momentum = std::nullopt},
+  // PyTorch's momentum=None): the cumulative average of every batch so far, the factor
+  // being 1 / num_batches_tracked (read from the device each training step, as PyTorch does).
+  std::optional<double> momentum = 0.1;
   bool affine = true;
   bool track_running_stats = true;
 };
@@ -248,6 +256,18 @@ class EMBER_API Softmax : public Module {
   explicit Softmax(int64_t dim = -1) : dim_(dim) {}
   Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
   std::string name() const override { return "Softmax"; }
+  std::string extra_repr() const override;
+
+ private:
+  int64_t dim_;
+};
+
+// log(softmax(x)) along `dim`, computed stably in one op: the output NLL takes.
+class EMBER_API LogSoftmax : public Module {
+ public:
+  explicit LogSoftmax(int64_t dim = -1) : dim_(dim) {}
+  Tensor forward(const Tensor& x) override;
+  std::string name() const override { return "LogSoftmax"; }
   std::string extra_repr() const override;
 
  private:

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "ember/core/base/export.h"
 #include "ember/core/ops.h"
@@ -20,7 +21,11 @@ class EMBER_API Loss {
 
 // Logits [N, C] against int64 class indices [N] (PyTorch's CrossEntropyLoss, Keras's
 // sparse categorical cross-entropy from logits), or against class probabilities /
-// one-hot rows [N, C] (categorical cross-entropy from logits).
+// one-hot rows [N, C] (categorical cross-entropy from logits). options.weight, one per
+// class, works with both as in PyTorch: with indices 'mean' divides by the sum of the
+// targets' weights, with probabilities by N. The class-index losses (CrossEntropy,
+// SparseCategoricalCrossEntropy, NLL) throw ShapeError for labels outside [0, C), naming
+// how many there are and the first few values and their rows.
 class EMBER_API CrossEntropy : public Loss {
  public:
   explicit CrossEntropy(CrossEntropyOptions options = {}) : options_(options) {}
@@ -60,10 +65,12 @@ class EMBER_API SparseCategoricalCrossEntropy : public Loss {
   CategoricalOptions options_;
 };
 
+// Log-probabilities [N, C] against int64 class indices [N] (PyTorch's NLLLoss; class
+// weights in options.weight).
 class EMBER_API NLL : public Loss {
  public:
   explicit NLL(CrossEntropyOptions options = {}) : options_(options) {}
-  Tensor operator()(const Tensor& o, const Tensor& t) const override { return nll_loss(o, t, options_); }
+  Tensor operator()(const Tensor& output, const Tensor& target) const override;
   std::string name() const override { return "nll"; }
 
  private:
@@ -99,6 +106,19 @@ class EMBER_API BinaryCrossEntropy : public Loss {
 
  private:
   CategoricalOptions options_;
+};
+
+// Logits against 0/1 (or probability) targets of the same shape: PyTorch's
+// BCEWithLogitsLoss, with its pos_weight (e.g. [C] for [N, C] multi-label outputs);
+// [N, 1] outputs meet [N] targets.
+class EMBER_API BCEWithLogits : public Loss {
+ public:
+  explicit BCEWithLogits(BCEWithLogitsOptions options = {}) : options_(std::move(options)) {}
+  Tensor operator()(const Tensor& o, const Tensor& t) const override;
+  std::string name() const override { return "bce_with_logits"; }
+
+ private:
+  BCEWithLogitsOptions options_;
 };
 
 // Holds any loss; built implicitly from a loss value.

@@ -7,39 +7,9 @@
 #include "ember/core/autograd.h"
 #include "ember/core/base/error.h"
 #include "ember/core/ops.h"
+#include "ember/layers/module_holder.h"
 
 namespace ember::nn {
-
-// --- StateDict ------------------------------------------------------------------------
-
-void StateDict::insert(const std::string& name, const Tensor& t) {
-  for (auto& e : entries_) {
-    if (e.first == name) {
-      e.second = t;
-      return;
-    }
-  }
-  entries_.emplace_back(name, t);
-}
-
-const Tensor* StateDict::find(const std::string& name) const {
-  for (const auto& e : entries_) {
-    if (e.first == name) return &e.second;
-  }
-  return nullptr;
-}
-
-const Tensor& StateDict::at(const std::string& name) const {
-  const Tensor* t = find(name);
-  EMBER_CHECK(t != nullptr, "StateDict: no entry named '", name, "'");
-  return *t;
-}
-
-std::vector<std::string> StateDict::keys() const {
-  std::vector<std::string> out;
-  for (const auto& e : entries_) out.push_back(e.first);
-  return out;
-}
 
 // --- summary recording -------------------------------------------------------------------
 
@@ -60,6 +30,8 @@ Tensor Module::operator()(const Tensor& x) {
   if (t_summary_rows != nullptr) t_summary_rows->push_back({this, y.shape()});
   return y;
 }
+
+std::string Module::name() const { return class_name(typeid(*this)); }
 
 // --- registration ---------------------------------------------------------------------------
 
@@ -241,16 +213,30 @@ void Module::load_state_dict(const StateDict& dict, bool strict) {
   }
   const bool fail = !mismatched.empty() || (strict && (!missing.empty() || !unexpected.empty()));
   if (fail) {
+    // A checkpoint of another model mismatches in hundreds of keys: print counts and the
+    // first few of each kind, not one line of every name.
+    constexpr size_t kShown = 5;
+    const size_t matching = targets.size() - missing.size() - mismatched.size();
     std::ostringstream os;
-    os << "load_state_dict: the state dict does not match " << name() << ":";
-    auto list = [&os](const char* what, const std::vector<std::string>& v) {
+    os << "load_state_dict: the state dict does not match " << name();
+    if (!mismatched.empty() || (!missing.empty() && !unexpected.empty())) {
+      os << "; it comes from a different architecture (or a differently configured one)";
+    }
+    os << "\n  " << targets.size() << " tensors in the model: " << matching << " match, "
+       << missing.size() << " missing, " << mismatched.size() << " mis-shaped; "
+       << unexpected.size() << " unexpected in the state dict";
+    auto list = [&os](const char* what, const std::vector<std::string>& v, const char* sep) {
       if (v.empty()) return;
-      os << "\n  " << what << ": ";
-      for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+      os << "\n  " << what << ":" << (sep[0] == '\n' ? sep : " ");
+      for (size_t i = 0; i < v.size() && i < kShown; ++i) os << (i ? sep : "") << v[i];
+      if (v.size() > kShown) os << sep << "... and " << v.size() - kShown << " more";
     };
-    list("missing keys", missing);
-    list("unexpected keys", unexpected);
-    list("shape mismatches", mismatched);
+    list("missing keys", missing, ", ");
+    list("unexpected keys", unexpected, ", ");
+    list("shape mismatches", mismatched, "\n    ");
+    if (!strict && (!missing.empty() || !unexpected.empty())) {
+      os << "\n  (strict=false ignores missing and unexpected keys, never shape mismatches)";
+    }
     throw ShapeError(os.str());
   }
   NoGradGuard no_grad;

@@ -11,26 +11,16 @@
 
 #include "ember/core/device.h"
 #include "ember/core/base/export.h"
+#include "ember/core/state_dict.h"
 #include "ember/core/tensor.h"
 
 namespace ember::nn {
 
-// Name -> tensor in registration order (PyTorch's state_dict order), with lookup.
-class EMBER_API StateDict {
- public:
-  using Entry = std::pair<std::string, Tensor>;
-  void insert(const std::string& name, const Tensor& t);
-  const Tensor* find(const std::string& name) const;
-  const Tensor& at(const std::string& name) const;  // throws naming the key
-  bool contains(const std::string& name) const { return find(name) != nullptr; }
-  size_t size() const { return entries_.size(); }
-  std::vector<std::string> keys() const;
-  std::vector<Entry>::const_iterator begin() const { return entries_.begin(); }
-  std::vector<Entry>::const_iterator end() const { return entries_.end(); }
+template <typename M>
+class ModuleHolder;  // layers/module_holder.h
 
- private:
-  std::vector<Entry> entries_;
-};
+// Name -> tensor in registration order (core/state_dict.h); the name layers' users know.
+using StateDict = ember::StateDict;
 
 class EMBER_API Module {
  public:
@@ -45,8 +35,9 @@ class EMBER_API Module {
   // Calls forward(); prefer it to forward() so summary() can see every layer.
   Tensor operator()(const Tensor& x);
 
-  // The class name as printed ("Linear", "Conv2d", ...).
-  virtual std::string name() const = 0;
+  // The class name as printed ("Linear", "Conv2d", "FashionCnn"): by default the dynamic
+  // type's name, demangled and without namespaces, as PyTorch and Keras print it.
+  virtual std::string name() const;
   // The constructor arguments as printed, e.g. "in_features=784, out_features=10".
   virtual std::string extra_repr() const { return ""; }
 
@@ -82,8 +73,8 @@ class EMBER_API Module {
  protected:
   Tensor& register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
   Tensor& register_buffer(const std::string& name, Tensor t);
-  template <typename M>
-  std::shared_ptr<M> register_module(const std::string& name, M&& module) {
+  template <typename M, typename = std::enable_if_t<std::is_base_of_v<Module, std::decay_t<M>>>>
+  std::shared_ptr<std::decay_t<M>> register_module(const std::string& name, M&& module) {
     auto ptr = std::make_shared<std::decay_t<M>>(std::forward<M>(module));
     add_child(name, ptr);
     return ptr;
@@ -92,6 +83,11 @@ class EMBER_API Module {
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
     add_child(name, module);
     return module;
+  }
+  // Registers the module a holder shares (the holder keeps pointing at it).
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, const ModuleHolder<M>& holder) {
+    return register_module(name, holder.ptr());
   }
   void add_child(const std::string& name, std::shared_ptr<Module> child);
   // Lets a subclass with tensor members re-point them after a move (parameters are held
@@ -114,14 +110,17 @@ class EMBER_API Module {
   void repr_into(std::string* out, int indent) const;
 };
 
-// Holds any module by shared pointer; built implicitly from a module value (moved in)
-// or a shared_ptr, so nn::Sequential{nn::Linear(2, 3), nn::ReLU()} reads naturally.
+// Holds any module by shared pointer; built implicitly from a module value (moved in),
+// a shared_ptr or a ModuleHolder (shared), so nn::Sequential{nn::Linear(2, 3), nn::ReLU()}
+// reads naturally.
 class EMBER_API AnyModule {
  public:
   template <typename M, typename = std::enable_if_t<std::is_base_of_v<Module, std::decay_t<M>>>>
   AnyModule(M&& m) : ptr_(std::make_shared<std::decay_t<M>>(std::forward<M>(m))) {}
   template <typename M, typename = std::enable_if_t<std::is_base_of_v<Module, M>>>
   AnyModule(std::shared_ptr<M> m) : ptr_(std::move(m)) {}
+  template <typename M>
+  AnyModule(const ModuleHolder<M>& m) : ptr_(m.ptr()) {}
   const std::shared_ptr<Module>& ptr() const { return ptr_; }
 
  private:

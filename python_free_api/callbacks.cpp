@@ -312,8 +312,8 @@ void LearningRateScheduler::on_epoch_begin(Trainer& trainer, int64_t epoch) {
   }
 }
 
-void LearningRateScheduler::on_epoch_end(Trainer& trainer, int64_t, Logs& logs) {
-  logs.emplace_back("lr", trainer.optimizer().lr());
+void LearningRateScheduler::on_epoch_end(Trainer&, int64_t, Logs&) {
+  // "lr" is already in the logs: fit adds it before any callback runs (changes_lr()).
   if (scheduler_) scheduler_->step();
 }
 

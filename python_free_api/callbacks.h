@@ -20,18 +20,25 @@ class Trainer;
 
 namespace ember::callbacks {
 
+// Epochs are 0-based in every hook (as in Keras); the progress line and the messages
+// callbacks print count from 1.
 class EMBER_API Callback {
  public:
   virtual ~Callback() = default;
-  virtual void on_train_begin(Trainer& trainer) {}
-  virtual void on_train_end(Trainer& trainer) {}
-  virtual void on_epoch_begin(Trainer& trainer, int64_t epoch) {}
-  // `logs` holds the epoch's training and validation values; a callback may add to it.
-  virtual void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) {}
+  virtual void on_train_begin(Trainer& /*trainer*/) {}
+  virtual void on_train_end(Trainer& /*trainer*/) {}
+  virtual void on_epoch_begin(Trainer& /*trainer*/, int64_t /*epoch*/) {}
+  // `logs` holds the epoch's training and validation values (and "lr" when a callback
+  // changes_lr()); a callback may add to it, seen by the callbacks after it.
+  virtual void on_epoch_end(Trainer& /*trainer*/, int64_t /*epoch*/, Logs& /*logs*/) {}
   // Only called for callbacks that want_batch_logs() (reading the loss every batch
   // makes the host wait for the GPU).
-  virtual void on_batch_end(Trainer& trainer, int64_t batch, const Logs& logs) {}
+  virtual void on_batch_end(Trainer& /*trainer*/, int64_t /*batch*/, const Logs& /*logs*/) {}
   virtual bool wants_batch_logs() const { return false; }
+  // True for a callback that sets the optimizer's learning rate: fit then puts "lr" (the
+  // rate the epoch trained with) into the epoch's logs before any callback's
+  // on_epoch_end, so CSVLogger and TensorBoard record it wherever they sit in the list.
+  virtual bool changes_lr() const { return false; }
 };
 
 // The value of `name` in `logs`, if present.
@@ -47,6 +54,8 @@ struct EarlyStoppingOptions {
   int64_t patience = 0;
   Mode mode = Mode::Auto;  // Auto: max for accuracy/auc/precision/recall/f1, else min
   bool restore_best_weights = false;
+  // > 0: at the end of fit, print "Epoch N: early stopping" (if it stopped) and "Restoring
+  // model weights from the end of the best epoch: N." (if it restores); N counts from 1.
   int verbose = 0;
 };
 
@@ -75,6 +84,7 @@ struct ModelCheckpointOptions {
   // Also save the optimizer, the RNG state and the epoch (a training checkpoint that
   // fit's resume_from restores); otherwise the model's weights only.
   bool training_state = false;
+  // > 0: print "Epoch N: saving model to PATH" after each save (N counts from 1).
   int verbose = 0;
 };
 
@@ -129,13 +139,14 @@ class EMBER_API TerminateOnNaN : public Callback {
 };
 
 // Steps an optim::LRScheduler after each epoch, or sets lr = fn(epoch, lr) before each
-// (Keras's form). Adds "lr" to the logs.
+// (Keras's form). fit logs "lr" for it (see Callback::changes_lr).
 class EMBER_API LearningRateScheduler : public Callback {
  public:
   explicit LearningRateScheduler(std::shared_ptr<optim::LRScheduler> scheduler);
   explicit LearningRateScheduler(std::function<double(int64_t epoch, double lr)> fn);
   void on_epoch_begin(Trainer& trainer, int64_t epoch) override;
   void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) override;
+  bool changes_lr() const override { return true; }
 
  private:
   std::shared_ptr<optim::LRScheduler> scheduler_;

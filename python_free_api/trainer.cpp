@@ -1,6 +1,7 @@
 // Trainer: the fit / evaluate / predict loops.
 #include "ember/python_free_api/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -49,9 +50,8 @@ std::ostream& operator<<(std::ostream& os, const Logs& logs) {
 
 namespace {
 
-// A DataLoader wants shared ownership; fit() borrows the caller's dataset for its call.
-std::shared_ptr<const data::Dataset> borrow(const data::Dataset& d) {
-  return std::shared_ptr<const data::Dataset>(&d, [](const data::Dataset*) {});
+void check_given(const data::DatasetRef& d, const char* op) {
+  EMBER_CHECK(d, op, ": the dataset is null");
 }
 
 // Note [Shuffle seeds and resuming]
@@ -85,7 +85,21 @@ Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss l
 }
 
 Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
-                        const std::vector<std::shared_ptr<callbacks::Callback>>& cbs) {
+                        const std::vector<std::shared_ptr<callbacks::Callback>>& cbs,
+                        const std::string& where) {
+  // A loss that refuses a batch (labels out of range, wrong dtype) is told where it was.
+  const auto loss_of = [&](const Tensor& out, const Tensor& y, int64_t step) {
+    const auto at = [&] {
+      return detail::str_cat(where, ", batch ", step + 1, " of ", loader.size(), ": ");
+    };
+    try {
+      return loss_(out, y);
+    } catch (const ShapeError& e) {
+      throw ShapeError(at() + e.what());
+    } catch (const DTypeError& e) {
+      throw DTypeError(at() + e.what());
+    }
+  };
   model_.train(train);
   auto& mets = train ? metrics_ : val_metrics_;
   for (auto& m : mets) m->reset();
@@ -99,14 +113,14 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
     Tensor out, loss;
     if (train) {
       out = model_(b.x);
-      loss = loss_(out, b.y);
+      loss = loss_of(out, b.y, step);
       optimizer_.zero_grad();
       loss.backward();
       optimizer_.step();
     } else {
       NoGradGuard no_grad;
       out = model_(b.x);
-      loss = loss_(out, b.y);
+      loss = loss_of(out, b.y, step);
     }
     {
       NoGradGuard no_grad;
@@ -133,12 +147,13 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
   return logs;
 }
 
-History Trainer::fit(const data::Dataset& train, FitOptions options) {
+History Trainer::fit(data::DatasetRef train, FitOptions options) {
+  check_given(train, "fit");
   EMBER_CHECK(options.epochs >= 0 && options.batch_size > 0, "fit: need epochs >= 0 and batch_size > 0, got epochs=",
               options.epochs, " batch_size=", options.batch_size);
   EMBER_CHECK(options.validation_split >= 0.0 && options.validation_split < 1.0,
               "fit: validation_split must be in [0, 1), got ", options.validation_split);
-  EMBER_CHECK(!(options.validation != nullptr && options.validation_split > 0.0),
+  EMBER_CHECK(!(options.validation && options.validation_split > 0.0),
               "fit: give either validation data or validation_split, not both");
   model_.to(device_);
 
@@ -149,9 +164,8 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
     first_epoch = state.epoch;
   }
 
-  std::shared_ptr<const data::Dataset> train_set = borrow(train);
-  std::shared_ptr<const data::Dataset> val_set =
-      options.validation != nullptr ? borrow(*options.validation) : nullptr;
+  std::shared_ptr<const data::Dataset> train_set = train.shared();
+  std::shared_ptr<const data::Dataset> val_set = options.validation.shared();
   if (options.validation_split > 0.0) {
     data::TrainValidation split = data::validation_split(train_set, options.validation_split);
     train_set = split.train;
@@ -187,13 +201,20 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
     data::DataLoader train_loader(train_set, epoch_options);
     train_loader.set_epoch(epoch);
     ProgressBar bar(train_loader.size(), options.verbose);
-    Logs logs = run_epoch(train_loader, true, options.verbose == 1 ? &bar : nullptr, cbs);
+    const std::string where = "fit: epoch " + std::to_string(epoch + 1);
+    Logs logs = run_epoch(train_loader, true, options.verbose == 1 ? &bar : nullptr, cbs, where);
     if (val_loader) {
-      for (const auto& [name, v] : run_epoch(*val_loader, false, nullptr, {})) {
+      for (const auto& [name, v] : run_epoch(*val_loader, false, nullptr, {}, where + ", validation")) {
         logs.emplace_back("val_" + name, v);
       }
     }
     bar.finish(logs);
+    // The rate this epoch trained with, before any callback steps a schedule: logged by
+    // fit rather than by the scheduling callback, so every callback sees it whatever the
+    // order of the list (see Callback::changes_lr).
+    if (std::any_of(cbs.begin(), cbs.end(), [](const auto& cb) { return cb->changes_lr(); })) {
+      logs.emplace_back("lr", optimizer_.lr());
+    }
     for (const auto& cb : cbs) cb->on_epoch_end(*this, epoch, logs);
     history.append(logs);
     // Only TerminateOnNaN answers for a NaN loss (it restored good weights); any other
@@ -216,30 +237,32 @@ History Trainer::fit(const data::Dataset& train, FitOptions options) {
   return history;
 }
 
-Logs Trainer::evaluate(const data::Dataset& data, EvaluateOptions options) {
+Logs Trainer::evaluate(data::DatasetRef data, EvaluateOptions options) {
+  check_given(data, "evaluate");
   EMBER_CHECK(options.batch_size > 0, "evaluate: batch_size must be positive, got ", options.batch_size);
   model_.to(device_);
-  data::DataLoader loader(borrow(data), {.batch_size = options.batch_size, .seed = kUnshuffledSeed,
+  data::DataLoader loader(data.shared(), {.batch_size = options.batch_size, .seed = kUnshuffledSeed,
                                          .device = device_});
   ProgressBar bar(loader.size(), options.verbose);
-  Logs logs = run_epoch(loader, false, options.verbose == 1 ? &bar : nullptr, {});
+  Logs logs = run_epoch(loader, false, options.verbose == 1 ? &bar : nullptr, {}, "evaluate");
   bar.finish(logs);
   return logs;
 }
 
-Tensor Trainer::predict(const data::Dataset& data, int64_t batch_size) {
+Tensor Trainer::predict(data::DatasetRef data, int64_t batch_size) {
+  check_given(data, "predict");
   EMBER_CHECK(batch_size > 0, "predict: batch_size must be positive, got ", batch_size);
   model_.to(device_);
   model_.eval();
   NoGradGuard no_grad;
-  data::DataLoader loader(borrow(data), {.batch_size = batch_size, .seed = kUnshuffledSeed, .device = device_});
+  data::DataLoader loader(data.shared(), {.batch_size = batch_size, .seed = kUnshuffledSeed, .device = device_});
   Tensor all;
   int64_t row = 0;
   for (const data::Batch& b : loader) {
     Tensor out = model_(b.x).cpu();
     if (!all.defined()) {
       Shape shape = out.shape();
-      shape[0] = data.size();
+      shape[0] = data->size();
       all = empty(shape, {.dtype = out.dtype()});
     }
     all.narrow(0, row, out.size(0)).copy_(out);

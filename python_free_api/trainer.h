@@ -47,8 +47,10 @@ struct FitOptions {
   int64_t epochs = 1;
   int64_t batch_size = 32;
   bool shuffle = true;
-  // Validation data, or the last fraction of the training data (taken before shuffling).
-  const data::Dataset* validation = nullptr;
+  // Validation data (a shared_ptr, or a pointer borrowed for the call: see Note [Passing
+  // datasets] in dataset.h), or the last fraction of the training data (taken before
+  // shuffling).
+  data::DatasetRef validation;
   double validation_split = 0.0;
   std::vector<std::shared_ptr<callbacks::Callback>> callbacks;
   int verbose = 1;          // 0 silent, 1 progress bar, 2 one line per epoch
@@ -74,11 +76,13 @@ class EMBER_API Trainer {
   Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss loss,
           std::vector<metrics::AnyMetric> metrics, std::optional<Device> device = std::nullopt);
 
-  History fit(const data::Dataset& train, FitOptions options = {});
+  // Datasets are passed as std::shared_ptr<const data::Dataset>, as to a DataLoader; a
+  // reference also works, borrowed for the call (Note [Passing datasets] in dataset.h).
+  History fit(data::DatasetRef train, FitOptions options = {});
   // Loss and metrics over the dataset, in eval mode, without gradients.
-  Logs evaluate(const data::Dataset& data, EvaluateOptions options = {});
+  Logs evaluate(data::DatasetRef data, EvaluateOptions options = {});
   // The model's outputs for every example, in order, on the CPU.
-  Tensor predict(const data::Dataset& data, int64_t batch_size = 32);
+  Tensor predict(data::DatasetRef data, int64_t batch_size = 32);
   Tensor predict(const Tensor& x, int64_t batch_size = 32);
 
   nn::Module& model() { return model_; }
@@ -92,8 +96,10 @@ class EMBER_API Trainer {
 
  private:
   // One pass over `loader`: trains when `train`, else evaluates without gradients.
+  // `where` ("fit: epoch 3", "evaluate") prefixes a loss's shape or dtype error.
   Logs run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
-                 const std::vector<std::shared_ptr<callbacks::Callback>>& cbs);
+                 const std::vector<std::shared_ptr<callbacks::Callback>>& cbs,
+                 const std::string& where);
 
   nn::Module& model_;
   optim::Optimizer& optimizer_;

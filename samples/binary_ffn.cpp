@@ -62,9 +62,9 @@ int main(int argc, char** argv) {
                      metrics::Recall(2, Average::Binary), metrics::F1Score(2, Average::Binary),
                      metrics::AUC()},
                     device);
-    trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+    trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose});
 
-    const Logs result = trainer.evaluate(*test, {.batch_size = 1000});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";
     std::printf("\ntest set (%lld images, footwear = positive class)\n",
                 static_cast<long long>(test->size()));

@@ -97,7 +97,7 @@ class CharModel : public nn::Module {
   };
   // ids [N, T] -> logits [N, T, vocab]; reads and updates *state.
   Tensor step(const Tensor& ids, State* state) {
-    const Tensor e = (*embed_)(ids);
+    const Tensor e = embed_(ids);
     Tensor out;
     if (lstm_) {
       auto r = lstm_->forward(e, {state->h, state->c});
@@ -108,15 +108,14 @@ class CharModel : public nn::Module {
       out = r.output;
       state->h = r.h_n;
     }
-    return (*head_)(out);
+    return head_(out);
   }
-  std::string name() const override { return "CharModel"; }
 
  private:
-  std::shared_ptr<nn::Embedding> embed_;
-  std::shared_ptr<nn::LSTM> lstm_;
-  std::shared_ptr<nn::GRU> gru_;
-  std::shared_ptr<nn::Linear> head_;
+  nn::ModuleHolder<nn::Embedding> embed_;
+  nn::ModuleHolder<nn::LSTM> lstm_;  // one of the two is registered, the other stays empty
+  nn::ModuleHolder<nn::GRU> gru_;
+  nn::ModuleHolder<nn::Linear> head_;
 };
 
 // `length` characters drawn one at a time from softmax(logits / temperature), after
@@ -188,16 +187,19 @@ int main(int argc, char** argv) {
   double temperature = 0.7;
   samples::add_common_options(app, o, "train briefly (200 steps of a 1-layer, 128-unit model) as a smoke test");
   app.add_option("--text", text_path, "plain-text file to train on (default: the built-in rhyme)");
-  app.add_option("--cell", cell, "lstm or gru")->check(CLI::IsMember({"lstm", "gru"}));
+  app.add_option("--cell", cell, "lstm or gru")->check(samples::one_of({"lstm", "gru"}));
   app.add_option("--steps", steps,
-                 "training steps (0: --epochs passes over the text, at least 500 steps)");
-  app.add_option("--seq-len", seq_len, "characters per training sequence")->check(CLI::PositiveNumber);
-  app.add_option("--hidden", hidden, "hidden units per layer")->check(CLI::PositiveNumber);
-  app.add_option("--layers", layers, "recurrent layers")->check(CLI::PositiveNumber);
-  app.add_option("--embed", embed, "embedding size")->check(CLI::PositiveNumber);
-  app.add_option("--sample-every", sample_every, "steps between samples (0: five per run)");
-  app.add_option("--sample-length", sample_length, "characters per sample");
-  app.add_option("--temperature", temperature, "sampling temperature")->check(CLI::PositiveNumber);
+                 "training steps (0: --epochs passes over the text, at least 500 steps)")
+      ->check(samples::whole_number(0));
+  app.add_option("--seq-len", seq_len, "characters per training sequence")->check(samples::whole_number(1));
+  app.add_option("--hidden", hidden, "hidden units per layer")->check(samples::whole_number(1));
+  app.add_option("--layers", layers, "recurrent layers")->check(samples::whole_number(1));
+  app.add_option("--embed", embed, "embedding size")->check(samples::whole_number(1));
+  app.add_option("--sample-every", sample_every, "steps between samples (0: five per run)")
+      ->check(samples::whole_number(0));
+  app.add_option("--sample-length", sample_length, "characters per sample")
+      ->check(samples::whole_number(1));
+  app.add_option("--temperature", temperature, "sampling temperature")->check(samples::positive_number());
   app.add_option("--prime", prime, "text the samples start from (default: the text's first 4 characters)");
   CLI11_PARSE(app, argc, argv);
 

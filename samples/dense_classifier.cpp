@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::SparseCategoricalCrossEntropy(), {metrics::Accuracy()},
                     device);
-    trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+    trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose});
 
     const Logs result = trainer.evaluate(test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";

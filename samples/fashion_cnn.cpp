@@ -21,17 +21,18 @@ class FashionCnn : public nn::Module {
 
   // x: [N, 1, 28, 28] -> logits [N, 10]
   Tensor forward(const Tensor& x) override {
-    Tensor h = (*pool_)(relu((*conv1_)(x)));   // [N, 32, 13, 13]
-    h = (*pool_)(relu((*conv2_)(h)));          // [N, 64, 5, 5]
-    h = relu((*fc1_)(h.flatten(1)));           // [N, 128]
-    return (*fc2_)(h);
+    Tensor h = pool_(relu(conv1_(x)));   // [N, 32, 13, 13]
+    h = pool_(relu(conv2_(h)));          // [N, 64, 5, 5]
+    h = relu(fc1_(h.flatten(1)));        // [N, 128]
+    return fc2_(h);
   }
-  std::string name() const override { return "FashionCnn"; }
+  // name() is "FashionCnn", the class's own name, as Module's default.
 
  private:
-  std::shared_ptr<nn::Conv2d> conv1_, conv2_;
-  std::shared_ptr<nn::MaxPool2d> pool_;
-  std::shared_ptr<nn::Linear> fc1_, fc2_;
+  // Shared handles to the registered layers, called like functions: conv1_(x).
+  nn::ModuleHolder<nn::Conv2d> conv1_, conv2_;
+  nn::ModuleHolder<nn::MaxPool2d> pool_;
+  nn::ModuleHolder<nn::Linear> fc1_, fc2_;
 };
 
 int main(int argc, char** argv) {
@@ -45,13 +46,13 @@ int main(int argc, char** argv) {
   std::string schedule = "cosine";
   app.add_option("--lr-schedule", schedule,
                  "cosine: anneal the learning rate to 0 over the epochs; none: keep it constant")
-      ->check(CLI::IsMember({"cosine", "none"}));
+      ->check(samples::one_of({"cosine", "none"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
     const Device device = samples::start(o);
     auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
-    data::FashionMNIST test(o.data, data::Split::Test);
+    auto test = std::make_shared<data::FashionMNIST>(o.data, data::Split::Test);
     const auto train_set = samples::first_n(train, o.quick ? 2000 : train->size());
     const int64_t epochs = o.quick ? 1 : o.epochs;
 
@@ -65,8 +66,8 @@ int main(int argc, char** argv) {
           std::make_shared<optim::CosineAnnealingLR>(opt, epochs)));
     }
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
-    History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = &test, .callbacks = cbs,
+    History history = trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size,
+                                              .validation = test, .callbacks = cbs,
                                                .verbose = o.verbose});
     const Logs result = trainer.evaluate(test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";

@@ -32,13 +32,14 @@ struct Mlp {
 
 // The same model and optimizer through the library's front door: nn::Sequential,
 // optim::Adam and Trainer::fit, with the test set as validation data.
-int train_with_trainer(const data::Dataset& train, const data::Dataset& test,
+int train_with_trainer(std::shared_ptr<const data::Dataset> train,
+                       std::shared_ptr<const data::Dataset> test,
                        const samples::CommonOptions& o, int64_t epochs, Device device) {
   nn::Sequential model{nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 10)};
   optim::Adam opt(model.parameters(), {.lr = o.lr});
   Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
   const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,
-                                              .validation = &test,
+                                              .validation = test,
                                               .callbacks = samples::quick_check(o),
                                               .verbose = o.verbose});
   std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
@@ -60,13 +61,14 @@ int main(int argc, char** argv) {
   try {
     const Device device = samples::start(o);
     const auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
-    data::FashionMNIST test(o.data, data::Split::Test);
+    const auto test_set = std::make_shared<data::FashionMNIST>(o.data, data::Split::Test);
+    const data::FashionMNIST& test = *test_set;
     const auto train_set = samples::first_n(train, o.quick ? 6000 : train->size());
     const int64_t epochs = o.quick ? 1 : o.epochs;
     const int64_t n_train = train_set->size();
     std::printf("train: %lld examples, test: %lld examples\n", static_cast<long long>(n_train),
                 static_cast<long long>(test.size()));
-    if (use_trainer) return train_with_trainer(*train_set, test, o, epochs, device);
+    if (use_trainer) return train_with_trainer(train_set, test_set, o, epochs, device);
 
     Tensor train_x = train->images().reshape({train->size(), 784});
     Tensor test_x = test.images().reshape({test.size(), 784});

@@ -98,14 +98,14 @@ int main(int argc, char** argv) {
                  "training images to write and read (each takes 67.5 KB as 3x150x150 bytes: "
                  "10000 need 675 MB, all 60000 need 4 GB); taken evenly across the "
                  "class folders when DIR/train holds more")
-      ->check(CLI::PositiveNumber);
+      ->check(samples::whole_number(1));
   app.add_option("--test-limit", test_limit,
                  "test images to write and read (at most 10000, the whole test set: 675 MB)")
-      ->check(CLI::PositiveNumber);
+      ->check(samples::whole_number(1));
   std::string schedule = "cosine";
   app.add_option("--lr-schedule", schedule,
                  "cosine: anneal the learning rate to 0 over the epochs; none: keep it constant")
-      ->check(CLI::IsMember({"cosine", "none"}));
+      ->check(samples::one_of({"cosine", "none"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -160,8 +160,8 @@ int main(int argc, char** argv) {
           std::make_shared<optim::CosineAnnealingLR>(opt, epochs)));
     }
     const History history =
-        trainer.fit(*train_folder, {.epochs = epochs, .batch_size = o.batch_size,
-                                    .validation = test_folder.get(), .callbacks = cbs,
+        trainer.fit(train_folder, {.epochs = epochs, .batch_size = o.batch_size,
+                                    .validation = test_folder, .callbacks = cbs,
                                     .verbose = o.verbose});
     std::printf("%.1f s per epoch (training and validation)\n",
                 seconds_since(start) / static_cast<double>(history.epochs()));

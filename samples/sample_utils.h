@@ -7,13 +7,17 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
-#include <string>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <ember/ember.h>
@@ -21,6 +25,89 @@
 namespace samples {
 
 using namespace ember;
+
+// --- option checks ---------------------------------------------------------------------------
+// Each error says in words what the option accepts; CLI11 prefixes the option's name:
+// "--epochs: must be a whole number >= 1, got -3". (CLI11's own PositiveNumber printed the
+// range's upper end, DBL_MAX, as a 309-digit number, and let "--seed -1" wrap around.)
+
+// A whole number from `min` to `max` (or >= min when max is the type's largest).
+inline CLI::Validator whole_number(int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) {
+  const std::string accepted =
+      max == std::numeric_limits<int64_t>::max()
+          ? "a whole number >= " + std::to_string(min)
+          : "a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        int64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+        if (ec == std::errc::result_out_of_range) return "must be " + accepted + ", got " + text + " (out of range)";
+        if (ec != std::errc() || ptr != end || v < min || v > max) return "must be " + accepted + ", got " + text;
+        return "";
+      },
+      // What --help shows after the type: "INT:POSITIVE", "INT:[0, 10]".
+      max != std::numeric_limits<int64_t>::max() ? "[" + std::to_string(min) + ", " + std::to_string(max) + "]"
+      : min == 1                                 ? "POSITIVE"
+      : min == 0                                 ? "NONNEGATIVE"
+                                                 : ">= " + std::to_string(min));
+}
+
+// A whole number from 0 to 2^64 - 1 (a seed).
+inline CLI::Validator unsigned_whole_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        uint64_t v = 0;
+        const char* end = text.data() + text.size();
+        const auto [ptr, ec] = std::from_chars(text.data(), end, v);
+        if (ec != std::errc() || ptr != end) {
+          return "must be a whole number from 0 to " +
+                 std::to_string(std::numeric_limits<uint64_t>::max()) + ", got " + text;
+        }
+        return "";
+      },
+      "NONNEGATIVE");
+}
+
+// A finite number > 0 (a learning rate, a temperature).
+inline CLI::Validator positive_number() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v) || v <= 0.0) {
+          return "must be a number > 0, got " + text;
+        }
+        return "";
+      },
+      "POSITIVE");
+}
+
+// One of `choices`: "must be one of cosine, none; got linear".
+inline CLI::Validator one_of(std::vector<std::string> choices) {
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        if (std::find(choices.begin(), choices.end(), text) != choices.end()) return "";
+        return "must be one of " + list + "; got " + text;
+      },
+      "{" + list + "}");
+}
+
+// cpu, cuda, cuda:N or best (checked as text: whether that GPU exists is start()'s to say).
+inline CLI::Validator device_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (text == "cpu" || text == "cuda" || text == "best") return "";
+        if (text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
+            text.find_first_not_of("0123456789", 5) == std::string::npos) {
+          return "";
+        }
+        return "must be cpu, cuda, cuda:N (N a GPU number such as 0) or best, got " + text;
+      },
+      "{cpu, cuda, cuda:N, best}");
+}
 
 // The options every sample takes; each sample sets its own defaults before parsing.
 struct CommonOptions {
@@ -38,13 +125,14 @@ struct CommonOptions {
 // (`quick_help` says what --quick does in this sample).
 inline void add_common_options(CLI::App& app, CommonOptions& o, const std::string& quick_help) {
   app.option_defaults()->always_capture_default();  // --help shows each default
-  app.add_option("--epochs", o.epochs, "passes over the training set")->check(CLI::PositiveNumber);
-  app.add_option("--batch-size", o.batch_size, "examples per step")->check(CLI::PositiveNumber);
-  app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber);
-  app.add_option("--device", o.device, "cpu, cuda, cuda:N or best");
+  app.add_option("--epochs", o.epochs, "passes over the training set")->check(whole_number(1));
+  app.add_option("--batch-size", o.batch_size, "examples per step")->check(whole_number(1));
+  app.add_option("--lr", o.lr, "learning rate")->check(positive_number());
+  app.add_option("--device", o.device, "cpu, cuda, cuda:N or best")->check(device_name());
   app.add_option("--data", o.data, "folder with the Fashion-MNIST IDX files (.gz or not)");
-  app.add_option("--seed", o.seed, "random seed");
-  app.add_option("--verbose", o.verbose, "0 silent, 1 progress bar, 2 one line per epoch");
+  app.add_option("--seed", o.seed, "random seed")->check(unsigned_whole_number());
+  app.add_option("--verbose", o.verbose, "0 silent, 1 progress bar, 2 one line per epoch")
+      ->check(one_of({"0", "1", "2"}));
   app.add_flag("--quick", o.quick, quick_help);
 }
 

@@ -20,14 +20,13 @@ class RowLstm : public nn::Module {
   // x: [N, 1, 28, 28] -> logits [N, 10]
   Tensor forward(const Tensor& x) override {
     const Tensor rows = x.reshape({x.size(0), 28, 28});  // [N, 28 steps, 28 pixels]
-    const Tensor out = (*lstm_)(rows);                   // [N, 28, 128]
-    return (*head_)(out.select(1, 27));                  // the last step
+    const Tensor out = lstm_(rows);                      // [N, 28, 128]
+    return head_(out.select(1, 27));                     // the last step
   }
-  std::string name() const override { return "RowLstm"; }
 
  private:
-  std::shared_ptr<nn::LSTM> lstm_;
-  std::shared_ptr<nn::Linear> head_;
+  nn::ModuleHolder<nn::LSTM> lstm_;
+  nn::ModuleHolder<nn::Linear> head_;
 };
 
 int main(int argc, char** argv) {
@@ -42,7 +41,7 @@ int main(int argc, char** argv) {
   try {
     const Device device = samples::start(o);
     auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
-    data::FashionMNIST test(o.data, data::Split::Test);
+    auto test = std::make_shared<data::FashionMNIST>(o.data, data::Split::Test);
     const auto train_set = samples::first_n(train, o.quick ? 6000 : train->size());
     const int64_t epochs = o.quick ? 1 : o.epochs;
 
@@ -52,8 +51,8 @@ int main(int argc, char** argv) {
     optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
     const auto start = std::chrono::steady_clock::now();
-    History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = &test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+    History history = trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size,
+                                               .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%.1f s per epoch (training and validation)\n", seconds / static_cast<double>(epochs));

@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
 
     optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::CategoricalCrossEntropy(), {metrics::Accuracy()}, device);
-    const History history = trainer.fit(*train, {.epochs = epochs, .batch_size = o.batch_size,
-                                                 .validation = test.get(), .callbacks = samples::quick_check(o), .verbose = o.verbose});
+    const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,
+                                                 .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
     std::printf("test loss: %.4f\n", history["val_loss"].back());
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   } catch (const Error& e) {

@@ -58,9 +58,9 @@ int main(int argc, char** argv) {
     optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::SparseCategoricalCrossEntropy(), {metrics::Accuracy()},
                     device);
-    History history = trainer.fit(*train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = test.get(), .callbacks = samples::quick_check(o), .verbose = o.verbose});
-    const Logs result = trainer.evaluate(*test, {.batch_size = 1000});
+    History history = trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size,
+                                               .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
     std::cout << "test: " << result << "\n";
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   } catch (const Error& e) {

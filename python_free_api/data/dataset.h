@@ -2,9 +2,12 @@
 // Subset, and the splits (random_split, and Keras's validation_split: the last fraction).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "ember/core/base/export.h"
@@ -32,6 +35,38 @@ class EMBER_API Dataset {
   virtual Batch get_batch(const std::vector<int64_t>& indices) const = 0;
   // Sample i as a batch of one.
   Batch get(int64_t index) const { return get_batch({index}); }
+};
+
+// Note [Passing datasets]
+// A dataset is passed as std::shared_ptr<const Dataset> (std::make_shared<...>(...)):
+// DataLoader, Subset, random_split, validation_split and Trainer::fit / evaluate /
+// predict (and FitOptions::validation) all take it, and whoever holds it keeps it alive.
+// The Trainer's calls take a DatasetRef, which also accepts a dataset by reference or
+// pointer, borrowed for the call (the caller keeps it alive until the call returns), so
+// code written when they took `const Dataset&` still compiles; a temporary is moved into
+// shared ownership instead of being borrowed.
+class DatasetRef {
+ public:
+  DatasetRef() = default;
+  DatasetRef(std::nullptr_t) {}  // NOLINT: implicit by design, as every constructor here
+  template <typename D, typename = std::enable_if_t<std::is_convertible_v<D*, const Dataset*>>>
+  DatasetRef(std::shared_ptr<D> dataset) : ptr_(std::move(dataset)) {}  // NOLINT
+  DatasetRef(const Dataset& dataset) : ptr_(&dataset, [](const Dataset*) {}) {}  // NOLINT
+  DatasetRef(const Dataset* dataset)  // NOLINT
+      : ptr_(dataset == nullptr ? nullptr : std::shared_ptr<const Dataset>(dataset, [](const Dataset*) {})) {}
+  template <typename D, typename = std::enable_if_t<std::is_base_of_v<Dataset, D> &&
+                                                    !std::is_reference_v<D>>>
+  DatasetRef(D&& temporary)  // NOLINT
+      : ptr_(std::make_shared<D>(std::move(temporary))) {}
+
+  const std::shared_ptr<const Dataset>& shared() const { return ptr_; }
+  const Dataset* get() const { return ptr_.get(); }
+  const Dataset& operator*() const { return *ptr_; }
+  const Dataset* operator->() const { return ptr_.get(); }
+  explicit operator bool() const { return ptr_ != nullptr; }
+
+ private:
+  std::shared_ptr<const Dataset> ptr_;
 };
 
 // Inputs and targets held in memory (like torch.utils.data.TensorDataset). The tensors

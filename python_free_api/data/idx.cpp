@@ -369,13 +369,21 @@ IdxDataset read_idx_pair(const std::string& images_path, const std::string& labe
                                   " has ", lb.dims[0], " labels"));
   }
   constexpr size_t kLabelHeaderBytes = 8;
+  constexpr size_t kShown = 5;
+  std::vector<size_t> bad;
   for (size_t i = 0; i < lb.data.size(); ++i) {
-    if (lb.data[i] >= num_classes) {
-      throw IOError(detail::str_cat("read_idx_pair: ", labels_path, ": label ",
-                                    int{lb.data[i]}, " of item ", i, " (offset ",
-                                    kLabelHeaderBytes + i,
-                                    ") is out of range: expected 0 to ", num_classes - 1));
+    if (lb.data[i] >= num_classes) bad.push_back(i);
+  }
+  if (!bad.empty()) {
+    std::string list;
+    for (size_t k = 0; k < bad.size() && k < kShown; ++k) {
+      list += detail::str_cat(k ? ", " : "", "label ", int{lb.data[bad[k]]}, " of item ", bad[k],
+                              " (offset ", kLabelHeaderBytes + bad[k], ")");
     }
+    if (bad.size() > kShown) list += detail::str_cat(", ... (the first ", kShown, " shown)");
+    throw IOError(detail::str_cat("read_idx_pair: ", labels_path, ": ", bad.size(), " of ",
+                                  lb.data.size(), " labels are out of range (expected 0 to ",
+                                  num_classes - 1, "): ", list));
   }
   return ds;
 }

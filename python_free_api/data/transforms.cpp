@@ -50,7 +50,58 @@ std::string list_str(const std::vector<double>& v) {
   return os.str();
 }
 
+// A float32 CPU tensor of `shape` whose elements are fill() in order.
+template <typename Fill>
+Tensor filled(const char* op, const Shape& shape, Fill fill) {
+  for (int64_t d : shape) {
+    EMBER_CHECK_T(ShapeError, d >= 0, op, ": shape ", shape_str(shape), " has a negative size");
+  }
+  Tensor out = empty(shape);
+  float* dst = out.data<float>();
+  for (int64_t i = 0, n = out.numel(); i < n; ++i) dst[i] = fill();
+  return out;
+}
+
+constexpr double kTwoPi = 6.283185307179586476925286766559;
+
 }  // namespace
+
+// --- random tensors for custom transforms ----------------------------------------------------
+
+Tensor uniform(const Shape& shape, Generator& gen, double low, double high) {
+  EMBER_CHECK(std::isfinite(low) && std::isfinite(high) && low < high,
+              "data::uniform: need finite low < high, got low=", low, " high=", high);
+  // Rounding to float can reach `high`; the largest float below it keeps [low, high).
+  const float below_high = std::nextafter(static_cast<float>(high), -INFINITY);
+  return filled("data::uniform", shape, [&] {
+    const auto v = static_cast<float>(low + (high - low) * uniform01(gen));
+    return std::min(v, below_high);
+  });
+}
+
+Tensor normal(const Shape& shape, Generator& gen, double mean, double stddev) {
+  EMBER_CHECK(std::isfinite(mean) && std::isfinite(stddev) && stddev >= 0.0,
+              "data::normal: need a finite mean and stddev >= 0, got mean=", mean, " stddev=", stddev);
+  // Box-Muller: each pair of uniforms gives two independent standard normals.
+  bool have_spare = false;
+  double spare = 0.0;
+  return filled("data::normal", shape, [&] {
+    if (have_spare) {
+      have_spare = false;
+      return static_cast<float>(mean + stddev * spare);
+    }
+    const double radius = std::sqrt(-2.0 * std::log(1.0 - uniform01(gen)));  // 1 - u in (0, 1]
+    const double angle = kTwoPi * uniform01(gen);
+    spare = radius * std::sin(angle);
+    have_spare = true;
+    return static_cast<float>(mean + stddev * radius * std::cos(angle));
+  });
+}
+
+Tensor bernoulli(const Shape& shape, Generator& gen, double p) {
+  EMBER_CHECK(p >= 0.0 && p <= 1.0, "data::bernoulli: probability p must be in [0, 1], got ", p);
+  return filled("data::bernoulli", shape, [&] { return uniform01(gen) < p ? 1.0f : 0.0f; });
+}
 
 Transform::~Transform() = default;
 
@@ -207,14 +258,25 @@ Tensor OneHot::apply(const Tensor& batch, Generator&) const {
                 ", expected int64, int32 or uint8 class indices");
   const std::vector<int64_t> labels = batch.to(kInt64).to_vector<int64_t>();
   const auto n = static_cast<int64_t>(labels.size());
-  Tensor out = zeros({n, num_classes_});
-  float* dst = out.data<float>();
+  std::vector<int64_t> bad;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t l = labels[static_cast<size_t>(i)];
-    EMBER_CHECK(l >= 0 && l < num_classes_, "OneHot: label ", l, " at position ", i,
-                " is outside [0, ", num_classes_, ")");
-    dst[i * num_classes_ + l] = 1.0f;
+    if (l < 0 || l >= num_classes_) bad.push_back(i);
   }
+  if (!bad.empty()) {
+    constexpr size_t kShown = 5;
+    std::ostringstream os;
+    os << "OneHot: " << bad.size() << " of " << n << " labels are outside [0, " << num_classes_
+       << "): ";
+    for (size_t k = 0; k < bad.size() && k < kShown; ++k) {
+      os << (k ? ", " : "") << "label " << labels[static_cast<size_t>(bad[k])] << " at position " << bad[k];
+    }
+    if (bad.size() > kShown) os << ", ... (the first " << kShown << " shown)";
+    throw Error(os.str());
+  }
+  Tensor out = zeros({n, num_classes_});
+  float* dst = out.data<float>();
+  for (int64_t i = 0; i < n; ++i) dst[i * num_classes_ + labels[static_cast<size_t>(i)]] = 1.0f;
   return out;
 }
 

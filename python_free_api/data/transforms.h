@@ -19,6 +19,21 @@ namespace ember::data {
 
 using Generator = std::mt19937_64;
 
+// Random tensors for custom transforms, drawn only from `gen` (the generator apply()
+// receives), so a DataLoader's augmentation depends on its seed, epoch and batch alone.
+// ember's own formulas (53-bit uniforms, Box-Muller), not <random>'s distributions, whose
+// results the C++ standard leaves to each library: a seed gives the same tensor with
+// every toolchain. Each returns a float32 CPU tensor of `shape`; bad arguments throw
+// ember::Error naming them, a negative size ShapeError.
+//   Tensor noise = data::normal(batch.shape(), gen, 0.0, 0.1);          // per element
+//   Tensor flip = data::bernoulli({batch.size(0)}, gen, 0.5);          // per sample
+// Uniform in [low, high).
+EMBER_API Tensor uniform(const Shape& shape, Generator& gen, double low = 0.0, double high = 1.0);
+// Normal with `mean` and standard deviation `stddev` (>= 0).
+EMBER_API Tensor normal(const Shape& shape, Generator& gen, double mean = 0.0, double stddev = 1.0);
+// 1 with probability p (in [0, 1]), else 0.
+EMBER_API Tensor bernoulli(const Shape& shape, Generator& gen, double p = 0.5);
+
 // A transform maps a whole batch (CPU tensor, first dimension the batch) to a new one;
 // the input is never modified. Implementations must be safe to call concurrently (they
 // hold only their configuration).

@@ -711,6 +711,36 @@ TEST_F(SafetensorsCheckpoint, StrictModuleLoadReportsMismatchedKeys) {
   }
 }
 
+TEST_F(SafetensorsCheckpoint, ACheckpointOfAnotherArchitectureGivesAShortReadableError) {
+  // A deep MLP's weights loaded into a small CNN: every key differs, yet the message stays
+  // a few short lines with the counts and the first names of each kind.
+  const std::string file = path("deep_mlp.safetensors");
+  nn::Sequential deep;
+  for (int i = 0; i < 60; ++i) deep.push_back(nn::Linear(4, 4));
+  io::save(deep, file);
+  struct SmallCnn : nn::Module {
+    SmallCnn() {
+      conv = register_module("conv", nn::Conv2d(1, 8, 3));
+      fc = register_module("fc", nn::Linear(8, 10));
+    }
+    Tensor forward(const Tensor& x) override { return fc(adaptive_avg_pool2d(relu(conv(x)), {1, 1}).flatten(1)); }
+    nn::ModuleHolder<nn::Conv2d> conv;
+    nn::ModuleHolder<nn::Linear> fc;
+  } cnn;
+  std::string msg;
+  try {
+    io::load(cnn, file);
+    ADD_FAILURE() << "expected a ShapeError";
+  } catch (const ShapeError& e) {
+    msg = e.what();
+  }
+  EXPECT_TRUE(mentions(msg, {file, "does not match SmallCnn; it comes from a different architecture",
+                             "4 tensors in the model: 0 match, 4 missing, 0 mis-shaped; 120 unexpected",
+                             "missing keys: conv.weight, conv.bias, fc.weight, fc.bias",
+                             "unexpected keys: 0.bias, 0.weight, 1.bias, 1.weight, 10.bias, ... and 115 more"}));
+  EXPECT_LT(msg.size(), 800u) << msg;
+}
+
 TEST_F(SafetensorsCheckpoint, OptimizerRoundTrip) {
   nn::Sequential model = make_mlp();
   CountingOptimizer opt(model.parameters());

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "test_util.h"
+#include "support/check.h"
 #include "layers/layer_test_util.h"
 
 using namespace ember;
@@ -462,6 +462,62 @@ TEST(BatchNormLayer, TrainingUpdatesRunningStatsWithMomentumAndTheUnbiasedVarian
                {0.5 + 0.5 * 5.0 / 3.0, 0.5 + 0.5 * 500.0 / 3.0}, kTolF32, "momentum 0.5 var");
 }
 
+// PyTorch's momentum=None: the running stats are the plain average of every batch seen,
+// whatever the initial values (the first batch replaces them).
+TEST(BatchNormLayer, UnsetMomentumKeepsTheCumulativeAverageOfTheBatches) {
+  nn::BatchNorm1d bn(2, {.momentum = std::nullopt});
+  EXPECT_EQ(bn.repr(), "BatchNorm1d(2, eps=1e-05, momentum=None, affine=True, track_running_stats=True)");
+  // Batch 1: channel 0 {1, 2, 3, 4} (mean 2.5, unbiased var 5/3), channel 1 ten times that.
+  bn(bn_batch_nc());
+  expect_close(bn.state_dict().at("running_mean"), {2.5, 25.0}, kTolF32, "after 1: mean");
+  expect_close(bn.state_dict().at("running_var"), {5.0 / 3.0, 500.0 / 3.0}, kTolF32, "after 1: var");
+  // Batch 2: {0, 0, 2, 4} (1.5, 11/3) and {1, 1, -1, -1} (0, 4/3).
+  bn(f32({0, 1, 0, 1, 2, -1, 4, -1}, {4, 2}));
+  expect_close(bn.state_dict().at("running_mean"), {(2.5 + 1.5) / 2, (25.0 + 0.0) / 2}, kTolF32,
+               "after 2: mean");
+  expect_close(bn.state_dict().at("running_var"), {(5.0 / 3 + 11.0 / 3) / 2, (500.0 / 3 + 4.0 / 3) / 2},
+               kTolF32, "after 2: var");
+  // Batch 3: {2, 2, 2, 2} (2, 0) and {5, 7, 5, 7} (6, 4/3).
+  bn(f32({2, 5, 2, 7, 2, 5, 2, 7}, {4, 2}));
+  expect_close(bn.state_dict().at("running_mean"), {(2.5 + 1.5 + 2.0) / 3, (25.0 + 0.0 + 6.0) / 3},
+               kTolF32, "after 3: mean");
+  expect_close(bn.state_dict().at("running_var"),
+               {(5.0 / 3 + 11.0 / 3 + 0.0) / 3, (500.0 / 3 + 4.0 / 3 + 4.0 / 3) / 3}, kTolF32,
+               "after 3: var");
+  EXPECT_EQ(batches_tracked(bn), 3);
+
+  // Evaluation leaves the average alone; training again goes on counting from 3.
+  bn.eval();
+  bn(f32({100, 100, -100, -100}, {2, 2}));
+  EXPECT_EQ(batches_tracked(bn), 3);
+  expect_close(bn.state_dict().at("running_mean"), {2.0, 31.0 / 3}, kTolF32, "eval: unchanged");
+  bn.train();
+  bn(f32({6, 0, 6, 0, 6, 0, 6, 0}, {4, 2}));  // means 6 and 0, variances 0
+  expect_close(bn.state_dict().at("running_mean"), {(3 * 2.0 + 6.0) / 4, (31.0 + 0.0) / 4}, kTolF32,
+               "after 4: mean");
+}
+
+TEST(BatchNormLayer, UnsetMomentumResumesTheAverageFromALoadedCount) {
+  // A state dict that has seen 4 batches averaging 1.0: a fifth batch of mean 6 gives 2.
+  nn::BatchNorm2d bn(1, {.momentum = std::nullopt, .affine = false});
+  set_state(bn, {{"running_mean", f32({1.0f}, {1})},
+                 {"running_var", f32({2.0f}, {1})},
+                 {"num_batches_tracked", Tensor::from_vector<int64_t>({4}, {})}});
+  bn(f32({5, 7, 5, 7}, {2, 1, 1, 2}));  // mean 6, unbiased var 4/3
+  expect_close(bn.state_dict().at("running_mean"), {(4 * 1.0 + 6.0) / 5}, kTolF32, "mean");
+  expect_close(bn.state_dict().at("running_var"), {(4 * 2.0 + 4.0 / 3) / 5}, kTolF32, "var");
+  EXPECT_EQ(batches_tracked(bn), 5);
+}
+
+TEST(BatchNormLayer, RejectsAMomentumOutsideZeroToOne) {
+  EXPECT_THROW(nn::BatchNorm1d(2, {.momentum = 1.5}), Error);
+  EXPECT_THROW(nn::BatchNorm2d(2, {.momentum = -0.1}), Error);
+  const std::string msg = error_of<Error>([] { nn::BatchNorm1d(2, {.momentum = 2.0}); });
+  EXPECT_NE(msg.find("momentum must be in [0, 1] (or unset for a cumulative average), got 2"),
+            std::string::npos)
+      << msg;
+}
+
 TEST(BatchNormLayer, EvalUsesTheRunningStatsAndLeavesThemUnchanged) {
   nn::BatchNorm2d bn(2);
   set_state(bn, {{"weight", f32({2.0f, -1.0f}, {2})},
@@ -628,6 +684,23 @@ TEST(ActivationLayers, SoftmaxNormalizesAlongItsDim) {
   EXPECT_EQ(nn::Softmax(1).repr(), "Softmax(dim=1)");
 }
 
+TEST(ActivationLayers, LogSoftmaxIsTheLogOfSoftmaxAlongItsDim) {
+  Tensor x = f32({1, 2, 3, 1, 1, 1}, {2, 3});
+  const double lse = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  expect_close(nn::LogSoftmax()(x), {1 - lse, 2 - lse, 3 - lse, -std::log(3.0), -std::log(3.0),
+                                     -std::log(3.0)},
+               kTolF32, "dim -1");
+  const double l12 = std::log(std::exp(1.0) + std::exp(1.0)), l21 = std::log(std::exp(2.0) + std::exp(1.0)),
+               l31 = std::log(std::exp(3.0) + std::exp(1.0));
+  expect_close(nn::LogSoftmax(0)(x), {1 - l12, 2 - l21, 3 - l31, 1 - l12, 1 - l21, 1 - l31}, kTolF32,
+               "dim 0");
+  // Stable where log(softmax(x)) is not: softmax underflows to 0 for the -1000 entry.
+  expect_close(nn::LogSoftmax()(f32({0, -1000}, {1, 2})), {0.0, -1000.0}, kTolF32, "large gap");
+  EXPECT_EQ(nn::LogSoftmax(1).repr(), "LogSoftmax(dim=1)");
+  EXPECT_THROW(nn::LogSoftmax(2)(x), Error);
+  EXPECT_THROW(nn::LogSoftmax()(Tensor()), Error);
+}
+
 TEST(ActivationLayers, HaveNoParametersAndPassGradientsThrough) {
   Tensor x = f64({-1.5, -0.2, 0.3, 2.0}, {2, 2});
   std::vector<std::pair<std::string, std::shared_ptr<nn::Module>>> layers{
@@ -636,7 +709,8 @@ TEST(ActivationLayers, HaveNoParametersAndPassGradientsThrough) {
       {"Sigmoid", std::make_shared<nn::Sigmoid>()},
       {"Tanh", std::make_shared<nn::Tanh>()},
       {"GELU", std::make_shared<nn::GELU>()},
-      {"Softmax", std::make_shared<nn::Softmax>(0)}};
+      {"Softmax", std::make_shared<nn::Softmax>(0)},
+      {"LogSoftmax", std::make_shared<nn::LogSoftmax>(1)}};
   for (auto& [name, layer] : layers) {
     EXPECT_EQ(layer->num_parameters(), 0) << name;
     expect_gradients_match(*layer, x, name);

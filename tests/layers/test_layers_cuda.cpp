@@ -265,6 +265,35 @@ TEST_F(LayersCuda, BatchNorm2dMatchesTheCpuInTrainAndEvalMode) {
   }
 }
 
+TEST_F(LayersCuda, BatchNormCumulativeAverageMatchesTheCpu) {
+  // momentum unset: the factor 1/n comes from num_batches_tracked, read from the device.
+  std::mt19937_64 gen(33);
+  const Shape xs{4, 3, 5, 5};
+  nn::BatchNorm2d on_cpu(3, {.momentum = std::nullopt}), on_gpu(3, {.momentum = std::nullopt});
+  mirror(on_cpu, on_gpu);
+  for (int step = 0; step < 4; ++step) {
+    step_and_compare(on_cpu, on_gpu, random_f32(xs, gen, -2.0f, 3.0f), gen, kTol,
+                     "cumulative average, step " + std::to_string(step + 1));
+    if (HasFatalFailure()) return;
+  }
+  EXPECT_EQ(on_gpu.state_dict().at("num_batches_tracked").cpu().item<int64_t>(), 4);
+}
+
+TEST_F(LayersCuda, AnOutOfRangeLabelOnTheGpuIsNamedAsOnTheCpu) {
+  const Tensor logits = zeros({4, 3}, {.device = gpu()});
+  const Tensor labels = Tensor::from_vector<int64_t>({0, 5, 2, -3}, {4}).to(gpu());
+  try {
+    loss::CrossEntropy()(logits, labels);
+    FAIL() << "expected a ShapeError";
+  } catch (const ShapeError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("2 of 4 labels are outside the class range [0, 3) of output [4, 3]: label 5 at "
+                       "row 1, label -3 at row 3"),
+              std::string::npos)
+        << msg;
+  }
+}
+
 TEST_F(LayersCuda, BatchNorm1dMatchesTheCpuForNCAndNCL) {
   std::mt19937_64 gen(32);
   for (const Shape& xs : {Shape{8, 5}, Shape{2, 3}, Shape{3, 4, 7}, Shape{1, 2, 5}}) {

@@ -1,6 +1,11 @@
 // nn::Module and nn::Sequential: registration, names, train/eval, state_dict, printing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <typeinfo>
+#include <vector>
+
 #include <ember/ember.h>
 
 using namespace ember;
@@ -186,4 +191,172 @@ TEST(Module, ToMovesParametersInPlace) {
   fc.to(Device::cuda(0));
   EXPECT_TRUE(w.is_cuda());  // the handle held elsewhere sees the move
   EXPECT_TRUE(fc(ones({1, 2}, {.device = Device::cuda(0)})).is_cuda());
+}
+
+// --- ModuleHolder: layers called like functions ------------------------------------------------
+
+namespace {
+
+// The subclassing pattern docs/layers.md shows: holders as members, no name() override.
+class HeldNet : public nn::Module {
+ public:
+  HeldNet() {
+    fc1 = register_module("fc1", nn::Linear(4, 3));
+    fc2 = register_module("fc2", nn::Linear(3, 2));
+  }
+  Tensor forward(const Tensor& x) override { return fc2(relu(fc1(x))); }
+
+  nn::ModuleHolder<nn::Linear> fc1, fc2;
+};
+
+template <typename T>
+class Wrapper : public nn::Module {
+ public:
+  Tensor forward(const Tensor& x) override { return x; }
+};
+
+}  // namespace
+
+TEST(ModuleHolder, CallsTheRegisteredLayerLikeAFunction) {
+  manual_seed(2);
+  HeldNet net;
+  Tensor x = randn({5, 4});
+  const Tensor want = (*net.fc2.ptr())(relu((*net.fc1.ptr())(x)));
+  EXPECT_EQ(net(x).to_vector<float>(), want.to_vector<float>());
+  // The holder shares the registered module: one set of parameters, reachable both ways.
+  EXPECT_EQ(names_of(net.named_parameters()),
+            (std::vector<std::string>{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}));
+  EXPECT_EQ(net.named_children()[0].second.get(), net.fc1.get());
+  EXPECT_EQ(net.fc1->weight().data_ptr(), net.state_dict().at("fc1.weight").data_ptr());
+  EXPECT_EQ((*net.fc2).name(), "Linear");
+}
+
+TEST(ModuleHolder, SummarySeesLayersCalledThroughHolders) {
+  HeldNet net;
+  const std::string text = net.summary({2, 4});
+  EXPECT_NE(text.find("Model: \"HeldNet\""), std::string::npos) << text;
+  EXPECT_NE(text.find("fc1 (Linear)"), std::string::npos) << text;
+  EXPECT_NE(text.find("fc2 (Linear)"), std::string::npos) << text;
+}
+
+TEST(ModuleHolder, SharesItsModuleWithSequential) {
+  nn::ModuleHolder<nn::Linear> fc = nn::Linear(2, 3);
+  nn::Sequential seq{fc, nn::ReLU()};
+  EXPECT_EQ(&seq.at<nn::Linear>(0), fc.get());
+  {
+    NoGradGuard no_grad;
+    fc->weight().fill_(1.0);
+    fc->bias().zero_();
+  }
+  // seq sees the holder's weights: relu([1, -3] @ ones[3, 2]^T) = relu(-2) = 0 per unit.
+  EXPECT_EQ(seq(Tensor::from_vector<float>({1, -3}, {1, 2})).to_vector<float>(),
+            (std::vector<float>{0, 0, 0}));
+  EXPECT_EQ(fc(Tensor::from_vector<float>({1, 2}, {1, 2})).to_vector<float>(),
+            (std::vector<float>{3, 3, 3}));
+}
+
+TEST(ModuleHolder, RegisterModuleAcceptsAHolder) {
+  struct Outer : nn::Module {
+    explicit Outer(nn::ModuleHolder<nn::Linear> shared) { fc = register_module("fc", shared); }
+    Tensor forward(const Tensor& x) override { return fc(x); }
+    nn::ModuleHolder<nn::Linear> fc;
+  };
+  nn::ModuleHolder<nn::Linear> shared = nn::Linear(2, 2);
+  Outer a(shared), b(shared);
+  EXPECT_EQ(a.fc.get(), b.fc.get());
+  EXPECT_EQ(names_of(a.named_parameters()), (std::vector<std::string>{"fc.weight", "fc.bias"}));
+}
+
+TEST(ModuleHolder, AnEmptyHolderThrowsNamingTheLayerType) {
+  nn::ModuleHolder<nn::Conv2d> conv;
+  EXPECT_TRUE(conv.is_empty());
+  EXPECT_FALSE(conv);
+  try {
+    conv(ones({1, 1, 4, 4}));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("ModuleHolder<Conv2d>"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("register_module"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(conv->weight(), Error);
+}
+
+// --- Module::name(): the class name by default ------------------------------------------------
+
+TEST(ModuleName, DefaultsToTheClassNameWithoutNamespaces) {
+  HeldNet net;  // in an anonymous namespace, without a name() override
+  EXPECT_EQ(net.name(), "HeldNet");
+  EXPECT_EQ(net.repr().rfind("HeldNet(", 0), 0u) << net.repr();
+  struct LocalModel : nn::Module {
+    Tensor forward(const Tensor& x) override { return x; }
+  };
+  EXPECT_EQ(LocalModel().name(), "LocalModel");
+  EXPECT_EQ(Wrapper<nn::Linear>().name(), "Wrapper<Linear>");
+  EXPECT_EQ(nn::class_name(typeid(nn::BatchNorm2d)), "BatchNorm2d");
+  EXPECT_EQ(nn::class_name(typeid(int)), "int");
+}
+
+TEST(ModuleName, AnOverrideStillWins) {
+  TwoLayer m;  // overrides name()
+  EXPECT_EQ(m.name(), "TwoLayer");
+  struct Renamed : nn::Module {
+    Tensor forward(const Tensor& x) override { return x; }
+    std::string name() const override { return "MyBlock"; }
+  };
+  EXPECT_EQ(Renamed().repr(), "MyBlock()");
+}
+
+// --- load_state_dict from another architecture -------------------------------------------------
+
+TEST(Module, LoadingAnotherArchitectureListsTheFirstFewMismatchesAndTheCounts) {
+  // A checkpoint of a 6-layer MLP loaded into a CNN: every key differs.
+  nn::Sequential mlp;
+  for (int i = 0; i < 6; ++i) mlp.push_back(nn::Linear(8, 8));
+  nn::Sequential cnn{nn::Conv2d(1, 4, 3), nn::ReLU(),    nn::Conv2d(4, 4, 3), nn::Flatten(),
+                     nn::ReLU(),          nn::Dropout(), nn::Linear(16, 10)};
+  std::string msg;
+  try {
+    cnn.load_state_dict(mlp.state_dict());
+    FAIL() << "expected an error";
+  } catch (const ShapeError& e) {
+    msg = e.what();
+  }
+  // 12 keys in the MLP, 6 in the CNN: "0.*" and "2.*" clash in shape, "6.*" are missing,
+  // "1.*", "3.*", "4.*" and "5.*" unexpected.
+  EXPECT_EQ(msg.rfind("load_state_dict: the state dict does not match Sequential; it comes from "
+                      "a different architecture (or a differently configured one)\n  6 tensors in "
+                      "the model: 0 match, 2 missing, 4 mis-shaped; 8 unexpected in the state dict\n",
+                      0),
+            0u)
+      << msg;
+  EXPECT_NE(msg.find("missing keys: 6.weight, 6.bias\n"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unexpected keys: 1.weight, 1.bias, 3.weight, 3.bias, 4.weight, ... and 3 more"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("shape mismatches:\n    0.weight: checkpoint [8, 8], model [4, 1, 3, 3]\n    0.bias:"),
+            std::string::npos)
+      << msg;
+  // One short line per kind of mismatch, not every name on one line.
+  size_t longest = 0, start = 0;
+  for (size_t end; (end = msg.find('\n', start)) != std::string::npos; start = end + 1) {
+    longest = std::max(longest, end - start);
+  }
+  longest = std::max(longest, msg.size() - start);
+  EXPECT_LT(longest, 140u) << msg;
+}
+
+TEST(Module, ALargeMismatchIsCappedAtFiveNamesPerKind) {
+  nn::Sequential big, other;
+  for (int i = 0; i < 100; ++i) big.push_back(nn::Linear(2, 2));
+  other.push_back(nn::Linear(3, 3));
+  std::string msg;
+  try {
+    other.load_state_dict(big.state_dict());
+  } catch (const ShapeError& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("2 mis-shaped; 198 unexpected"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("... and 193 more"), std::string::npos) << msg;
+  EXPECT_LT(msg.size(), 600u) << msg;
 }

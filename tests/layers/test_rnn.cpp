@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "test_util.h"
+#include "support/check.h"
 #include "layers/layer_test_util.h"
 
 using namespace ember;

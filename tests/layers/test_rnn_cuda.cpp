@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -129,6 +130,14 @@ void compare_case(const Case& k, std::mt19937_64& gen) {
     loss_g = add(loss_g, sum(mul(og.c, r3.to(gpu()))));
   }
   loss_c.backward();
+  {
+    // Blocks of x's size go back to the pool full of NaN, so a padded step of dx that
+    // cuDNN left unwritten would show below (rnn_cudnn.cpp zero-fills dx when padded).
+    std::vector<Tensor> junk;
+    for (int i = 0; i < 16; ++i) {
+      junk.push_back(full(xs, std::numeric_limits<double>::quiet_NaN(), {.device = gpu()}));
+    }
+  }
   loss_g.backward();
 
   expect_gpu_matches_cpu(og.out, oc.out, kTol, what + ": output");
@@ -148,6 +157,18 @@ void compare_case(const Case& k, std::mt19937_64& gen) {
     }
   }
   expect_gpu_matches_cpu(xg.grad(), xc.grad(), kTol, what + ": grad x");
+  // The gradient of x at padded steps is exactly zero too.
+  if (k.with_lengths) {
+    const auto g = xg.grad().cpu().contiguous().to_vector<float>();
+    for (int64_t b = 0; b < n; ++b) {
+      for (int64_t t = lengths[static_cast<size_t>(b)]; t < t_len; ++t) {
+        for (int64_t j = 0; j < in; ++j) {
+          const int64_t idx = k.batch_first ? (b * t_len + t) * in + j : (t * n + b) * in + j;
+          ASSERT_EQ(g[static_cast<size_t>(idx)], 0.0f) << what << ": grad x at padded step " << t;
+        }
+      }
+    }
+  }
   if (k.with_state) {
     expect_gpu_matches_cpu(hg.grad(), hc.grad(), kTol, what + ": grad h0");
     if (lstm) expect_gpu_matches_cpu(cg.grad(), cc.grad(), kTol, what + ": grad c0");

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -569,4 +570,95 @@ TEST(TensorBoard, ScalarEventEncodesTheFieldsTensorBoardReads) {
   ASSERT_EQ(ev.scalars.size(), 1u);
   EXPECT_EQ(ev.scalars[0].first, "epoch_loss");
   EXPECT_EQ(ev.scalars[0].second, 0.25f);
+}
+
+// --- the logged lr does not depend on the callbacks' order -------------------------------------
+
+namespace {
+
+// The lr column of a CSVLogger file, one value per epoch.
+std::vector<double> csv_column(const fs::path& path, const std::string& column) {
+  const auto lines = split_lines(read_text(path));
+  std::vector<double> out;
+  if (lines.empty()) return out;
+  const auto header = split(lines[0], ',');
+  const auto at = std::find(header.begin(), header.end(), column);
+  if (at == header.end()) {
+    ADD_FAILURE() << "no column " << column << " in " << lines[0];
+    return out;
+  }
+  for (size_t i = 1; i < lines.size(); ++i) {
+    out.push_back(std::stod(split(lines[i], ',').at(static_cast<size_t>(at - header.begin()))));
+  }
+  return out;
+}
+
+// The (step, value) points of one tag in log_dir/train.
+std::vector<std::pair<int64_t, float>> tensorboard_points(const fs::path& log_dir, const std::string& tag) {
+  std::vector<std::pair<int64_t, float>> out;
+  for (const Event& ev : read_events(only_file(log_dir / "train"))) {
+    for (const auto& [t, v] : ev.scalars) {
+      if (t == tag) out.emplace_back(ev.step, v);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(LearningRateScheduler, CsvAndTensorBoardLogTheEpochsLrWhetherTheyComeBeforeOrAfterIt) {
+  for (const bool scheduler_first : {true, false}) {
+    SCOPED_TRACE(scheduler_first ? "scheduler first" : "scheduler last");
+    TempDir dir(scheduler_first ? "lr_order_first" : "lr_order_last");
+    Rig s;  // SGD lr 0.05, halved after each epoch
+    auto sched = std::make_shared<callbacks::LearningRateScheduler>(std::make_shared<optim::StepLR>(s.opt, 1, 0.5));
+    auto csv = std::make_shared<callbacks::CSVLogger>((dir.path / "log.csv").string());
+    auto tb = std::make_shared<callbacks::TensorBoard>((dir.path / "tb").string());
+    std::vector<std::shared_ptr<callbacks::Callback>> cbs = {csv, tb};
+    cbs.insert(scheduler_first ? cbs.begin() : cbs.end(), sched);
+    History h = s.fit(3, cbs);
+
+    const std::vector<double> want{0.05, 0.025, 0.0125};  // the rate each epoch trained with
+    EXPECT_EQ(h["lr"], want);
+    EXPECT_EQ(split_lines(read_text(dir.path / "log.csv"))[0], "epoch,accuracy,loss,lr,val_accuracy,val_loss");
+    EXPECT_EQ(csv_column(dir.path / "log.csv", "lr"), want);
+    const auto points = tensorboard_points(dir.path / "tb", "epoch_lr");
+    ASSERT_EQ(points.size(), 3u);
+    for (int e = 0; e < 3; ++e) {
+      EXPECT_EQ(points[e].first, e);
+      EXPECT_EQ(points[e].second, static_cast<float>(want[e]));
+    }
+    EXPECT_DOUBLE_EQ(s.opt.lr(), 0.00625);  // stepped after the last epoch all the same
+  }
+}
+
+TEST(LearningRateScheduler, TheLambdaFormIsLoggedBeforeCallbacksListedAheadOfIt) {
+  TempDir dir("lr_order_lambda");
+  Rig s;
+  auto csv = std::make_shared<callbacks::CSVLogger>((dir.path / "log.csv").string());
+  auto fn = std::make_shared<callbacks::LearningRateScheduler>(
+      [](int64_t epoch, double lr) { return epoch == 0 ? lr : lr / 10; });
+  s.fit(3, {csv, fn});
+  const auto lr = csv_column(dir.path / "log.csv", "lr");
+  ASSERT_EQ(lr.size(), 3u);
+  EXPECT_DOUBLE_EQ(lr[0], 0.05);
+  EXPECT_NEAR(lr[1], 0.005, 1e-15);
+  EXPECT_NEAR(lr[2], 0.0005, 1e-15);
+}
+
+TEST(LearningRateScheduler, OnlyACallbackThatChangesTheLrMakesFitLogIt) {
+  TempDir dir("lr_absent");
+  Rig s;
+  History h = s.fit(1, {std::make_shared<callbacks::CSVLogger>((dir.path / "log.csv").string())});
+  EXPECT_FALSE(h.contains("lr"));
+  EXPECT_EQ(split_lines(read_text(dir.path / "log.csv"))[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+
+  // A user's own scheduling callback opts in with changes_lr().
+  struct Halve : callbacks::Callback {
+    void on_epoch_end(Trainer& t, int64_t, Logs&) override { t.optimizer().set_lr(t.optimizer().lr() / 2); }
+    bool changes_lr() const override { return true; }
+  };
+  Rig r;
+  History h2 = r.fit(2, {std::make_shared<Halve>()});
+  EXPECT_EQ(h2["lr"], (std::vector<double>{0.05, 0.025}));
 }

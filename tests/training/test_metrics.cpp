@@ -11,7 +11,7 @@
 
 #include <ember/ember.h>
 
-#include "test_util.h"
+#include "support/check.h"
 
 using namespace ember;
 

@@ -559,3 +559,90 @@ TEST(Logs, LogValueFindsANameAndListsThePresentOnesWhenMissing) {
     EXPECT_NE(std::string(e.what()).find("loss, accuracy"), std::string::npos) << e.what();
   }
 }
+
+// --- one way to pass a dataset ---------------------------------------------------------------
+
+TEST(TrainerDatasets, FitEvaluateAndPredictTakeSharedDatasetsAsDataLoaderDoes) {
+  manual_seed(3);
+  auto train = std::make_shared<data::TensorDataset>(separable(64, 1));
+  auto val = std::make_shared<data::TensorDataset>(separable(32, 2));
+  auto model = mlp();
+  optim::Adam opt(model->parameters(), {.lr = 0.05});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, Device::cpu());
+  // The same shared_ptr a DataLoader takes.
+  data::DataLoader loader(train, {.batch_size = 16});
+  EXPECT_EQ(loader.size(), 4);
+  History h = trainer.fit(train, {.epochs = 2, .batch_size = 16, .validation = val, .verbose = 0});
+  EXPECT_EQ(h["val_loss"].size(), 2u);
+  const std::shared_ptr<const data::Dataset> as_base = val;
+  EXPECT_EQ(trainer.evaluate(as_base).size(), 2u);
+  EXPECT_EQ(trainer.predict(val, 8).shape(), (Shape{32, 2}));
+}
+
+TEST(TrainerDatasets, AReferenceOrPointerIsStillAcceptedAndGivesTheSameRun) {
+  auto run = [](auto pass) {
+    manual_seed(4);
+    auto train = std::make_shared<data::TensorDataset>(separable(48, 5));
+    auto val = std::make_shared<data::TensorDataset>(separable(16, 6));
+    auto model = mlp();
+    optim::SGD opt(model->parameters(), {.lr = 0.1});
+    Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+    return pass(trainer, train, val)["val_loss"];
+  };
+  const auto shared = run([](Trainer& t, auto train, auto val) {
+    return t.fit(train, {.epochs = 2, .batch_size = 8, .validation = val, .verbose = 0});
+  });
+  const auto borrowed = run([](Trainer& t, auto train, auto val) {
+    return t.fit(*train, {.epochs = 2, .batch_size = 8, .validation = val.get(), .verbose = 0});
+  });
+  EXPECT_EQ(shared, borrowed);
+  // A temporary is moved into shared ownership rather than borrowed.
+  auto model = mlp();
+  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  EXPECT_EQ(trainer.fit(separable(16, 7), {.batch_size = 8, .validation = separable(8, 8), .verbose = 0})
+                .epochs(),
+            1u);
+}
+
+TEST(TrainerDatasets, ANullDatasetIsRefusedNamingTheCall) {
+  auto model = mlp();
+  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  const std::shared_ptr<data::TensorDataset> none;
+  try {
+    trainer.fit(none, {.verbose = 0});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "fit: the dataset is null");
+  }
+  EXPECT_THROW(trainer.evaluate(none), Error);
+  EXPECT_THROW(trainer.predict(none), Error);
+}
+
+// --- labels out of range -----------------------------------------------------------------------
+
+TEST(TrainerLabels, AnOutOfRangeLabelNamesTheEpochTheBatchTheValuesAndTheirRows) {
+  // 8 samples, 2 classes; rows 2 and 5 carry labels 7 and -1.
+  std::vector<int64_t> labels{0, 1, 7, 0, 1, -1, 0, 1};
+  data::TensorDataset ds(randn({8, 2}), Tensor::from_vector<int64_t>(labels, {8}));
+  auto model = mlp();
+  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  try {
+    trainer.fit(ds, {.batch_size = 8, .shuffle = false, .verbose = 0});
+    FAIL() << "expected an error";
+  } catch (const ShapeError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "fit: epoch 1, batch 1 of 1: CrossEntropy: 2 of 8 labels are outside the class range "
+              "[0, 2) of output [8, 2]: label 7 at row 2, label -1 at row 5 (rows of the batch; a "
+              "label is a class index 0 to 1, or ignore_index -100)");
+  }
+  try {
+    trainer.evaluate(ds, {.batch_size = 4});
+    FAIL() << "expected an error";
+  } catch (const ShapeError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("evaluate, batch 1 of 2: CrossEntropy: 1 of 4 labels", 0), 0u)
+        << e.what();
+  }
+}
