@@ -4,6 +4,7 @@
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
 #include "ember/core/dtype.h"
+#include "ember/core/fused_optim.h"
 #include "ember/core/base/error.h"
 #include "ember/core/cuda_settings.h"
 #include "ember/core/grad_check.h"
