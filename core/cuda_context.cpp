@@ -123,17 +123,4 @@ kernels::cuda::Context kernel_context(int device) {
   return ctx;
 }
 
-DeviceGuard::DeviceGuard(int device) {
-  EMBER_CUDA_CHECK(cudaGetDevice(&prev_));
-  if (prev_ != device) {
-    EMBER_CUDA_CHECK(cudaSetDevice(device));
-  } else {
-    prev_ = -1;
-  }
-}
-
-DeviceGuard::~DeviceGuard() {
-  if (prev_ >= 0) EMBER_CUDA_WARN(cudaSetDevice(prev_));
-}
-
 }  // namespace ember::cuda

@@ -1,13 +1,16 @@
 // Device parsing and the one-time GPU probe.
 #include "ember/core/device.h"
 
+#include <mutex>
+
+#include "ember/core/base/error.h"
+
+#if EMBER_WITH_CUDA
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
-#include <mutex>
-
 #include "ember/core/base/cuda_check.h"
-#include "ember/core/base/error.h"
+#endif
 
 namespace ember {
 
@@ -26,6 +29,8 @@ struct GpuProbe {
 // runtime's last-error slot, which we clear so later launch checks are not confused.
 // The runtime answers cudaErrorInsufficientDriver both for an old driver and for none at
 // all (libcuda missing), so a failed probe asks the loader whether the driver is there.
+// A build without CUDA has no GPU to find, and says why.
+#if EMBER_WITH_CUDA
 bool driver_installed() {
   void* handle = dlopen("libcuda.so.1", RTLD_LAZY);
   if (handle == nullptr) return false;
@@ -61,6 +66,12 @@ const GpuProbe& probe() {
   }();
   return result;
 }
+#else
+const GpuProbe& probe() {
+  static const GpuProbe result{0, "ember was built without CUDA (EMBER_CUDA=OFF)"};
+  return result;
+}
+#endif
 
 }  // namespace
 
@@ -70,11 +81,15 @@ bool is_available() { return probe().count > 0; }
 std::string unavailable_reason() { return probe().reason; }
 void synchronize(int device) {
   if (!is_available()) return;
+#if EMBER_WITH_CUDA
   int prev = 0;
   EMBER_CUDA_CHECK(cudaGetDevice(&prev));
   EMBER_CUDA_CHECK(cudaSetDevice(device));
   EMBER_CUDA_CHECK(cudaDeviceSynchronize());
   EMBER_CUDA_CHECK(cudaSetDevice(prev));
+#else
+  (void)device;
+#endif
 }
 }  // namespace cuda
 

@@ -2,15 +2,18 @@
 // See Note [Pinned pool policy].
 #include "ember/core/memory/pinned_pool.h"
 
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <cstdlib>
 
-#include "ember/core/base/cuda_check.h"
-#include "ember/core/device.h"
 #include "ember/core/base/error.h"
+#include "ember/core/device.h"
 #include "ember/core/memory/caching_allocator.h"
+
+#if EMBER_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "ember/core/base/cuda_check.h"
+#endif
 
 namespace ember::memory {
 
@@ -29,6 +32,9 @@ int bin_of(size_t size) {
 
 }  // namespace
 
+// Without a GPU (or a build without CUDA) there is nothing to pin for: allocate() says so
+// with nullptr and the pool serves ordinary memory.
+#if EMBER_WITH_CUDA
 void* CudaPinnedSource::allocate(size_t bytes) {
   if (!cuda::is_available()) return nullptr;
   void* ptr = nullptr;
@@ -42,6 +48,10 @@ void* CudaPinnedSource::allocate(size_t bytes) {
 void CudaPinnedSource::release(void* ptr, size_t /*bytes*/) {
   EMBER_CUDA_CHECK(cudaFreeHost(ptr));
 }
+#else
+void* CudaPinnedSource::allocate(size_t /*bytes*/) { return nullptr; }
+void CudaPinnedSource::release(void* /*ptr*/, size_t /*bytes*/) {}
+#endif
 
 PinnedPool::PinnedPool(std::unique_ptr<PinnedSource> source)
     : source_(std::move(source)), free_lists_(64) {

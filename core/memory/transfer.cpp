@@ -1,20 +1,26 @@
 // Device storage and host<->device byte copies on the CUDA runtime: the only CUDA calls
-// core/tensor.cpp relies on (see transfer.h).
+// core/tensor.cpp relies on (see transfer.h). In a build without CUDA only host copies
+// exist, and a CUDA device cannot be named (Device::cuda throws first).
 #include "ember/core/memory/transfer.h"
-
-#include <cuda_runtime_api.h>
 
 #include <cstring>
 #include <mutex>
 #include <utility>
 #include <vector>
 
-#include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
+
+#if EMBER_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/memory/cuda_memory.h"
+#endif
 
 namespace ember::memory {
+
+#if EMBER_WITH_CUDA
 
 namespace {
 
@@ -90,10 +96,21 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice,
                                      cuda::compute_stream(d.index())));
   } else {
-    // Order after the source's pending work, then copy on the destination's stream.
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(cuda::compute_stream(s.index())));
-    EMBER_CUDA_CHECK(cudaMemcpyPeerAsync(dst, d.index(), src, s.index(), nbytes,
-                                         cuda::compute_stream(d.index())));
+    // Note [Copies between GPUs]
+    // The copy runs on the destination's stream after the source's pending work. The
+    // source's pool reuses freed memory in the order of the source's compute stream, so
+    // that stream waits for the copy: the source may be freed as soon as we return without
+    // its bytes being overwritten before the copy has read them.
+    cudaStream_t src_stream = cuda::compute_stream(s.index());
+    cudaStream_t dst_stream = cuda::compute_stream(d.index());
+    EMBER_CUDA_CHECK(cudaStreamSynchronize(src_stream));
+    cuda::DeviceGuard guard(d.index());  // the event belongs to the destination's stream
+    EMBER_CUDA_CHECK(cudaMemcpyPeerAsync(dst, d.index(), src, s.index(), nbytes, dst_stream));
+    cudaEvent_t copied = nullptr;
+    EMBER_CUDA_CHECK(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+    EMBER_CUDA_CHECK(cudaEventRecord(copied, dst_stream));
+    EMBER_CUDA_CHECK(cudaStreamWaitEvent(src_stream, copied, 0));
+    EMBER_CUDA_CHECK(cudaEventDestroy(copied));  // released once the wait is satisfied
   }
 }
 
@@ -128,5 +145,31 @@ std::shared_ptr<StorageImpl> copy_to_cuda_async(const void* src, size_t nbytes,
   }
   return out;
 }
+
+#else  // a build without CUDA
+
+namespace {
+[[noreturn]] void no_cuda(Device device) {
+  throw DeviceError(
+      detail::str_cat(device.str(), ": ember was built without CUDA (EMBER_CUDA=OFF)"));
+}
+}  // namespace
+
+std::shared_ptr<StorageImpl> cuda_storage(size_t /*nbytes*/, Device device) { no_cuda(device); }
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device,
+                size_t nbytes) {
+  if (!src_device.is_cpu()) no_cuda(src_device);
+  if (!dst_device.is_cpu()) no_cuda(dst_device);
+  if (nbytes > 0) std::memmove(dst, src, nbytes);  // views of one storage may overlap
+}
+
+std::shared_ptr<StorageImpl> copy_to_cuda_async(const void* /*src*/, size_t /*nbytes*/,
+                                                std::shared_ptr<StorageImpl> /*src_storage*/,
+                                                Device device) {
+  no_cuda(device);
+}
+
+#endif
 
 }  // namespace ember::memory

@@ -1,8 +1,5 @@
 // `ember info`: ember's version and build options, the CUDA libraries loaded at run time,
 // and each GPU, or why there is none. Works without any NVIDIA driver.
-#include <cublas_api.h>
-#include <cuda_runtime_api.h>
-
 #include <cctype>
 #include <cstdio>
 #include <exception>
@@ -10,26 +7,21 @@
 #include <string>
 
 #include "commands.h"
-#include "ember/core/base/cuda_check.h"
 #include "ember/core/device.h"
 #include "ember/core/memory/cuda_memory.h"
 #include "ember/core/memory/host_memory.h"
 #include "ember/core/version.h"
 
+#if EMBER_WITH_CUDA
+#include <cublas_api.h>
+#include <cuda_runtime_api.h>
+
+#include "ember/core/base/cuda_check.h"
+#endif
+
 namespace ember::cli {
 
 namespace {
-
-// CUDA encodes versions as major * 1000 + minor * 10: 13000 -> "13.0".
-std::string cuda_version(int v) {
-  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
-}
-
-std::string gib(size_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1ull << 30));
-  return buf;
-}
 
 void line(const char* key, const std::string& value) {
   std::printf("  %-20s %s\n", key, value.c_str());
@@ -55,6 +47,18 @@ class Report {
  private:
   bool failed_ = false;
 };
+
+#if EMBER_WITH_CUDA
+// CUDA encodes versions as major * 1000 + minor * 10: 13000 -> "13.0".
+std::string cuda_version(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+std::string gib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1ull << 30));
+  return buf;
+}
 
 std::string driver_version() {
   int v = 0;
@@ -131,6 +135,7 @@ std::string device_summary(int device) {
   if (!support.empty()) s += " (" + support + ")";
   return s;
 }
+#endif
 
 }  // namespace
 
@@ -142,30 +147,40 @@ CLI::App* add_info_command(CLI::App& app) {
 int run_info() {
   std::printf("ember %s\n\nbuild\n", version().c_str());
   line("type", EMBER_CLI_BUILD_TYPE);
+#if EMBER_WITH_CUDA
   line("CUDA architectures", EMBER_CLI_CUDA_ARCHITECTURES);
   line("CUDA toolkit", EMBER_CLI_CUDA_TOOLKIT_VERSION);
   line("cuDNN", cudnn_version_built());
+#else
+  line("CUDA", "not built (EMBER_CUDA=OFF): CPU only");
+#endif
   line("BLAS", EMBER_CLI_BLAS);
   line("OpenMP", EMBER_CLI_OPENMP);
   line("compiler", EMBER_CLI_COMPILER);
 
   Report report;
   std::printf("\nrun time\n");
+#if EMBER_WITH_CUDA
   report.line("NVIDIA driver", driver_version);
   report.line("CUDA runtime", runtime_version);
   report.line("cuBLAS", cublas_version);
   report.line("cuDNN", cudnn_version);
+#endif
   report.line("CPU allocator", [] { return cpu::allocator_backend() + " (EMBER_CPU_ALLOC)"; });
+#if EMBER_WITH_CUDA
   report.line("CUDA allocator", [] { return cuda::allocator_backend() + " (EMBER_CUDA_ALLOC)"; });
+#endif
 
   std::printf("\ndevices\n");
   if (!cuda::is_available()) {
     std::printf("  no GPU: %s; ember runs on the CPU\n", cuda::unavailable_reason().c_str());
   } else {
+#if EMBER_WITH_CUDA
     for (int i = 0; i < cuda::device_count(); ++i) {
       const std::string key = "cuda:" + std::to_string(i);
       report.line(key.c_str(), [i] { return device_summary(i); });
     }
+#endif
   }
   return report.failed() ? 1 : 0;
 }
