@@ -17,11 +17,10 @@ struct ConvCase {
 };
 
 inline std::string describe(const ConvCase& k) {
-  return detail::str_cat("x ", shape_str(k.x), " w ", shape_str(k.w), " stride [",
-                         k.p.stride[0], ", ", k.p.stride[1], "] pad [", k.p.padding[0], ", ",
-                         k.p.padding[1], "] dil [", k.p.dilation[0], ", ", k.p.dilation[1],
-                         "] groups ", k.p.groups, k.p.same ? " same" : "",
-                         k.bias ? " bias" : "");
+  return detail::str_cat("x ", shape_str(k.x), " w ", shape_str(k.w), " stride [", k.p.stride[0],
+                         ", ", k.p.stride[1], "] pad [", k.p.padding[0], ", ", k.p.padding[1],
+                         "] dil [", k.p.dilation[0], ", ", k.p.dilation[1], "] groups ", k.p.groups,
+                         k.p.same ? " same" : "", k.bias ? " bias" : "");
 }
 
 }  // namespace ember::testing

@@ -16,8 +16,8 @@ struct PoolCase {
 };
 
 inline std::string describe(const Shape& x, const Pool2dParams& p) {
-  return detail::str_cat(shape_str(x), " k[", p.kernel[0], ",", p.kernel[1], "] s[",
-                         p.stride[0], ",", p.stride[1], "] p[", p.padding[0], ",", p.padding[1],
+  return detail::str_cat(shape_str(x), " k[", p.kernel[0], ",", p.kernel[1], "] s[", p.stride[0],
+                         ",", p.stride[1], "] p[", p.padding[0], ",", p.padding[1],
                          "] ceil=", p.ceil_mode, " include_pad=", p.count_include_pad);
 }
 

@@ -210,7 +210,8 @@ TEST(Conv2dCuda, KernelsOverwriteGarbageInTheirOutputs) {
   s.out_h = kc::conv_out_size(s.h, s.kh, s.pad_h, s.stride_h, s.dil_h);
   s.out_w = kc::conv_out_size(s.w, s.kw, s.pad_w, s.stride_w, s.dil_w);
   std::mt19937_64 gen(3);
-  Tensor x = uniform_f32({s.n, s.c, s.h, s.w}, gen), w = uniform_f32({s.o, s.c / s.groups, s.kh, s.kw}, gen);
+  Tensor x = uniform_f32({s.n, s.c, s.h, s.w}, gen),
+         w = uniform_f32({s.o, s.c / s.groups, s.kh, s.kw}, gen);
   Tensor b = uniform_f32({s.o}, gen), dy = uniform_f32({s.n, s.o, s.out_h, s.out_w}, gen);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   Tensor y_ref = ember::empty(dy.shape()), dx_ref = ember::empty(x.shape()), dw_ref = ember::empty(w.shape());

@@ -143,7 +143,7 @@ TEST(OpsElementwise, OnlyInputsThatRequireGradReceiveOne) {
   // d(sum(a * b))/da broadcasts b over the rows.
   const auto vb = values(b);
   EXPECT_TRUE(allclose(a.grad(), {vb[0], vb[1], vb[2], vb[0], vb[1], vb[2]},
-                           reference_tolerance(kFloat64)));
+                       reference_tolerance(kFloat64)));
   EXPECT_TRUE(grad_ok([&](const std::vector<Tensor>& in) { return div(b, in[0]); },
                       {leaf({2, 3}, 0.5, 2.0, 3)}));
 }
@@ -383,7 +383,8 @@ TEST(OpsUnary, BackwardPassesTheGradientCheck) {
     Tensor xt = from(away_from_kinks(12, c.lo, c.hi, seed++), {4, 3});
     xt.requires_grad_(true);
     auto fn_t = [&](const std::vector<Tensor>& in) { return c.op(in[0].t()); };
-    EXPECT_TRUE(allclose(fn_t({xt}), values(c.op(xt.t().contiguous())), reference_tolerance(kFloat64)));
+    EXPECT_TRUE(
+        allclose(fn_t({xt}), values(c.op(xt.t().contiguous())), reference_tolerance(kFloat64)));
     EXPECT_TRUE(grad_ok(fn_t, {xt}));
   }
 }
@@ -395,7 +396,8 @@ TEST(OpsUnary, RankZeroEmptyAndSizeOneInputsKeepTheirShape) {
       Tensor x = full(s, 0.7);
       Tensor y = c.op(x);
       EXPECT_EQ(y.shape(), s);
-      if (shape_numel(s) == 1) EXPECT_TRUE(allclose(y, {c.ref(0.7)}, reference_tolerance(kFloat32)));
+      if (shape_numel(s) == 1)
+        EXPECT_TRUE(allclose(y, {c.ref(0.7)}, reference_tolerance(kFloat32)));
     }
     Tensor x0 = leaf({}, 0.6, 0.8, 3);
     EXPECT_TRUE(grad_ok([&](const std::vector<Tensor>& in) { return c.op(in[0]); }, {x0}));

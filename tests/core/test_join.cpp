@@ -35,8 +35,11 @@ TEST(Cat, JoinsAlongAnyDimension) {
 
 TEST(Cat, GradientsMatchFiniteDifferences) {
   const Tensor a = leaf({2, 3}, -1, 1, 1), b = leaf({2, 1}, -1, 1, 2), c = leaf({3, 2}, -1, 1, 3);
-  auto r = gradcheck([](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[2].t()}, 1); },
-                     {a, b, c});
+  auto r = gradcheck(
+      [](const std::vector<Tensor>& in) {
+        return cat({in[0], in[1], in[2].t()}, 1);
+      },
+      {a, b, c});
   EXPECT_TRUE(r.ok) << r.report;
   // Only some inputs require grad.
   const Tensor fixed = uniform({1, 3}, -1, 1, 4);
@@ -74,7 +77,8 @@ TEST(Split, GivesViewsWithTheGivenSizes) {
   EXPECT_EQ(values(parts[1]), (std::vector<double>{1, 2, 3, 5, 6, 7, 9, 10, 11}));
   EXPECT_EQ(parts[1].impl().storage, x.impl().storage);  // views, not copies
   const std::string m = error_of<ShapeError>([&] { split(x, {1, 2}, 1); });
-  EXPECT_NE(m.find("sizes adding up to 3 cannot split dimension 1 of size 4"), std::string::npos) << m;
+  EXPECT_NE(m.find("sizes adding up to 3 cannot split dimension 1 of size 4"), std::string::npos)
+      << m;
 }
 
 TEST(Split, GradientsMatchFiniteDifferencesWhenSomePiecesAreUnused) {

@@ -109,16 +109,16 @@ TEST(OpsCrossEntropy, NonContiguousTargetsAreRead) {
   Tensor t = wide.slice(0, 0, 6, 2);  // {1, 3, 0}, stride 2
   ASSERT_FALSE(t.is_contiguous());
   EXPECT_TRUE(allclose(cross_entropy(x, t), values(cross_entropy(x, int64s({1, 3, 0}, {3}))),
-                           reference_tolerance(kFloat64)));
+                       reference_tolerance(kFloat64)));
   EXPECT_TRUE(allclose(nll_loss(x, t), values(nll_loss(x, int64s({1, 3, 0}, {3}))),
-                           reference_tolerance(kFloat64)));
+                       reference_tolerance(kFloat64)));
 }
 
 TEST(OpsCrossEntropy, EqualsLogSoftmaxFollowedByNll) {
   Tensor x = uniform({3, 6}, -2, 2, 14);
   Tensor t = int64s({5, 0, 3}, {3});
   EXPECT_TRUE(allclose(cross_entropy(x, t), values(nll_loss(log_softmax(x, 1), t)),
-                           reference_tolerance(kFloat64)));
+                       reference_tolerance(kFloat64)));
 }
 
 TEST(OpsCrossEntropy, IsStableForLargeLogits) {
@@ -138,7 +138,7 @@ TEST(OpsCrossEntropy, AllRowsIgnoredOrNoRows) {
   EXPECT_EQ(cross_entropy(e, int64s({}, {0}), {.reduction = Reduction::None}).shape(), (Shape{0}));
   // A single class always has loss 0.
   EXPECT_TRUE(allclose(cross_entropy(full({2, 1}, 3.0), int64s({0, 0}, {2})), {0.0},
-                           reference_tolerance(kFloat32)));
+                       reference_tolerance(kFloat32)));
 }
 
 TEST(OpsCrossEntropy, FloatTargetsAreRefusedWithBothDtypes) {
@@ -289,7 +289,7 @@ TEST(OpsPointwiseLoss, BinaryCrossEntropyClampsItsLogsLikePyTorch) {
   Tensor l = from({-1000.0, 1000.0}, {2}, kFloat32);
   Tensor lt_ = from({1.0, 0.0}, {2}, kFloat32);
   EXPECT_TRUE(allclose(binary_cross_entropy_with_logits(l, lt_, Reduction::None), {1000.0, 1000.0},
-                           reference_tolerance(kFloat32)));
+                       reference_tolerance(kFloat32)));
 }
 
 TEST(OpsPointwiseLoss, EmptyInputsGiveZeroSumAndNaNMean) {

@@ -185,9 +185,12 @@ TEST(AvgPool2d, CountIncludePadDecidesTheBorderDivisor) {
   // Corners see 4 real elements of 9 taps, edges 6, the centre 9.
   const std::vector<float> include{4.f / 9, 6.f / 9, 4.f / 9, 6.f / 9, 1,
                                    6.f / 9, 4.f / 9, 6.f / 9, 4.f / 9};
-  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), std::vector<double>(include.begin(), include.end()), kFloat32RefTol)) << "include pad";
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), std::vector<double>(include.begin(), include.end()),
+                       kFloat32RefTol))
+      << "include pad";
   p.count_include_pad = false;
-  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), std::vector<double>(9, 1.0), kFloat32RefTol)) << "exclude pad";
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), std::vector<double>(9, 1.0), kFloat32RefTol))
+      << "exclude pad";
 }
 
 TEST(AvgPool2d, CeilModeWindowCountsPaddingOnlyUpToThePaddedInput) {
@@ -195,9 +198,11 @@ TEST(AvgPool2d, CeilModeWindowCountsPaddingOnlyUpToThePaddedInput) {
   // covers column 5 and one column of right padding, so its include-pad divisor is 2.
   Tensor x = ember::arange(1.0, 7.0, 1.0, {.dtype = ember::kFloat64}).reshape({1, 1, 1, 6});
   Pool2dParams p{.kernel = {1, 3}, .stride = {1, 2}, .padding = {0, 1}, .ceil_mode = true};
-  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), {1.0, 3.0, 5.0, 3.0}, kFloat64RefTol)) << "include pad";
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), {1.0, 3.0, 5.0, 3.0}, kFloat64RefTol))
+      << "include pad";
   p.count_include_pad = false;
-  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), {1.5, 3.0, 5.0, 6.0}, kFloat64RefTol)) << "exclude pad";
+  EXPECT_TRUE(allclose(ember::avg_pool2d(x, p), {1.5, 3.0, 5.0, 6.0}, kFloat64RefTol))
+      << "exclude pad";
 }
 
 TEST(AvgPool2d, MatchesNaiveReferenceForBothPaddingCounts) {
@@ -257,7 +262,8 @@ std::vector<double> naive_adaptive(const std::vector<double>& x, const Shape& xs
 TEST(AdaptiveAvgPool2d, BinsOverlapWhenTheOutputDoesNotDivideTheInput) {
   // W = 5 -> 3 bins: [0, 2), [1, 4), [3, 5).
   Tensor x = ember::arange(1.0, 6.0, 1.0, {.dtype = ember::kFloat64}).reshape({1, 1, 1, 5});
-  EXPECT_TRUE(allclose(ember::adaptive_avg_pool2d(x, {1, 3}), {1.5, 3.0, 4.5}, kFloat64RefTol)) << "1x5->1x3";
+  EXPECT_TRUE(allclose(ember::adaptive_avg_pool2d(x, {1, 3}), {1.5, 3.0, 4.5}, kFloat64RefTol))
+      << "1x5->1x3";
 }
 
 TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
@@ -275,7 +281,9 @@ TEST(AdaptiveAvgPool2d, MatchesNaiveReference) {
     EXPECT_EQ(y.shape(), (Shape{c.x[0], c.x[1], c.out[0], c.out[1]}));
     const auto want = naive_adaptive(values(x), c.x, c.out[0], c.out[1]);
     EXPECT_TRUE(allclose(y, want, kFloat64RefTol)) << ember::shape_str(c.x);
-    EXPECT_TRUE(allclose(ember::adaptive_avg_pool2d(x.to(ember::kFloat32), c.out), want, kFloat32RefTol)) << ember::shape_str(c.x) << " float32";
+    EXPECT_TRUE(
+        allclose(ember::adaptive_avg_pool2d(x.to(ember::kFloat32), c.out), want, kFloat32RefTol))
+        << ember::shape_str(c.x) << " float32";
     if (c.x[0] == 0) continue;
     Tensor xg = x.clone().requires_grad_();
     auto r = ember::gradcheck(
@@ -360,9 +368,12 @@ TEST(BatchNorm, TrainingNormalizesWithTheBatchStatistics) {
     Tensor w = uniform({xs[1]}, 0.5, 1.5, seed++), b = uniform({xs[1]}, -1.0, 1.0, seed++);
     const auto wv = values(w), bv = values(b);
     Tensor y = ember::batch_norm(x, Tensor(), Tensor(), w, b, true);
-    EXPECT_TRUE(allclose(y, naive_batch_norm(values(x), xs, &wv, &bv), kFloat64RefTol)) << ember::shape_str(xs);
+    EXPECT_TRUE(allclose(y, naive_batch_norm(values(x), xs, &wv, &bv), kFloat64RefTol))
+        << ember::shape_str(xs);
     Tensor y_plain = ember::batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), true);
-    EXPECT_TRUE(allclose(y_plain, naive_batch_norm(values(x), xs, nullptr, nullptr), kFloat64RefTol)) << ember::shape_str(xs) << " without affine";
+    EXPECT_TRUE(
+        allclose(y_plain, naive_batch_norm(values(x), xs, nullptr, nullptr), kFloat64RefTol))
+        << ember::shape_str(xs) << " without affine";
     Tensor yf = ember::batch_norm(x.to(ember::kFloat32), Tensor(), Tensor(), w.to(ember::kFloat32),
                                   b.to(ember::kFloat32), true);
     EXPECT_TRUE(allclose(yf, values(y), kFloat32RefTol)) << ember::shape_str(xs) << " float32";
@@ -534,7 +545,9 @@ TEST(LayerNorm, NormalizesOverTheTrailingDims) {
   Tensor y = ember::layer_norm(x, {2, 4}, w, b);
   EXPECT_EQ(y.shape(), x.shape());
   EXPECT_TRUE(allclose(y, naive_layer_norm(values(x), 8, &wv, &bv), kFloat64RefTol)) << "affine";
-  EXPECT_TRUE(allclose(ember::layer_norm(x, {4}), naive_layer_norm(values(x), 4, nullptr, nullptr), kFloat64RefTol)) << "plain";
+  EXPECT_TRUE(allclose(ember::layer_norm(x, {4}), naive_layer_norm(values(x), 4, nullptr, nullptr),
+                       kFloat64RefTol))
+      << "plain";
   Tensor yf = ember::layer_norm(x.to(ember::kFloat32), {2, 4}, w.to(ember::kFloat32),
                                 b.to(ember::kFloat32));
   EXPECT_TRUE(allclose(yf, values(y), kFloat32RefTol)) << "float32";
@@ -598,7 +611,8 @@ TEST_P(Pool2dOnDevice, EmptyBatchGivesEmptyOutputAndGradient) {
   for (DType dt : floating_dtypes(device())) {
     SCOPED_TRACE(ember::dtype_name(dt));
     for (bool is_max : {true, false}) {
-      Tensor x = ember::zeros({0, 3, 6, 6}, {.dtype = dt, .device = device(), .requires_grad = true});
+      Tensor x =
+          ember::zeros({0, 3, 6, 6}, {.dtype = dt, .device = device(), .requires_grad = true});
       Tensor y = is_max ? ember::max_pool2d(x) : ember::avg_pool2d(x);
       EXPECT_EQ(y.shape(), (Shape{0, 3, 3, 3}));
       y.sum().backward();

@@ -201,8 +201,10 @@ TEST(BatchNormCuda, TrainingForwardGradientsAndRunningStatsMatchTheCpu) {
           w_g.set_grad(Tensor());
           b_g.set_grad(Tensor());
         }
-        EXPECT_TRUE(allclose_to_largest(rm_g, rm_c, kTol)) << what << " running_mean step " << std::to_string(step);
-        EXPECT_TRUE(allclose_to_largest(rv_g, rv_c, kTol)) << what << " running_var step " << std::to_string(step);
+        EXPECT_TRUE(allclose_to_largest(rm_g, rm_c, kTol))
+            << what << " running_mean step " << std::to_string(step);
+        EXPECT_TRUE(allclose_to_largest(rv_g, rv_c, kTol))
+            << what << " running_var step " << std::to_string(step);
       }
       // Eval mode with the statistics just accumulated.
       Tensor x = uniform_f32(xs, gen);
@@ -214,7 +216,9 @@ TEST(BatchNormCuda, TrainingForwardGradientsAndRunningStatsMatchTheCpu) {
       yc.backward(gy);
       yg.backward(gy.to(gpu));
       EXPECT_TRUE(allclose_to_largest(xg.grad(), xc.grad(), kTol)) << what << " eval grad_x";
-      if (affine) EXPECT_TRUE(allclose_to_largest(w_g.grad(), w_c.grad(), kTol)) << what << " eval grad_weight";
+      if (affine)
+        EXPECT_TRUE(allclose_to_largest(w_g.grad(), w_c.grad(), kTol))
+            << what << " eval grad_weight";
     }
   }
 }
@@ -305,19 +309,24 @@ TEST(PoolKernelsCuda, HandWrittenAndCudnnPoolingWriteEveryOutput) {
       ember::kernels::cpu::pool2d_forward({}, g, mode, x.data(), y_ref.data());
       ember::kernels::cpu::pool2d_backward({}, g, mode, x.data(), y_ref.data(), gy.data(),
                                            gx_ref.data());
-      DeviceBuffer<float> dx(x, stream), dgy(gy, stream), dy(gy.size(), stream), dgx(x.size(), stream);
+      DeviceBuffer<float> dx(x, stream), dgy(gy, stream), dy(gy.size(), stream),
+          dgx(x.size(), stream);
       ember::kernels::cuda::pool2d_forward(stream, g, mode, dx.get(), dy.get());
-      EXPECT_TRUE(allclose(dy.to_host(), y_ref, relative_to_largest(y_ref, kTol))) << what << " cuda forward";
+      EXPECT_TRUE(allclose(dy.to_host(), y_ref, relative_to_largest(y_ref, kTol)))
+          << what << " cuda forward";
       ember::kernels::cuda::pool2d_backward(stream, g, mode, dx.get(), dy.get(), dgy.get(),
                                             dgx.get());
-      EXPECT_TRUE(allclose(dgx.to_host(), gx_ref, relative_to_largest(gx_ref, kTol))) << what << " cuda backward";
+      EXPECT_TRUE(allclose(dgx.to_host(), gx_ref, relative_to_largest(gx_ref, kTol)))
+          << what << " cuda backward";
       if (!ember::kernels::cudnn::pool2d_supported(g)) continue;
       DeviceBuffer<float> cy(gy.size(), stream), cgx(x.size(), stream);
       ember::kernels::cudnn::pool2d_forward(handle, g, mode, dx.get(), cy.get());
-      EXPECT_TRUE(allclose(cy.to_host(), y_ref, relative_to_largest(y_ref, kTol))) << what << " cudnn forward";
+      EXPECT_TRUE(allclose(cy.to_host(), y_ref, relative_to_largest(y_ref, kTol)))
+          << what << " cudnn forward";
       ember::kernels::cudnn::pool2d_backward(handle, g, mode, false, dx.get(), cy.get(), dgy.get(),
                                              cgx.get());
-      EXPECT_TRUE(allclose(cgx.to_host(), gx_ref, relative_to_largest(gx_ref, kTol))) << what << " cudnn backward";
+      EXPECT_TRUE(allclose(cgx.to_host(), gx_ref, relative_to_largest(gx_ref, kTol)))
+          << what << " cudnn backward";
     }
   }
 }
@@ -335,15 +344,18 @@ TEST(PoolKernelsCuda, AdaptiveAndLayerNormWriteEveryOutput) {
     ember::kernels::cpu::adaptive_avg_pool2d_forward({}, x.data(), y_ref.data(), planes, h, w, oh, ow);
     ember::kernels::cpu::adaptive_avg_pool2d_backward({}, gy.data(), gx_ref.data(), planes, h, w, oh,
                                                       ow);
-    DeviceBuffer<float> dx(x, stream), dgy(gy, stream), dy(gy.size(), stream), dgx(x.size(), stream);
+    DeviceBuffer<float> dx(x, stream), dgy(gy, stream), dy(gy.size(), stream),
+        dgx(x.size(), stream);
     ember::kernels::cuda::adaptive_avg_pool2d_forward(stream, dx.get(), dy.get(), planes, h, w, oh,
                                                       ow);
     ember::kernels::cuda::adaptive_avg_pool2d_backward(stream, dgy.get(), dgx.get(), planes, h, w,
                                                        oh, ow);
     const std::string what =
         ember::detail::str_cat("adaptive ", planes, "x", h, "x", w, " -> ", oh, "x", ow);
-    EXPECT_TRUE(allclose(dy.to_host(), y_ref, relative_to_largest(y_ref, kTol))) << what << " forward";
-    EXPECT_TRUE(allclose(dgx.to_host(), gx_ref, relative_to_largest(gx_ref, kTol))) << what << " backward";
+    EXPECT_TRUE(allclose(dy.to_host(), y_ref, relative_to_largest(y_ref, kTol)))
+        << what << " forward";
+    EXPECT_TRUE(allclose(dgx.to_host(), gx_ref, relative_to_largest(gx_ref, kTol)))
+        << what << " backward";
   }
   for (auto [rows, cols] :
        std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 3}, {17, 300}, {3, 2049}, {300, 40}}) {
@@ -357,7 +369,9 @@ TEST(PoolKernelsCuda, AdaptiveAndLayerNormWriteEveryOutput) {
     ember::kernels::cpu::layer_norm_backward({}, x.data(), gy.data(), w.data(), mean.data(),
                                              rstd.data(), gx.data(), gw.data(), gb.data(), rows,
                                              cols);
-    DeviceBuffer<float> dx(x, stream), dgy(gy, stream), dw(w, stream), db(b, stream), dy(x.size(), stream), dmean(rows, stream), drstd(rows, stream), dgx(x.size(), stream), dgw(cols, stream), dgb(cols, stream);
+    DeviceBuffer<float> dx(x, stream), dgy(gy, stream), dw(w, stream), db(b, stream),
+        dy(x.size(), stream), dmean(rows, stream), drstd(rows, stream), dgx(x.size(), stream),
+        dgw(cols, stream), dgb(cols, stream);
     ember::kernels::cuda::layer_norm_forward(stream, dx.get(), dw.get(), db.get(), dy.get(),
                                              dmean.get(), drstd.get(), rows, cols, 1e-5);
     ember::kernels::cuda::layer_norm_backward(stream, dx.get(), dgy.get(), dw.get(), dmean.get(),
@@ -365,10 +379,13 @@ TEST(PoolKernelsCuda, AdaptiveAndLayerNormWriteEveryOutput) {
                                               cols);
     const std::string what = ember::detail::str_cat("layer_norm ", rows, "x", cols);
     EXPECT_TRUE(allclose(dy.to_host(), y, relative_to_largest(y, kTol))) << what << " y";
-    EXPECT_TRUE(allclose(dmean.to_host(), mean, relative_to_largest(mean, kTol))) << what << " mean";
-    EXPECT_TRUE(allclose(drstd.to_host(), rstd, relative_to_largest(rstd, kTol))) << what << " rstd";
+    EXPECT_TRUE(allclose(dmean.to_host(), mean, relative_to_largest(mean, kTol)))
+        << what << " mean";
+    EXPECT_TRUE(allclose(drstd.to_host(), rstd, relative_to_largest(rstd, kTol)))
+        << what << " rstd";
     EXPECT_TRUE(allclose(dgx.to_host(), gx, relative_to_largest(gx, kTol))) << what << " grad_x";
-    EXPECT_TRUE(allclose(dgw.to_host(), gw, relative_to_largest(gw, kTol))) << what << " grad_weight";
+    EXPECT_TRUE(allclose(dgw.to_host(), gw, relative_to_largest(gw, kTol)))
+        << what << " grad_weight";
     EXPECT_TRUE(allclose(dgb.to_host(), gb, relative_to_largest(gb, kTol))) << what << " grad_bias";
   }
 }
@@ -404,14 +421,18 @@ TEST(BatchNormKernelsCuda, StandInsForNullArgumentsMatchTheCpu) {
     kc::cpu::batch_norm_backward<float>({}, x.data(), gy.data(), nullptr, mean.data(),
                                         invstd.data(), gx.data(), nullptr, nullptr, n, c, s, 1e-5,
                                         {});
-    DeviceBuffer<float> dx(x, ctx.stream), dgy(gy, ctx.stream), drm(rm, ctx.stream), drv(rv, ctx.stream);  // the rest start as NaN
-    DeviceBuffer<float> dy(x.size(), ctx.stream), dmean(mean.size(), ctx.stream), dinvstd(invstd.size(), ctx.stream), dgx(x.size(), ctx.stream), dyi(x.size(), ctx.stream);
+    DeviceBuffer<float> dx(x, ctx.stream), dgy(gy, ctx.stream), drm(rm, ctx.stream),
+        drv(rv, ctx.stream);  // the rest start as NaN
+    DeviceBuffer<float> dy(x.size(), ctx.stream), dmean(mean.size(), ctx.stream),
+        dinvstd(invstd.size(), ctx.stream), dgx(x.size(), ctx.stream), dyi(x.size(), ctx.stream);
     kc::cuda::batch_norm_forward_training(ctx, dx.get(), nullptr, nullptr, dy.get(), dmean.get(),
                                           dinvstd.get(), nullptr, nullptr, n, c, s, 0.1, 1e-5,
                                           scratch);
     EXPECT_TRUE(allclose(dy.to_host(), y, relative_to_largest(y, kTol))) << what << " training y";
-    EXPECT_TRUE(allclose(dmean.to_host(), mean, relative_to_largest(mean, kTol))) << what << " save_mean";
-    EXPECT_TRUE(allclose(dinvstd.to_host(), invstd, relative_to_largest(invstd, kTol))) << what << " save_invstd";
+    EXPECT_TRUE(allclose(dmean.to_host(), mean, relative_to_largest(mean, kTol)))
+        << what << " save_mean";
+    EXPECT_TRUE(allclose(dinvstd.to_host(), invstd, relative_to_largest(invstd, kTol)))
+        << what << " save_invstd";
     kc::cuda::batch_norm_forward_inference(ctx, dx.get(), nullptr, nullptr, drm.get(), drv.get(),
                                            dyi.get(), n, c, s, 1e-5, scratch);
     EXPECT_TRUE(allclose(dyi.to_host(), yi, relative_to_largest(yi, kTol))) << what << " eval y";

@@ -18,15 +18,17 @@
 #include "ember/core/base/error.h"
 #include "ember/kernels/cpu/elementwise.h"
 #include "ember/kernels/cuda/elementwise.cuh"
+#include "support/allclose.h"
+#include "support/device_buffer.h"
 
 namespace {
 
 using namespace ember::kernels;
 
-// Float parity tolerance: |cuda - cpu| <= kRelTol * max(|cpu|, 1). The device's libm
-// differs from glibc by a few ulps and nvcc contracts a * b + c into FMAs. Integer, bool,
-// cast, fill and copy results must match exactly.
-constexpr double kRelTol = 1e-5;
+// Float parity tolerance: the device's libm differs from glibc by a few ulps and nvcc
+// contracts a * b + c into FMAs. Integer, bool, cast, fill and copy results must match
+// exactly.
+constexpr ember::testing::Tolerance kParityTol{1e-5, 1e-5};
 
 constexpr int64_t kSizes[] = {0, 1, 7, 1000, 100003};
 constexpr int kF32 = 0, kI32 = 2, kI64 = 3, kU8 = 4, kBool = 5;
@@ -40,15 +42,6 @@ constexpr BinaryOp kAllBinaryOps[] = {BinaryOp::Add, BinaryOp::Sub,     BinaryOp
                                       BinaryOp::Div, BinaryOp::Maximum, BinaryOp::Minimum};
 constexpr CompareOp kAllCompareOps[] = {CompareOp::Eq, CompareOp::Ne, CompareOp::Lt,
                                         CompareOp::Le, CompareOp::Gt, CompareOp::Ge};
-
-bool cuda_available() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error
-    return false;
-  }
-  return count > 0;
-}
 
 // A host array that also works for bool (std::vector<bool> has no data()).
 template <typename T>
@@ -99,26 +92,13 @@ bool needs_positive_input(UnaryOp op) {
   return op == UnaryOp::Log || op == UnaryOp::Sqrt || op == UnaryOp::Pow;
 }
 
+// The first n elements of the CPU's and the GPU's results (tests/support/allclose.h):
+// floats within kParityTol, everything else exactly.
 template <typename T>
 ::testing::AssertionResult all_close(const Host<T>& want, const Host<T>& got, int64_t n) {
-  int64_t bad = 0;
-  std::string first;
-  for (int64_t i = 0; i < n; ++i) {
-    bool ok;
-    if constexpr (std::is_floating_point_v<T>) {
-      const double w = want[i], g = got[i];
-      ok = (std::isnan(w) && std::isnan(g)) || w == g ||
-           std::abs(w - g) <= kRelTol * std::max(std::abs(w), 1.0);
-    } else {
-      ok = want[i] == got[i];
-    }
-    if (!ok && bad++ == 0) {
-      first = "first at " + std::to_string(i) + ": cpu " + std::to_string(+want[i]) +
-              ", cuda " + std::to_string(+got[i]);
-    }
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << n << " elements differ; " << first;
+  const std::vector<T> w(want.data(), want.data() + n), g(got.data(), got.data() + n);
+  return ember::testing::allclose(
+      g, w, std::is_floating_point_v<T> ? kParityTol : ember::testing::kExact);
 }
 
 // ------------------------------------------------------------------ indexes
@@ -206,18 +186,12 @@ std::vector<IndexCase> index_cases() {
   return cases;
 }
 
-class CudaElementwise : public ::testing::Test {
+// stream_ (CudaStreamTest) and the device buffers the test made, freed after it.
+class CudaElementwise : public ember::testing::CudaStreamTest {
  protected:
-  void SetUp() override {
-    if (!cuda_available()) {
-      GTEST_SKIP() << "no CUDA device: cudaGetDeviceCount failed or found none";
-    }
-    EMBER_CUDA_CHECK(cudaStreamCreate(&stream_));
-  }
-
   void TearDown() override {
     for (void* p : buffers_) EMBER_CUDA_WARN(cudaFree(p));
-    if (stream_ != nullptr) EMBER_CUDA_WARN(cudaStreamDestroy(stream_));
+    CudaStreamTest::TearDown();
   }
 
   // n elements (at least one, as a canary for n == 0), every byte 0xFF.
@@ -289,7 +263,6 @@ class CudaElementwise : public ::testing::Test {
     }
   }
 
-  cudaStream_t stream_ = nullptr;
   std::vector<void*> buffers_;
   std::mt19937 rng_{20240611};
 };

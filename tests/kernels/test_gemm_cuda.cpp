@@ -17,42 +17,11 @@
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
 #include "ember/kernels/cpu/gemm.h"
+#include "support/device_buffer.h"
 
 namespace {
 
-bool have_gpu() {
-  int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
-}
-
-// Device buffer for the test's own use.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t n) : n_(std::max<size_t>(n, 1)) {
-    void* p = nullptr;
-    EMBER_CUDA_CHECK(cudaMalloc(&p, n_ * sizeof(float)));
-    ptr_ = static_cast<float*>(p);
-  }
-  ~DeviceBuffer() { EMBER_CUDA_WARN(cudaFree(ptr_)); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  float* get() const { return ptr_; }
-  void upload(const std::vector<float>& v, cudaStream_t s) {
-    EMBER_CUDA_CHECK(cudaMemcpyAsync(ptr_, v.data(), v.size() * sizeof(float),
-                                     cudaMemcpyHostToDevice, s));
-  }
-  std::vector<float> download(size_t n, cudaStream_t s) const {
-    std::vector<float> v(n);
-    EMBER_CUDA_CHECK(
-        cudaMemcpyAsync(v.data(), ptr_, n * sizeof(float), cudaMemcpyDeviceToHost, s));
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(s));
-    return v;
-  }
-
- private:
-  size_t n_;
-  float* ptr_ = nullptr;
-};
+using ember::testing::DeviceBuffer;
 
 struct Case {
   bool ta = false, tb = false;
@@ -63,11 +32,12 @@ struct Case {
   float alpha = 1, beta = 0;
 };
 
-class GemmCuda : public ::testing::Test {
+// stream_ (CudaStreamTest) with a cuBLAS handle of its own bound to it.
+class GemmCuda : public ember::testing::CudaStreamTest {
  protected:
   void SetUp() override {
-    if (!have_gpu()) GTEST_SKIP() << "no CUDA device (cudaGetDeviceCount failed or found 0)";
-    EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CudaStreamTest::SetUp();
+    if (IsSkipped()) return;
     EMBER_CUBLAS_CHECK(cublasCreate(&handle_));
     EMBER_CUBLAS_CHECK(cublasSetStream(handle_, stream_));
     // Plain FP32 arithmetic: the tolerances below assume no TF32.
@@ -77,7 +47,7 @@ class GemmCuda : public ::testing::Test {
   }
   void TearDown() override {
     if (handle_ != nullptr) cublasDestroy(handle_);
-    if (stream_ != nullptr) EMBER_CUDA_WARN(cudaStreamDestroy(stream_));
+    CudaStreamTest::TearDown();
   }
 
   // Same random operands through both backends; C starts as NaN when beta == 0 (it must
@@ -105,14 +75,11 @@ class GemmCuda : public ::testing::Test {
       c[idx] = (cs.beta == 0 || padding) ? nan : dist(rng);
     }
 
-    DeviceBuffer da(a.size()), db(b.size()), dc(c.size());
-    da.upload(a, stream_);
-    db.upload(b, stream_);
-    dc.upload(c, stream_);
+    DeviceBuffer<float> da(a, stream_), db(b, stream_), dc(c, stream_);
     ember::kernels::cuda::gemm(ctx_, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, da.get(), lda,
                                stride_a, db.get(), ldb, stride_b, cs.beta, dc.get(), ldc,
                                stride_c, cs.batch);
-    const std::vector<float> got = dc.download(c.size(), stream_);
+    const std::vector<float> got = dc.to_host();
 
     std::vector<float> want = c;
     ember::kernels::cpu::gemm<float>({}, cs.ta, cs.tb, cs.m, cs.n, cs.k, cs.alpha, a.data(),
@@ -135,7 +102,6 @@ class GemmCuda : public ::testing::Test {
     }
   }
 
-  cudaStream_t stream_ = nullptr;
   cublasHandle_t handle_ = nullptr;
   ember::kernels::cuda::Context ctx_;  // stream_ and handle_
 };
@@ -223,14 +189,13 @@ TEST_F(GemmCuda, KZeroMatchesCpu) {
 }
 
 TEST_F(GemmCuda, EmptyOutputDoesNothing) {
-  DeviceBuffer dc(4);
   const std::vector<float> sentinel = {1, 2, 3, 4};
-  dc.upload(sentinel, stream_);
+  DeviceBuffer<float> dc(sentinel, stream_);
   ember::kernels::cuda::gemm(ctx_, false, false, 0, 4, 3, 1.0f, nullptr, 3, 0, nullptr, 4, 0,
                              0.0f, dc.get(), 4, 0, 1);
   ember::kernels::cuda::gemm(ctx_, false, false, 4, 0, 3, 1.0f, nullptr, 3, 0, nullptr, 1, 0,
                              0.0f, dc.get(), 1, 0, 1);
-  EXPECT_EQ(dc.download(4, stream_), sentinel);
+  EXPECT_EQ(dc.to_host(), sentinel);
 }
 
 TEST_F(GemmCuda, DevicePointerModeIsHonouredAndRestored) {
@@ -248,7 +213,7 @@ TEST_F(GemmCuda, DevicePointerModeIsHonouredAndRestored) {
 }
 
 TEST_F(GemmCuda, SizeBeyondIntThrows) {
-  DeviceBuffer d(1);
+  DeviceBuffer<float> d(1, stream_);
   const int64_t huge = int64_t{1} << 33;
   EXPECT_THROW(ember::kernels::cuda::gemm(ctx_, false, false, huge, 1, 1, 1.0f, d.get(), 1, 0,
                                           d.get(), 1, 0, 0.0f, d.get(), 1, 0, 1),

@@ -14,35 +14,17 @@
 #include "ember/kernels/cpu/loss.h"
 #include "ember/kernels/loss_math.h"
 #include "ember/kernels/philox.h"
+#include "support/finite_difference.h"
+#include "support/random.h"
 
 namespace ember::kernels::cpu {
 namespace {
 
+using ember::testing::numeric_gradient;
+using ember::testing::uniform_values;
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr int64_t kNoIgnore = -100;  // PyTorch's default ignore_index
-
-std::vector<double> numeric_gradient(const std::function<double(const std::vector<double>&)>& f,
-                                     std::vector<double> x, double h = 1e-6) {
-  std::vector<double> g(x.size());
-  for (size_t j = 0; j < x.size(); ++j) {
-    const double saved = x[j];
-    x[j] = saved + h;
-    const double up = f(x);
-    x[j] = saved - h;
-    const double down = f(x);
-    x[j] = saved;
-    g[j] = (up - down) / (2 * h);
-  }
-  return g;
-}
-
-std::vector<double> random_vector(size_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(n);
-  for (double& e : v) e = dist(gen);
-  return v;
-}
 
 // The forward kernels add their count of out-of-range targets to a counter; these return
 // it, with the class weights last (null: none).
@@ -160,9 +142,9 @@ TEST(CrossEntropyCpu, OutOfRangeTargetsAreCountedAndGetNaNLoss) {
 
 TEST(CrossEntropyCpu, BackwardMatchesFiniteDifferences) {
   const int64_t N = 4, C = 5;
-  const std::vector<double> x = random_vector(N * C, 41, -3, 3);
+  const std::vector<double> x = uniform_values(N * C, -3, 3, 41);
   const std::vector<int64_t> t = {3, kNoIgnore, 0, 4};
-  const std::vector<double> weights = random_vector(N, 42, 0.5, 1.5);
+  const std::vector<double> weights = uniform_values(N, 0.5, 1.5, 42);
   for (double s : {0.0, 0.1}) {
     for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
       // grad_stride 0: one scalar gradient for every row (a mean or sum reduction).
@@ -191,7 +173,7 @@ TEST(CrossEntropyCpu, BackwardMatchesFiniteDifferences) {
 
 TEST(CrossEntropyCpu, FloatBackwardAgreesWithDouble) {
   const int64_t N = 3, C = 7;
-  const std::vector<double> xd = random_vector(N * C, 51, -4, 4);
+  const std::vector<double> xd = uniform_values(N * C, -4, 4, 51);
   const std::vector<float> xf(xd.begin(), xd.end());
   const std::vector<int64_t> t = {6, 0, 2};
   const std::vector<double> gd = {0.5};
@@ -265,7 +247,7 @@ TEST(CrossEntropyCpu, ClassWeightsWithSmoothingWeighEveryClassTerm) {
 
 TEST(CrossEntropyCpu, UnitClassWeightsGiveTheUnweightedLossAndGradient) {
   const int64_t N = 3, C = 4;
-  const std::vector<double> x = random_vector(N * C, 81, -3, 3);
+  const std::vector<double> x = uniform_values(N * C, -3, 3, 81);
   const std::vector<double> ones(C, 1.0), g = {0.7};
   const std::vector<int64_t> t = {3, kNoIgnore, 1};
   std::vector<double> a(N), b(N), lse(N), ga(N * C), gb(N * C);
@@ -282,10 +264,10 @@ TEST(CrossEntropyCpu, UnitClassWeightsGiveTheUnweightedLossAndGradient) {
 
 TEST(CrossEntropyCpu, WeightedBackwardMatchesFiniteDifferences) {
   const int64_t N = 4, C = 5;
-  const std::vector<double> x = random_vector(N * C, 91, -3, 3);
+  const std::vector<double> x = uniform_values(N * C, -3, 3, 91);
   const std::vector<double> w = {0.3, 1.7, 0.0, 2.5, 1.1};
   const std::vector<int64_t> t = {3, kNoIgnore, 2, 0};
-  const std::vector<double> upstream = random_vector(N, 92, 0.5, 1.5);
+  const std::vector<double> upstream = uniform_values(N, 0.5, 1.5, 92);
   for (double s : {0.0, 0.1, 0.9}) {
     for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
       auto f = [&](const std::vector<double>& xv) {
@@ -342,7 +324,7 @@ TEST(NllCpu, OutOfRangeTargetsAreCountedAndGetNaNLoss) {
 
 TEST(NllCpu, BackwardMatchesFiniteDifferences) {
   const int64_t N = 3, C = 4;
-  const std::vector<double> logp = random_vector(N * C, 61, -5, 0);
+  const std::vector<double> logp = uniform_values(N * C, -5, 0, 61);
   const std::vector<int64_t> t = {2, 0, kNoIgnore};
   const std::vector<double> weights = {0.3, -1.2, 2.0};
   for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
@@ -376,7 +358,7 @@ TEST(NllCpu, ClassWeightsScaleTheLossAndTheGradient) {
 
 TEST(NllCpu, WeightedBackwardMatchesFiniteDifferences) {
   const int64_t N = 3, C = 4;
-  const std::vector<double> logp = random_vector(N * C, 101, -5, 0);
+  const std::vector<double> logp = uniform_values(N * C, -5, 0, 101);
   const std::vector<double> w = {0.5, 1.5, 3.0, 0.0};
   const std::vector<int64_t> t = {2, 0, kNoIgnore};
   const std::vector<double> upstream = {0.3, -1.2, 2.0};
@@ -460,14 +442,14 @@ TEST(PointwiseLossCpu, BinaryCrossEntropyDerivativeFloorsItsDenominator) {
 
 TEST(PointwiseLossCpu, EveryBackwardMatchesFiniteDifferences) {
   const size_t n = 12;
-  const std::vector<double> weights = random_vector(n, 71, -1.5, 1.5);
+  const std::vector<double> weights = uniform_values(n, -1.5, 1.5, 71);
   for (PointwiseLoss op : {PointwiseLoss::Mse, PointwiseLoss::L1, PointwiseLoss::BinaryCrossEntropy,
                            PointwiseLoss::BinaryCrossEntropyWithLogits}) {
     const bool probabilities = op == PointwiseLoss::BinaryCrossEntropy;
     const std::vector<double> x =
-        probabilities ? random_vector(n, 72, 0.05, 0.95) : random_vector(n, 72, -4, 4);
+        probabilities ? uniform_values(n, 0.05, 0.95, 72) : uniform_values(n, -4, 4, 72);
     // L1's targets keep away from the inputs so the difference never straddles its kink.
-    std::vector<double> t = random_vector(n, 73, 0.0, 1.0);
+    std::vector<double> t = uniform_values(n, 0.0, 1.0, 73);
     if (op == PointwiseLoss::L1) {
       for (size_t i = 0; i < n; ++i) t[i] = x[i] + (i % 2 == 0 ? 0.5 : -0.5);
     }
@@ -516,8 +498,8 @@ TEST(BceWithLogitsPosWeightCpu, ForwardMatchesTheDefinition) {
 
 TEST(BceWithLogitsPosWeightCpu, UnitPosWeightIsThePlainLoss) {
   const size_t n = 16;
-  const std::vector<double> x = random_vector(n, 111, -6, 6);
-  const std::vector<double> t = random_vector(n, 112, 0, 1);
+  const std::vector<double> x = uniform_values(n, -6, 6, 111);
+  const std::vector<double> t = uniform_values(n, 0, 1, 112);
   const double one = 1.0;
   std::vector<double> plain(n), weighted(n), gp(n), gw(n);
   pointwise_loss_forward<double>({}, PointwiseLoss::BinaryCrossEntropyWithLogits, x.data(),
@@ -551,10 +533,10 @@ TEST(BceWithLogitsPosWeightCpu, IsStableForLargeLogits) {
 
 TEST(BceWithLogitsPosWeightCpu, BackwardMatchesFiniteDifferences) {
   const size_t n = 12;
-  const std::vector<double> x = random_vector(n, 121, -4, 4);
-  const std::vector<double> t = random_vector(n, 122, 0, 1);
-  const std::vector<double> pw = random_vector(3, 123, 0.1, 5.0);
-  const std::vector<double> upstream = random_vector(n, 124, -1.5, 1.5);
+  const std::vector<double> x = uniform_values(n, -4, 4, 121);
+  const std::vector<double> t = uniform_values(n, 0, 1, 122);
+  const std::vector<double> pw = uniform_values(3, 0.1, 5.0, 123);
+  const std::vector<double> upstream = uniform_values(n, -1.5, 1.5, 124);
   for (int64_t grad_stride : {int64_t{0}, int64_t{1}}) {
     auto f = [&](const std::vector<double>& xv) {
       std::vector<double> out(n);

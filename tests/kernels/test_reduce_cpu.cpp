@@ -11,9 +11,14 @@
 
 #include "ember/core/base/error.h"
 #include "ember/kernels/cpu/reduce.h"
+#include "support/finite_difference.h"
+#include "support/random.h"
 
 namespace ember::kernels::cpu {
 namespace {
+
+using ember::testing::numeric_gradient;
+using ember::testing::uniform_values;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -178,30 +183,6 @@ TEST(ReduceCpu, IndexBackwardScattersGradToTheArgmaxAndZeroesTheRest) {
   EXPECT_EQ(gx, (std::vector<double>{0, 20, 10, 0, 0, 0, 0, 40, 30, 0, 0, 0}));
 }
 
-// Central differences of a scalar function of x, in double.
-std::vector<double> numeric_gradient(const std::function<double(const std::vector<double>&)>& f,
-                                     std::vector<double> x, double h = 1e-6) {
-  std::vector<double> g(x.size());
-  for (size_t j = 0; j < x.size(); ++j) {
-    const double saved = x[j];
-    x[j] = saved + h;
-    const double up = f(x);
-    x[j] = saved - h;
-    const double down = f(x);
-    x[j] = saved;
-    g[j] = (up - down) / (2 * h);
-  }
-  return g;
-}
-
-std::vector<double> random_vector(size_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  std::vector<double> v(n);
-  for (double& e : v) e = dist(gen);
-  return v;
-}
-
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double s = 0;
   for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
@@ -210,8 +191,9 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
 
 TEST(ReduceCpu, MaxAndMinBackwardMatchFiniteDifferences) {
   const int64_t outer = 2, n = 5, inner = 3;
-  const std::vector<double> x = random_vector(outer * n * inner, 11);  // distinct values
-  const std::vector<double> gy = random_vector(outer * inner, 12);
+  const std::vector<double> x =
+      uniform_values(outer * n * inner, -2.0, 2.0, 11);  // distinct values
+  const std::vector<double> gy = uniform_values(outer * inner, -2.0, 2.0, 12);
   for (ReduceOp op : {ReduceOp::Max, ReduceOp::Min}) {
     auto f = [&](const std::vector<double>& xv) {
       std::vector<double> y(outer * inner);
@@ -255,7 +237,7 @@ TEST(SoftmaxCpu, LargeLogitsDoNotOverflow) {
 
 TEST(SoftmaxCpu, NormalisesAlongTheMiddleAxis) {
   const int64_t outer = 3, n = 4, inner = 5;
-  const std::vector<double> x = random_vector(outer * n * inner, 3, -5, 5);
+  const std::vector<double> x = uniform_values(outer * n * inner, -5, 5, 3);
   std::vector<double> y(x.size());
   softmax_forward<double>({}, x.data(), y.data(), outer, n, inner, false);
   for (int64_t o = 0; o < outer; ++o) {
@@ -290,8 +272,8 @@ TEST(SoftmaxCpu, EmptyShapesWriteNothing) {
 
 TEST(SoftmaxCpu, BackwardMatchesFiniteDifferences) {
   const int64_t outer = 2, n = 4, inner = 3;
-  const std::vector<double> x = random_vector(outer * n * inner, 21);
-  const std::vector<double> gy = random_vector(x.size(), 22);
+  const std::vector<double> x = uniform_values(outer * n * inner, -2.0, 2.0, 21);
+  const std::vector<double> gy = uniform_values(x.size(), -2.0, 2.0, 22);
   for (bool log : {false, true}) {
     auto f = [&](const std::vector<double>& xv) {
       std::vector<double> y(xv.size());
@@ -310,8 +292,8 @@ TEST(SoftmaxCpu, BackwardMatchesFiniteDifferences) {
 
 TEST(SoftmaxCpu, RowBackwardMatchesFiniteDifferences) {
   const int64_t outer = 3, n = 7, inner = 1;
-  const std::vector<double> x = random_vector(outer * n, 31, -4, 4);
-  const std::vector<double> gy = random_vector(x.size(), 32);
+  const std::vector<double> x = uniform_values(outer * n, -4, 4, 31);
+  const std::vector<double> gy = uniform_values(x.size(), -2.0, 2.0, 32);
   for (bool log : {false, true}) {
     auto f = [&](const std::vector<double>& xv) {
       std::vector<double> y(xv.size());

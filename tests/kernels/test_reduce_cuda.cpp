@@ -189,7 +189,8 @@ TEST_F(SoftmaxCuda, ForwardMatchesCpuOnEveryShape) {
       DeviceBuffer<float> dx(x, stream_);
       DeviceBuffer<float> dy(x.size(), stream_);
       cuda::softmax_forward(stream_, dx.get(), dy.get(), s.outer, s.n, s.inner, log);
-      EXPECT_TRUE(allclose(dy.to_host(), cpu_y, kFloat32KernelTol)) << std::string(log ? "log_softmax" : "softmax") << " over " << s.str();
+      EXPECT_TRUE(allclose(dy.to_host(), cpu_y, kFloat32KernelTol))
+          << std::string(log ? "log_softmax" : "softmax") << " over " << s.str();
     }
   }
 }
@@ -216,7 +217,8 @@ TEST_F(SoftmaxCuda, BackwardMatchesCpuOnEveryShape) {
                                    log);
       DeviceBuffer<float> dy(y, stream_), dgy(gy, stream_), dgx(x.size(), stream_);
       cuda::softmax_backward(stream_, dy.get(), dgy.get(), dgx.get(), s.outer, s.n, s.inner, log);
-      EXPECT_TRUE(allclose(dgx.to_host(), cpu_gx, kFloat32KernelTol)) << std::string(log ? "log_softmax" : "softmax") << " backward over " << s.str();
+      EXPECT_TRUE(allclose(dgx.to_host(), cpu_gx, kFloat32KernelTol))
+          << std::string(log ? "log_softmax" : "softmax") << " backward over " << s.str();
     }
   }
 }

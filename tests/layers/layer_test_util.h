@@ -12,6 +12,8 @@
 
 #include <ember/ember.h>
 
+#include "support/allclose.h"
+
 namespace ember::testing {
 
 inline Tensor f32(const std::vector<float>& v, const Shape& shape) {
@@ -35,19 +37,10 @@ inline Tensor random_f32(const Shape& shape, std::mt19937_64& gen, float lo = -1
   return Tensor::from_vector(v, shape);
 }
 
-inline std::vector<double> values(const Tensor& t) {
-  return t.contiguous().to(kFloat64).to_vector<double>();
-}
-
 // Every element of `got` within tol * (1 + |want|) of `want`.
 inline void expect_close(const Tensor& got, const std::vector<double>& want, double tol,
                          const std::string& what = "") {
-  ASSERT_TRUE(got.defined()) << what;
-  const std::vector<double> g = values(got);
-  ASSERT_EQ(g.size(), want.size()) << what;
-  for (size_t i = 0; i < g.size(); ++i) {
-    EXPECT_NEAR(g[i], want[i], tol * (1.0 + std::fabs(want[i]))) << what << " element " << i;
-  }
+  EXPECT_TRUE(allclose(got, want, Tolerance{tol, tol})) << what;
 }
 
 // A GPU result against its CPU twin: same shape, finite, every element within tol times
@@ -58,8 +51,8 @@ inline void expect_gpu_matches_cpu(const Tensor& on_gpu, const Tensor& on_cpu, d
   ASSERT_TRUE(on_cpu.defined()) << what << ": undefined on the CPU";
   ASSERT_TRUE(on_gpu.is_cuda()) << what;
   ASSERT_EQ(on_gpu.shape(), on_cpu.shape()) << what;
-  const auto g = on_gpu.cpu().contiguous().to(kFloat64).to_vector<double>();
-  const auto c = on_cpu.contiguous().to(kFloat64).to_vector<double>();
+  const auto g = values(on_gpu);
+  const auto c = values(on_cpu);
   double scale = 1.0;
   for (double v : c) scale = std::max(scale, std::fabs(v));
   for (size_t i = 0; i < g.size(); ++i) {

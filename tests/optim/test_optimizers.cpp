@@ -604,8 +604,8 @@ TEST_P(ClipGradNormOnDevice, SupportsOtherNormsAndInfinity) {
     EXPECT_TRUE(allclose(optim::clip_grad_norm({a, b}, 100.0, 1.0), {7.0}, tol)) << "norm 1";
     set_grad(a, ga);
     set_grad(b, gb);
-    EXPECT_TRUE(allclose(optim::clip_grad_norm({a, b}, 100.0, 3.0), {std::cbrt(1.0 + 8.0 + 64.0)},
-                         tol))
+    EXPECT_TRUE(
+        allclose(optim::clip_grad_norm({a, b}, 100.0, 3.0), {std::cbrt(1.0 + 8.0 + 64.0)}, tol))
         << "norm 3";
     set_grad(a, ga);
     set_grad(b, gb);

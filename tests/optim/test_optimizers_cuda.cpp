@@ -350,7 +350,8 @@ TEST(OptimizerCuda, ClipGradNormMatchesCpu) {
     const std::string what = "norm_type " + std::to_string(norm_type);
     EXPECT_TRUE(allclose(gpu_total, cpu_total, kParityTol)) << what << " total";
     for (size_t i = 0; i < cpu_ps.size(); ++i) {
-      EXPECT_TRUE(allclose(gpu_ps[i].grad(), cpu_ps[i].grad(), kParityTol)) << what << " grad " << i;
+      EXPECT_TRUE(allclose(gpu_ps[i].grad(), cpu_ps[i].grad(), kParityTol))
+          << what << " grad " << i;
     }
   }
 }

@@ -1,7 +1,9 @@
 // Comparing results in tests: allclose with rtol/atol, as numpy and torch.testing define it
 // (|got - want| <= atol + rtol * |want|, NaN equal to NaN), reporting the worst element with
-// its index and the number of elements out of tolerance. Tolerances per dtype are stated
-// once, here.
+// its index and the number of elements out of tolerance. The tolerances are stated once,
+// here, per dtype and per kind of comparison: two implementations of an op
+// (default_tolerance), an op against a float64 reference loop (reference_tolerance), a CUDA
+// kernel against its CPU twin (kFloat32KernelTol).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -59,13 +61,14 @@ inline Tolerance reference_tolerance(DType dtype) {
 // `tol` times the largest magnitude in `want` (at least 1), as an absolute bound on every
 // element: for results summed from many terms (convolutions, normalizations, reductions),
 // whose rounding error follows the size of the terms, so an element that cancels to near
-// zero carries as much error as the largest one. NaNs in `want` are ignored.
+// zero carries as much error as the largest one. NaNs and infinities in `want` are
+// ignored.
 template <typename T>
 Tolerance relative_to_largest(const std::vector<T>& want, double tol) {
   double largest = 1.0;
   for (const T& w : want) {
     const double a = std::fabs(static_cast<double>(w));
-    if (!std::isnan(a) && a > largest) largest = a;
+    if (std::isfinite(a) && a > largest) largest = a;
   }
   return {0.0, tol * largest};
 }
@@ -122,36 +125,12 @@ inline ::testing::AssertionResult compare(const std::vector<double>& got,
   if (bad == 0) return ::testing::AssertionSuccess();
   const double g = got[static_cast<size_t>(worst)], w = want[static_cast<size_t>(worst)];
   return ::testing::AssertionFailure()
-         << bad << " of " << got.size() << " elements differ beyond rtol " << tol.rtol
-         << ", atol " << tol.atol << "; worst at " << index_str(worst, shape) << ": got " << g
-         << ", want " << w << " (|diff| " << std::fabs(g - w) << ")";
+         << bad << " of " << got.size() << " elements differ beyond rtol " << tol.rtol << ", atol "
+         << tol.atol << "; worst at " << index_str(worst, shape) << ": got " << g << ", want " << w
+         << " (|diff| " << std::fabs(g - w) << ")";
 }
 
 }  // namespace detail
-
-// Shapes and dtypes must match; values within `tol` (default: the dtype's).
-inline ::testing::AssertionResult allclose(const Tensor& got, const Tensor& want,
-                                           std::optional<Tolerance> tol = std::nullopt) {
-  if (got.defined() != want.defined()) {
-    return ::testing::AssertionFailure() << "one tensor is undefined (got " << got.defined()
-                                         << ", want " << want.defined() << ")";
-  }
-  if (!got.defined()) return ::testing::AssertionSuccess();
-  if (got.shape() != want.shape() || got.dtype() != want.dtype()) {
-    return ::testing::AssertionFailure()
-           << "got " << shape_str(got.shape()) << " " << got.dtype() << ", want "
-           << shape_str(want.shape()) << " " << want.dtype();
-  }
-  return detail::compare(values(got), values(want), tol.value_or(default_tolerance(got.dtype())),
-                         got.shape());
-}
-
-inline ::testing::AssertionResult allclose(const Tensor& got, const std::vector<double>& want,
-                                           std::optional<Tolerance> tol = std::nullopt) {
-  if (!got.defined()) return ::testing::AssertionFailure() << "got an undefined tensor";
-  return detail::compare(values(got), want, tol.value_or(default_tolerance(got.dtype())),
-                         got.shape());
-}
 
 // Host vectors, e.g. a kernel's output copied back against its CPU twin's. Integers and
 // bools of one type compare exactly, element by element (as doubles, int64 values past
@@ -172,12 +151,43 @@ template <typename A, typename B>
     if (bad == 0) return ::testing::AssertionSuccess();
     const auto i = static_cast<size_t>(first);
     return ::testing::AssertionFailure()
-           << bad << " of " << got.size() << " elements differ; first at [" << first
-           << "]: got " << +got[i] << ", want " << +want[i];
+           << bad << " of " << got.size() << " elements differ; first at [" << first << "]: got "
+           << +got[i] << ", want " << +want[i];
   } else {
     return detail::compare(std::vector<double>(got.begin(), got.end()),
                            std::vector<double>(want.begin(), want.end()), tol, {});
   }
+}
+
+// Shapes and dtypes must match; floating values within `tol` (default: the dtype's),
+// integers and bools exactly.
+inline ::testing::AssertionResult allclose(const Tensor& got, const Tensor& want,
+                                           std::optional<Tolerance> tol = std::nullopt) {
+  if (got.defined() != want.defined()) {
+    return ::testing::AssertionFailure() << "one tensor is undefined (got " << got.defined()
+                                         << ", want " << want.defined() << ")";
+  }
+  if (!got.defined()) return ::testing::AssertionSuccess();
+  if (got.shape() != want.shape() || got.dtype() != want.dtype()) {
+    return ::testing::AssertionFailure()
+           << "got " << shape_str(got.shape()) << " " << got.dtype() << ", want "
+           << shape_str(want.shape()) << " " << want.dtype();
+  }
+  if (!is_floating(got.dtype())) {
+    auto ints = [](const Tensor& t) {
+      return t.detach().cpu().contiguous().to(kInt64).to_vector<int64_t>();
+    };
+    return allclose(ints(got), ints(want), kExact);
+  }
+  return detail::compare(values(got), values(want), tol.value_or(default_tolerance(got.dtype())),
+                         got.shape());
+}
+
+inline ::testing::AssertionResult allclose(const Tensor& got, const std::vector<double>& want,
+                                           std::optional<Tolerance> tol = std::nullopt) {
+  if (!got.defined()) return ::testing::AssertionFailure() << "got an undefined tensor";
+  return detail::compare(values(got), want, tol.value_or(default_tolerance(got.dtype())),
+                         got.shape());
 }
 
 // Tensors against `tol` (default: the dtype's rtol) times the largest magnitude of `want`;
@@ -185,8 +195,9 @@ template <typename A, typename B>
 inline ::testing::AssertionResult allclose_to_largest(const Tensor& got, const Tensor& want,
                                                       std::optional<double> tol = std::nullopt) {
   if (!got.defined() || !want.defined()) return allclose(got, want);
-  return allclose(got, want,
-                  relative_to_largest(values(want), tol.value_or(default_tolerance(want.dtype()).rtol)));
+  return allclose(
+      got, want,
+      relative_to_largest(values(want), tol.value_or(default_tolerance(want.dtype()).rtol)));
 }
 
 }  // namespace ember::testing

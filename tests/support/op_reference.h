@@ -77,7 +77,8 @@ inline ::testing::AssertionResult matches(const Tensor& got, const Shape& shape,
 
 // ember::gradcheck (float64 finite differences) as an assertion that prints its report.
 inline ::testing::AssertionResult grad_ok(
-    const std::function<Tensor(const std::vector<Tensor>&)>& fn, const std::vector<Tensor>& inputs) {
+    const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+    const std::vector<Tensor>& inputs) {
   const GradCheckResult r = gradcheck(fn, inputs);
   if (r.ok) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << r.report;

@@ -33,7 +33,9 @@ namespace ember::testing {
 enum class Layout { Contiguous, Transposed, Narrowed };
 
 inline const char* layout_name(Layout l) {
-  return l == Layout::Contiguous ? "contiguous" : l == Layout::Transposed ? "transposed" : "narrowed";
+  return l == Layout::Contiguous   ? "contiguous"
+         : l == Layout::Transposed ? "transposed"
+                                   : "narrowed";
 }
 
 inline constexpr int64_t kNarrowExtra = 3;
@@ -60,12 +62,13 @@ struct Input {
 
 // A float32 input that the op sees with `shape` through `layout`.
 inline Input input(const Shape& shape, double lo, double hi, uint64_t seed,
-            Layout layout = Layout::Contiguous, bool grad = true) {
+                   Layout layout = Layout::Contiguous, bool grad = true) {
   return {uniform(stored_shape(shape, layout), lo, hi, seed, kFloat32), layout, grad};
 }
 
 // Small whole numbers: many ties, for max/min/argmax and the comparisons.
-inline Input ties(const Shape& shape, uint64_t seed, Layout layout = Layout::Contiguous, bool grad = true) {
+inline Input ties(const Shape& shape, uint64_t seed, Layout layout = Layout::Contiguous,
+                  bool grad = true) {
   auto v = uniform_values(shape_numel(stored_shape(shape, layout)), 0, 3, seed);
   for (auto& x : v) x = std::floor(x);
   return {Tensor::from_vector(v, stored_shape(shape, layout)).to(kFloat32), layout, grad};
