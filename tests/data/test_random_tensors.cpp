@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <ember/ember.h>
+#include "support/check.h"
 
 namespace {
 
@@ -29,17 +30,6 @@ double std_of(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += (x - m) * (x - m);
   return std::sqrt(s / static_cast<double>(v.size()));
-}
-
-template <typename E, typename F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an exception";
-  return "";
 }
 
 // Adds N(0, sigma) noise to every element and zeroes whole samples with probability p_drop:
@@ -133,13 +123,13 @@ TEST(RandomTensors, UniformNeverReachesHighAfterRoundingToFloat) {
 
 TEST(RandomTensors, BadArgumentsAreRefusedNamingThem) {
   data::Generator gen(0);
-  EXPECT_EQ(message_of<Error>([&] { data::uniform({2}, gen, 1.0, 1.0); }),
+  EXPECT_EQ(ember::testing::error_of<Error>([&] { data::uniform({2}, gen, 1.0, 1.0); }),
             "data::uniform: need finite low < high, got low=1 high=1");
-  EXPECT_EQ(message_of<Error>([&] { data::normal({2}, gen, 0.0, -1.0); }),
+  EXPECT_EQ(ember::testing::error_of<Error>([&] { data::normal({2}, gen, 0.0, -1.0); }),
             "data::normal: need a finite mean and stddev >= 0, got mean=0 stddev=-1");
-  EXPECT_EQ(message_of<Error>([&] { data::bernoulli({2}, gen, 1.5); }),
+  EXPECT_EQ(ember::testing::error_of<Error>([&] { data::bernoulli({2}, gen, 1.5); }),
             "data::bernoulli: probability p must be in [0, 1], got 1.5");
-  EXPECT_EQ(message_of<ShapeError>([&] { data::uniform({2, -1}, gen); }),
+  EXPECT_EQ(ember::testing::error_of<ShapeError>([&] { data::uniform({2, -1}, gen); }),
             "data::uniform: shape [2, -1] has a negative size");
   EXPECT_THROW(data::bernoulli({1}, gen, std::nan("")), Error);
 }

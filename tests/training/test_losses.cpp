@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <ember/ember.h>
+#include "support/check.h"
 
 using namespace ember;
 
@@ -244,26 +245,6 @@ void expect_values(const Tensor& t, const std::vector<double>& want, double tol,
   }
 }
 
-// Passes when f throws an E whose message holds every one of `parts`.
-template <typename E>
-::testing::AssertionResult throws_with(const std::function<void()>& f,
-                                       const std::vector<std::string>& parts) {
-  try {
-    f();
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const std::string& p : parts) {
-      if (msg.find(p) == std::string::npos) {
-        return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << p << "\"";
-      }
-    }
-    return ::testing::AssertionSuccess();
-  } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw the wrong type: " << e.what();
-  }
-  return ::testing::AssertionFailure() << "did not throw";
-}
-
 const char* reduction_str(Reduction r) {
   switch (r) {
     case Reduction::None: return "none";
@@ -371,20 +352,20 @@ TEST(ClassWeights, MeanOverOnlyIgnoredTargetsIsNaNAsInPyTorch) {
 
 TEST(ClassWeights, BadWeightsAreRejectedWithClearErrors) {
   const Tensor x = weighted_logits(), t = weighted_targets();
-  EXPECT_TRUE(throws_with<ShapeError>(
+  EXPECT_TRUE(ember::testing::throws<ShapeError>(
       [&] { cross_entropy(x, t, {.weight = doubles({1, 2, 3, 4}, {4})}); },
       {"cross_entropy", "weight [4]", "must be [3]", "[4, 3]"}));
-  EXPECT_TRUE(throws_with<ShapeError>(
+  EXPECT_TRUE(ember::testing::throws<ShapeError>(
       [&] { nll_loss(x, t, {.weight = doubles({1, 2, 3}, {1, 3})}); },
       {"nll_loss", "weight [1, 3]", "must be [3]"}));
-  EXPECT_TRUE(throws_with<DTypeError>(
+  EXPECT_TRUE(ember::testing::throws<DTypeError>(
       [&] { cross_entropy(x, t, {.weight = floats({1, 2, 3}, {3})}); },
       {"cross_entropy", "weight", "input's dtype", "float32", "float64"}));
-  EXPECT_TRUE(throws_with<DTypeError>(
+  EXPECT_TRUE(ember::testing::throws<DTypeError>(
       [&] { cross_entropy(x, t, {.weight = labels({1, 2, 3})}); },
       {"cross_entropy", "weight", "int64"}));
   const Tensor trainable = doubles({1, 2, 3}, {3}).requires_grad_();
-  EXPECT_TRUE(throws_with<Error>([&] { cross_entropy(x, t, {.weight = trainable}); },
+  EXPECT_TRUE(ember::testing::throws<Error>([&] { cross_entropy(x, t, {.weight = trainable}); },
                                  {"cross_entropy", "weight requires grad", "detach"}));
   {
     NoGradGuard no_grad;  // without autograd a trainable weight is just values
@@ -448,19 +429,19 @@ TEST(PosWeight, GradientMatchesPyTorchAndFiniteDifferences) {
 TEST(PosWeight, BadPosWeightsAreRejectedWithClearErrors) {
   const Tensor z = bce_logits(), y = bce_targets();
   const char* op = "binary_cross_entropy_with_logits";
-  EXPECT_TRUE(throws_with<ShapeError>(
+  EXPECT_TRUE(ember::testing::throws<ShapeError>(
       [&] { binary_cross_entropy_with_logits(z, y, {.pos_weight = doubles({1, 2, 3}, {3})}); },
       {op, "pos_weight [3]", "cannot be broadcast", "[3, 2]"}));
-  EXPECT_TRUE(throws_with<ShapeError>(
+  EXPECT_TRUE(ember::testing::throws<ShapeError>(
       [&] {
         binary_cross_entropy_with_logits(z, y, {.pos_weight = doubles({1, 2}, {1, 1, 2})});
       },
       {op, "pos_weight [1, 1, 2]", "cannot be broadcast"}));
-  EXPECT_TRUE(throws_with<DTypeError>(
+  EXPECT_TRUE(ember::testing::throws<DTypeError>(
       [&] { binary_cross_entropy_with_logits(z, y, {.pos_weight = floats({1, 2}, {2})}); },
       {op, "pos_weight", "input's dtype", "float32"}));
   const Tensor trainable = doubles({1, 2}, {2}).requires_grad_();
-  EXPECT_TRUE(throws_with<Error>(
+  EXPECT_TRUE(ember::testing::throws<Error>(
       [&] { binary_cross_entropy_with_logits(z, y, {.pos_weight = trainable}); },
       {op, "pos_weight requires grad", "detach"}));
 }
@@ -490,7 +471,7 @@ TEST(WeightedLossModules, CrossEntropyWeighsProbabilityTargetsAsPyTorch) {
   const Tensor p = doubles({0.5, 0.5, 0, 0, 0, 1, 0.2, 0.3, 0.5, 1, 0, 0}, {4, 3});
   EXPECT_NEAR(loss::CrossEntropy({.weight = class_weight()})(weighted_logits(), p).item(),
               2.085220879890, kRefTol);
-  EXPECT_TRUE(throws_with<ShapeError>(
+  EXPECT_TRUE(ember::testing::throws<ShapeError>(
       [&] { loss::CrossEntropy({.weight = doubles({1, 2}, {2})})(weighted_logits(), p); },
       {"CrossEntropy", "weight [2]", "must be [3]"}));
   Tensor x = weighted_logits().requires_grad_();
@@ -533,10 +514,10 @@ TEST(WeightedLossesCuda, MatchTheCpuAndRejectAWeightOnAnotherDevice) {
     lg.backward();
     expect_values(zg.grad(), host(zc.grad()), 1e-6, "pos_weight grad " + shape_str(pw.shape()));
   }
-  EXPECT_TRUE(throws_with<DeviceError>(
+  EXPECT_TRUE(ember::testing::throws<DeviceError>(
       [&] { cross_entropy(x.cuda(), t.cuda(), {.weight = w}); },
       {"cross_entropy", "weight", "input's device", "cpu", "cuda:0"}));
-  EXPECT_TRUE(throws_with<DeviceError>(
+  EXPECT_TRUE(ember::testing::throws<DeviceError>(
       [&] {
         binary_cross_entropy_with_logits(z.cuda(), y.cuda(),
                                          {.pos_weight = pos_weight().to(kFloat32)});
