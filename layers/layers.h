@@ -24,7 +24,7 @@ struct IntPair {
 };
 
 // Convolution padding: a number, a pair, or "same" / "valid" (as PyTorch and Keras).
-struct Padding {
+struct EMBER_API Padding {
   Padding(int64_t v) : pair(v) {}                         // NOLINT
   Padding(int64_t h, int64_t w) : pair(h, w) {}
   // "same" or "valid". Taken as a string literal so that `.padding = 0` stays a number.
