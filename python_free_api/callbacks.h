@@ -23,14 +23,14 @@ namespace ember::callbacks {
 class EMBER_API Callback {
  public:
   virtual ~Callback() = default;
-  virtual void on_train_begin(Trainer& trainer) {}
-  virtual void on_train_end(Trainer& trainer) {}
-  virtual void on_epoch_begin(Trainer& trainer, int64_t epoch) {}
+  virtual void on_train_begin(Trainer& /*trainer*/) {}
+  virtual void on_train_end(Trainer& /*trainer*/) {}
+  virtual void on_epoch_begin(Trainer& /*trainer*/, int64_t /*epoch*/) {}
   // `logs` holds the epoch's training and validation values; a callback may add to it.
-  virtual void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) {}
+  virtual void on_epoch_end(Trainer& /*trainer*/, int64_t /*epoch*/, Logs& /*logs*/) {}
   // Only called for callbacks that want_batch_logs() (reading the loss every batch
   // makes the host wait for the GPU).
-  virtual void on_batch_end(Trainer& trainer, int64_t batch, const Logs& logs) {}
+  virtual void on_batch_end(Trainer& /*trainer*/, int64_t /*batch*/, const Logs& /*logs*/) {}
   virtual bool wants_batch_logs() const { return false; }
 };
 
