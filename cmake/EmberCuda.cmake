@@ -40,6 +40,46 @@ endif()
 option(EMBER_CUDA "Build the CUDA backend (needs nvcc, the CUDA toolkit and cuDNN 9)"
        ${_ember_cuda_default})
 
+# Some machines link the CUDA toolkit's headers into a folder the C++ compiler searches
+# without being asked (/usr/local/include, say). EMBER_CUDA_FREE_INCLUDE_FLAGS replaces
+# the compiler's default search list by the same list less such folders (-nostdinc, then
+# -isystem<folder> for each other one, in the same order), so that what must compile
+# without CUDA (the CPU-only build, the header checks) cannot find a CUDA header by
+# accident. Empty when no default folder holds CUDA headers. EMBER_CUDA_DEFAULT_INCLUDE_DIRS
+# names the folders left out.
+set(EMBER_CUDA_FREE_INCLUDE_FLAGS "")
+set(EMBER_CUDA_DEFAULT_INCLUDE_DIRS "")
+execute_process(COMMAND ${CMAKE_CXX_COMPILER} -xc++ -E -v /dev/null
+  OUTPUT_QUIET ERROR_VARIABLE _ember_cxx_v RESULT_VARIABLE _ember_cxx_rc)
+if(_ember_cxx_rc EQUAL 0 AND _ember_cxx_v MATCHES
+   "#include <\.\.\.> search starts here:
+(.*)
+End of search list")
+  string(REPLACE "
+" ";" _ember_cxx_dirs "${CMAKE_MATCH_1}")
+  set(_ember_kept "")
+  foreach(dir IN LISTS _ember_cxx_dirs)
+    string(STRIP "${dir}" dir)
+    if(dir STREQUAL "" OR dir MATCHES " \(framework directory\)$")
+      continue()
+    endif()
+    set(_ember_has_cuda OFF)
+    foreach(h cuda_runtime_api.h cuda.h cublas_v2.h cudnn.h curand_kernel.h)
+      if(EXISTS "${dir}/${h}")
+        set(_ember_has_cuda ON)
+      endif()
+    endforeach()
+    if(_ember_has_cuda)
+      list(APPEND EMBER_CUDA_DEFAULT_INCLUDE_DIRS "${dir}")
+    else()
+      list(APPEND _ember_kept "-isystem${dir}")
+    endif()
+  endforeach()
+  if(EMBER_CUDA_DEFAULT_INCLUDE_DIRS)
+    set(EMBER_CUDA_FREE_INCLUDE_FLAGS -nostdinc ${_ember_kept})
+  endif()
+endif()
+
 if(NOT EMBER_CUDA)
   set(EMBER_WITH_CUDA 0)
   set(EMBER_CUDA_INCLUDE_DIRS "")
