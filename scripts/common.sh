@@ -74,7 +74,8 @@ ember_configure() {
     args+=(-DEMBER_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$(ember_cuda_arch)")
   fi
   if command -v ccache >/dev/null 2>&1; then
-    args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+    args+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    [ "${EMBER_CUDA:-}" = OFF ] || args+=(-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
   fi
   cmake -S "$EMBER_ROOT" -B "$build_dir" "${args[@]}" "$@" >/dev/null
 }
