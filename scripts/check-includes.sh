@@ -129,12 +129,11 @@ for f in "${files[@]}"; do
 done
 
 stale=0
-for f in "${!excepted[@]}"; do
-  if [[ -z "${violating[$f]:-}" ]]; then
-    echo "cmake/layer-exceptions.txt: $f includes nothing across a layer any more: remove its line"
-    stale=$((stale + 1))
-  fi
-done
+while IFS= read -r f; do
+  [[ -n "$f" && -z "${violating[$f]:-}" ]] || continue
+  echo "cmake/layer-exceptions.txt: $f includes nothing across a layer any more: remove its line"
+  stale=$((stale + 1))
+done < <(printf '%s\n' "${!excepted[@]}" | sort)
 
 if ((found > 0 || stale > 0)); then
   echo "check-includes: $found include(s) across the layers, $stale stale exception(s)" \
