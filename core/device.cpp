@@ -91,6 +91,50 @@ void synchronize(int device) {
   (void)device;
 #endif
 }
+
+#if EMBER_WITH_CUDA
+namespace {
+// CUDA encodes versions as major * 1000 + minor * 10: 13000 -> "13.0".
+std::string cuda_version_str(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+}  // namespace
+
+DeviceProperties get_device_properties(int device) {
+  EMBER_CHECK_T(DeviceError, device >= 0 && device < device_count(), "get_device_properties(",
+                device, "): there are ", device_count(), " CUDA device(s)",
+                is_available() ? std::string() : " (" + unavailable_reason() + ")");
+  cudaDeviceProp p{};
+  EMBER_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
+  return {p.name, p.major, p.minor, p.totalGlobalMem, p.multiProcessorCount};
+}
+
+std::string driver_version() {
+  int v = 0;
+  // Succeeds with 0 when no driver is installed.
+  if (cudaDriverGetVersion(&v) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "";
+  }
+  return v == 0 ? "" : cuda_version_str(v);
+}
+
+std::string runtime_version() {
+  int v = 0;
+  EMBER_CUDA_CHECK(cudaRuntimeGetVersion(&v));
+  return cuda_version_str(v);
+}
+
+std::string runtime_version_built() { return cuda_version_str(CUDART_VERSION); }
+#else
+DeviceProperties get_device_properties(int device) {
+  throw DeviceError(detail::str_cat("get_device_properties(", device,
+                                    "): ember was built without CUDA (EMBER_CUDA=OFF)"));
+}
+std::string driver_version() { return ""; }
+std::string runtime_version() { return ""; }
+std::string runtime_version_built() { return ""; }
+#endif
 }  // namespace cuda
 
 Device Device::cuda(int index) {

@@ -1,6 +1,7 @@
 // Device: where a tensor lives. "No GPU" is a normal state, detected once.
 #pragma once
 
+#include <cstddef>
 #include <ostream>
 #include <string>
 
@@ -46,6 +47,22 @@ EMBER_API bool is_available();
 EMBER_API std::string unavailable_reason();
 // Waits for all work queued by ember on `device`.
 EMBER_API void synchronize(int device = 0);
+
+// What a GPU is (PyTorch's torch.cuda.get_device_properties).
+struct DeviceProperties {
+  std::string name;
+  int major = 0, minor = 0;  // compute capability
+  size_t total_memory = 0;   // bytes
+  int multiprocessors = 0;
+};
+// Throws DeviceError when `device` is not a usable GPU.
+EMBER_API DeviceProperties get_device_properties(int device = 0);
+// The CUDA version the installed driver supports ("13.0"); "" with no driver, or in a
+// build without CUDA.
+EMBER_API std::string driver_version();
+// The CUDA runtime loaded, and the one ember was built against ("13.0"; "" without CUDA).
+EMBER_API std::string runtime_version();
+EMBER_API std::string runtime_version_built();
 }  // namespace cuda
 
 }  // namespace ember

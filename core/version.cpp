@@ -2,6 +2,7 @@
 #include "ember/core/version.h"
 
 #if EMBER_WITH_CUDA
+#include <cublas_api.h>
 #include <cudnn.h>
 #endif
 
@@ -23,6 +24,21 @@ std::string cudnn_version_runtime() {
          std::to_string(v % 100);
 }
 
+std::string cublas_version_built() {
+  return std::to_string(CUBLAS_VER_MAJOR) + "." + std::to_string(CUBLAS_VER_MINOR) + "." +
+         std::to_string(CUBLAS_VER_PATCH);
+}
+
+std::string cublas_version_runtime() {
+  int major = 0, minor = 0, patch = 0;
+  if (cublasGetProperty(MAJOR_VERSION, &major) != CUBLAS_STATUS_SUCCESS ||
+      cublasGetProperty(MINOR_VERSION, &minor) != CUBLAS_STATUS_SUCCESS ||
+      cublasGetProperty(PATCH_LEVEL, &patch) != CUBLAS_STATUS_SUCCESS) {
+    return "";
+  }
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
+}
+
 bool cudnn_runtime_compatible() {
   const size_t v = cudnnGetVersion();
   return cudnn_compatible(CUDNN_MAJOR, CUDNN_MINOR, static_cast<int>(v / 10000),
@@ -33,6 +49,8 @@ bool cudnn_runtime_compatible() {
 
 std::string cudnn_version_built() { return ""; }
 std::string cudnn_version_runtime() { return ""; }
+std::string cublas_version_built() { return ""; }
+std::string cublas_version_runtime() { return ""; }
 bool cudnn_runtime_compatible() { return true; }
 
 #endif

@@ -17,6 +17,10 @@ EMBER_API std::string cudnn_version_built();
 // (a GPU machine's cuDNN often comes from a Python wheel).
 EMBER_API std::string cudnn_version_runtime();
 
+// The cuBLAS version built against and loaded at run time ("13.1.0"); "" without CUDA.
+EMBER_API std::string cublas_version_built();
+EMBER_API std::string cublas_version_runtime();
+
 // cuDNN's own compatibility rule, the one PyTorch applies too: a different major version
 // is never compatible; within a major version a library runs with any cuDNN of the same
 // or a newer minor version (cuDNN keeps minor releases backward compatible).

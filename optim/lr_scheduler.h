@@ -47,7 +47,7 @@ class EMBER_API LRScheduler {
   // The learning rate of `group` at `epoch` (>= 0).
   virtual double lr_at(size_t group, int64_t epoch) const = 0;
   // Called after the lrs of an epoch are set (OneCycleLR also sets the momentum).
-  virtual void on_epoch([[maybe_unused]] int64_t epoch) {}
+  virtual void on_epoch(int64_t /*epoch*/) {}
   virtual const char* name() const = 0;
 
   Optimizer& optimizer_;

@@ -63,9 +63,7 @@ class EMBER_API Optimizer {
   void set_lr(size_t group, double lr);
   // The momentum-like option OneCycleLR cycles: SGD's and RMSprop's momentum, Adam's
   // beta1. Empty when the optimizer has none.
-  virtual std::optional<double> momentum([[maybe_unused]] size_t group = 0) const {
-    return std::nullopt;
-  }
+  virtual std::optional<double> momentum(size_t /*group*/ = 0) const { return std::nullopt; }
   virtual void set_momentum(size_t group, double momentum);
   // Number of step() calls so far.
   int64_t steps() const { return steps_; }

@@ -12,9 +12,10 @@
 #   There, through the device tool (docs/benchmarks.md has more):
 #     run(command="scripts/gpu-check.sh run", carry=["build-gpu/carry", "data"], timeout_s=600)
 #     Unpacks build-gpu/carry/ into build-gpu/, finds cuDNN and cuBLAS (in /usr/local/cuda or
-#     inside python3's nvidia.* packages), and writes log.txt, ember_tests.json and one
-#     <bench>.json per benchmark to $OUT. The log is tee'd as it is written, so a run cut at
-#     its time limit still returns it. `run STEP...` runs only some of: info tests bench
+#     inside python3's nvidia.* packages), and writes log.txt, ember_api_tests.json,
+#     ember_internal_tests.json and one <bench>.json per benchmark to $OUT. The log is
+#     tee'd as it is written, so a run cut at its time limit still returns it.
+#     `run STEP...` runs only some of: info tests bench
 #     samples memcheck racecheck (default: all but racecheck, in that order; each step gets
 #     what is left of GPU_CHECK_BUDGET_S, default 570 s, and a run out of time skips the rest).
 #     Carrying the whole build-gpu/ also works when it fits.
@@ -31,9 +32,13 @@ PACK="$CARRY/ember-gpu.tar.xz"
 DATA="$ROOT/data/fashion-mnist"
 DATA_SRC="${FASHION_MNIST_SRC:-/usr/share/datasets/fashion-mnist}"
 CARRY_LIMIT=$((64 * 1024 * 1024))
+# The GoogleTest binaries: the API tests (linking libember.so) and the internal ones.
+# A string, not an array: step() runs its functions in a new bash, which gets variables only.
+TEST_BINS="ember_api_tests ember_internal_tests"
+TEST_PATHS=("$BUILD/tests/ember_api_tests" "$BUILD/tests/ember_internal_tests")
 
 usage() {
-  sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # --- here ----------------------------------------------------------------------------------
@@ -62,9 +67,10 @@ build() {
   cp -u "$DATA_SRC"/*.gz "$DATA"/ || exit 1
 
   local bins=()
-  mapfile -t bins < <(cd "$ROOT" && find build-gpu/tests/ember_tests build-gpu/benchmarks \
+  mapfile -t bins < <(cd "$ROOT" && find build-gpu/tests build-gpu/benchmarks \
     build-gpu/samples -maxdepth 1 -type f -perm -u=x \
-    \( -name ember_tests -o -name 'bench_*' -o -path 'build-gpu/samples/*' \) 2>/dev/null | sort)
+    \( -name 'ember_*_tests' -o -name 'bench_*' -o -path 'build-gpu/samples/*' \) 2>/dev/null |
+    sort)
   if [[ ${#bins[@]} -eq 0 ]]; then
     echo "error: nothing to pack under build-gpu/"
     exit 1
@@ -101,11 +107,14 @@ unpack() {
     (cd "$ROOT" && { tar -xJf "$PACK" 2>/dev/null || python3 -m tarfile -e "$PACK" .; }) ||
       return 1
   fi
-  [[ -x "$BUILD/tests/ember_tests" ]] || {
-    echo "error: no build-gpu/tests/ember_tests; run 'scripts/gpu-check.sh build' here and" \
-      "carry build-gpu/carry (or build-gpu) and data"
-    return 1
-  }
+  local t
+  for t in $TEST_BINS; do
+    [[ -x "$BUILD/tests/$t" ]] || {
+      echo "error: no build-gpu/tests/$t; run 'scripts/gpu-check.sh build' here and" \
+        "carry build-gpu/carry (or build-gpu) and data"
+      return 1
+    }
+  done
 }
 
 # Folders that may hold the CUDA libraries: the toolkit's, then python3's nvidia.* wheels.
@@ -157,7 +166,7 @@ setup_libraries() {
   export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$fallback"
   # A library found only now can need others (OpenBLAS needs libgfortran): a few rounds.
   for round in 1 2 3; do
-    mapfile -t missing < <(ldd "$BUILD/tests/ember_tests" "$BUILD"/benchmarks/bench_* \
+    mapfile -t missing < <(ldd "${TEST_PATHS[@]}" "$BUILD"/benchmarks/bench_* \
       "$BUILD"/samples/* "$BUILD"/libember.so 2>/dev/null | awk '/not found/ { print $1 }' |
       sort -u)
     ((${#missing[@]})) || break
@@ -169,7 +178,7 @@ setup_libraries() {
     done
   done
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-  if ldd "$BUILD/tests/ember_tests" | grep 'not found'; then
+  if ldd "${TEST_PATHS[@]}" | grep 'not found'; then
     echo "error: libraries still missing (above)"
     return 1
   fi
@@ -225,8 +234,23 @@ sanitizer() {
     echo "compute-sanitizer not found"
     return 1
   fi
-  "$cs" --tool "$1" --error-exitcode 1 "$BUILD/tests/ember_tests" --gtest_filter='*Cuda*' \
-    --gtest_brief=1
+  local t rc=0
+  for t in $TEST_BINS; do
+    echo "-- $t"
+    "$cs" --tool "$1" --error-exitcode 1 "$BUILD/tests/$t" --gtest_filter='*Cuda*' \
+      --gtest_brief=1 || rc=1
+  done
+  return "$rc"
+}
+
+# Both test binaries (tests/CMakeLists.txt), each with its own JSON report.
+run_tests() {
+  local t rc=0
+  for t in $TEST_BINS; do
+    echo "-- $t"
+    line_buffered "$BUILD/tests/$t" --gtest_output="json:$OUT/$t.json" || rc=1
+  done
+  return "$rc"
 }
 
 show_info() {
@@ -276,8 +300,7 @@ run_checks() {
       info) step info 60 show_info ;;
       tests)
         # Directly, not through ctest: CTest's files hold the build machine's paths.
-        step tests 300 line_buffered "$BUILD/tests/ember_tests" \
-          --gtest_output="json:$OUT/ember_tests.json" ;;
+        step tests 300 run_tests ;;
       bench) step bench 240 run_benchmarks ;;
       samples) step samples 180 run_samples ;;
       memcheck) step memcheck 300 sanitizer memcheck ;;
@@ -300,8 +323,8 @@ run_checks() {
 }
 
 # The functions step() runs, for the bash it starts under `timeout`.
-export -f show_info run_benchmarks run_samples sanitizer line_buffered
-export BUILD DATA GPU_CHECK_SAMPLE_ARGS
+export -f show_info run_benchmarks run_samples run_tests sanitizer line_buffered
+export BUILD DATA GPU_CHECK_SAMPLE_ARGS TEST_BINS
 
 case "${1:-}" in
   build)

@@ -12,13 +12,6 @@
 #include "ember/core/memory/host_memory.h"
 #include "ember/core/version.h"
 
-#if EMBER_WITH_CUDA
-#include <cublas_api.h>
-#include <cuda_runtime_api.h>
-
-#include "ember/core/base/cuda_check.h"
-#endif
-
 namespace ember::cli {
 
 namespace {
@@ -49,50 +42,32 @@ class Report {
 };
 
 #if EMBER_WITH_CUDA
-// CUDA encodes versions as major * 1000 + minor * 10: 13000 -> "13.0".
-std::string cuda_version(int v) {
-  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
-}
-
 std::string gib(size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1ull << 30));
   return buf;
 }
 
+// "<loaded>", or "<loaded> (built against <built>)" when they differ.
+std::string loaded_vs_built(const std::string& loaded, const std::string& built) {
+  return loaded == built ? loaded : loaded + " (built against " + built + ")";
+}
+
 std::string driver_version() {
-  int v = 0;
-  // Succeeds with 0 when no driver is installed.
-  EMBER_CUDA_CHECK(cudaDriverGetVersion(&v));
-  if (v == 0) return "not installed";
-  return "supports CUDA " + cuda_version(v);
+  const std::string v = cuda::driver_version();
+  return v.empty() ? "not installed" : "supports CUDA " + v;
 }
 
 std::string runtime_version() {
-  int v = 0;
-  EMBER_CUDA_CHECK(cudaRuntimeGetVersion(&v));
-  std::string s = cuda_version(v);
-  if (v != CUDART_VERSION) s += " (built against " + cuda_version(CUDART_VERSION) + ")";
-  return s;
+  return loaded_vs_built(cuda::runtime_version(), cuda::runtime_version_built());
 }
 
 std::string cublas_version() {
-  int major = 0, minor = 0, patch = 0;
-  EMBER_CUBLAS_CHECK(cublasGetProperty(MAJOR_VERSION, &major));
-  EMBER_CUBLAS_CHECK(cublasGetProperty(MINOR_VERSION, &minor));
-  EMBER_CUBLAS_CHECK(cublasGetProperty(PATCH_LEVEL, &patch));
-  std::string s = std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
-  if (major != CUBLAS_VER_MAJOR || minor != CUBLAS_VER_MINOR) {
-    s += " (built against " + std::to_string(CUBLAS_VER_MAJOR) + "." +
-         std::to_string(CUBLAS_VER_MINOR) + "." + std::to_string(CUBLAS_VER_PATCH) + ")";
-  }
-  return s;
+  return loaded_vs_built(cublas_version_runtime(), cublas_version_built());
 }
 
 std::string cudnn_version() {
-  std::string s = cudnn_version_runtime();
-  if (s != cudnn_version_built()) s += " (built against " + cudnn_version_built() + ")";
-  return s;
+  return loaded_vs_built(cudnn_version_runtime(), cudnn_version_built());
 }
 
 // Note [Architecture check]
@@ -126,11 +101,10 @@ std::string architecture_support(int major, int minor) {
 }
 
 std::string device_summary(int device) {
-  cudaDeviceProp p{};
-  EMBER_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
-  std::string s = std::string(p.name) + ", compute capability " + std::to_string(p.major) +
-                  "." + std::to_string(p.minor) + ", " + gib(p.totalGlobalMem) + ", " +
-                  std::to_string(p.multiProcessorCount) + " SMs";
+  const cuda::DeviceProperties p = cuda::get_device_properties(device);
+  std::string s = p.name + ", compute capability " + std::to_string(p.major) + "." +
+                  std::to_string(p.minor) + ", " + gib(p.total_memory) + ", " +
+                  std::to_string(p.multiprocessors) + " SMs";
   const std::string support = architecture_support(p.major, p.minor);
   if (!support.empty()) s += " (" + support + ")";
   return s;
@@ -147,13 +121,9 @@ CLI::App* add_info_command(CLI::App& app) {
 int run_info() {
   std::printf("ember %s\n\nbuild\n", version().c_str());
   line("type", EMBER_CLI_BUILD_TYPE);
-#if EMBER_WITH_CUDA
   line("CUDA architectures", EMBER_CLI_CUDA_ARCHITECTURES);
   line("CUDA toolkit", EMBER_CLI_CUDA_TOOLKIT_VERSION);
-  line("cuDNN", cudnn_version_built());
-#else
-  line("CUDA", "not built (EMBER_CUDA=OFF): CPU only");
-#endif
+  line("cuDNN", EMBER_WITH_CUDA ? cudnn_version_built() : "none (built without CUDA)");
   line("BLAS", EMBER_CLI_BLAS);
   line("OpenMP", EMBER_CLI_OPENMP);
   line("compiler", EMBER_CLI_COMPILER);

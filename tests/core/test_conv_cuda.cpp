@@ -131,7 +131,9 @@ void check_parity(const std::vector<Case>& cases, double tol, uint64_t seed) {
     EXPECT_TRUE(allclose_to_largest(gpu.y, cpu.y, tol)) << "y";
     EXPECT_TRUE(allclose_to_largest(gpu.gx, cpu.gx, tol)) << "grad_x";
     EXPECT_TRUE(allclose_to_largest(gpu.gw, cpu.gw, tol)) << "grad_weight";
-    if (k.bias) EXPECT_TRUE(allclose_to_largest(gpu.gb, cpu.gb, tol)) << "grad_bias";
+    if (k.bias) {
+      EXPECT_TRUE(allclose_to_largest(gpu.gb, cpu.gb, tol)) << "grad_bias";
+    }
   }
 }
 

@@ -396,8 +396,9 @@ TEST(OpsUnary, RankZeroEmptyAndSizeOneInputsKeepTheirShape) {
       Tensor x = full(s, 0.7);
       Tensor y = c.op(x);
       EXPECT_EQ(y.shape(), s);
-      if (shape_numel(s) == 1)
+      if (shape_numel(s) == 1) {
         EXPECT_TRUE(allclose(y, {c.ref(0.7)}, reference_tolerance(kFloat32)));
+      }
     }
     Tensor x0 = leaf({}, 0.6, 0.8, 3);
     EXPECT_TRUE(grad_ok([&](const std::vector<Tensor>& in) { return c.op(in[0]); }, {x0}));

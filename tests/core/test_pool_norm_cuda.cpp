@@ -216,9 +216,10 @@ TEST(BatchNormCuda, TrainingForwardGradientsAndRunningStatsMatchTheCpu) {
       yc.backward(gy);
       yg.backward(gy.to(gpu));
       EXPECT_TRUE(allclose_to_largest(xg.grad(), xc.grad(), kTol)) << what << " eval grad_x";
-      if (affine)
+      if (affine) {
         EXPECT_TRUE(allclose_to_largest(w_g.grad(), w_c.grad(), kTol))
             << what << " eval grad_weight";
+      }
     }
   }
 }

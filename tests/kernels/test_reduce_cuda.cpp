@@ -92,7 +92,9 @@ void check_reduce_parity(cudaStream_t stream, ReduceOp op, const Shape& s,
   } else {
     EXPECT_TRUE(allclose(dout.to_host(), cpu_out, kExact)) << what;
   }
-  if (extreme) EXPECT_TRUE(allclose(didx.to_host(), cpu_idx, kExact)) << what << " (indices)";
+  if (extreme) {
+    EXPECT_TRUE(allclose(didx.to_host(), cpu_idx, kExact)) << what << " (indices)";
+  }
 }
 
 using ReduceCuda = CudaStreamTest;
