@@ -1,6 +1,7 @@
 // Device parsing and the one-time GPU probe.
 #include "ember/core/device.h"
 
+#include <atomic>
 #include <mutex>
 
 #include "ember/core/base/error.h"
@@ -76,6 +77,13 @@ const GpuProbe& probe() {
 }  // namespace
 
 namespace cuda {
+namespace {
+std::atomic<uint64_t> g_host_syncs{0};
+}  // namespace
+
+uint64_t host_sync_count() { return g_host_syncs.load(std::memory_order_relaxed); }
+void note_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
+
 int device_count() { return probe().count; }
 bool is_available() { return probe().count > 0; }
 std::string unavailable_reason() { return probe().reason; }
@@ -85,6 +93,7 @@ void synchronize(int device) {
   int prev = 0;
   EMBER_CUDA_CHECK(cudaGetDevice(&prev));
   EMBER_CUDA_CHECK(cudaSetDevice(device));
+  note_host_sync();
   EMBER_CUDA_CHECK(cudaDeviceSynchronize());
   EMBER_CUDA_CHECK(cudaSetDevice(prev));
 #else

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <ostream>
 #include <string>
 
@@ -47,6 +48,18 @@ EMBER_API bool is_available();
 EMBER_API std::string unavailable_reason();
 // Waits for all work queued by ember on `device`.
 EMBER_API void synchronize(int device = 0);
+
+// Note [Host syncs]
+// How many times ember has made the host wait for a GPU in this process: every read of
+// device memory into host memory (item(), cpu(), to_vector(), a device-to-host copy),
+// every host-to-device copy that waits (to(device) without non_blocking), every stream or
+// device synchronize (cuda::synchronize, a copy between GPUs, the pool's release of
+// cached memory or its out-of-memory retry). A training step that performs none keeps
+// the GPU fed without waiting for it; the GPU tests count them around a step. The
+// synchronous launches of EMBER_LAUNCH_BLOCKING=1, a debugging mode, are not counted.
+EMBER_API uint64_t host_sync_count();
+// For core: records one such wait.
+EMBER_API void note_host_sync();
 
 // What a GPU is (PyTorch's torch.cuda.get_device_properties).
 struct DeviceProperties {

@@ -33,6 +33,7 @@ void* CudaSegmentSource::allocate(size_t bytes) {
 
 void CudaSegmentSource::release(void* ptr, size_t /*bytes*/) {
   cuda::DeviceGuard guard(device_);
+  cuda::note_host_sync();  // cudaFree waits for the device
   EMBER_CUDA_CHECK(cudaFree(ptr));
 }
 
@@ -76,6 +77,7 @@ void CudaEventSource::destroy(void* event) {
 }
 
 void CudaEventSource::synchronize(void* event) {
+  cuda::note_host_sync();
   EMBER_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
 }
 
@@ -109,6 +111,7 @@ void* AsyncAllocator::allocate(size_t bytes, cudaStream_t stream) {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.oom_retries;
     }
+    cuda::note_host_sync();
     EMBER_CUDA_CHECK(cudaDeviceSynchronize());
     EMBER_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0));
     err = cudaMallocAsync(&ptr, bytes, stream);
@@ -178,6 +181,7 @@ void AsyncAllocator::record_stream(void* ptr, cudaStream_t stream) {
 void AsyncAllocator::empty_cache() {
   cuda::DeviceGuard guard(device_);
   // Frees still queued on streams are not in the pool yet.
+  cuda::note_host_sync();
   EMBER_CUDA_CHECK(cudaDeviceSynchronize());
   EMBER_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0));
 }

@@ -86,11 +86,13 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     cuda::DeviceGuard guard(d.index());
     EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream));
     // The host buffer may be freed as soon as we return.
+    cuda::note_host_sync();
     EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
   } else if (d.is_cpu()) {
     cudaStream_t stream = cuda::compute_stream(s.index());
     cuda::DeviceGuard guard(s.index());
     EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream));
+    cuda::note_host_sync();
     EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
   } else if (s == d) {
     EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice,
@@ -103,6 +105,7 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     // its bytes being overwritten before the copy has read them.
     cudaStream_t src_stream = cuda::compute_stream(s.index());
     cudaStream_t dst_stream = cuda::compute_stream(d.index());
+    cuda::note_host_sync();
     EMBER_CUDA_CHECK(cudaStreamSynchronize(src_stream));
     cuda::DeviceGuard guard(d.index());  // the event belongs to the destination's stream
     EMBER_CUDA_CHECK(cudaMemcpyPeerAsync(dst, d.index(), src, s.index(), nbytes, dst_stream));

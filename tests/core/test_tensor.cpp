@@ -15,6 +15,7 @@
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
 #include "ember/core/base/error.h"
+#include "ember/core/memory/cuda_memory.h"
 #include "ember/core/memory/pinned_pool.h"
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
@@ -934,6 +935,7 @@ TEST(Device, CudaIsUnavailableWithAReason) {
   EXPECT_NO_THROW(cuda::synchronize());
 }
 
+#if EMBER_WITH_CUDA
 TEST(Device, MissingDriverIsToldApartFromAnOldOne) {
   if (cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
   void* driver = dlopen("libcuda.so.1", RTLD_LAZY);
@@ -943,6 +945,16 @@ TEST(Device, MissingDriverIsToldApartFromAnOldOne) {
   }
   EXPECT_EQ(cuda::unavailable_reason(), "no NVIDIA driver found (libcuda.so.1 is not installed)");
 }
+#else
+TEST(Device, ABuildWithoutCudaSaysSoAndHasNoGpu) {
+  EXPECT_FALSE(cuda::is_available());
+  EXPECT_EQ(cuda::unavailable_reason(), "ember was built without CUDA (EMBER_CUDA=OFF)");
+  EXPECT_EQ(cuda::driver_version(), "");
+  EXPECT_THROW(cuda::get_device_properties(0), DeviceError);
+  EXPECT_THROW(cuda::memory_stats(0), DeviceError);
+  EXPECT_NO_THROW(cuda::empty_cache());
+}
+#endif
 
 TEST(Device, CudaDeviceThrowsDeviceErrorWithoutAGpu) {
   if (cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
