@@ -246,24 +246,38 @@ StateDict Optimizer::state_dict() const {
   return sd;
 }
 
-void Optimizer::load_state_dict(const StateDict& dict) {
-  const std::string op = std::string(name()) + "::load_state_dict";
+struct Optimizer::ParsedState {
+  std::optional<int64_t> steps;
+  std::vector<OptionList> options;  // per group
+  std::vector<ParamState> state;    // per parameter, tensors as found in the dict
+};
+
+Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const std::string& op) const {
   const std::vector<Tensor> params = all_params();
   const std::vector<std::string> known = state_names();
 
-  // --- parse and check everything first; nothing changes until it all passes ------------
-  std::optional<int64_t> steps;
-  std::vector<OptionList> options(groups_.size());
+  ParsedState parsed;
+  parsed.options.resize(groups_.size());
+  parsed.state.resize(state_.size());
   std::vector<bool> has_params(groups_.size(), false);
-  std::vector<ParamState> state(state_.size());
   std::vector<std::string> unexpected;
 
-  auto integer_of = [&](const std::string& key, const Tensor& t) {
+  // Step counts are whole numbers from 0 to 2^53, the largest a double (which the updates'
+  // bias corrections use) holds exactly; anything else is refused rather than converted,
+  // since converting an out-of-range double to int64 is undefined behaviour.
+  constexpr int64_t kMaxStepCount = int64_t{1} << 53;
+  auto integer_of = [&](const std::string& key, const Tensor& t) -> int64_t {
     EMBER_CHECK_T(ShapeError, t.numel() == 1 && t.dim() == 0, op, ": '", key,
                   "' should be a rank-0 tensor, got ", describe(t));
+    if (!is_floating(t.dtype())) {  // read exactly, not through a double
+      const int64_t v = t.cpu().to(kInt64).item<int64_t>();
+      EMBER_CHECK(v >= 0 && v <= kMaxStepCount, op, ": '", key,
+                  "' should hold a step count (a whole number from 0 to 2^53), got ", v);
+      return v;
+    }
     const double v = t.item();
-    EMBER_CHECK(std::isfinite(v) && v >= 0 && v == std::floor(v), op, ": '", key,
-                "' should hold a non-negative integer, got ", v);
+    EMBER_CHECK(std::isfinite(v) && v >= 0 && v == std::floor(v) && v <= static_cast<double>(kMaxStepCount),
+                op, ": '", key, "' should hold a step count (a whole number from 0 to 2^53), got ", v);
     return static_cast<int64_t>(v);
   };
 
@@ -278,7 +292,7 @@ void Optimizer::load_state_dict(const StateDict& dict) {
     size_t index = 0;
     std::string rest;
     if (key == "step") {
-      steps = integer_of(key, t);
+      parsed.steps = integer_of(key, t);
     } else if (parse_indexed_key(key, "param_groups.", &index, &rest)) {
       EMBER_CHECK(index < groups_.size(), op, ": the state dict has parameter group ", index,
                   " ('", key, "') but the optimizer has ", groups_.size(), " group(s)");
@@ -298,13 +312,13 @@ void Optimizer::load_state_dict(const StateDict& dict) {
       } else {
         EMBER_CHECK_T(ShapeError, t.dim() <= 1 && t.numel() >= 1, op, ": option '", key,
                       "' should be a rank-0 or rank-1 tensor, got ", describe(t));
-        options[index].emplace_back(rest, t.cpu().to(kFloat64).to_vector<double>());
+        parsed.options[index].emplace_back(rest, t.cpu().to(kFloat64).to_vector<double>());
       }
     } else if (parse_indexed_key(key, "state.", &index, &rest)) {
       EMBER_CHECK(index < params.size(), op, ": '", key, "' refers to parameter ", index,
                   " but the optimizer has ", params.size(), " parameters");
       if (rest == "step") {
-        state[index].step = integer_of(key, t);
+        parsed.state[index].step = integer_of(key, t);
       } else {
         EMBER_CHECK(std::find(known.begin(), known.end(), rest) != known.end(), op,
                     ": unknown state '", rest, "' in '", key, "' (", name(),
@@ -314,15 +328,18 @@ void Optimizer::load_state_dict(const StateDict& dict) {
                       describe(t), " but parameter ", index, " is ", describe(p));
         EMBER_CHECK_T(DTypeError, t.dtype() == kFloat32 || t.dtype() == kFloat64, op, ": '",
                       key, "' is ", describe(t), "; expected a floating-point tensor");
-        state[index].buffers.emplace_back(rest, t);
+        parsed.state[index].buffers.emplace_back(rest, t);
       }
     } else {
       unexpected.push_back(key);
     }
   }
   if (!unexpected.empty()) {
+    // A file of another kind can hold thousands: name the first few.
+    constexpr size_t kShown = 5;
     std::string list;
-    for (const auto& k : unexpected) list += (list.empty() ? "'" : ", '") + k + "'";
+    for (size_t i = 0; i < unexpected.size() && i < kShown; ++i) list += (i ? ", '" : "'") + unexpected[i] + "'";
+    if (unexpected.size() > kShown) list += detail::str_cat(" and ", unexpected.size() - kShown, " more");
     EMBER_CHECK(false, op, ": unexpected keys ", list,
                 " (expected 'step', 'param_groups.<g>.<option>' and 'state.<i>.<name>')");
   }
@@ -330,8 +347,10 @@ void Optimizer::load_state_dict(const StateDict& dict) {
     EMBER_CHECK(has_params[g], op, ": the state dict has no 'param_groups.", g,
                 ".params' (the optimizer has ", groups_.size(), " group(s))");
   }
+  return parsed;
+}
 
-  // --- options (each group validated; earlier groups restored if a later one fails) --------
+void Optimizer::set_all_group_options(const std::vector<OptionList>& options, const std::string& op, bool keep) {
   std::vector<OptionList> previous;
   for (size_t g = 0; g < groups_.size(); ++g) previous.push_back(group_options(g));
   try {
@@ -340,13 +359,28 @@ void Optimizer::load_state_dict(const StateDict& dict) {
     for (size_t g = 0; g < groups_.size(); ++g) set_group_options(g, previous[g]);
     throw Error(detail::str_cat(op, ": ", e.what()));
   }
-
-  // --- state on each parameter's device and dtype ---------------------------------------------
-  for (size_t i = 0; i < state.size(); ++i) {
-    for (auto& [buffer, t] : state[i].buffers) t = owned_like(t, params[i]);
+  if (!keep) {
+    for (size_t g = 0; g < groups_.size(); ++g) set_group_options(g, previous[g]);
   }
-  state_ = std::move(state);
-  if (steps) steps_ = *steps;
+}
+
+void Optimizer::check_state_dict(const StateDict& dict) {
+  const std::string op = std::string(name()) + "::load_state_dict";
+  const ParsedState parsed = parse_state_dict(dict, op);
+  set_all_group_options(parsed.options, op, /*keep=*/false);
+}
+
+void Optimizer::load_state_dict(const StateDict& dict) {
+  const std::string op = std::string(name()) + "::load_state_dict";
+  ParsedState parsed = parse_state_dict(dict, op);
+  // The state on each parameter's device and dtype, made before anything changes.
+  const std::vector<Tensor> params = all_params();
+  for (size_t i = 0; i < parsed.state.size(); ++i) {
+    for (auto& [buffer, t] : parsed.state[i].buffers) t = owned_like(t, params[i]);
+  }
+  set_all_group_options(parsed.options, op, /*keep=*/true);
+  state_ = std::move(parsed.state);
+  if (parsed.steps) steps_ = *parsed.steps;
 }
 
 }  // namespace ember::optim

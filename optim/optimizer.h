@@ -71,8 +71,14 @@ class EMBER_API Optimizer {
   // See Note [Optimizer state dict].
   StateDict state_dict() const;
   // Restores it: checks the group and parameter counts, every option, each state
-  // tensor's name and shape, and changes nothing unless all of it is valid.
+  // tensor's name and shape, and the step counts (whole numbers from 0 to 2^53), and
+  // changes nothing unless all of it is valid.
   void load_state_dict(const StateDict& dict);
+  // Runs every check load_state_dict runs and leaves the optimizer as it was: what a
+  // loader that restores several objects all or nothing (io::load_checkpoint) calls
+  // before it changes any of them. (The options are validated by setting them and
+  // putting the previous ones back, hence not const.)
+  void check_state_dict(const StateDict& dict);
 
  protected:
   Optimizer() = default;
@@ -127,6 +133,12 @@ class EMBER_API Optimizer {
 
  private:
   void check_group(size_t group, const char* op) const;
+  // A state dict parsed and checked against this optimizer, options not yet validated.
+  struct ParsedState;
+  ParsedState parse_state_dict(const StateDict& dict, const std::string& op) const;
+  // Sets every group's options or, when one is invalid, none; with `keep` false the
+  // previous options are put back even when all are valid (check_state_dict's dry run).
+  void set_all_group_options(const std::vector<OptionList>& options, const std::string& op, bool keep);
 };
 
 // The options-holding middle of every optimizer: one Options per group.

@@ -16,12 +16,13 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <type_traits>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -37,6 +38,14 @@ using Json = nlohmann::json;
 // Loaders refuse larger headers (the limit the reference implementation uses), so the
 // writer refuses to produce one.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+// What a header may hold beyond that (Note [Header limits]); the writer refuses to go
+// past them too.
+constexpr size_t kMaxHeaderDepth = 16;
+constexpr size_t kMaxTensors = 100'000;
+constexpr size_t kMaxMetadataEntries = 65'536;
+constexpr size_t kMaxRank = 64;
+// Names and values from a file are quoted in messages cut to this many bytes.
+constexpr size_t kQuoteBytes = 64;
 constexpr uint64_t kLengthBytes = 8;
 constexpr const char* kFormatVersion = "1";
 constexpr const char* kMetadataKey = "__metadata__";
@@ -85,7 +94,18 @@ bool is_rejected_dtype(const std::string& name) {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
+// The longest prefix of `s` of at most `n` bytes that does not split a UTF-8 character.
+std::string_view utf8_prefix(std::string_view s, size_t n) {
+  if (s.size() <= n) return s;
+  while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  return s.substr(0, n);
+}
+
+// 'name' for a message, cut after kQuoteBytes: a name read from a file may be megabytes.
+std::string in_quotes(std::string_view s) {
+  const std::string_view head = utf8_prefix(s, kQuoteBytes);
+  return "'" + std::string(head) + (head.size() < s.size() ? "...'" : "'");
+}
 
 // "[2,3]": the compact form the header uses.
 std::string compact_list(const Shape& v) {
@@ -196,73 +216,176 @@ void read_at(int fd, const std::string& path, void* dst, uint64_t n, uint64_t of
   }
 }
 
+// Note [Header limits]
+// The header is untrusted text of up to 100 MB, and reading it must cost neither the stack
+// nor much more memory than the header itself:
+//  - Depth. JSON nests without bound, and whatever recurses over a parsed value (a DOM's
+//    dump(), a recursive check) overflows the stack on a shape nested 100,000 levels deep.
+//    A linear pre-scan (nesting_depth) measures the nesting outside strings before the
+//    parser sees a byte and refuses more than kMaxHeaderDepth levels (a valid header needs
+//    3); HeaderParser enforces the same bound as it goes (nlohmann's SAX parser itself is
+//    iterative). Messages never dump() parsed JSON: BoundedText rebuilds a bounded prefix
+//    of a value's text from the parse events.
+//  - Memory. A DOM costs 12-56 times the text it parses (a 2-byte "0," becomes a 16-byte
+//    value in a vector). HeaderParser is a SAX handler that keeps only what loading needs,
+//    checking each entry as it closes: per tensor its name, dtype, shape and offsets, plus
+//    the metadata strings; values the format ignores (unknown keys in an entry) are
+//    skipped, never stored. Counts are capped so what is kept stays bounded: kMaxRank
+//    dimensions per shape, kMaxMetadataEntries metadata entries (a 7-byte "k":"", costs a
+//    ~100-byte map node: at most ~7 MB in all), and kMaxTensors entries. A tensor costs
+//    ~700 bytes once made, even an empty one, and StateDict::insert is linear, so loading
+//    n tensors takes O(n^2) time (100,000 take ~10 s): the cap keeps a crafted file of
+//    empty tensors from costing minutes, and is far above what real checkpoints hold
+//    (thousands). Past a cap the parser counts without storing, so the error says how many.
+// Measured on a 16 MB header (60,000 metadata entries and an ignored 8M-element list): the
+// DOM parse peaked at 324 MB, this one at 24 MB.
+// save_safetensors refuses to write what these limits refuse.
+
+// How deeply '{' and '[' nest in `text`, outside strings: one pass, no allocation.
+size_t nesting_depth(std::string_view text) {
+  size_t depth = 0;
+  size_t deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // an escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// A JSON value's text rebuilt from parse events and cut after kQuoteBytes: what messages
+// quote ("shape [2, -1] has a negative dimension") instead of dump()ing untrusted JSON,
+// which recurses and has no size bound.
+class BoundedText {
+ public:
+  void scalar(std::string_view token) {
+    separate();
+    put(token);
+  }
+  void string(std::string_view s) {
+    separate();
+    put_string(s);
+  }
+  void key(std::string_view k) {
+    separate();
+    put_string(k);
+    put(": ");
+    after_key_ = true;
+  }
+  void open(char bracket) {
+    separate();
+    put(std::string_view(&bracket, 1));
+    empty_.push_back(true);
+  }
+  void close(char bracket) {
+    put(std::string_view(&bracket, 1));
+    if (!empty_.empty()) empty_.pop_back();
+  }
+  std::string str() const { return cut_ ? text_ + "..." : text_; }
+
+ private:
+  // ", " between two elements of a container.
+  void separate() {
+    if (after_key_) {
+      after_key_ = false;
+    } else if (!empty_.empty()) {
+      if (!empty_.back()) put(", ");
+      empty_.back() = false;
+    }
+  }
+  void put(std::string_view s) {
+    if (cut_) return;
+    const std::string_view head = utf8_prefix(s, kQuoteBytes - text_.size());
+    text_.append(head);
+    cut_ = head.size() < s.size();
+  }
+  void put_string(std::string_view s) {
+    const std::string_view head = utf8_prefix(s, kQuoteBytes);
+    put(Json(std::string(head)).dump(-1, ' ', false, Json::error_handler_t::replace));
+    if (head.size() < s.size()) cut_ = true;
+  }
+
+  std::string text_;         // at most kQuoteBytes
+  std::vector<bool> empty_;  // per open container: no element yet (at most kMaxHeaderDepth)
+  bool after_key_ = false;
+  bool cut_ = false;
+};
+
+// One JSON scalar as the entry checks see it (containers count as kOther).
+enum class Item : uint8_t { kNonNegative, kNegative, kString, kNull, kOther };
+
+// A list-valued field of an entry ("shape", "data_offsets"), as far as the checks need it.
+struct ListField {
+  bool present = false;  // the key appeared
+  bool is_list = false;  // ... with a JSON array as its value
+  size_t count = 0;      // the array's elements
+  std::vector<std::pair<Item, uint64_t>> items;  // the first kMaxRank + 1 of them
+  BoundedText text;                              // the value, for messages
+
+  void add(Item item, uint64_t value) {
+    if (items.size() <= kMaxRank) items.emplace_back(item, value);
+    ++count;
+  }
+};
+
+// A tensor entry's fields, gathered between its '{' and '}'.
+struct EntryFields {
+  bool has_dtype = false;
+  bool dtype_is_string = false;
+  std::string dtype;
+  ListField shape;
+  ListField offsets;
+};
+
 // One header entry, checked.
 struct EntryInfo {
-  std::string name;
   DType dtype = kFloat32;
   std::string dtype_name;
   Shape shape;
-  uint64_t begin;
-  uint64_t end;
+  uint64_t begin = 0;
+  uint64_t end = 0;
 };
 
-// Reads a JSON integer that must be >= 0 (JSON numbers that are negative, fractional or
-// beyond uint64 are refused).
-bool json_to_u64(const Json& v, uint64_t* out) {
-  if (v.is_number_unsigned()) {
-    *out = v.get<uint64_t>();
-    return true;
-  }
-  if (v.is_number_integer()) {
-    const int64_t s = v.get<int64_t>();
-    if (s < 0) return false;
-    *out = static_cast<uint64_t>(s);
-    return true;
-  }
-  return false;
-}
-
-// JSON as the user wrote it, for messages ("[2, -1]" rather than a parsed form).
-std::string json_list_str(const Json& v) {
-  if (!v.is_array()) return v.dump();
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i].dump();
-  return s + "]";
-}
-
-EntryInfo check_entry(const std::string& path, const std::string& name, const Json& v) {
+EntryInfo check_entry(const std::string& path, const std::string& name, const EntryFields& f) {
   auto fail = [&](const std::string& what) { load_fail(path, "tensor " + in_quotes(name) + ": " + what); };
-  if (!v.is_object()) fail("entry is not a JSON object");
   EntryInfo e;
-  e.name = name;
-
-  const auto dt = v.find("dtype");
-  if (dt == v.end() || !dt->is_string()) fail("'dtype' is missing or not a string");
-  e.dtype_name = dt->get<std::string>();
-  if (!parse_supported_dtype(e.dtype_name, &e.dtype)) {
-    if (is_rejected_dtype(e.dtype_name)) fail("dtype " + e.dtype_name + " is not supported by ember");
-    fail("unknown dtype " + in_quotes(e.dtype_name));
+  if (!f.dtype_is_string) fail("'dtype' is missing or not a string");
+  if (!parse_supported_dtype(f.dtype, &e.dtype)) {
+    if (is_rejected_dtype(f.dtype)) fail("dtype " + f.dtype + " is not supported by ember");
+    fail("unknown dtype " + in_quotes(f.dtype));
   }
+  e.dtype_name = f.dtype;
 
-  const auto sh = v.find("shape");
-  if (sh == v.end() || !sh->is_array()) fail("'shape' is missing or not a list");
+  if (!f.shape.is_list) fail("'shape' is missing or not a list");
+  if (f.shape.count > kMaxRank) {
+    fail(detail::str_cat("shape has ", f.shape.count, " dimensions; at most ", kMaxRank, " are allowed"));
+  }
   // Element count with overflow checks; a zero dimension makes the tensor empty, but the
   // other dimensions must still fit ember's int64 sizes.
   uint64_t nonzero_product = 1;
   bool has_zero = false;
-  for (const Json& d : *sh) {
-    if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0) {
-      fail("shape " + json_list_str(*sh) + " has a negative dimension");
-    }
-    uint64_t u = 0;
-    if (!json_to_u64(d, &u)) fail("shape " + json_list_str(*sh) + " is not a list of integers");
+  for (const auto& [item, u] : f.shape.items) {
+    if (item == Item::kNegative) fail("shape " + f.shape.text.str() + " has a negative dimension");
+    if (item != Item::kNonNegative) fail("shape " + f.shape.text.str() + " is not a list of integers");
     if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      fail("shape " + json_list_str(*sh) + " has a dimension beyond 2^63 - 1");
+      fail("shape " + f.shape.text.str() + " has a dimension beyond 2^63 - 1");
     }
     if (u == 0) {
       has_zero = true;
     } else if (nonzero_product > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / u) {
-      fail("shape " + json_list_str(*sh) + " has more elements than fit in 64 bits");
+      fail("shape " + f.shape.text.str() + " has more elements than fit in 64 bits");
     } else {
       nonzero_product *= u;
     }
@@ -275,12 +398,14 @@ EntryInfo check_entry(const std::string& path, const std::string& name, const Js
   }
   const uint64_t nbytes = numel * elem;
 
-  const auto off = v.find("data_offsets");
-  if (off == v.end() || !off->is_array() || off->size() != 2 ||
-      !json_to_u64((*off)[0], &e.begin) || !json_to_u64((*off)[1], &e.end)) {
+  const ListField& off = f.offsets;
+  if (!off.is_list || off.count != 2 || off.items[0].first != Item::kNonNegative ||
+      off.items[1].first != Item::kNonNegative) {
     fail("'data_offsets' must be a list of two non-negative integers [BEGIN, END], found " +
-         (off == v.end() ? std::string("nothing") : json_list_str(*off)));
+         (off.present ? off.text.str() : std::string("nothing")));
   }
+  e.begin = off.items[0].second;
+  e.end = off.items[1].second;
   if (e.end < e.begin) {
     fail(detail::str_cat("data_offsets [", e.begin, ", ", e.end, "] end before they begin"));
   }
@@ -292,39 +417,253 @@ EntryInfo check_entry(const std::string& path, const std::string& name, const Js
   return e;
 }
 
-// Parses the header, refusing duplicate keys (nlohmann keeps the last silently).
-Json parse_header(const std::string& path, const std::string& header) {
-  // One set of keys per open object; the outermost holds the tensor names.
-  std::vector<std::unordered_set<std::string>> open_objects;
-  auto callback = [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-        open_objects.emplace_back();
+[[noreturn]] void fail_json(const std::string& path, const Json::exception& e) {
+  // nlohmann's message quotes the last token read, which may be megabytes long.
+  const std::string_view what = e.what();
+  const std::string_view head = utf8_prefix(what, 4 * kQuoteBytes);
+  load_fail(path, "header is not valid JSON: " + std::string(head) + (head.size() < what.size() ? "..." : ""));
+}
+
+// A SAX handler that keeps nothing: only the syntax is checked.
+struct SyntaxCheck {
+  const std::string& path;
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(int64_t) { return true; }
+  bool number_unsigned(uint64_t) { return true; }
+  bool number_float(double, const std::string&) { return true; }
+  bool string(std::string&) { return true; }
+  bool binary(Json::binary_t&) { return true; }
+  bool start_object(size_t) { return true; }
+  bool key(std::string&) { return true; }
+  bool end_object() { return true; }
+  bool start_array(size_t) { return true; }
+  bool end_array() { return true; }
+  bool parse_error(size_t, const std::string&, const Json::exception& e) { fail_json(path, e); }
+};
+
+// The header's SAX handler (nlohmann::json::sax_parse calls it in document order): checks
+// each entry as it closes and keeps only what loading needs (Note [Header limits]). Every
+// problem throws IOError at once; finish() refuses counts past the caps.
+class HeaderParser {
+ public:
+  explicit HeaderParser(const std::string& path) : path_(path) {}
+
+  bool null() { return scalar(Item::kNull, 0, [] { return std::string("null"); }); }
+  bool boolean(bool b) { return scalar(Item::kOther, 0, [b] { return std::string(b ? "true" : "false"); }); }
+  bool number_integer(int64_t v) {
+    const auto text = [v] { return std::to_string(v); };
+    return v < 0 ? scalar(Item::kNegative, 0, text) : scalar(Item::kNonNegative, static_cast<uint64_t>(v), text);
+  }
+  bool number_unsigned(uint64_t v) { return scalar(Item::kNonNegative, v, [v] { return std::to_string(v); }); }
+  // Fractions, exponents, and integers beyond 64 bits, with the text as written.
+  bool number_float(double, const std::string& text) { return scalar(Item::kOther, 0, [&text] { return text; }); }
+  bool string(std::string& s) { return scalar(Item::kString, 0, [] { return std::string(); }, &s); }
+  bool binary(Json::binary_t&) { return scalar(Item::kOther, 0, [] { return std::string("<binary>"); }); }
+  bool start_object(size_t) { return open(/*is_array=*/false); }
+  bool start_array(size_t) { return open(/*is_array=*/true); }
+  bool end_object() { return close('}'); }
+  bool end_array() { return close(']'); }
+  bool key(std::string& k);
+  bool parse_error(size_t, const std::string&, const Json::exception& e) { fail_json(path_, e); }
+
+  void finish() const {
+    if (tensor_count_ > kMaxTensors) {
+      load_fail(path_, detail::str_cat("header lists ", tensor_count_, " tensors; at most ", kMaxTensors,
+                                       " are allowed"));
+    }
+    if (metadata_count_ > kMaxMetadataEntries) {
+      load_fail(path_, detail::str_cat("__metadata__ has ", metadata_count_, " entries; at most ",
+                                       kMaxMetadataEntries, " are allowed"));
+    }
+  }
+
+  std::map<std::string, EntryInfo> entries;  // by name: the order tensors are returned in
+  std::map<std::string, std::string> metadata;
+
+ private:
+  // What an open container is to the header.
+  enum class Frame : uint8_t { kHeader, kMetadata, kEntry, kList, kSkipped };
+  // What the value after the last key is: the metadata map, a tensor entry, a metadata
+  // value, one of an entry's fields, or something not kept.
+  enum class Slot : uint8_t { kMetadataMap, kTensor, kMetadataValue, kDtype, kShape, kOffsets, kSkipped };
+
+  [[noreturn]] void fail_entry(const std::string& what) const {
+    load_fail(path_, "tensor " + in_quotes(name_) + ": " + what);
+  }
+
+  ListField* list_for_slot() {
+    if (slot_ == Slot::kShape) return &fields_.shape;
+    if (slot_ == Slot::kOffsets) return &fields_.offsets;
+    return nullptr;
+  }
+
+  // Later events are rendered into `text` until the container now opening closes.
+  void start_capture(BoundedText* text) {
+    capture_ = text;
+    capture_depth_ = frames_.size();
+  }
+
+  template <typename TextFn>
+  bool scalar(Item item, uint64_t value, const TextFn& text, std::string* str = nullptr) {
+    if (capture_ != nullptr) {
+      if (str != nullptr) {
+        capture_->string(*str);
+      } else {
+        capture_->scalar(text());
+      }
+    }
+    switch (frames_.empty() ? Frame::kSkipped : frames_.back()) {
+      case Frame::kHeader:
+        if (slot_ == Slot::kMetadataMap && item != Item::kNull) load_fail(path_, "__metadata__ is not a JSON object");
+        if (slot_ == Slot::kTensor) fail_entry("entry is not a JSON object");
         break;
-      case Json::parse_event_t::object_end:
-        if (!open_objects.empty()) open_objects.pop_back();
+      case Frame::kMetadata:
+        if (slot_ != Slot::kMetadataValue) break;
+        if (item != Item::kString) {
+          load_fail(path_, "__metadata__ entry " + in_quotes(key_) + " is not a string: " + text());
+        }
+        metadata.emplace(std::move(key_), std::move(*str));
         break;
-      case Json::parse_event_t::key: {
-        if (open_objects.empty()) break;
-        const std::string key = parsed.get<std::string>();
-        if (!open_objects.back().insert(key).second) {
-          if (open_objects.size() == 1) {
-            load_fail(path, "duplicate tensor name " + in_quotes(key) + " in the header");
+      case Frame::kEntry:
+        if (slot_ == Slot::kDtype && item == Item::kString) {
+          fields_.dtype = std::move(*str);
+          fields_.dtype_is_string = true;
+        } else if (ListField* list = list_for_slot()) {
+          if (str != nullptr) {
+            list->text.string(*str);
+          } else {
+            list->text.scalar(text());
           }
-          load_fail(path, "duplicate key " + in_quotes(key) + " in the header");
         }
         break;
-      }
-      default:
+      case Frame::kList:
+        list_->add(item, value);
+        break;
+      case Frame::kSkipped:
         break;
     }
     return true;
-  };
-  try {
-    return Json::parse(header, callback);
-  } catch (const Json::exception& e) {
-    load_fail(path, std::string("header is not valid JSON: ") + e.what());
   }
+
+  bool open(bool is_array) {
+    if (frames_.size() >= kMaxHeaderDepth) {  // nesting_depth() has already refused this
+      load_fail(path_, detail::str_cat("header nests more than ", kMaxHeaderDepth, " levels deep; at most ",
+                                       kMaxHeaderDepth, " are allowed"));
+    }
+    Frame next = Frame::kSkipped;
+    switch (frames_.empty() ? Frame::kSkipped : frames_.back()) {
+      case Frame::kHeader:
+        if (slot_ == Slot::kMetadataMap) {
+          if (is_array) load_fail(path_, "__metadata__ is not a JSON object");
+          next = Frame::kMetadata;
+        } else if (slot_ == Slot::kTensor) {
+          if (is_array) fail_entry("entry is not a JSON object");
+          next = Frame::kEntry;
+        }
+        break;
+      case Frame::kMetadata:
+        if (slot_ == Slot::kMetadataValue) start_capture(&bad_value_);  // refused as it closes
+        break;
+      case Frame::kEntry:
+        if (ListField* list = list_for_slot()) {
+          start_capture(&list->text);
+          if (is_array) {
+            list->is_list = true;
+            list_ = list;
+            next = Frame::kList;
+          }
+        }
+        break;
+      case Frame::kList:
+        list_->add(Item::kOther, 0);
+        break;
+      case Frame::kSkipped:
+        if (frames_.empty()) next = Frame::kHeader;  // the header's own '{'
+        break;
+    }
+    if (capture_ != nullptr) capture_->open(is_array ? '[' : '{');
+    frames_.push_back(next);
+    return true;
+  }
+
+  bool close(char bracket) {
+    const Frame done = frames_.back();
+    frames_.pop_back();
+    if (capture_ != nullptr) {
+      capture_->close(bracket);
+      if (frames_.size() == capture_depth_) {
+        capture_ = nullptr;
+        if (frames_.back() == Frame::kMetadata) {
+          load_fail(path_, "__metadata__ entry " + in_quotes(key_) + " is not a string: " + bad_value_.str());
+        }
+      }
+    }
+    if (done == Frame::kEntry) {
+      EntryInfo e = check_entry(path_, name_, fields_);
+      entries.emplace(std::move(name_), std::move(e));
+    }
+    return true;
+  }
+
+  const std::string& path_;
+  std::vector<Frame> frames_;  // the open containers, outermost first
+  Slot slot_ = Slot::kSkipped;
+  BoundedText* capture_ = nullptr;  // where events are rendered, if anywhere
+  size_t capture_depth_ = 0;        // frames_.size() when the capture began
+  std::string name_;                // the tensor entry being read
+  EntryFields fields_;
+  ListField* list_ = nullptr;  // the list field being read
+  std::string key_;            // the metadata entry being read
+  BoundedText bad_value_;      // a metadata value that is not a string
+  bool has_metadata_ = false;
+  size_t tensor_count_ = 0;
+  size_t metadata_count_ = 0;
+};
+
+bool HeaderParser::key(std::string& k) {
+  if (capture_ != nullptr) capture_->key(k);
+  switch (frames_.back()) {
+    case Frame::kHeader:
+      if (k == kMetadataKey) {
+        if (has_metadata_) load_fail(path_, "duplicate tensor name '__metadata__' in the header");
+        has_metadata_ = true;
+        slot_ = Slot::kMetadataMap;
+      } else {
+        if (entries.count(k) != 0) load_fail(path_, "duplicate tensor name " + in_quotes(k) + " in the header");
+        slot_ = ++tensor_count_ > kMaxTensors ? Slot::kSkipped : Slot::kTensor;  // counted, not kept
+        name_ = std::move(k);
+        fields_ = EntryFields{};
+      }
+      break;
+    case Frame::kMetadata:
+      if (metadata.count(k) != 0) load_fail(path_, "duplicate key " + in_quotes(k) + " in __metadata__");
+      slot_ = ++metadata_count_ > kMaxMetadataEntries ? Slot::kSkipped : Slot::kMetadataValue;
+      key_ = std::move(k);
+      break;
+    case Frame::kEntry: {
+      bool* seen = nullptr;
+      if (k == "dtype") {
+        slot_ = Slot::kDtype;
+        seen = &fields_.has_dtype;
+      } else if (k == "shape") {
+        slot_ = Slot::kShape;
+        seen = &fields_.shape.present;
+      } else if (k == "data_offsets") {
+        slot_ = Slot::kOffsets;
+        seen = &fields_.offsets.present;
+      } else {
+        slot_ = Slot::kSkipped;  // unknown keys are ignored, as the reference loader does
+      }
+      if (seen != nullptr && *seen) fail_entry("duplicate key " + in_quotes(k));
+      if (seen != nullptr) *seen = true;
+      break;
+    }
+    case Frame::kList:
+    case Frame::kSkipped:
+      break;
+  }
+  return true;
 }
 
 }  // namespace
@@ -369,53 +708,59 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
                                     hex_byte(static_cast<unsigned char>(header[bad])),
                                     " at header offset ", bad, ")"));
   }
-  const Json json = parse_header(path, header);
-  if (!json.is_object()) load_fail(path, "header is not a JSON object");
-
-  // --- every entry, checked before any data is read ----------------------------------------
-  SafetensorsFile result;
-  std::vector<EntryInfo> entries;
-  for (const auto& [key, value] : json.items()) {
-    if (key == kMetadataKey) {
-      if (value.is_null()) continue;
-      if (!value.is_object()) load_fail(path, "__metadata__ is not a JSON object");
-      for (const auto& [mk, mv] : value.items()) {
-        if (!mv.is_string()) {
-          load_fail(path, "__metadata__ entry " + in_quotes(mk) + " is not a string: " + mv.dump());
-        }
-        result.metadata[mk] = mv.get<std::string>();
-      }
-      continue;
-    }
-    entries.push_back(check_entry(path, key, value));
+  // Note [Header limits]: the depth first, by a pass that cannot recurse, then the parse.
+  const size_t depth = nesting_depth(header);
+  if (depth > kMaxHeaderDepth) {
+    load_fail(path, detail::str_cat("header nests ", depth, " levels deep; at most ", kMaxHeaderDepth,
+                                    " are allowed"));
   }
+  // --- every entry, checked before any data is read ----------------------------------------
+  HeaderParser parser(path);
+  try {
+    Json::sax_parse(header.data(), header.data() + header.size(), &parser);
+  } catch (const IOError&) {
+    // The parser stops at the first problem; when the text is not JSON at all, even further
+    // on, that is the one to report.
+    SyntaxCheck syntax{path};
+    Json::sax_parse(header.data(), header.data() + header.size(), &syntax);
+    throw;
+  }
+  parser.finish();
+  std::string().swap(header);  // not needed any more: free it before the tensors are made
+  SafetensorsFile result;
+  result.metadata = std::move(parser.metadata);
+  const std::map<std::string, EntryInfo>& entries = parser.entries;
 
   // Sorted by offset the entries must tile the data buffer exactly: no gap, no overlap,
   // from byte 0 to its last byte.
-  std::vector<const EntryInfo*> by_offset;
-  for (const auto& e : entries) by_offset.push_back(&e);
-  std::sort(by_offset.begin(), by_offset.end(), [](const EntryInfo* a, const EntryInfo* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  using Entry = std::pair<const std::string, EntryInfo>;
+  std::vector<const Entry*> by_offset;
+  by_offset.reserve(entries.size());
+  for (const Entry& e : entries) by_offset.push_back(&e);
+  std::sort(by_offset.begin(), by_offset.end(), [](const Entry* a, const Entry* b) {
+    return a->second.begin != b->second.begin ? a->second.begin < b->second.begin
+                                              : a->second.end < b->second.end;
   });
   uint64_t covered = 0;
-  const EntryInfo* previous = nullptr;
-  for (const EntryInfo* e : by_offset) {
-    if (e->begin > covered) {
+  const Entry* previous = nullptr;
+  for (const Entry* entry : by_offset) {
+    const EntryInfo& e = entry->second;
+    if (e.begin > covered) {
       if (previous == nullptr) {
         load_fail(path, detail::str_cat("tensors do not tile the data buffer: the first tensor ",
-                                        in_quotes(e->name), " begins at byte ", e->begin, ", not 0"));
+                                        in_quotes(entry->first), " begins at byte ", e.begin, ", not 0"));
       }
       load_fail(path, detail::str_cat("tensors do not tile the data buffer: gap between byte ",
-                                      covered, " and ", e->begin));
+                                      covered, " and ", e.begin));
     }
-    if (e->begin < covered) {
-      load_fail(path, detail::str_cat("tensors do not tile the data buffer: tensor ", in_quotes(e->name),
-                                      " [", e->begin, ", ", e->end, "] overlaps tensor ",
-                                      in_quotes(previous->name), " [", previous->begin, ", ",
-                                      previous->end, "]"));
+    if (e.begin < covered) {
+      load_fail(path, detail::str_cat("tensors do not tile the data buffer: tensor ", in_quotes(entry->first),
+                                      " [", e.begin, ", ", e.end, "] overlaps tensor ",
+                                      in_quotes(previous->first), " [", previous->second.begin, ", ",
+                                      previous->second.end, "]"));
     }
-    covered = e->end;
-    previous = e;
+    covered = e.end;
+    previous = entry;
   }
   const uint64_t data_start = kLengthBytes + header_len;
   const uint64_t buffer_size = file_size - data_start;
@@ -430,7 +775,7 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
   }
 
   // --- the data: every size above is now known to fit inside the file -----------------------
-  for (const auto& e : entries) {  // json.items() gives names in sorted order
+  for (const auto& [name, e] : entries) {  // in name order
     Tensor t = Tensor::empty(e.shape, {.dtype = e.dtype});
     const uint64_t nbytes = e.end - e.begin;
     if (nbytes > 0) {
@@ -442,12 +787,12 @@ SafetensorsFile load_safetensors(const std::string& path, Device device) {
       const auto* b = static_cast<const uint8_t*>(t.data_ptr());
       for (uint64_t i = 0; i < nbytes; ++i) {
         if (b[i] > 1) {
-          load_fail(path, detail::str_cat("tensor ", in_quotes(e.name), ": BOOL element ", i,
+          load_fail(path, detail::str_cat("tensor ", in_quotes(name), ": BOOL element ", i,
                                           " is byte ", static_cast<int>(b[i]), ", expected 0 or 1"));
         }
       }
     }
-    result.tensors.insert(e.name, device.is_cpu() ? t : t.to(device));
+    result.tensors.insert(name, device.is_cpu() ? t : t.to(device));
   }
   return result;
 }
@@ -548,12 +893,25 @@ void save_safetensors(const std::string& path, const nn::StateDict& tensors,
                       const std::map<std::string, std::string>& metadata) {
   namespace fs = std::filesystem;
   if (path.empty()) save_fail(path, "the path is empty");
+  // What loaders refuse is not written (Note [Header limits]).
+  if (tensors.size() > kMaxTensors) {
+    save_fail(path, detail::str_cat(tensors.size(), " tensors; loaders accept at most ", kMaxTensors,
+                                    " in one file"));
+  }
+  if (metadata.size() > kMaxMetadataEntries) {
+    save_fail(path, detail::str_cat(metadata.size(), " metadata entries; loaders accept at most ",
+                                    kMaxMetadataEntries));
+  }
 
   // --- the tensors, on the CPU and contiguous, sorted by name --------------------------------
   std::vector<std::pair<std::string, Tensor>> sorted;
   for (const auto& [name, t] : tensors) {
     if (name == kMetadataKey) save_fail(path, "a tensor cannot be named __metadata__ (the format reserves it)");
     if (!t.defined()) save_fail(path, "tensor " + in_quotes(name) + " is undefined");
+    if (static_cast<size_t>(t.dim()) > kMaxRank) {
+      save_fail(path, detail::str_cat("tensor ", in_quotes(name), " has ", t.dim(), " dimensions; loaders accept at most ",
+                                      kMaxRank));
+    }
     sorted.emplace_back(name, t.detach().cpu().contiguous());
   }
   std::sort(sorted.begin(), sorted.end(),
@@ -779,6 +1137,14 @@ void save_checkpoint(const std::string& path, const nn::Module& module,
   save_safetensors(path, all, meta);
 }
 
+// Note [All-or-nothing checkpoint load]
+// A failed load_checkpoint leaves the model, the optimizer and the generators exactly as
+// they were, so a caller can report the bad file and carry on (or try another). Every part
+// is checked before any changes: the metadata is parsed and the generator state validated
+// here; the optimizer's section is checked by Optimizer::check_state_dict, which changes
+// nothing; the model's keys and shapes are checked by Module::load_state_dict before it
+// copies a byte. Then the model is copied, the optimizer loaded (it checks again and
+// cannot fail on what passed, short of running out of memory) and the generators set.
 TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* optimizer) {
   const SafetensorsFile f = load_safetensors(path);
   const auto fail = [&](const std::string& what) {
@@ -814,6 +1180,13 @@ TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim
   rng.philox_offset_cpu = parse_integer<uint64_t>(path, "rng.philox_offset_cpu",
                                                   metadata_value(path, f.metadata, "rng.philox_offset_cpu"));
   const std::string cuda_offsets = metadata_value(path, f.metadata, "rng.philox_offset_cuda");
+  // One offset per device: a few, never the millions a crafted file could list.
+  constexpr size_t kMaxDevices = 1024;
+  if (const size_t n = static_cast<size_t>(std::count(cuda_offsets.begin(), cuda_offsets.end(), ',')) + 1;
+      n > kMaxDevices) {
+    fail(detail::str_cat("metadata 'rng.philox_offset_cuda' lists ", n, " offsets; at most ", kMaxDevices,
+                         " (one per device) are allowed"));
+  }
   for (size_t pos = 0; !cuda_offsets.empty() && pos <= cuda_offsets.size();) {
     const size_t comma = std::min(cuda_offsets.find(',', pos), cuda_offsets.size());
     rng.philox_offset_cuda.push_back(
@@ -836,8 +1209,9 @@ TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim
     }
   }
 
-  // --- restore ------------------------------------------------------------------------------
+  // --- restore, all or nothing (Note [All-or-nothing checkpoint load]) -----------------------
   try {
+    if (optimizer != nullptr) optimizer->check_state_dict(optimizer_dict);
     module.load_state_dict(model_dict, true);
     if (optimizer != nullptr) optimizer->load_state_dict(optimizer_dict);
   } catch (const Error&) {

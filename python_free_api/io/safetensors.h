@@ -60,7 +60,9 @@ EMBER_API void save_checkpoint(const std::string& path, const nn::Module& module
                                const optim::Optimizer* optimizer, const TrainingState& state);
 // Restores everything save_checkpoint wrote, the random generators included, and returns
 // the training state. Throws ember::IOError if the file is not an ember checkpoint, or if
-// `optimizer` is given and the checkpoint was saved without one.
+// `optimizer` is given and the checkpoint was saved without one. All or nothing: every
+// section is checked before anything changes, so after an error the module, the optimizer
+// and the generators are as they were.
 EMBER_API TrainingState load_checkpoint(const std::string& path, nn::Module& module,
                                         optim::Optimizer* optimizer);
 

@@ -1,6 +1,7 @@
 // safetensors checkpoints: round trips of every supported dtype, the exact bytes of a tiny
 // file, one test per malformed-file check (each an IOError naming the file and the
-// problem), the atomic write, and module / optimizer / training-checkpoint round trips.
+// problem), hostile headers (nesting, memory and message size stay bounded), the atomic
+// write, and module / optimizer / training-checkpoint round trips.
 #include "ember/python_free_api/io/safetensors.h"
 
 #include <gtest/gtest.h>
@@ -527,6 +528,193 @@ TEST_F(SafetensorsBadFile, MalformedMetadata) {
 TEST_F(SafetensorsBadFile, BoolBytesOtherThanZeroOrOne) {
   EXPECT_TRUE(mentions(load_error(st_file("{\"m\":{\"dtype\":\"BOOL\",\"shape\":[3],\"data_offsets\":[0,3]}}", {1, 0, 2})),
                        {bad_, "tensor 'm': BOOL element 2 is byte 2, expected 0 or 1"}));
+}
+
+// =========================================================================================
+// Hostile headers: nesting, memory and messages stay bounded (Note [Header limits])
+// =========================================================================================
+
+namespace {
+
+std::string repeat(const std::string& s, size_t n) {
+  std::string r;
+  r.reserve(s.size() * n);
+  for (size_t i = 0; i < n; ++i) r += s;
+  return r;
+}
+
+// The cheapest entry that passes every check: an empty U8 tensor.
+std::string empty_entry(const std::string& name) {
+  return "\"" + name + "\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}";
+}
+
+// {"k0":"","k1":"",...} with n entries.
+std::string metadata_map(size_t n) {
+  std::string m = "{";
+  for (size_t i = 0; i < n; ++i) m += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":\"\"";
+  return m + "}";
+}
+
+// "[1,1,...]" of the given rank.
+std::string ones_shape(size_t rank) {
+  std::string s = "[";
+  for (size_t i = 0; i < rank; ++i) s += i ? ",1" : "1";
+  return s + "]";
+}
+
+// A field of /proc/self/status in KiB ("VmRSS:", "VmHWM:"), or -1.
+long status_kib(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.compare(0, field.size(), field) == 0) return std::stol(line.substr(field.size()));
+  }
+  return -1;
+}
+
+// Resets the peak resident size (VmHWM) to the current one; false where Linux cannot.
+bool reset_peak_rss() {
+  {
+    std::ofstream clear("/proc/self/clear_refs");
+    if (!(clear << "5")) return false;
+  }
+  const long rss = status_kib("VmRSS:");
+  const long peak = status_kib("VmHWM:");
+  return rss > 0 && peak > 0 && peak <= rss + 1024;
+}
+
+}  // namespace
+
+TEST_F(SafetensorsBadFile, DeepNestingIsRefusedWithoutOverflowingTheStack) {
+  // 100,000 levels in a 200 KB header used to crash the process: parsing into a DOM and
+  // dump()ing the value for the message both recursed once per level.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_TRUE(mentions(load_error(st_file("{\"w\":{\"dtype\":\"F32\",\"shape\":" + deep + ",\"data_offsets\":[0,0]}}")),
+                       {bad_, "header nests 100002 levels deep; at most 16 are allowed"}));
+  EXPECT_TRUE(mentions(load_error(st_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":" + deep + "}}")),
+                       {bad_, "header nests 100002 levels deep; at most 16 are allowed"}));
+  EXPECT_TRUE(mentions(load_error(st_file("{\"__metadata__\":" + deep + "}")),
+                       {bad_, "header nests 100001 levels deep"}));
+  EXPECT_TRUE(mentions(load_error(st_file("{\"__metadata__\":{\"k\":" + deep + "}}")),
+                       {bad_, "header nests 100002 levels deep"}));
+  // Objects count like lists, under a key the loader ignores too; so do brackets never closed.
+  EXPECT_TRUE(mentions(load_error(st_file("{\"w\":{\"note\":" + repeat("{\"a\":", 100000) + "0" +
+                                          std::string(100000, '}') + "}}")),
+                       {bad_, "header nests 100002 levels deep"}));
+  EXPECT_TRUE(mentions(load_error(st_file("{\"w\":{\"shape\":" + std::string(100000, '['))),
+                       {bad_, "header nests 100002 levels deep"}));
+}
+
+TEST_F(SafetensorsBadFile, NestingUpToSixteenLevelsLoads) {
+  // A valid header needs three levels; a key the loader ignores may go deeper, to the limit.
+  auto with_note = [](size_t levels) {
+    return st_file("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"note\":" +
+                       std::string(levels, '[') + std::string(levels, ']') + "}}",
+                   {7});
+  };
+  write_bytes(path("sixteen.safetensors"), with_note(14));  // 2 + 14 levels
+  EXPECT_EQ(values_of<uint8_t>(io::load_safetensors(path("sixteen.safetensors")).tensors.at("w")),
+            (std::vector<uint8_t>{7}));
+  EXPECT_TRUE(mentions(load_error(with_note(15)), {bad_, "header nests 17 levels deep; at most 16 are allowed"}));
+}
+
+TEST_F(SafetensorsBadFile, BracketsInsideStringsDoNotCountAsNesting) {
+  // Escaped quotes do not end a string; an escaped backslash before a quote does.
+  const std::string inside = std::string(40, '[') + "\\\"" + std::string(40, '{');
+  write_bytes(path("strings.safetensors"),
+              st_file("{\"__metadata__\":{\"a\":\"" + inside + "\",\"b\":\"x\\\\\",\"c\":\"]]]}}\"}}"));
+  const auto meta = io::load_safetensors(path("strings.safetensors")).metadata;
+  EXPECT_EQ(meta.at("a"), std::string(40, '[') + "\"" + std::string(40, '{'));
+  EXPECT_EQ(meta.at("b"), "x\\");
+  EXPECT_EQ(meta.at("c"), "]]]}}");
+}
+
+TEST_F(SafetensorsBadFile, MessagesQuoteABoundedPrefixOfWhatTheFileHolds) {
+  // A 100,000-byte name shows its first 64 bytes.
+  const std::string name(100000, 'n');
+  std::string msg = load_error(st_file("{\"" + name + "\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,1]}}", {0}));
+  EXPECT_TRUE(mentions(msg, {bad_, "tensor '" + std::string(64, 'n') + "...': unknown dtype 'Q4'"}));
+  EXPECT_LT(msg.size(), 300u);
+  // The cut never splits a UTF-8 character: 63 ASCII bytes, then a 2-byte "é".
+  msg = load_error(st_file("{\"" + std::string(63, 'a') + "\xC3\xA9tail\":[]}"));
+  EXPECT_TRUE(mentions(msg, {"tensor '" + std::string(63, 'a') + "...': entry is not a JSON object"}));
+  // Values are rebuilt from the parse and cut, never dumped whole.
+  msg = load_error(st_file("{\"__metadata__\":{\"k\":[" + repeat("12345,", 100000) + "0]}}"));
+  EXPECT_TRUE(mentions(msg, {bad_, "__metadata__ entry 'k' is not a string: [12345, 12345, 12345, ", "..."}));
+  EXPECT_LT(msg.size(), 300u);
+  msg = load_error(st_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[\"" + std::string(100000, 'x') +
+                           "\"],\"data_offsets\":[0,0]}}"));
+  EXPECT_TRUE(mentions(msg, {bad_, "tensor 'w': shape [\"xxxx", "... is not a list of integers"}));
+  EXPECT_LT(msg.size(), 300u);
+  // The parser's own message quotes the token it stopped at: here a string that never ends.
+  msg = load_error(st_file("{\"__metadata__\":{\"k\":\"" + std::string(1000000, 'y')));
+  EXPECT_TRUE(mentions(msg, {bad_, "header is not valid JSON"}));
+  EXPECT_LT(msg.size(), 500u);
+}
+
+TEST_F(SafetensorsBadFile, ASyntaxErrorIsReportedEvenAfterABadEntry) {
+  EXPECT_TRUE(mentions(load_error(st_file("{\"a\":1,\"b\":{]}")), {bad_, "header is not valid JSON"}));
+}
+
+TEST_F(SafetensorsBadFile, ShapesOfMoreThan64DimensionsAreRefused) {
+  auto entry = [](size_t rank) {
+    return st_file("{\"w\":{\"dtype\":\"U8\",\"shape\":" + ones_shape(rank) + ",\"data_offsets\":[0,1]}}", {1});
+  };
+  EXPECT_TRUE(mentions(load_error(entry(65)), {bad_, "tensor 'w': shape has 65 dimensions; at most 64 are allowed"}));
+  // Counted, not stored: a million dimensions cost no more than 65.
+  EXPECT_TRUE(mentions(load_error(entry(1000000)), {bad_, "shape has 1000000 dimensions"}));
+  write_bytes(path("rank64.safetensors"), entry(64));
+  EXPECT_EQ(io::load_safetensors(path("rank64.safetensors")).tensors.at("w").dim(), 64);
+}
+
+TEST_F(SafetensorsBadFile, MoreThan65536MetadataEntriesAreRefused) {
+  EXPECT_TRUE(mentions(load_error(st_file("{\"__metadata__\":" + metadata_map(65537) + "}")),
+                       {bad_, "__metadata__ has 65537 entries; at most 65536 are allowed"}));
+  write_bytes(path("full.safetensors"), st_file("{\"__metadata__\":" + metadata_map(65536) + "}"));
+  EXPECT_EQ(io::load_safetensors(path("full.safetensors")).metadata.size(), 65536u);
+}
+
+TEST_F(SafetensorsBadFile, MoreThan100000TensorsAreRefusedBeforeAnyIsMade) {
+  std::string h = "{";
+  for (int i = 0; i <= 100000; ++i) h += (i ? "," : "") + empty_entry("t" + std::to_string(i));
+  EXPECT_TRUE(mentions(load_error(st_file(h + "}")), {bad_, "header lists 100001 tensors; at most 100000 are allowed"}));
+}
+
+TEST_F(Safetensors, ParsingALargeLegalHeaderCostsAboutItsOwnSize) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer changes what memory costs";
+#endif
+  // 16 MB of header: 60,000 metadata entries and an 8M-element list under a key the loader
+  // ignores. Parsed into a DOM it peaked at 324 MB; kept as it is parsed, the header text
+  // itself is most of the cost.
+  std::string h = "{\"__metadata__\":" + metadata_map(60000) +
+                  ",\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4],\"note\":[0" +
+                  repeat(",0", 8'000'000 - 1) + "]}}";
+  const size_t header_bytes = h.size();
+  write_bytes(path("big.safetensors"), st_file(std::move(h), {1, 2, 3, 4}));
+  if (!reset_peak_rss()) GTEST_SKIP() << "cannot reset the peak resident size (/proc/self/clear_refs)";
+  const long before_kib = status_kib("VmRSS:");
+
+  const io::SafetensorsFile f = io::load_safetensors(path("big.safetensors"));
+  const long peak_kib = status_kib("VmHWM:");
+  EXPECT_EQ(f.metadata.size(), 60000u);
+  EXPECT_EQ(values_of<uint8_t>(f.tensors.at("w")), (std::vector<uint8_t>{1, 2, 3, 4}));
+  EXPECT_LT(static_cast<size_t>(peak_kib - before_kib) * 1024, 3 * header_bytes)
+      << "peak grew by " << peak_kib - before_kib << " KiB for a " << header_bytes / 1024 << " KiB header";
+}
+
+TEST_F(Safetensors, RefusesToWriteWhatLoadersRefuse) {
+  const std::string file = path("refused.safetensors");
+  nn::StateDict sd;
+  sd.insert("w", ones({1}));
+  std::map<std::string, std::string> meta;
+  for (int i = 0; i < 65537; ++i) meta["k" + std::to_string(i)] = "";
+  EXPECT_TRUE(mentions(io_error_of([&] { io::save_safetensors(file, sd, meta); }),
+                       {file, "65537 metadata entries; loaders accept at most 65536"}));
+  nn::StateDict high_rank;
+  high_rank.insert("w", ones(Shape(65, 1)));
+  EXPECT_TRUE(mentions(io_error_of([&] { io::save_safetensors(file, high_rank); }),
+                       {file, "tensor 'w' has 65 dimensions; loaders accept at most 64"}));
+  EXPECT_FALSE(fs::exists(file));
 }
 
 // =========================================================================================
