@@ -20,6 +20,9 @@ struct DeviceContext {
   cudaStream_t copy = nullptr;
   cublasHandle_t cublas = nullptr;
   cudnnHandle_t cudnn = nullptr;
+  // The math mode last set on `cublas` (TF32 or not), so the hot path calls into cuBLAS
+  // only when set_allow_tf32() has changed it.
+  std::atomic<bool> cublas_tf32{false};
 };
 
 // Note [Library versions]
@@ -48,9 +51,15 @@ void check_library_versions() {
   (void)checked;
 }
 
-void set_math_mode(cublasHandle_t h) {
-  EMBER_CUBLAS_CHECK(cublasSetMathMode(
-      h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+void apply_math_mode(cublasHandle_t h, bool tf32) {
+  EMBER_CUBLAS_CHECK(
+      cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+}
+
+// Brings the handle's math mode in line with allow_tf32(), calling cuBLAS only on a change.
+void sync_math_mode(DeviceContext& c) {
+  const bool want = allow_tf32();
+  if (c.cublas_tf32.exchange(want) != want) apply_math_mode(c.cublas, want);
 }
 
 // Note [Per-thread context cache]
@@ -75,7 +84,9 @@ DeviceContext& create_context(int device) {
     EMBER_CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking));
     EMBER_CUBLAS_CHECK(cublasCreate(&c->cublas));
     EMBER_CUBLAS_CHECK(cublasSetStream(c->cublas, c->compute));
-    set_math_mode(c->cublas);
+    const bool tf32 = allow_tf32();
+    apply_math_mode(c->cublas, tf32);
+    c->cublas_tf32 = tf32;
     EMBER_CUDNN_CHECK(cudnnCreate(&c->cudnn));
     EMBER_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->compute));
     // Handles and streams live until the process ends: destroying them from a static
@@ -102,16 +113,16 @@ cudaStream_t compute_stream(int device) { return context(device).compute; }
 cudaStream_t copy_stream(int device) { return context(device).copy; }
 
 cublasHandle_t cublas_handle(int device) {
-  cublasHandle_t h = context(device).cublas;
-  set_math_mode(h);
-  return h;
+  DeviceContext& c = context(device);
+  sync_math_mode(c);
+  return c.cublas;
 }
 
 cudnnHandle_t cudnn_handle(int device) { return context(device).cudnn; }
 
 kernels::cuda::Context kernel_context(int device) {
-  const DeviceContext& c = context(device);
-  set_math_mode(c.cublas);
+  DeviceContext& c = context(device);
+  sync_math_mode(c);
   kernels::cuda::Context ctx;
   ctx.stream = c.compute;
   ctx.device = device;
