@@ -19,7 +19,6 @@ struct DeviceContext {
   cudaStream_t compute = nullptr;
   cudaStream_t copy = nullptr;
   cublasHandle_t cublas = nullptr;
-  cudnnHandle_t cudnn = nullptr;
   // The math mode last set on `cublas` (TF32 or not), so the hot path calls into cuBLAS
   // only when set_allow_tf32() has changed it.
   std::atomic<bool> cublas_tf32{false};
@@ -87,8 +86,6 @@ DeviceContext& create_context(int device) {
     const bool tf32 = allow_tf32();
     apply_math_mode(c->cublas, tf32);
     c->cublas_tf32 = tf32;
-    EMBER_CUDNN_CHECK(cudnnCreate(&c->cudnn));
-    EMBER_CUDNN_CHECK(cudnnSetStream(c->cudnn, c->compute));
     // Handles and streams live until the process ends: destroying them from a static
     // destructor can run after the driver has shut down.
     ctx = std::move(c);
@@ -107,6 +104,66 @@ DeviceContext& context(int device) {
   return ctx;
 }
 
+// Note [cuDNN handles per thread]
+// cuDNN's handle may not be used by two threads at once (its documentation asks for one
+// handle per thread), while the plans in kernels/cudnn are shared by all threads. So each
+// thread gets its own handle per device, bound to the device's compute stream. Threads
+// come and go (a DataLoader's worker, a user's thread pool): a thread's handles go back
+// to a per-device free list when it ends and the next new thread takes them, so the number
+// of handles is that of the threads alive at once, not of all threads ever started. Like
+// the streams, handles are never destroyed (Note [cuDNN caches are never destroyed] in
+// kernels/cudnn/plan_cache.h); returning one to the list calls nothing in cuDNN, so a
+// thread (the main one included) may end while cuDNN is being torn down.
+struct CudnnHandlePool {
+  std::mutex mu;
+  std::vector<std::vector<cudnnHandle_t>> free;  // per device
+};
+
+CudnnHandlePool& cudnn_pool() {
+  static auto* pool = new CudnnHandlePool();
+  return *pool;
+}
+
+struct ThreadCudnnHandles {
+  std::vector<cudnnHandle_t> handles;  // per device; nullptr: none yet
+  ThreadCudnnHandles() = default;
+  ThreadCudnnHandles(const ThreadCudnnHandles&) = delete;
+  ThreadCudnnHandles& operator=(const ThreadCudnnHandles&) = delete;
+  ~ThreadCudnnHandles() {
+    CudnnHandlePool& pool = cudnn_pool();
+    std::lock_guard<std::mutex> lock(pool.mu);
+    for (size_t d = 0; d < handles.size(); ++d) {
+      if (handles[d] == nullptr) continue;
+      if (pool.free.size() <= d) pool.free.resize(d + 1);
+      pool.free[d].push_back(handles[d]);
+    }
+  }
+};
+
+cudnnHandle_t thread_cudnn_handle(int device, const DeviceContext& c) {
+  thread_local ThreadCudnnHandles mine;
+  if (static_cast<size_t>(device) < mine.handles.size() && mine.handles[device] != nullptr) {
+    return mine.handles[device];
+  }
+  cudnnHandle_t h = nullptr;
+  {
+    CudnnHandlePool& pool = cudnn_pool();
+    std::lock_guard<std::mutex> lock(pool.mu);
+    if (static_cast<size_t>(device) < pool.free.size() && !pool.free[device].empty()) {
+      h = pool.free[device].back();
+      pool.free[device].pop_back();
+    }
+  }
+  if (h == nullptr) {
+    DeviceGuard guard(device);
+    EMBER_CUDNN_CHECK(cudnnCreate(&h));
+    EMBER_CUDNN_CHECK(cudnnSetStream(h, c.compute));
+  }
+  if (mine.handles.size() <= static_cast<size_t>(device)) mine.handles.resize(device + 1, nullptr);
+  mine.handles[device] = h;
+  return h;
+}
+
 }  // namespace
 
 cudaStream_t compute_stream(int device) { return context(device).compute; }
@@ -118,7 +175,7 @@ cublasHandle_t cublas_handle(int device) {
   return c.cublas;
 }
 
-cudnnHandle_t cudnn_handle(int device) { return context(device).cudnn; }
+cudnnHandle_t cudnn_handle(int device) { return thread_cudnn_handle(device, context(device)); }
 
 kernels::cuda::Context kernel_context(int device) {
   DeviceContext& c = context(device);
@@ -127,7 +184,7 @@ kernels::cuda::Context kernel_context(int device) {
   ctx.stream = c.compute;
   ctx.device = device;
   ctx.cublas = c.cublas;
-  ctx.cudnn = c.cudnn;
+  ctx.cudnn = thread_cudnn_handle(device, c);
   ctx.deterministic = deterministic();
   ctx.cudnn_benchmark = cudnn_benchmark();
   ctx.allow_tf32 = allow_tf32();

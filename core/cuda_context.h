@@ -1,6 +1,7 @@
 // Per-device CUDA streams and library handles (internal). One compute stream per device
-// (never the legacy default stream) with the cuBLAS handle bound to it, and a separate
-// copy stream for host->device prefetch. The switches live in core/cuda_settings.h.
+// (never the legacy default stream) with the cuBLAS handle bound to it, a cuDNN handle per
+// thread and device bound to it too (Note [cuDNN handles per thread] in cuda_context.cpp),
+// and a separate copy stream for host->device prefetch. The switches live in core/cuda_settings.h.
 #pragma once
 
 #include <cublas_v2.h>

@@ -80,7 +80,7 @@ void* pool_bytes(size_t bytes, Device device, Tensor* keep) {
   return keep->data_ptr();
 }
 
-const kc::RnnWeightLayout& plan_for(cudnnHandle_t h, const kc::RnnConfig& c, Device device) {
+kc::RnnWeightLayout plan_for(cudnnHandle_t h, const kc::RnnConfig& c, Device device) {
   Tensor scratch;
   kc::RnnMemory mem;
   mem.persistent = [device](size_t bytes) { return persistent_bytes(bytes, device); };

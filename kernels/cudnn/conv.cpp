@@ -41,7 +41,7 @@ struct AlgoChoice {
   size_t workspace = 0;  // bytes the run needs
 };
 
-// Everything cached for one (handle, shape, policy). Each direction has its own
+// Everything cached for one (device, shape, policy). Each direction has its own
 // convolution descriptor because the chosen algorithm may fix a different math type.
 struct Plan {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
@@ -64,18 +64,18 @@ struct Plan {
 };
 
 struct Key {
-  cudnnHandle_t handle;  // one per device: algorithm choices are per GPU
+  int device;  // algorithm choices are per GPU (Note [Bounded plan caches])
   ConvShape s;
   ConvPolicy p;
   bool operator==(const Key& k) const {
-    return handle == k.handle && s == k.s && p.benchmark == k.p.benchmark &&
+    return device == k.device && s == k.s && p.benchmark == k.p.benchmark &&
            p.deterministic == k.p.deterministic && p.allow_tf32 == k.p.allow_tf32;
   }
 };
 
 struct KeyHash {
   size_t operator()(const Key& k) const {
-    size_t h = std::hash<const void*>()(k.handle);
+    size_t h = std::hash<int>()(k.device);
     auto mix = [&h](int64_t v) { hash_mix(h, v); };
     const ConvShape& s = k.s;
     for (int64_t v : {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h,
@@ -101,7 +101,7 @@ cudnnMathType_t policy_math(const ConvPolicy& p) {
   return p.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
-std::unique_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
+std::shared_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
   EMBER_INTERNAL_ASSERT(s.n > 0 && s.c > 0 && s.h > 0 && s.w > 0 && s.o > 0 && s.kh > 0 &&
                             s.kw > 0 && s.out_h > 0 && s.out_w > 0 && s.groups > 0,
                         "conv2d: empty shapes are handled before cuDNN is called");
@@ -142,10 +142,11 @@ std::unique_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
 }
 
 // The plan for a key, created on first use. Call with the cache's mutex held.
-Plan& plan_for(PlanCache& cache, cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p) {
-  auto& slot = cache.plans[Key{handle, s, p}];
-  if (!slot) slot = make_plan(s, p);
-  return *slot;
+Plan& plan_for(PlanCache& cache, const ConvShape& s, const ConvPolicy& p) {
+  const Key key{current_device(), s, p};
+  std::shared_ptr<Plan> plan = cache.plans.find(key);
+  if (!plan) plan = cache.plans.insert(key, make_plan(s, p));
+  return *plan;
 }
 
 // --- the three directions as the algorithm chooser sees them -------------------------
@@ -295,32 +296,32 @@ size_t workspace_query(cudnnHandle_t h, const ConvShape& s, const ConvPolicy& p,
                        const void* b, void* out, const ScratchFn& scratch) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = plan_for(cache, h, s, p);
+  Plan& plan = plan_for(cache, s, p);
   return choose<Calls>(h, plan, p, a, b, out, scratch).workspace;
 }
 
-// The cached plan and its choice for a direction whose workspace was queried before.
+// The cached plan and its choice for a direction whose workspace was queried before. It
+// holds the plan, so an eviction by another thread meanwhile cannot destroy it.
 struct Ready {
-  const Plan* plan;
+  std::shared_ptr<const Plan> plan;
   cudnnConvolutionDescriptor_t conv;
   AlgoChoice choice;
 };
 
-Ready ready_plan(cudnnHandle_t h, const ConvShape& s, const ConvPolicy& p, Direction dir,
-                 size_t workspace_bytes, void* workspace) {
+Ready ready_plan(const ConvShape& s, const ConvPolicy& p, Direction dir, size_t workspace_bytes,
+                 void* workspace) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  auto it = cache.plans.find(Key{h, s, p});
-  EMBER_INTERNAL_ASSERT(it != cache.plans.end() && it->second->choice[dir].chosen,
+  std::shared_ptr<const Plan> found = cache.plans.find(Key{current_device(), s, p});
+  EMBER_INTERNAL_ASSERT(found != nullptr && found->choice[dir].chosen,
                         "conv2d: the workspace query must come before the cuDNN call");
-  const Plan& plan = *it->second;
+  const Plan& plan = *found;
   const AlgoChoice choice = plan.choice[dir];
   EMBER_INTERNAL_ASSERT(workspace_bytes >= choice.workspace &&
                             (choice.workspace == 0 || workspace != nullptr),
                         "conv2d: workspace of ", workspace_bytes, " bytes, the algorithm needs ",
                         choice.workspace);
-  // Plans are never erased, so the pointers stay valid after the lock is released.
-  return Ready{&plan, plan.conv[dir], choice};
+  return Ready{found, plan.conv[dir], choice};
 }
 
 }  // namespace
@@ -334,7 +335,7 @@ size_t conv2d_forward_workspace(cudnnHandle_t handle, const ConvShape& s, const 
 void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
                     const float* x, const float* w, const float* bias, float* y,
                     void* workspace, size_t workspace_bytes) {
-  const Ready r = ready_plan(handle, s, p, kForward, workspace_bytes, workspace);
+  const Ready r = ready_plan(s, p, kForward, workspace_bytes, workspace);
   const float one = 1.0f, zero = 0.0f;
   EMBER_CUDNN_CHECK(cudnnConvolutionForward(
       handle, &one, r.plan->x, x, r.plan->w, w, r.conv,
@@ -356,7 +357,7 @@ size_t conv2d_backward_data_workspace(cudnnHandle_t handle, const ConvShape& s,
 void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
                           const float* w, const float* dy, float* dx, void* workspace,
                           size_t workspace_bytes) {
-  const Ready r = ready_plan(handle, s, p, kBackwardData, workspace_bytes, workspace);
+  const Ready r = ready_plan(s, p, kBackwardData, workspace_bytes, workspace);
   const float one = 1.0f, zero = 0.0f;
   EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(
       handle, &one, r.plan->w, w, r.plan->y, dy, r.conv,
@@ -373,7 +374,7 @@ size_t conv2d_backward_filter_workspace(cudnnHandle_t handle, const ConvShape& s
 void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
                             const float* x, const float* dy, float* dw, void* workspace,
                             size_t workspace_bytes) {
-  const Ready r = ready_plan(handle, s, p, kBackwardFilter, workspace_bytes, workspace);
+  const Ready r = ready_plan(s, p, kBackwardFilter, workspace_bytes, workspace);
   const float one = 1.0f, zero = 0.0f;
   EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
       handle, &one, r.plan->x, x, r.plan->y, dy, r.conv,
@@ -389,11 +390,12 @@ bool conv2d_chosen_algorithm(cudnnHandle_t handle, const ConvShape& s, const Con
     case ConvDirection::kBackwardData: d = kBackwardData; break;
     case ConvDirection::kBackwardFilter: d = kBackwardFilter; break;
   }
+  (void)handle;
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  auto it = cache.plans.find(Key{handle, s, p});
-  if (it == cache.plans.end() || !it->second->choice[d].chosen) return false;
-  const Plan& plan = *it->second;
+  std::shared_ptr<const Plan> found = cache.plans.find(Key{current_device(), s, p});
+  if (found == nullptr || !found->choice[d].chosen) return false;
+  const Plan& plan = *found;
   // The descriptor holds the math type `choose` settled on for this direction.
   cudnnMathType_t math = CUDNN_FMA_MATH;
   EMBER_CUDNN_CHECK(cudnnGetConvolutionMathType(plan.conv[d], &math));

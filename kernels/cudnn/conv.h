@@ -4,8 +4,8 @@
 //
 // Note [cuDNN convolution plans]
 // Descriptors (input, output, filter, bias, and one convolution descriptor per direction)
-// are built once per (handle, ConvShape, policy) and cached for the process, behind one
-// mutex. The algorithm of each direction is chosen once per key and cached beside them:
+// are built once per (device, ConvShape, policy) and cached behind one mutex, the most
+// recently used kPlanCacheCapacity of them (Note [Bounded plan caches] in plan_cache.h). The algorithm of each direction is chosen once per key and cached beside them:
 // by cuDNN's heuristic (cudnnGet*Algorithm_v7, the first result that succeeded) by
 // default, or by measured search (cudnnFind*AlgorithmEx) in benchmark mode. Both skip
 // non-deterministic algorithms in deterministic mode and tensor-op math unless TF32 is
@@ -61,7 +61,7 @@ void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const Conv
                             size_t workspace_bytes);
 
 // --- read-only query ---------------------------------------------------------------------
-// What the cache chose for one direction of (handle, s, p), so that a benchmark can replay
+// What the cache chose for one direction of (the handle's device, s, p), so that a benchmark can replay
 // ember's cuDNN calls with its own descriptors and the same algorithm. Nothing is chosen
 // here: the choice is made by the direction's `*_workspace` call (the first conv2d call
 // of that shape and direction).

@@ -20,6 +20,9 @@ namespace ember::kernels::cudnn {
 
 namespace {
 
+// Per plan, the (seq_len, batch, batch_first) combinations whose descriptors are kept.
+constexpr size_t kMaxDataDescs = 64;
+
 int32_t to_int(int64_t v, const char* what) {
   EMBER_CHECK(v >= 0 && v <= INT_MAX, "rnn: ", what, " = ", v,
               " does not fit in cuDNN's int dimensions");
@@ -72,14 +75,14 @@ struct Plan {
 };
 
 struct Key {
-  cudnnHandle_t handle;
+  int device;  // Note [Bounded plan caches]
   RnnConfig config;
-  bool operator==(const Key& k) const { return handle == k.handle && config == k.config; }
+  bool operator==(const Key& k) const { return device == k.device && config == k.config; }
 };
 
 struct KeyHash {
   size_t operator()(const Key& k) const {
-    size_t h = std::hash<const void*>()(k.handle);
+    size_t h = std::hash<int>()(k.device);
     auto mix = [&h](int64_t v) { hash_mix(h, v); };
     const RnnConfig& c = k.config;
     for (int64_t v : {static_cast<int64_t>(c.cell), c.input_size, c.hidden_size, c.num_layers,
@@ -190,16 +193,17 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const RnnConfig& c, const 
   return plan;
 }
 
-Plan& existing_plan(PlanCache& cache, cudnnHandle_t handle, const RnnConfig& c) {
-  auto it = cache.plans.find(Key{handle, c});
-  EMBER_INTERNAL_ASSERT(it != cache.plans.end(), "rnn: rnn_plan must be called first");
-  return *it->second;
+// Call with the cache's mutex held; the plan stays valid while it is.
+Plan& existing_plan(PlanCache& cache, const RnnConfig& c) {
+  std::shared_ptr<Plan> plan = cache.plans.find(Key{current_device(), c});
+  EMBER_INTERNAL_ASSERT(plan != nullptr, "rnn: rnn_plan must be called first");
+  return *plan;
 }
 
 // existing_plan, for a call handing cuDNN a weight space of w_bytes (checked against the
 // plan's layout).
-Plan& existing_plan(PlanCache& cache, cudnnHandle_t handle, const RnnConfig& c, size_t w_bytes) {
-  Plan& plan = existing_plan(cache, handle, c);
+Plan& existing_plan(PlanCache& cache, const RnnConfig& c, size_t w_bytes) {
+  Plan& plan = existing_plan(cache, c);
   EMBER_INTERNAL_ASSERT(w_bytes >= plan.layout.bytes, "rnn: weight space of ", w_bytes,
                         " bytes, cuDNN needs ", plan.layout.bytes);
   return plan;
@@ -207,7 +211,13 @@ Plan& existing_plan(PlanCache& cache, cudnnHandle_t handle, const RnnConfig& c, 
 
 // The plan's descriptors for `b`, set to its lengths. Call with the cache's mutex held.
 DataDescs& data_descs(Plan& plan, const RnnConfig& c, const RnnBatch& b) {
-  auto& slot = plan.data[std::make_tuple(b.seq_len, b.batch, b.batch_first)];
+  const auto key = std::make_tuple(b.seq_len, b.batch, b.batch_first);
+  // Bounded like the plans (Note [Bounded plan caches]): every (length, batch) pair seen
+  // has its descriptors, and a run with ever new pairs starts the set over.
+  if (plan.data.size() >= kMaxDataDescs && plan.data.find(key) == plan.data.end()) {
+    plan.data.clear();
+  }
+  auto& slot = plan.data[key];
   const int32_t t = to_int(b.seq_len, "seq_len"), n = to_int(b.batch, "batch");
   if (!slot) {
     auto d = std::make_unique<DataDescs>();
@@ -258,27 +268,21 @@ cudnnMathType_t rnn_math_type(const RnnConfig& config) {
   return config.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
-const RnnWeightLayout& rnn_plan(cudnnHandle_t handle, const RnnConfig& config,
-                                const RnnMemory& memory) {
+RnnWeightLayout rnn_plan(cudnnHandle_t handle, const RnnConfig& config,
+                         const RnnMemory& memory) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  auto& slot = cache.plans[Key{handle, config}];
-  if (!slot) {
-    try {
-      slot = make_plan(handle, config, memory);
-    } catch (...) {
-      cache.plans.erase(Key{handle, config});
-      throw;
-    }
-  }
-  return slot->layout;
+  const Key key{current_device(), config};
+  std::shared_ptr<Plan> plan = cache.plans.find(key);
+  if (!plan) plan = cache.plans.insert(key, make_plan(handle, config, memory));
+  return plan->layout;
 }
 
 RnnSpaceSizes rnn_space_sizes(cudnnHandle_t handle, const RnnConfig& config,
                               const RnnBatch& batch, bool training) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config);
+  Plan& plan = existing_plan(cache, config);
   DataDescs& d = data_descs(plan, config, batch);
   RnnSpaceSizes s;
   EMBER_CUDNN_CHECK(cudnnGetRNNTempSpaceSizes(handle, plan.rnn,
@@ -296,7 +300,7 @@ void rnn_forward(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& 
                  size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config, w_bytes);
+  Plan& plan = existing_plan(cache, config, w_bytes);
   DataDescs& d = data_descs(plan, config, batch);
   EMBER_CUDNN_CHECK(cudnnRNNForward(
       handle, plan.rnn, training ? CUDNN_FWD_MODE_TRAINING : CUDNN_FWD_MODE_INFERENCE,
@@ -312,7 +316,7 @@ void rnn_backward_data(cudnnHandle_t handle, const RnnConfig& config, const RnnB
                        size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config, w_bytes);
+  Plan& plan = existing_plan(cache, config, w_bytes);
   DataDescs& d = data_descs(plan, config, batch);
   EMBER_CUDNN_CHECK(cudnnRNNBackwardData_v8(handle, plan.rnn, dev_lengths, d.y, y, dy, d.x, dx,
                                             d.h, hx, dhy, dhx, d.h, cx, dcy, dcx,
@@ -326,7 +330,7 @@ void rnn_backward_weights(cudnnHandle_t handle, const RnnConfig& config, const R
                           size_t workspace_bytes, void* reserve, size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
-  Plan& plan = existing_plan(cache, handle, config, w_bytes);
+  Plan& plan = existing_plan(cache, config, w_bytes);
   DataDescs& d = data_descs(plan, config, batch);
   EMBER_CUDNN_CHECK(cudnnRNNBackwardWeights_v8(handle, plan.rnn, CUDNN_WGRAD_MODE_ADD,
                                                dev_lengths, d.x, x, d.h, hx, d.y, y,

@@ -3,14 +3,14 @@
 // over padded variable-length batches in sequence- or batch-major layout.
 //
 // Note [cuDNN RNN plans]
-// One plan per (handle, RnnConfig), made on first use and kept for the process behind one
-// mutex: the RNN descriptor (CUDNN_RNN_ALGO_STANDARD, double bias or none, linear input,
+// One plan per (device, RnnConfig), made on first use and kept behind one mutex (the most
+// recently used kPlanCacheCapacity: Note [Bounded plan caches] in plan_cache.h): the RNN descriptor (CUDNN_RNN_ALGO_STANDARD, double bias or none, linear input,
 // no projection, CUDNN_RNN_PADDED_IO_ENABLED, FMA math unless TF32 is allowed, then
 // default math), its dropout descriptor (with dropout: states in memory the caller
 // provides for the process's lifetime, seeded once; without: no states), the weight
 // space size, and where every matrix and bias lies in the weight space
 // (cudnnGetRNNWeightParams, as offsets from its start). Data descriptors are cached in
-// the plan per (seq_len, batch, layout): x and y as padded RNN data (sequence lengths
+// the plan per (seq_len, batch, layout), up to 64 of them: x and y as padded RNN data (sequence lengths
 // given as a host int32 array; padded outputs filled with zeros), h and c as
 // [layers * directions, batch, hidden]; they are re-set only when the lengths change. Each
 // call below takes the mutex, brings the descriptors to its batch's lengths and enqueues
@@ -30,7 +30,7 @@ namespace ember::kernels::cudnn {
 
 enum class RnnCell { kRelu, kTanh, kLstm, kGru };
 
-// What the RNN descriptor holds (the plan cache's key, with the handle).
+// What the RNN descriptor holds (the plan cache's key, with the device).
 struct RnnConfig {
   RnnCell cell = RnnCell::kLstm;
   int64_t input_size = 0;
@@ -78,10 +78,10 @@ struct RnnMemory {
   std::function<uint64_t()> dropout_seed;  // asked once, when the plan drops out
 };
 
-// Makes the plan on first use (see the Note) and returns the weight layout (stable: plans
-// are never erased).
-const RnnWeightLayout& rnn_plan(cudnnHandle_t handle, const RnnConfig& config,
-                                const RnnMemory& memory);
+// Makes the plan on first use (see the Note) and returns a copy of its weight layout (the
+// cache may drop the plan later: Note [Bounded plan caches] in plan_cache.h).
+RnnWeightLayout rnn_plan(cudnnHandle_t handle, const RnnConfig& config,
+                         const RnnMemory& memory);
 
 struct RnnSpaceSizes {
   size_t workspace = 0;

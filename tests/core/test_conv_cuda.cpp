@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ember/core/autograd.h"
@@ -271,4 +272,43 @@ TEST(Conv2dCuda, RejectsTensorsOnDifferentDevices) {
                              ember::zeros({2, 3, 1, 1}, {.device = Device::cuda(0)}),
                              ember::zeros({2})),
                ember::DeviceError);
+}
+
+// Note [cuDNN handles per thread]: each thread has its own handle, a thread that ends hands
+// its handle to the next one, and convolutions from several threads at once (sharing the
+// plans) all give the single-threaded result.
+TEST(Conv2dCuda, EachThreadHasItsOwnCudnnHandle) {
+  EMBER_SKIP_WITHOUT_GPU();
+  const cudnnHandle_t mine = ember::cuda::cudnn_handle(0);
+  EXPECT_EQ(ember::cuda::cudnn_handle(0), mine);
+  EXPECT_EQ(ember::cuda::kernel_context(0).cudnn, mine);
+  cudnnHandle_t other = nullptr;
+  std::thread([&] { other = ember::cuda::cudnn_handle(0); }).join();
+  EXPECT_NE(other, nullptr);
+  EXPECT_NE(other, mine);
+  cudnnHandle_t reused = nullptr;
+  std::thread([&] { reused = ember::cuda::cudnn_handle(0); }).join();
+  EXPECT_EQ(reused, other) << "a finished thread's handle is handed to the next thread";
+}
+
+TEST(Conv2dCuda, ConcurrentThreadsMatchOneThread) {
+  EMBER_SKIP_WITHOUT_GPU();
+  const Device gpu = Device::cuda(0);
+  Tensor x = ember::randn({4, 3, 12, 12}).to(gpu);
+  Tensor w = ember::randn({8, 3, 3, 3}).to(gpu);
+  Conv2dParams params;
+  params.padding = {1, 1};
+  const std::vector<float> expected = ember::conv2d(x, w, Tensor(), params).to_vector<float>();
+  constexpr int kThreads = 4;
+  std::vector<std::vector<float>> got(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Tensor y;
+      for (int i = 0; i < 20; ++i) y = ember::conv2d(x, w, Tensor(), params);
+      got[t] = y.to_vector<float>();
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(got[t], expected) << "thread " << t;
 }
