@@ -8,6 +8,7 @@
 #include "ember/core/base/error.h"
 #include "ember/core/cuda_settings.h"
 #include "ember/core/grad_check.h"
+#include "ember/core/half.h"
 #include "ember/core/memory/cuda_memory.h"
 #include "ember/core/memory/host_memory.h"
 #include "ember/core/ops.h"

@@ -25,6 +25,18 @@
 // kComputes, and the kernels' instantiations. Adding a backend: its Context in
 // kernels/context.h, one branch in on_device(), and its twins of the kernels.
 //
+// float16 and bfloat16 (T = Half, BFloat16) enter op by op, as in PyTorch's
+// AT_DISPATCH_FLOATING_TYPES_AND2(Half, BFloat16): an op whose kernels compute in them
+// (load as T, compute in acc_t<T> = float, round on store: kernels/acc_type.h) names a
+// list "...AndHalf"; an op that names kFloating, kArithmetic or kAll does not take them,
+// and a 16-bit tensor gets the DTypeError above, never a wrong answer and never a missing
+// symbol (the body is not instantiated for a type its list leaves out). On CUDA,
+// kComputes<kernels::cuda::Context, Half/BFloat16> is false until the CUDA twins have 16-bit
+// instantiations, so every op raises that DTypeError there (naming the op, the dtype and
+// "CUDA"); only the dtype conversions (Tensor::to, fill_) run on the GPU, through
+// cast/fill, which are not dispatched per op. Once every op computes in 16-bit, the
+// "AndHalf" lists become the plain ones.
+//
 // The body returns nothing; it writes into tensors the op allocated before dispatching.
 // A build without CUDA (EMBER_WITH_CUDA 0) never instantiates a body with the CUDA
 // context, so no CUDA kernel is referenced.
@@ -55,14 +67,23 @@ struct Types {};
 inline constexpr Types<float, double> kFloating{};
 inline constexpr Types<float, double, int32_t, int64_t> kArithmetic{};
 inline constexpr Types<float, double, int32_t, int64_t, uint8_t, bool> kAll{};
+// The same with float16 and bfloat16, for ops that compute in them (Note [Dispatch]).
+inline constexpr Types<float, double, Half, BFloat16> kFloatingAndHalf{};
+inline constexpr Types<float, double, int32_t, int64_t, Half, BFloat16> kArithmeticAndHalf{};
+inline constexpr Types<float, double, int32_t, int64_t, uint8_t, bool, Half, BFloat16>
+    kAllAndHalf{};
 
 // Whether a backend computes in element type T. The CPU computes in every dtype ember
 // has; the CUDA kernels have no float64 instantiation (float64 serves gradient checks on
-// the CPU).
+// the CPU) and no 16-bit one yet (Note [Dispatch]).
 template <typename Ctx, typename T>
 inline constexpr bool kComputes = true;
 template <>
 inline constexpr bool kComputes<kernels::cuda::Context, double> = false;
+template <>
+inline constexpr bool kComputes<kernels::cuda::Context, Half> = false;
+template <>
+inline constexpr bool kComputes<kernels::cuda::Context, BFloat16> = false;
 
 template <typename Ctx>
 inline constexpr const char* kBackendName = "CPU";
@@ -126,6 +147,8 @@ void run(const Tensor& t, Types<Ts...> types, const char* op, Body&& body) {
       case kInt64: return detail::run_as<int64_t>(ctx, types, t, op, body);
       case kUInt8: return detail::run_as<uint8_t>(ctx, types, t, op, body);
       case kBool: return detail::run_as<bool>(ctx, types, t, op, body);
+      case kFloat16: return detail::run_as<Half>(ctx, types, t, op, body);
+      case kBFloat16: return detail::run_as<BFloat16>(ctx, types, t, op, body);
     }
     EMBER_INTERNAL_ASSERT(false, "unknown dtype code ", dtype_code(t.dtype()));
   });

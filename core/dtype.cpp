@@ -13,6 +13,8 @@ size_t dtype_size(DType t) {
     case DType::Int64: return 8;
     case DType::UInt8: return 1;
     case DType::Bool: return 1;
+    case DType::Float16: return 2;
+    case DType::BFloat16: return 2;
   }
   EMBER_INTERNAL_ASSERT(false, "unknown dtype ", static_cast<int>(t));
 }
@@ -25,6 +27,8 @@ const char* dtype_name(DType t) {
     case DType::Int64: return "int64";
     case DType::UInt8: return "uint8";
     case DType::Bool: return "bool";
+    case DType::Float16: return "float16";
+    case DType::BFloat16: return "bfloat16";
   }
   return "unknown";
 }

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "ember/core/base/error.h"
+#include "ember/core/base/half.h"
 #include "ember/kernels/hd.h"
 #include "ember/kernels/op_kinds.h"
 
@@ -223,9 +224,15 @@ struct Ge {
 // To bool: x != 0. Floating -> integer truncates toward zero through int64, so a
 // narrower or unsigned target wraps the same way on host and device (a direct
 // float -> uint8 conversion of a negative value is undefined, and the GPU saturates).
+// Half and BFloat16 convert through float (as PyTorch's casts do: a double or an int64
+// reaching float16 is rounded to float first).
 template <typename D, typename S>
 EMBER_HD D convert(S x) {
-  if constexpr (std::is_same_v<D, bool>) {
+  if constexpr (is_reduced_float_v<S>) {
+    return convert<D>(static_cast<float>(x));
+  } else if constexpr (is_reduced_float_v<D>) {
+    return D(convert<float>(x));
+  } else if constexpr (std::is_same_v<D, bool>) {
     return x != S(0);
   } else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
     return static_cast<D>(static_cast<int64_t>(x));
@@ -293,7 +300,8 @@ struct DTypeTag {
   using type = T;
 };
 
-// Calls visit(DTypeTag<T>{}) for dtype code 0 f32, 1 f64, 2 i32, 3 i64, 4 u8, 5 bool.
+// Calls visit(DTypeTag<T>{}) for dtype code 0 f32, 1 f64, 2 i32, 3 i64, 4 u8, 5 bool,
+// 6 f16 (Half), 7 bf16 (BFloat16).
 template <typename Visitor>
 void visit_dtype(const char* op_name, int dtype, Visitor&& visit) {
   switch (dtype) {
@@ -303,9 +311,11 @@ void visit_dtype(const char* op_name, int dtype, Visitor&& visit) {
     case 3: return visit(DTypeTag<int64_t>{});
     case 4: return visit(DTypeTag<uint8_t>{});
     case 5: return visit(DTypeTag<bool>{});
+    case 6: return visit(DTypeTag<Half>{});
+    case 7: return visit(DTypeTag<BFloat16>{});
   }
   EMBER_CHECK_T(DTypeError, false, op_name, ": unknown dtype code ", dtype,
-                " (expected 0 f32, 1 f64, 2 i32, 3 i64, 4 u8 or 5 bool)");
+                " (expected 0 f32, 1 f64, 2 i32, 3 i64, 4 u8, 5 bool, 6 f16 or 7 bf16)");
 }
 
 }  // namespace ember::kernels::math

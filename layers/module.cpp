@@ -145,7 +145,7 @@ static void replace_data(Tensor& dst, const Tensor& src) {
   d.strides = s.strides;
   d.offset = s.offset;
   d.dtype = s.dtype;
-  if (d.grad) d.grad = Tensor(d.grad).to(src.device()).impl_ptr();
+  if (d.grad) d.grad = Tensor(d.grad).to(src.device()).to(src.dtype()).impl_ptr();
 }
 
 Module& Module::to(Device device) {
@@ -157,6 +157,22 @@ Module& Module::to(Device device) {
     if (t->defined() && t->device() != device) replace_data(*t, t->detach().to(device));
   }
   for (auto& [n, c] : children_) c->to(device);
+  return *this;
+}
+
+Module& Module::to(DType dtype) {
+  EMBER_CHECK_T(DTypeError, is_floating(dtype), name(), ".to(", dtype_name(dtype),
+                "): a module converts to a floating dtype only (float32, float64, float16, "
+                "bfloat16); its integer and bool tensors keep theirs");
+  NoGradGuard no_grad;
+  const auto convert = [dtype](std::unique_ptr<Tensor>& t) {
+    if (t->defined() && is_floating(t->dtype()) && t->dtype() != dtype) {
+      replace_data(*t, t->detach().to(dtype));
+    }
+  };
+  for (auto& [n, t] : params_) convert(t);
+  for (auto& [n, t] : buffers_) convert(t);
+  for (auto& [n, c] : children_) c->to(dtype);
   return *this;
 }
 

@@ -56,6 +56,11 @@ class EMBER_API Module {
   // Moves every parameter and buffer in place: tensors held elsewhere (an optimizer,
   // a layer member) see the move, like PyTorch's module.to().
   Module& to(Device device);
+  // Converts every floating parameter and buffer (and gradient) to `dtype` in place, as
+  // PyTorch's module.to(dtype): the same tensors, so an optimizer holding them sees the
+  // change; requires_grad is kept; integer and bool buffers keep their dtype. `dtype` must
+  // be floating (DTypeError otherwise).
+  Module& to(DType dtype);
   // Sets every parameter's gradient to undefined (set_to_none, PyTorch's default).
   void zero_grad();
 

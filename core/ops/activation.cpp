@@ -28,7 +28,7 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   Tensor xc = x.contiguous();
   Tensor y = detail::empty_like(xc);
   const auto l = detail::reduce_layout(xc.shape(), x.dim() == 0 ? 0 : d);
-  dispatch::run(xc, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+  dispatch::run(xc, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
     softmax_forward(ctx, xc.data<T>(), y.data<T>(), l.outer, l.n, l.inner, log);
   });
   if (autograd::needs_grad({&x})) {
@@ -39,7 +39,8 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
                        Tensor ys = sy.unpack();
                        Tensor gy = g[0].contiguous();
                        Tensor gx = detail::empty_like(ys);
-                       dispatch::run(ys, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                       constexpr auto kTypes = dispatch::kFloatingAndHalf;
+                       dispatch::run(ys, kTypes, name, [&]<typename T>(auto ctx) {
                          softmax_backward(ctx, ys.data<T>(), gy.data<T>(), gx.data<T>(), l.outer,
                                           l.n, l.inner, log);
                        });

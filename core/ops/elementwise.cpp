@@ -53,7 +53,7 @@ Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
   Tensor xc = x.contiguous();
   Tensor y = empty_like(xc);
   const int64_t n = xc.numel();
-  dispatch::run(xc, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+  dispatch::run(xc, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
     unary_forward(ctx, op, xc.data<T>(), y.data<T>(), n, p);
   });
   if (autograd::needs_grad({&x})) {
@@ -65,7 +65,8 @@ Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
                        Tensor gy = g[0].contiguous();
                        Tensor gx = empty_like(xs);
                        const int64_t m = xs.numel();
-                       dispatch::run(xs, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                       constexpr auto kTypes = dispatch::kFloatingAndHalf;
+                       dispatch::run(xs, kTypes, name, [&]<typename T>(auto ctx) {
                          unary_backward(ctx, op, xs.data<T>(), ys.data<T>(), gy.data<T>(),
                                         gx.data<T>(), m, p);
                        });
@@ -145,7 +146,7 @@ Tensor binary_forward(const Tensor& a, const Tensor& b, BinaryOp op, const char*
   Tensor out = detail::empty_on(shape, dt, a.device());
   const auto idx = detail::broadcast_index(shape, a, b);
   const int64_t n = out.numel();
-  dispatch::run(a, dispatch::kArithmetic, name, [&]<typename T>(auto ctx) {
+  dispatch::run(a, dispatch::kArithmeticAndHalf, name, [&]<typename T>(auto ctx) {
     binary(ctx, op, a.data<T>(), b.data<T>(), out.data<T>(), idx, n);
   });
   return out;
@@ -157,7 +158,7 @@ Tensor compare(const Tensor& a, const Tensor& b, CompareOp op, const char* name)
   Tensor out = detail::empty_on(shape, kBool, a.device());
   const auto idx = detail::broadcast_index(shape, a, b);
   const int64_t n = out.numel();
-  dispatch::run(a, dispatch::kAll, name, [&]<typename T>(auto ctx) {
+  dispatch::run(a, dispatch::kAllAndHalf, name, [&]<typename T>(auto ctx) {
     compare(ctx, op, a.data<T>(), b.data<T>(), out.data<bool>(), idx, n);
   });
   return out;

@@ -52,7 +52,7 @@ GemmOperand gemm_operand(const Tensor& x) {
 void run_gemm(const GemmOperand& a, const GemmOperand& b, Tensor& c, int64_t m, int64_t n,
               int64_t k, int64_t batch, double beta, const char* op) {
   const int64_t sc = batch > 1 ? m * n : 0;
-  dispatch::run(c, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+  dispatch::run(c, dispatch::kFloatingAndHalf, op, [&]<typename T>(auto ctx) {
     gemm(ctx, a.trans, b.trans, m, n, k, T(1), a.t.data<T>(), a.ld, a.batch_stride,
          b.t.data<T>(), b.ld, b.batch_stride, static_cast<T>(beta), c.data<T>(), n, sc, batch);
   });

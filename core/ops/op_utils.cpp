@@ -26,7 +26,8 @@ void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
 void check_floating(const Tensor& t, const char* op) {
   check_defined(t, op);
   EMBER_CHECK_T(DTypeError, is_floating(t.dtype()), op,
-                ": expected a floating-point tensor (float32 or float64), got ", describe(t));
+                ": expected a floating-point tensor (float32, float64, float16 or bfloat16), "
+                "got ", describe(t));
   EMBER_CHECK_T(DTypeError, !(t.dtype() == kFloat64 && t.is_cuda()), op,
                 ": float64 is supported on the CPU only, got ", describe(t));
 }

@@ -17,7 +17,7 @@ namespace {
 
 // The element types the reduce kernels compute in: floats in their own dtype, integers and
 // bools as int64 (see reducible).
-constexpr dispatch::Types<float, double, int64_t> kReducible{};
+constexpr dispatch::Types<float, double, int64_t, Half, BFloat16> kReducible{};
 
 // Runs one reduction kernel over the middle axis of `xc` (contiguous) viewed as
 // [outer, n, inner]; returns values with `out_shape` (and indices when asked).
@@ -165,7 +165,8 @@ ValuesIndices extremum(const Tensor& x_in, int64_t dim, bool keepdim, bool is_ma
                        Tensor idx = si.unpack();
                        Tensor gy = g[0].contiguous();
                        Tensor gx = detail::empty_on(shape, gy.dtype(), gy.device());
-                       dispatch::run(gy, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                       constexpr auto kTypes = dispatch::kFloatingAndHalf;
+                       dispatch::run(gy, kTypes, name, [&]<typename T>(auto ctx) {
                          reduce_index_backward(ctx, idx.data<int64_t>(), gy.data<T>(),
                                                gx.data<T>(), l.outer, l.n, l.inner);
                        });

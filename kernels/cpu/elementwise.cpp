@@ -6,6 +6,7 @@
 #include <type_traits>
 
 #include "ember/core/base/error.h"
+#include "ember/kernels/acc_type.h"
 #include "ember/kernels/elementwise_math.h"
 #include "ember/kernels/index_math.h"
 
@@ -94,35 +95,43 @@ void strided_copy_any(const char* op, int64_t elem_size, const void* x, const St
 
 }  // namespace
 
+// The math runs in acc_t<T> (float for Half and BFloat16: each element is loaded, computed
+// in float and rounded once on store, as the GPU does); for the other types A is T.
 template <typename T>
 void unary_forward(Context, UnaryOp op, const T* x, T* y, int64_t n, UnaryParams p) {
+  using A = acc_t<T>;
   if (n <= 0) return;
-  math::visit_unary<T>(op, p, [&](auto f) {
-    for (int64_t i = 0; i < n; ++i) y[i] = f.forward(x[i]);
+  math::visit_unary<A>(op, p, [&](auto f) {
+    for (int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(f.forward(static_cast<A>(x[i])));
   });
 }
 
 template <typename T>
 void unary_backward(Context, UnaryOp op, const T* x, const T* y, const T* grad_y,
                     T* grad_x, int64_t n, UnaryParams p) {
+  using A = acc_t<T>;
   if (n <= 0) return;
-  math::visit_unary<T>(op, p, [&](auto f) {
-    for (int64_t i = 0; i < n; ++i) grad_x[i] = grad_y[i] * f.derivative(x[i], y[i]);
+  math::visit_unary<A>(op, p, [&](auto f) {
+    for (int64_t i = 0; i < n; ++i) {
+      grad_x[i] = static_cast<T>(static_cast<A>(grad_y[i]) *
+                                 f.derivative(static_cast<A>(x[i]), static_cast<A>(y[i])));
+    }
   });
 }
 
+// broadcast_loop converts each T operand to the functor's A and its result back to T.
 template <typename T>
 void binary(Context, BinaryOp op, const T* a, const T* b, T* out, const BroadcastIndex& idx,
             int64_t n) {
   if (n <= 0) return;
-  math::visit_binary<T>(op, [&](auto f) { broadcast_loop(f, a, b, out, idx, n); });
+  math::visit_binary<acc_t<T>>(op, [&](auto f) { broadcast_loop(f, a, b, out, idx, n); });
 }
 
 template <typename T>
 void compare(Context, CompareOp op, const T* a, const T* b, bool* out,
              const BroadcastIndex& idx, int64_t n) {
   if (n <= 0) return;
-  math::visit_compare<T>(op, [&](auto f) { broadcast_loop(f, a, b, out, idx, n); });
+  math::visit_compare<acc_t<T>>(op, [&](auto f) { broadcast_loop(f, a, b, out, idx, n); });
 }
 
 void cast(Context, int src_dtype, const void* x, int dst_dtype, void* y, int64_t n) {
@@ -190,5 +199,21 @@ template void compare<uint8_t>(Context, CompareOp, const uint8_t*, const uint8_t
                                const BroadcastIndex&, int64_t);
 template void compare<bool>(Context, CompareOp, const bool*, const bool*, bool*,
                             const BroadcastIndex&, int64_t);
+
+template void unary_forward<Half>(Context, UnaryOp, const Half*, Half*, int64_t, UnaryParams);
+template void unary_forward<BFloat16>(Context, UnaryOp, const BFloat16*, BFloat16*, int64_t,
+                                      UnaryParams);
+template void unary_backward<Half>(Context, UnaryOp, const Half*, const Half*, const Half*,
+                                   Half*, int64_t, UnaryParams);
+template void unary_backward<BFloat16>(Context, UnaryOp, const BFloat16*, const BFloat16*,
+                                       const BFloat16*, BFloat16*, int64_t, UnaryParams);
+template void binary<Half>(Context, BinaryOp, const Half*, const Half*, Half*,
+                           const BroadcastIndex&, int64_t);
+template void binary<BFloat16>(Context, BinaryOp, const BFloat16*, const BFloat16*, BFloat16*,
+                               const BroadcastIndex&, int64_t);
+template void compare<Half>(Context, CompareOp, const Half*, const Half*, bool*,
+                            const BroadcastIndex&, int64_t);
+template void compare<BFloat16>(Context, CompareOp, const BFloat16*, const BFloat16*, bool*,
+                                const BroadcastIndex&, int64_t);
 
 }  // namespace ember::kernels::cpu

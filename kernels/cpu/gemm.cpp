@@ -5,8 +5,11 @@
 #include <cblas.h>
 
 #include <limits>
+#include <type_traits>
+#include <vector>
 
 #include "ember/core/base/error.h"
+#include "ember/core/base/half.h"
 
 namespace ember::kernels::cpu {
 
@@ -31,6 +34,33 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, bla
                double alpha, const double* a, blasint lda, const double* b, blasint ldb,
                double beta, double* c, blasint ldc) {
   cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Half and BFloat16 have no BLAS routine: A, B (and C when beta reads it) are widened to
+// float, multiplied by sgemm, and C is rounded once per element -- the same products and
+// float sums a GPU's 16-bit GEMM with float accumulation computes.
+template <typename T>
+void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
+               float alpha, const T* a, blasint lda, const T* b, blasint ldb, float beta, T* c,
+               blasint ldc) {
+  static_assert(is_reduced_float_v<T>);
+  // The stored extent of a row-major matrix of `rows` rows of `cols` used columns.
+  const auto widen = [](const T* p, int64_t rows, int64_t cols, int64_t ld) {
+    std::vector<float> w(static_cast<size_t>(rows == 0 ? 0 : (rows - 1) * ld + cols));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < cols; ++j) w[r * ld + j] = static_cast<float>(p[r * ld + j]);
+    }
+    return w;
+  };
+  const std::vector<float> wa = widen(a, ta == CblasTrans ? k : m, ta == CblasTrans ? m : k, lda);
+  const std::vector<float> wb = widen(b, tb == CblasTrans ? n : k, tb == CblasTrans ? k : n, ldb);
+  std::vector<float> wc = beta != 0.0f ? widen(c, m, n, ldc)
+                                       : std::vector<float>(static_cast<size_t>((m - 1) * ldc + n));
+  cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta,
+              wc.data(), ldc);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < n; ++j) c[r * ldc + j] = T(wc[r * ldc + j]);
+  }
 }
 
 // k == 0: op(A) op(B) is an [m, n] matrix of zeros. BLAS semantics say C is not read
@@ -88,8 +118,13 @@ void gemm(Context, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
   const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
   const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
   for (int64_t i = 0; i < batch; ++i) {
-    blas_gemm(ta, tb, bm, bn, bk, alpha, a + i * stride_a, blda, b + i * stride_b, bldb,
-              beta, c + i * stride_c, bldc);
+    if constexpr (is_reduced_float_v<T>) {
+      blas_gemm(ta, tb, bm, bn, bk, static_cast<float>(alpha), a + i * stride_a, blda,
+                b + i * stride_b, bldb, static_cast<float>(beta), c + i * stride_c, bldc);
+    } else {
+      blas_gemm(ta, tb, bm, bn, bk, alpha, a + i * stride_a, blda, b + i * stride_b, bldb,
+                beta, c + i * stride_c, bldc);
+    }
   }
 }
 
@@ -99,5 +134,12 @@ template void gemm<float>(Context, bool, bool, int64_t, int64_t, int64_t, float,
 template void gemm<double>(Context, bool, bool, int64_t, int64_t, int64_t, double,
                            const double*, int64_t, int64_t, const double*, int64_t, int64_t,
                            double, double*, int64_t, int64_t, int64_t);
+
+template void gemm<Half>(Context, bool, bool, int64_t, int64_t, int64_t, Half, const Half*,
+                         int64_t, int64_t, const Half*, int64_t, int64_t, Half, Half*, int64_t,
+                         int64_t, int64_t);
+template void gemm<BFloat16>(Context, bool, bool, int64_t, int64_t, int64_t, BFloat16,
+                             const BFloat16*, int64_t, int64_t, const BFloat16*, int64_t,
+                             int64_t, BFloat16, BFloat16*, int64_t, int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

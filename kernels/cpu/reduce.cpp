@@ -8,12 +8,14 @@
 #include <vector>
 
 #include "ember/core/base/error.h"
+#include "ember/core/base/half.h"
 
 namespace ember::kernels::cpu {
 namespace {
 
 // Float sums accumulate in double: a float running sum over 10^6 elements loses about
-// three of its seven digits.
+// three of its seven digits. So do Half and BFloat16 sums (never in 16 bits), rounded once
+// at the end; softmax works in double for every floating type.
 template <typename T>
 struct Accumulator {
   using type = double;
@@ -25,8 +27,8 @@ struct Accumulator<int64_t> {
 
 template <typename T>
 bool is_nan(T v) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::isnan(v);
+  if constexpr (std::is_floating_point_v<T> || is_reduced_float_v<T>) {
+    return std::isnan(static_cast<float>(v));
   } else {
     return false;
   }
@@ -222,5 +224,23 @@ template void softmax_backward<float>(Context, const float*, const float*, float
                                       int64_t, int64_t, bool);
 template void softmax_backward<double>(Context, const double*, const double*, double*, int64_t,
                                        int64_t, int64_t, bool);
+
+// float16 and bfloat16.
+template void reduce<Half>(Context, ReduceOp, const Half*, Half*, int64_t*, int64_t, int64_t,
+                           int64_t);
+template void reduce<BFloat16>(Context, ReduceOp, const BFloat16*, BFloat16*, int64_t*,
+                               int64_t, int64_t, int64_t);
+template void reduce_index_backward<Half>(Context, const int64_t*, const Half*, Half*, int64_t,
+                                          int64_t, int64_t);
+template void reduce_index_backward<BFloat16>(Context, const int64_t*, const BFloat16*,
+                                              BFloat16*, int64_t, int64_t, int64_t);
+template void softmax_forward<Half>(Context, const Half*, Half*, int64_t, int64_t, int64_t,
+                                    bool);
+template void softmax_forward<BFloat16>(Context, const BFloat16*, BFloat16*, int64_t, int64_t,
+                                        int64_t, bool);
+template void softmax_backward<Half>(Context, const Half*, const Half*, Half*, int64_t,
+                                     int64_t, int64_t, bool);
+template void softmax_backward<BFloat16>(Context, const BFloat16*, const BFloat16*, BFloat16*,
+                                         int64_t, int64_t, int64_t, bool);
 
 }  // namespace ember::kernels::cpu

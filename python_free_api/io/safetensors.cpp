@@ -63,14 +63,16 @@ const char* safetensors_dtype_name(DType t) {
     case DType::Int64: return "I64";
     case DType::UInt8: return "U8";
     case DType::Bool: return "BOOL";
+    case DType::Float16: return "F16";
+    case DType::BFloat16: return "BF16";
   }
   EMBER_INTERNAL_ASSERT(false, "no safetensors name for dtype ", static_cast<int>(t));
 }
 
 bool parse_supported_dtype(const std::string& name, DType* out) {
   static const std::pair<const char*, DType> kSupported[] = {
-      {"F32", kFloat32}, {"F64", kFloat64}, {"I32", kInt32},
-      {"I64", kInt64},   {"U8", kUInt8},    {"BOOL", kBool}};
+      {"F32", kFloat32}, {"F64", kFloat64}, {"I32", kInt32},  {"I64", kInt64},
+      {"U8", kUInt8},    {"BOOL", kBool},   {"F16", kFloat16}, {"BF16", kBFloat16}};
   for (const auto& [n, t] : kSupported) {
     if (name == n) {
       *out = t;
@@ -82,8 +84,8 @@ bool parse_supported_dtype(const std::string& name, DType* out) {
 
 // Valid safetensors dtypes that ember has no tensor type for.
 bool is_rejected_dtype(const std::string& name) {
-  static const char* const kRejected[] = {"F16", "BF16", "I8",  "I16",     "U16",
-                                          "U32", "U64",  "C64", "F8_E5M2", "F8_E4M3"};
+  static const char* const kRejected[] = {"I8",  "I16", "U16",     "U32",
+                                          "U64", "C64", "F8_E5M2", "F8_E4M3"};
   for (const char* n : kRejected) {
     if (name == n) return true;
   }

@@ -209,6 +209,50 @@ TEST_F(Safetensors, RoundTripsEverySupportedDType) {
   for (const auto& [name, t] : f.tensors) EXPECT_TRUE(t.device().is_cpu()) << name;
 }
 
+// Every one of the 65,536 bit patterns of each 16-bit float (NaN payloads, subnormals,
+// -0 and infinities included) comes back bit for bit, with its safetensors dtype name.
+TEST_F(Safetensors, RoundTrips16BitFloatsBitForBit) {
+  std::vector<Half> halves(65536);
+  std::vector<BFloat16> bfloats(65536);
+  for (uint32_t b = 0; b < 65536; ++b) {
+    halves[b] = Half::from_bits(static_cast<uint16_t>(b));
+    bfloats[b] = BFloat16::from_bits(static_cast<uint16_t>(65535 - b));
+  }
+  nn::StateDict sd;
+  sd.insert("h", Tensor::from_vector(halves, {256, 256}));
+  sd.insert("bf", Tensor::from_vector(bfloats, {65536}));
+  sd.insert("bf_scalar", scalar_tensor(-1.5, {.dtype = kBFloat16}));
+  const std::string file = path("half.safetensors");
+  io::save_safetensors(file, sd);
+
+  const Bytes bytes = read_bytes(file);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
+  const std::string head(bytes.begin() + 8, bytes.begin() + 8 + static_cast<int64_t>(n));
+  EXPECT_TRUE(mentions(head, {"\"bf\":{\"dtype\":\"BF16\",\"shape\":[65536],\"data_offsets\":[0,131072]}",
+                              "\"h\":{\"dtype\":\"F16\",\"shape\":[256,256]"}));
+  const io::SafetensorsFile f = io::load_safetensors(file);
+  EXPECT_EQ(f.tensors.at("h").dtype(), kFloat16);
+  EXPECT_EQ(f.tensors.at("h").shape(), (Shape{256, 256}));
+  EXPECT_TRUE(same_bits(values_of<Half>(f.tensors.at("h")), halves));
+  EXPECT_EQ(f.tensors.at("bf").dtype(), kBFloat16);
+  EXPECT_TRUE(same_bits(values_of<BFloat16>(f.tensors.at("bf")), bfloats));
+  EXPECT_EQ(f.tensors.at("bf_scalar").dim(), 0);
+  EXPECT_EQ(f.tensors.at("bf_scalar").item<BFloat16>().bits(), 0xBFC0);
+}
+
+// A file written by another writer: F16 1.0, -2.0 and BF16 3.140625 as little-endian bytes.
+TEST_F(Safetensors, Loads16BitFloatsWrittenElsewhere) {
+  const Bytes f = st_file(
+      "{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]},"
+      "\"b\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[4,6]}}",
+      {0x00, 0x3C, 0x00, 0xC0, 0x49, 0x40});
+  write_bytes(path("x.safetensors"), f);
+  const io::SafetensorsFile loaded = io::load_safetensors(path("x.safetensors"));
+  EXPECT_EQ(values_of<float>(loaded.tensors.at("a").to(kFloat32)), (std::vector<float>{1.0f, -2.0f}));
+  EXPECT_EQ(loaded.tensors.at("b").item<double>(), 3.140625);
+}
+
 TEST_F(Safetensors, RoundTripsRankZeroAndEmptyTensors) {
   nn::StateDict sd;
   sd.insert("scalar", scalar_tensor(2.5, {.dtype = kFloat64}));
@@ -412,7 +456,7 @@ TEST_F(SafetensorsBadFile, UnknownDType) {
 }
 
 TEST_F(SafetensorsBadFile, DTypesEmberCannotRepresentAreRejectedByName) {
-  for (const char* dt : {"F16", "BF16", "I8", "I16", "U16", "U32", "U64", "C64", "F8_E5M2", "F8_E4M3"}) {
+  for (const char* dt : {"I8", "I16", "U16", "U32", "U64", "C64", "F8_E5M2", "F8_E4M3"}) {
     const std::string h = std::string("{\"fc.weight\":{\"dtype\":\"") + dt + "\",\"shape\":[1],\"data_offsets\":[0,1]}}";
     EXPECT_TRUE(mentions(load_error(st_file(h, {0})),
                          {bad_, std::string("tensor 'fc.weight': dtype ") + dt + " is not supported by ember"}));
@@ -460,6 +504,14 @@ TEST_F(SafetensorsBadFile, OffsetsInconsistentWithTheShape) {
   EXPECT_TRUE(mentions(load_error(st_file("{\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[-4,0]}}")),
                        {bad_, "'data_offsets' must be a list of two non-negative integers", "[-4, 0]"}));
   EXPECT_TRUE(mentions(load_error(st_file("{\"a\":[1,2]}")), {bad_, "tensor 'a': entry is not a JSON object"}));
+}
+
+TEST_F(SafetensorsBadFile, OffsetsInconsistentWithA16BitShape) {
+  // Two bytes an element: [2, 3] of BF16 is 12 bytes, not 24 (the F32 size) nor 6.
+  EXPECT_TRUE(mentions(load_error(st_file("{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,24]}}", zeros_bytes(24))),
+                       {bad_, "tensor 'a': data_offsets [0, 24] hold 24 bytes but shape [2, 3] of BF16 needs 12"}));
+  EXPECT_TRUE(mentions(load_error(st_file("{\"a\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,3]}}", zeros_bytes(3))),
+                       {bad_, "tensor 'a': data_offsets [0, 3] hold 3 bytes but shape [3] of F16 needs 6"}));
 }
 
 TEST_F(SafetensorsBadFile, GapBetweenTensors) {

@@ -541,7 +541,7 @@ TEST(CpuCast, BoolToFloatGivesZeroAndOne) {
 
 TEST(CpuCast, RejectsUnknownDtypeCode) {
   float x = 1, y = 0;
-  EXPECT_THROW(cpu::cast({}, kF32, &x, 6, &y, 1), ember::Error);
+  EXPECT_THROW(cpu::cast({}, kF32, &x, 8, &y, 1), ember::Error);
   EXPECT_THROW(cpu::cast({}, -1, &x, kF32, &y, 1), ember::Error);
 }
 
