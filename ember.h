@@ -13,6 +13,7 @@
 #include "ember/core/memory/host_memory.h"
 #include "ember/core/ops.h"
 #include "ember/core/random.h"
+#include "ember/core/pending_value.h"
 #include "ember/core/tensor.h"
 #include "ember/core/version.h"
 #include "ember/layers/init.h"

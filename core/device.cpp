@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "ember/core/base/error.h"
+#include "ember/core/deferred_check.h"
 
 #if EMBER_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -96,6 +97,7 @@ void synchronize(int device) {
   note_host_sync();
   EMBER_CUDA_CHECK(cudaDeviceSynchronize());
   EMBER_CUDA_CHECK(cudaSetDevice(prev));
+  detail::run_deferred_checks(device, true);
 #else
   (void)device;
 #endif

@@ -61,6 +61,22 @@ EMBER_API uint64_t host_sync_count();
 // For core: records one such wait.
 EMBER_API void note_host_sync();
 
+// Note [Deferred checks]
+// Some of an op's checks need values that live on the GPU: a class target outside
+// [0, classes) in cross_entropy and nll_loss, an index outside the table in embedding.
+// Reading them back at the op would make every training step wait for the GPU, so the
+// kernel counts the bad values into a counter on the device and the check waits in a
+// queue of the calling thread. It raises its typed error (the CPU raises the same one at
+// the op) at that thread's next synchronization with the device: the next read of a value
+// (item(), to_vector(), cpu()), cuda::synchronize(), or check_deferred_errors(), which
+// the Trainer calls at the end of every epoch; at the latest after 1024 queued checks. The
+// outputs for bad entries are NaN meanwhile, never a read outside the tensor.
+// set_sync_checks(true), or EMBER_SYNC_CHECKS=1 in the environment, raises at the op
+// instead, to find the failing call (at the price of a wait per check).
+EMBER_API void check_deferred_errors();
+EMBER_API void set_sync_checks(bool on);
+EMBER_API bool sync_checks();
+
 // What a GPU is (PyTorch's torch.cuda.get_device_properties).
 struct DeviceProperties {
   std::string name;

@@ -7,7 +7,9 @@
 #include <mutex>
 
 #include "ember/core/autograd.h"
+#include "ember/core/device.h"
 #include "ember/core/ops.h"
+#include "ember/core/pending_value.h"
 #include "ember/core/random.h"
 #include "ember/python_free_api/callbacks.h"
 #include "ember/python_free_api/io/safetensors.h"
@@ -108,6 +110,11 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
 
   Tensor loss_sum;  // on the device: the host reads it only when it must
   int64_t seen = 0, step = 0;
+  // The progress line's running loss, read without waiting (Note [Reading without
+  // waiting]): a read is started at a refresh and shown at the first refresh after it
+  // has arrived.
+  PendingValue shown_loss;
+  int64_t shown_seen = 0;
   for (const data::Batch& b : loader) {
     const int64_t n = b.x.size(0);
     Tensor out, loss;
@@ -131,7 +138,14 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
     seen += n;
     ++step;
     if (bar != nullptr && bar->due(step)) {
-      bar->update(step, {{"loss", loss_sum.item() / static_cast<double>(seen)}});
+      if (shown_loss.valid() && shown_loss.ready()) {
+        bar->update(step, {{"loss", shown_loss.value() / static_cast<double>(shown_seen)}});
+        shown_loss = PendingValue();
+      }
+      if (!shown_loss.valid()) {
+        shown_loss = PendingValue(loss_sum);
+        shown_seen = seen;
+      }
     }
     if (callback_logs) {
       const Logs logs{{"loss", loss.item()}};
@@ -142,7 +156,14 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
     if (stop_) break;
   }
   Logs logs;
-  logs.emplace_back("loss", seen == 0 ? 0.0 : loss_sum.item() / static_cast<double>(seen));
+  try {
+    // The epoch's one wait for the device: the loss, and the checks the ops queued on it
+    // (Note [Deferred checks]), raised here with where they happened.
+    logs.emplace_back("loss", seen == 0 ? 0.0 : loss_sum.item() / static_cast<double>(seen));
+    cuda::check_deferred_errors();
+  } catch (const ShapeError& e) {
+    throw ShapeError(detail::str_cat(where, ", in one of batches 1 to ", step, ": ", e.what()));
+  }
   for (auto& m : mets) logs.emplace_back(m->name(), m->result());
   return logs;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ember/core/base/error.h"
+#include "ember/core/deferred_check.h"
 
 #if EMBER_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -94,6 +95,8 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream));
     cuda::note_host_sync();
     EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
+    // The stream is drained: reading the queued checks' counters waits for nothing more.
+    detail::run_deferred_checks(s.index(), true);
   } else if (s == d) {
     EMBER_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice,
                                      cuda::compute_stream(d.index())));

@@ -1,9 +1,11 @@
 // embedding: rows of a table looked up by int64 index, with the backward that scatters
 // the rows' gradients back into the table (none into the padding row).
 #include "ember/core/autograd.h"
+#include "ember/core/deferred_check.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
+#include "ember/core/ops/scratch.h"
 #include "ember/kernels/cpu/embedding.h"
 #include "ember/kernels/cuda/embedding.cuh"
 
@@ -13,19 +15,26 @@ namespace {
 
 constexpr const char* kOp = "embedding";
 
-// Every index in [0, rows): the range is reduced where the indices live, so only two
-// numbers cross from a GPU.
-void check_indices(const Tensor& idx, int64_t rows, const Shape& weight_shape) {
-  if (idx.numel() == 0) return;
-  int64_t lo = 0, hi = 0;
-  {
-    NoGradGuard no_grad;
-    lo = min(idx).item<int64_t>();
-    hi = max(idx).item<int64_t>();
-  }
-  EMBER_CHECK_T(ShapeError, lo >= 0 && hi < rows, kOp, ": index ", lo < 0 ? lo : hi,
-                " is out of range for a table of ", rows, " rows (weight ",
-                shape_str(weight_shape), "); indices must be in [0, ", rows, ")");
+// The error for `bad` indices outside the table; on a GPU it is raised later (Note
+// [Deferred checks] in core/device.h). It keeps the indices to name the first bad one:
+// small, and read back only when there is an error.
+detail::CheckRaise bad_indices_error(const Tensor& idx, int64_t rows, const Shape& weight_shape) {
+  return [idx, rows, weight = shape_str(weight_shape)](int64_t bad, bool deferred) {
+    int64_t first = -1;
+    for (int64_t v : idx.cpu().to_vector<int64_t>()) {
+      if (v < 0 || v >= rows) {
+        first = v;
+        break;
+      }
+    }
+    throw ShapeError(detail::str_cat(
+        kOp, ": index ", first, " is out of range for a table of ", rows, " rows (weight ",
+        weight, "; ", bad, " of ", idx.numel(), " indices are); indices must be in [0, ", rows,
+        ")",
+        deferred ? "; found at the device's next synchronization after the call (set "
+                   "EMBER_SYNC_CHECKS=1 to raise at the call)"
+                 : ""));
+  };
 }
 
 // grad_out: [n, dim] contiguous -> grad_weight: [rows, dim]
@@ -34,9 +43,11 @@ Tensor backward_rows(const Tensor& grad_out, const Tensor& idx, int64_t rows, in
   Tensor gw = detail::empty_on({rows, dim}, grad_out.dtype(), grad_out.device());
   const int64_t n = idx.numel();
   if (gw.numel() == 0) return gw;
+  Tensor held;
+  const kernels::Scratch scratch = detail::pool_scratch(gw.device(), held);
   dispatch::run(gw, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
     embedding_backward(ctx, grad_out.data<T>(), idx.data<int64_t>(), gw.data<T>(), n, dim, rows,
-                       padding_idx);
+                       padding_idx, scratch);
   });
   return gw;
 }
@@ -55,17 +66,20 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
   EMBER_CHECK(padding_idx >= -1 && padding_idx < rows, kOp, ": padding_idx ", padding_idx,
               " is out of range for a table of ", rows, " rows (use -1 for none)");
   const Tensor idx = indices.contiguous();
-  check_indices(idx, rows, weight.shape());
 
   Shape out_shape = indices.shape();
   out_shape.push_back(dim);
   Tensor out = detail::empty_on(out_shape, weight.dtype(), weight.device());
   const int64_t n = idx.numel();
-  if (out.numel() > 0) {
+  if (n > 0) {
+    // Bad indices are an error, checked by the lookup itself: on a GPU without a wait here.
     const Tensor w = weight.detach().contiguous();
+    detail::DeviceCheck bad(w.device());
     dispatch::run(w, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
-      embedding_forward(ctx, w.data<T>(), idx.data<int64_t>(), out.data<T>(), n, dim);
+      embedding_forward(ctx, w.data<T>(), idx.data<int64_t>(), out.data<T>(), n, dim, rows,
+                        bad.counter());
     });
+    bad.commit(bad_indices_error(idx, rows, weight.shape()));
   }
   if (autograd::needs_grad({&weight})) {
     autograd::record(kOp, {weight}, {out},

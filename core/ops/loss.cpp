@@ -3,6 +3,7 @@
 // PyTorch's pos_weight). Each records one backward node; the kernels are
 // kernels/cpu/loss.h and their CUDA twins.
 #include "ember/core/autograd.h"
+#include "ember/core/deferred_check.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
@@ -54,10 +55,17 @@ void check_class_weight(const Tensor& input, const Tensor& weight, const char* o
                 "], one per class of input ", shape_str(input.shape()));
 }
 
-void throw_bad_targets(int64_t bad, const Tensor& target, int64_t classes, const char* op) {
-  EMBER_CHECK_T(ShapeError, bad == 0, op, ": ", bad, " of ", target.numel(),
-                " target(s) are outside the valid class range [0, ", classes,
-                ") (and are not ignore_index)");
+// The error for `bad` targets out of range; on a GPU it is raised later (Note [Deferred
+// checks] in core/device.h), so it captures sizes, not tensors.
+detail::CheckRaise bad_targets_error(int64_t targets, int64_t classes, const char* op) {
+  return [targets, classes, op](int64_t bad, bool deferred) {
+    throw ShapeError(detail::str_cat(
+        op, ": ", bad, " of ", targets, " target(s) are outside the valid class range [0, ",
+        classes, ") (and are not ignore_index)",
+        deferred ? "; found at the device's next synchronization after the call (set "
+                   "EMBER_SYNC_CHECKS=1 to raise at the call)"
+                 : ""));
+  };
 }
 
 // Reduces per-row losses; for Mean divides by `count` (a rank-0 tensor on the device,
@@ -118,20 +126,19 @@ Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyO
   Tensor rows = detail::empty_on({N}, x.dtype(), x.device());
   Tensor lse = kind == ClassLoss::CrossEntropy ? detail::empty_on({N}, x.dtype(), x.device())
                                                : Tensor();
-  Tensor bad = zeros({}, {.dtype = kInt64, .device = x.device()});
+  detail::DeviceCheck bad(x.device());
   dispatch::run(x, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
     const T* class_weight = w.defined() ? w.data<T>() : nullptr;
     if (kind == ClassLoss::CrossEntropy) {
       cross_entropy_forward(ctx, x.data<T>(), t.data<int64_t>(), class_weight, rows.data<T>(),
-                            lse.data<T>(), N, C, ignore_index, smoothing, bad.data<int64_t>());
+                            lse.data<T>(), N, C, ignore_index, smoothing, bad.counter());
     } else {
       nll_forward(ctx, x.data<T>(), t.data<int64_t>(), class_weight, rows.data<T>(), N, C,
-                  ignore_index, bad.data<int64_t>());
+                  ignore_index, bad.counter());
     }
   });
-  // Invalid targets must be an error, not a NaN found later: on the GPU this reads back
-  // 8 bytes.
-  throw_bad_targets(bad.item<int64_t>(), t, C, name);
+  // Invalid targets are an error, not a NaN found later; on a GPU, without a wait here.
+  bad.commit(bad_targets_error(t.numel(), C, name));
 
   Tensor count;
   Tensor out;

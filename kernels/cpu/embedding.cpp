@@ -3,26 +3,36 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace ember::kernels::cpu {
 
 template <typename T>
 void embedding_forward(Context, const T* weight, const int64_t* indices, T* out, int64_t n,
-                       int64_t dim) {
-#pragma omp parallel for if (n * dim > (1 << 16))
+                       int64_t dim, int64_t num_embeddings, int64_t* bad_count) {
+  int64_t bad = 0;
+#pragma omp parallel for reduction(+ : bad) if (n * dim > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
-    std::memcpy(out + i * dim, weight + indices[i] * dim, static_cast<size_t>(dim) * sizeof(T));
+    const int64_t r = indices[i];
+    if (r < 0 || r >= num_embeddings) {
+      std::fill(out + i * dim, out + (i + 1) * dim, std::numeric_limits<T>::quiet_NaN());
+      ++bad;
+      continue;
+    }
+    std::memcpy(out + i * dim, weight + r * dim, static_cast<size_t>(dim) * sizeof(T));
   }
+  *bad_count += bad;
 }
 
 template <typename T>
 void embedding_backward(Context, const T* grad_out, const int64_t* indices, T* grad_weight,
-                        int64_t n, int64_t dim, int64_t num_embeddings, int64_t padding_idx) {
+                        int64_t n, int64_t dim, int64_t num_embeddings, int64_t padding_idx,
+                        const Scratch&) {
   std::fill(grad_weight, grad_weight + num_embeddings * dim, T(0));
   // Serial over the rows of grad_out: rows sharing an index add in a fixed order.
   for (int64_t i = 0; i < n; ++i) {
     const int64_t r = indices[i];
-    if (r == padding_idx) continue;
+    if (r == padding_idx || r < 0 || r >= num_embeddings) continue;
     T* dst = grad_weight + r * dim;
     const T* src = grad_out + i * dim;
     for (int64_t j = 0; j < dim; ++j) dst[j] += src[j];
@@ -30,12 +40,12 @@ void embedding_backward(Context, const T* grad_out, const int64_t* indices, T* g
 }
 
 template void embedding_forward<float>(Context, const float*, const int64_t*, float*, int64_t,
-                                       int64_t);
+                                       int64_t, int64_t, int64_t*);
 template void embedding_forward<double>(Context, const double*, const int64_t*, double*, int64_t,
-                                        int64_t);
+                                        int64_t, int64_t, int64_t*);
 template void embedding_backward<float>(Context, const float*, const int64_t*, float*, int64_t,
-                                        int64_t, int64_t, int64_t);
+                                        int64_t, int64_t, int64_t, const Scratch&);
 template void embedding_backward<double>(Context, const double*, const int64_t*, double*,
-                                         int64_t, int64_t, int64_t, int64_t);
+                                         int64_t, int64_t, int64_t, int64_t, const Scratch&);
 
 }  // namespace ember::kernels::cpu
