@@ -30,6 +30,17 @@ if(NOT nlohmann_json_FOUND)
   ember_missing("nlohmann-json 3" nlohmann-json3-dev)
 endif()
 
+# ONNX (its protobuf classes and onnx::checker) over protobuf: io::export_onnx
+# (python_free_api/io/onnx.cpp).
+find_package(Protobuf QUIET)
+if(NOT Protobuf_FOUND)
+  ember_missing("protobuf (for ONNX export)" libprotobuf-dev)
+endif()
+find_package(ONNX CONFIG QUIET)
+if(NOT ONNX_FOUND OR NOT TARGET onnx)
+  ember_missing("ONNX's C++ library (onnx/onnx_pb.h, onnx/checker.h, libonnx)" libonnx-dev)
+endif()
+
 # stb (header-only): image decoding, resizing and PNG writing for image folders
 # (python_free_api/data/image_folder.cpp).
 find_path(EMBER_STB_INCLUDE_DIR stb/stb_image.h)

@@ -52,6 +52,7 @@ class EMBER_API Linear : public Module {
   Linear(int64_t in_features, int64_t out_features, LinearOptions options = {});
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Linear"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
   void reset_parameters();
   Tensor& weight() { return parameter_slot("weight"); }
@@ -78,6 +79,7 @@ class EMBER_API Conv2d : public Module {
   Conv2d(int64_t in_channels, int64_t out_channels, IntPair kernel_size, Conv2dOptions options = {});
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Conv2d"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
   void reset_parameters();
   Tensor& weight() { return parameter_slot("weight"); }
@@ -102,6 +104,7 @@ class EMBER_API MaxPool2d : public Module {
   explicit MaxPool2d(IntPair kernel_size, Pool2dOptions options = {});
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "MaxPool2d"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -113,6 +116,7 @@ class EMBER_API AvgPool2d : public Module {
   explicit AvgPool2d(IntPair kernel_size, Pool2dOptions options = {});
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "AvgPool2d"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -125,6 +129,7 @@ class EMBER_API AdaptiveAvgPool2d : public Module {
   explicit AdaptiveAvgPool2d(IntPair output_size);
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "AdaptiveAvgPool2d"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -137,6 +142,7 @@ class EMBER_API Flatten : public Module {
   explicit Flatten(int64_t start_dim = 1, int64_t end_dim = -1) : start_(start_dim), end_(end_dim) {}
   Tensor forward(const Tensor& x) override { return x.flatten(start_, end_); }
   std::string name() const override { return "Flatten"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -150,6 +156,7 @@ class EMBER_API Dropout : public Module {
   explicit Dropout(double p = 0.5);
   Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training()); }
   std::string name() const override { return "Dropout"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -171,6 +178,7 @@ struct BatchNormOptions {
 class EMBER_API BatchNorm : public Module {
  public:
   Tensor forward(const Tensor& x) override;
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
   void reset_parameters();
   void reset_running_stats();
@@ -208,6 +216,7 @@ class EMBER_API LayerNorm : public Module {
   explicit LayerNorm(Shape normalized_shape, LayerNormOptions options = {});
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "LayerNorm"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -220,6 +229,7 @@ class EMBER_API ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return relu(x); }
   std::string name() const override { return "ReLU"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
 };
 
 class EMBER_API LeakyReLU : public Module {
@@ -227,6 +237,7 @@ class EMBER_API LeakyReLU : public Module {
   explicit LeakyReLU(double negative_slope = 0.01) : slope_(negative_slope) {}
   Tensor forward(const Tensor& x) override { return leaky_relu(x, slope_); }
   std::string name() const override { return "LeakyReLU"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -237,18 +248,21 @@ class EMBER_API Sigmoid : public Module {
  public:
   Tensor forward(const Tensor& x) override { return sigmoid(x); }
   std::string name() const override { return "Sigmoid"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
 };
 
 class EMBER_API Tanh : public Module {
  public:
   Tensor forward(const Tensor& x) override { return tanh(x); }
   std::string name() const override { return "Tanh"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
 };
 
 class EMBER_API GELU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return gelu(x); }
   std::string name() const override { return "GELU"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
 };
 
 class EMBER_API Softmax : public Module {
@@ -256,6 +270,7 @@ class EMBER_API Softmax : public Module {
   explicit Softmax(int64_t dim = -1) : dim_(dim) {}
   Tensor forward(const Tensor& x) override { return softmax(x, dim_); }
   std::string name() const override { return "Softmax"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -268,6 +283,7 @@ class EMBER_API LogSoftmax : public Module {
   explicit LogSoftmax(int64_t dim = -1) : dim_(dim) {}
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "LogSoftmax"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
 
  private:
@@ -283,6 +299,7 @@ class EMBER_API Sequential : public Module {
   Sequential(std::initializer_list<AnyModule> modules);
   Tensor forward(const Tensor& x) override;
   std::string name() const override { return "Sequential"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
 
   Sequential& push_back(AnyModule module);
   size_t size() const { return modules_.size(); }

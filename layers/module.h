@@ -18,6 +18,8 @@ namespace ember::nn {
 
 template <typename M>
 class ModuleHolder;  // layers/module_holder.h
+class OnnxGraph;     // layers/onnx_graph.h
+struct OnnxValue;
 
 // Name -> tensor in registration order (core/state_dict.h); the name layers' users know.
 using StateDict = ember::StateDict;
@@ -40,6 +42,11 @@ class EMBER_API Module {
   virtual std::string name() const;
   // The constructor arguments as printed, e.g. "in_features=784, out_features=10".
   virtual std::string extra_repr() const { return ""; }
+
+  // Adds this module's ONNX nodes, applied to `x`, to `g` (io::export_onnx; see Note [ONNX
+  // emission] in layers/onnx_graph.h). A model with its own forward overrides it with the
+  // same steps on graph values; the default throws OnnxExportError naming the module.
+  virtual OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x);
 
   std::vector<Tensor> parameters(bool recurse = true) const;
   std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;

@@ -27,6 +27,7 @@ class EMBER_API Embedding : public Module {
   Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOptions options = {});
   Tensor forward(const Tensor& indices) override;
   std::string name() const override { return "Embedding"; }
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
   void reset_parameters();
   Tensor& weight() { return parameter_slot("weight"); }
@@ -101,6 +102,8 @@ class EMBER_API RNNBase : public Module {
  public:
   // The output sequence only (for nn::Sequential and the Trainer).
   Tensor forward(const Tensor& x) override;
+  // ONNX's own RNN, LSTM or GRU node per layer, gates reordered to ONNX's order.
+  OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
   std::string extra_repr() const override;
   void reset_parameters();
   // Puts the parameters into cuDNN's flat buffer (CUDA only; a no-op elsewhere or when

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -49,10 +50,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(train_set->size()), static_cast<long long>(test->size()),
                 100.0 * positive_fraction(*test), 100.0 * (1.0 - positive_fraction(*test)));
 
-    // Keras's Dense: Glorot-uniform kernel, zero bias.
-    const nn::LinearOptions dense{.init = "glorot_uniform"};
-    nn::Sequential model{nn::Flatten(), nn::Linear(784, 10, dense), nn::ReLU(),
-                         nn::Linear(10, 1, dense), nn::Sigmoid()};
+    // Keras's Dense: Glorot-uniform kernel, zero bias (samples/models.h).
+    nn::Sequential model = samples::binary_ffn_model();
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
     optim::Adam opt(model.parameters(), {.lr = o.lr});

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -72,51 +73,8 @@ struct Vocabulary {
   int64_t size() const { return static_cast<int64_t>(chars.size()); }
 };
 
-// Embedding → LSTM or GRU (batch-first) → Linear over the vocabulary.
-class CharModel : public nn::Module {
- public:
-  CharModel(int64_t vocab, int64_t embed, int64_t hidden, int64_t layers, bool gru) {
-    embed_ = register_module("embed", nn::Embedding(vocab, embed));
-    if (gru) {
-      gru_ = register_module("rnn", nn::GRU(embed, hidden, {.num_layers = layers, .batch_first = true}));
-    } else {
-      lstm_ = register_module("rnn", nn::LSTM(embed, hidden, {.num_layers = layers, .batch_first = true}));
-    }
-    head_ = register_module("head", nn::Linear(hidden, vocab));
-  }
-
-  // ids [N, T] -> logits [N, T, vocab], from a zero state.
-  Tensor forward(const Tensor& ids) override {
-    State s;
-    return step(ids, &s);
-  }
-
-  // The recurrent state carried between calls (undefined: zeros).
-  struct State {
-    Tensor h, c;
-  };
-  // ids [N, T] -> logits [N, T, vocab]; reads and updates *state.
-  Tensor step(const Tensor& ids, State* state) {
-    const Tensor e = embed_(ids);
-    Tensor out;
-    if (lstm_) {
-      auto r = lstm_->forward(e, {state->h, state->c});
-      out = r.output;
-      *state = {r.h_n, r.c_n};
-    } else {
-      auto r = gru_->forward(e, state->h);
-      out = r.output;
-      state->h = r.h_n;
-    }
-    return head_(out);
-  }
-
- private:
-  nn::ModuleHolder<nn::Embedding> embed_;
-  nn::ModuleHolder<nn::LSTM> lstm_;  // one of the two is registered, the other stays empty
-  nn::ModuleHolder<nn::GRU> gru_;
-  nn::ModuleHolder<nn::Linear> head_;
-};
+// Embedding → LSTM or GRU → Linear: samples/models.h.
+using samples::CharModel;
 
 // `length` characters drawn one at a time from softmax(logits / temperature), after
 // reading `prime`.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -71,10 +72,8 @@ int main(int argc, char** argv) {
     std::printf("train: %lld examples, test: %lld examples\n",
                 static_cast<long long>(train_set->size()), static_cast<long long>(test.size()));
 
-    // Keras's Dense: Glorot-uniform kernel, zero bias.
-    const nn::LinearOptions dense{.init = "glorot_uniform"};
-    nn::Sequential model{nn::Flatten(), nn::Linear(784, 32, dense), nn::ReLU(),
-                         nn::Linear(32, 10, dense), nn::Softmax(1)};
+    // Keras's Dense: Glorot-uniform kernel, zero bias (samples/models.h).
+    nn::Sequential model = samples::dense_classifier_model();
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
     optim::Adam opt(model.parameters(), {.lr = o.lr});

@@ -5,35 +5,13 @@
 #include <cstdio>
 #include <iostream>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
 
-class FashionCnn : public nn::Module {
- public:
-  FashionCnn() {
-    conv1_ = register_module("conv1", nn::Conv2d(1, 32, 3));
-    conv2_ = register_module("conv2", nn::Conv2d(32, 64, 3));
-    pool_ = register_module("pool", nn::MaxPool2d(2));
-    fc1_ = register_module("fc1", nn::Linear(64 * 5 * 5, 128));
-    fc2_ = register_module("fc2", nn::Linear(128, 10));
-  }
-
-  // x: [N, 1, 28, 28] -> logits [N, 10]
-  Tensor forward(const Tensor& x) override {
-    Tensor h = pool_(relu(conv1_(x)));   // [N, 32, 13, 13]
-    h = pool_(relu(conv2_(h)));          // [N, 64, 5, 5]
-    h = relu(fc1_(h.flatten(1)));        // [N, 128]
-    return fc2_(h);
-  }
-  // name() is "FashionCnn", the class's own name, as Module's default.
-
- private:
-  // Shared handles to the registered layers, called like functions: conv1_(x).
-  nn::ModuleHolder<nn::Conv2d> conv1_, conv2_;
-  nn::ModuleHolder<nn::MaxPool2d> pool_;
-  nn::ModuleHolder<nn::Linear> fc1_, fc2_;
-};
+// FashionCnn: samples/models.h.
+using samples::FashionCnn;
 
 int main(int argc, char** argv) {
   CLI::App app{"Train the Fashion-MNIST CNN with ember's Trainer"};

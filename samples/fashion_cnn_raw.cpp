@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -25,10 +26,7 @@ int main(int argc, char** argv) {
     const auto train_set = samples::first_n(train, o.quick ? 3000 : train->size());
     const int64_t epochs = o.quick ? 1 : o.epochs;
 
-    nn::Sequential model{
-        nn::Conv2d(1, 32, 3), nn::ReLU(), nn::MaxPool2d(2),
-        nn::Conv2d(32, 64, 3), nn::ReLU(), nn::MaxPool2d(2),
-        nn::Flatten(), nn::Linear(64 * 5 * 5, 128), nn::ReLU(), nn::Linear(128, 10)};
+    nn::Sequential model = samples::fashion_cnn_raw_model();  // samples/models.h
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
     std::printf("train: %lld examples, test: %lld examples\n",

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -35,7 +36,7 @@ struct Mlp {
 int train_with_trainer(std::shared_ptr<const data::Dataset> train,
                        std::shared_ptr<const data::Dataset> test,
                        const samples::CommonOptions& o, int64_t epochs, Device device) {
-  nn::Sequential model{nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 10)};
+  nn::Sequential model = samples::fashion_mlp_model();  // samples/models.h
   optim::Adam opt(model.parameters(), {.lr = o.lr});
   Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
   const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,

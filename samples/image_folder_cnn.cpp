@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -141,13 +142,8 @@ int main(int argc, char** argv) {
                 "): both must hold the same class names");
     const auto num_classes = static_cast<int64_t>(classes.size());
 
-    nn::Sequential model{
-        nn::Conv2d(3, 32, 3),   nn::ReLU(), nn::MaxPool2d(2),   // [N, 32, 74, 74]
-        nn::Conv2d(32, 64, 3),  nn::ReLU(), nn::MaxPool2d(2),   // [N, 64, 36, 36]
-        nn::Conv2d(64, 128, 3), nn::ReLU(), nn::MaxPool2d(2),   // [N, 128, 17, 17]
-        nn::Flatten(),
-        nn::Linear(128 * 17 * 17, 512), nn::ReLU(),
-        nn::Linear(512, num_classes), nn::Softmax()};
+    // Conv 32/64/128 → ReLU → MaxPool 2 blocks, Dense 512, softmax (samples/models.h).
+    nn::Sequential model = samples::image_folder_cnn_model(num_classes);
     model.to(device);
     std::printf("%s", model.summary({1, 3, kSide, kSide}).c_str());
 

@@ -6,28 +6,13 @@
 #include <cstdio>
 #include <iostream>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
 
-class RowLstm : public nn::Module {
- public:
-  RowLstm() {
-    lstm_ = register_module("lstm", nn::LSTM(28, 128, {.num_layers = 2, .batch_first = true}));
-    head_ = register_module("head", nn::Linear(128, 10));
-  }
-
-  // x: [N, 1, 28, 28] -> logits [N, 10]
-  Tensor forward(const Tensor& x) override {
-    const Tensor rows = x.reshape({x.size(0), 28, 28});  // [N, 28 steps, 28 pixels]
-    const Tensor out = lstm_(rows);                      // [N, 28, 128]
-    return head_(out.select(1, 27));                     // the last step
-  }
-
- private:
-  nn::ModuleHolder<nn::LSTM> lstm_;
-  nn::ModuleHolder<nn::Linear> head_;
-};
+// RowLstm: samples/models.h.
+using samples::RowLstm;
 
 int main(int argc, char** argv) {
   CLI::App app{"Classify Fashion-MNIST with an LSTM that reads each image row by row"};

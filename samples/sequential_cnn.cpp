@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -42,10 +43,7 @@ int main(int argc, char** argv) {
     std::printf("train: %lld examples, test: %lld examples\n",
                 static_cast<long long>(train->size()), static_cast<long long>(test->size()));
 
-    nn::Sequential model{
-        nn::Conv2d(1, 32, 3),  nn::ReLU(), nn::MaxPool2d(2),   // [N, 32, 13, 13]
-        nn::Conv2d(32, 64, 3), nn::ReLU(), nn::MaxPool2d(2),   // [N, 64, 5, 5]
-        nn::Flatten(), nn::Linear(64 * 5 * 5, kClasses), nn::Softmax()};
+    nn::Sequential model = samples::sequential_cnn_model(kClasses);  // samples/models.h
     model.to(device);
     std::printf("%s", model.summary({1, 1, 28, 28}).c_str());
 

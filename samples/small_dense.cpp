@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "models.h"
 #include "sample_utils.h"
 
 using namespace ember;
@@ -49,10 +50,8 @@ int main(int argc, char** argv) {
                 static_cast<long long>(train_set->size()), static_cast<long long>(test->size()),
                 static_cast<long long>(test->x().size(1)));
 
-    // Keras's Dense: Glorot-uniform kernel, zero bias.
-    const nn::LinearOptions dense{.init = "glorot_uniform"};
-    nn::Sequential model{nn::Linear(kSide * kSide, 64, dense), nn::ReLU(),
-                         nn::Linear(64, 10, dense), nn::Softmax(1)};
+    // Keras's Dense: Glorot-uniform kernel, zero bias (samples/models.h).
+    nn::Sequential model = samples::small_dense_model(kSide * kSide);
     model.to(device);
     std::printf("%s", model.summary({1, kSide * kSide}).c_str());
     optim::Adam opt(model.parameters(), {.lr = o.lr});

@@ -36,4 +36,14 @@ struct ExportImagesOptions {
 CLI::App* add_export_images_command(CLI::App& app, ExportImagesOptions& opts);
 int run_export_images(const ExportImagesOptions& opts);
 
+// ember export-onnx: a bundled sample's model with saved weights as an ONNX file.
+struct ExportOnnxOptions {
+  std::string model;    // the sample's name: "fashion_cnn"
+  std::string weights;  // a .safetensors file of io::save or io::save_checkpoint
+  std::string out;
+  int64_t batch = 1;    // the example's batch size (the file's batch is dynamic)
+};
+CLI::App* add_export_onnx_command(CLI::App& app, ExportOnnxOptions& opts);
+int run_export_onnx(const ExportOnnxOptions& opts);
+
 }  // namespace ember::cli

@@ -43,13 +43,15 @@ int run(int argc, char** argv) {
 
   BenchOptions bench;
   ExportImagesOptions export_images;
+  ExportOnnxOptions export_onnx;
   CLI::App* info_cmd = add_info_command(app);
   CLI::App* bench_cmd = add_bench_command(app, bench);
   CLI::App* export_cmd = add_export_images_command(app, export_images);
+  CLI::App* onnx_cmd = add_export_onnx_command(app, export_onnx);
   CLI::App* help_cmd = app.add_subcommand("help", "show the help of ember or of one command");
   std::string topic;
   help_cmd->add_option("command", topic, "the command to describe");
-  const std::vector<CLI::App*> commands = {info_cmd, bench_cmd, export_cmd, help_cmd};
+  const std::vector<CLI::App*> commands = {info_cmd, bench_cmd, export_cmd, onnx_cmd, help_cmd};
   for (CLI::App* c : commands) c->group("Commands");
   app.get_formatter()->label("SUBCOMMAND", "COMMAND");
   // Set after the commands are added, which would otherwise inherit it.
@@ -102,6 +104,7 @@ int run(int argc, char** argv) {
   }
   if (command == info_cmd) return run_info();
   if (command == bench_cmd) return run_bench(bench);
+  if (command == onnx_cmd) return run_export_onnx(export_onnx);
   return run_export_images(export_images);
 }
 
