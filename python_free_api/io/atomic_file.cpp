@@ -1,7 +1,9 @@
 // write_file_atomically: temporary file, fsync, rename, directory fsync.
 #include "atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -103,12 +106,43 @@ class TempFile : public AtomicFileWriter {
   bool committed_ = false;
 };
 
+// Note [Stale temporaries]
+// A process killed between creating its temporary and the rename (SIGKILL, a power loss)
+// leaves the temporary behind: a hidden file as large as the checkpoint, which nothing
+// would ever remove. After each successful replace, the temporaries of the same target
+// whose writer process no longer exists are removed. Those of a live process (another
+// writer at work) are left alone; a name whose pid was reused by a live process is kept
+// until a later save finds it dead.
+void remove_stale_temporaries(const std::string& dir, const std::string& base) {
+  const std::string prefix = "." + base + ".tmp-";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dash = name.find('-', prefix.size());
+    if (dash == std::string::npos || dash == prefix.size()) continue;
+    const std::string pid_text = name.substr(prefix.size(), dash - prefix.size());
+    if (!std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      continue;
+    }
+    const long pid = std::strtol(pid_text.c_str(), nullptr, 10);
+    if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or unknown
+    (void)::unlinkat(::dirfd(d), name.c_str(), 0);
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 void write_file_atomically(const std::string& op, const std::string& path,
                            const std::function<void(AtomicFileWriter&)>& fill) {
   namespace fs = std::filesystem;
   if (path.empty()) fail(op, path, "the path is empty");
+  // Found before anything is written, not after the whole file has been.
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(op, path, "the path is a directory");
   const fs::path parent = fs::path(path).parent_path();
   const std::string dir = parent.empty() ? std::string(".") : parent.string();
   TempFile tmp(op, path, dir);
@@ -119,6 +153,7 @@ void write_file_atomically(const std::string& op, const std::string& path,
   }
   fill(tmp);
   tmp.commit();
+  remove_stale_temporaries(dir, fs::path(path).filename().string());
 
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   // Some file systems cannot sync a directory (EINVAL); the rename is then as durable as

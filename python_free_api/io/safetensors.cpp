@@ -28,6 +28,7 @@
 
 #include "ember/core/base/error.h"
 #include "ember/core/random.h"
+#include "ember/python_free_api/io/atomic_file.h"
 
 namespace ember::io {
 
@@ -809,19 +810,6 @@ namespace {
   throw IOError(detail::str_cat("save_safetensors: ", path, ": ", what));
 }
 
-void write_all(int fd, const std::string& path, const std::string& tmp, const void* data, size_t n) {
-  const auto* p = static_cast<const char*>(data);
-  size_t done = 0;
-  while (done < n) {
-    const ssize_t w = ::write(fd, p + done, std::min(n - done, kMaxIoChunk));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      save_fail(path, "cannot write " + tmp + ": " + errno_text(errno));
-    }
-    done += static_cast<size_t>(w);
-  }
-}
-
 std::string json_string(const std::string& path, const std::string& what, const std::string& s) {
   const size_t bad = first_invalid_utf8(s);
   if (bad != std::string::npos) {
@@ -830,70 +818,12 @@ std::string json_string(const std::string& path, const std::string& what, const 
   return Json(s).dump();
 }
 
-// Note [Atomic write]
-// A checkpoint is replaced, never rewritten in place: the new bytes go to a temporary
-// file in the same directory (rename is atomic only within one file system), which is
-// fsync'ed, closed (close can report a deferred write error) and renamed over the target;
-// then the directory is fsync'ed so the rename itself survives a power loss. A crash at
-// any point leaves either the old file or the new one, whole. Until the rename succeeds
-// the temporary is removed on every error path, so the old file is never touched.
-class TempFile {
- public:
-  TempFile(const std::string& target, const std::string& dir) : target_(target) {
-    namespace fs = std::filesystem;
-    static std::atomic<uint64_t> counter{0};
-    const std::string base = fs::path(target).filename().string();
-    const auto clock = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    // O_EXCL makes a name collision (another writer, a stale file) a retry, not a clobber.
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      const std::string candidate = (fs::path(dir) / ("." + base + ".tmp-" + std::to_string(::getpid()) + "-" +
-                                                      std::to_string(counter++) + "-" + std::to_string(clock % 1000000)))
-                                        .string();
-      const int fd = ::open(candidate.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd >= 0) {
-        fd_ = std::make_unique<Fd>(fd);
-        path_ = candidate;
-        return;
-      }
-      if (errno != EEXIST) {
-        save_fail(target, "cannot create a temporary file in " + dir + ": " + errno_text(errno));
-      }
-    }
-    save_fail(target, "cannot create a temporary file in " + dir + ": every name tried exists");
-  }
-  ~TempFile() {
-    if (fd_) fd_->reset();
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  int fd() const { return fd_->get(); }
-  const std::string& path() const { return path_; }
-  // Syncs, closes and renames over the target; after this the destructor leaves it alone.
-  void commit() {
-    if (::fsync(fd_->get()) != 0) save_fail(target_, "cannot fsync " + path_ + ": " + errno_text(errno));
-    if (const int err = fd_->close_now(); err != 0) {
-      save_fail(target_, "cannot close " + path_ + ": " + errno_text(err));
-    }
-    if (::rename(path_.c_str(), target_.c_str()) != 0) {
-      save_fail(target_, "cannot rename " + path_ + " over it: " + errno_text(errno));
-    }
-    committed_ = true;
-  }
-
- private:
-  std::string target_;
-  std::string path_;
-  std::unique_ptr<Fd> fd_;
-  bool committed_ = false;
-};
-
 }  // namespace
 
 void save_safetensors(const std::string& path, const nn::StateDict& tensors,
                       const std::map<std::string, std::string>& metadata) {
-  namespace fs = std::filesystem;
+  using internal::AtomicFileWriter;
+  using internal::write_file_atomically;
   if (path.empty()) save_fail(path, "the path is empty");
   // What loaders refuse is not written (Note [Header limits]).
   if (tensors.size() > kMaxTensors) {
@@ -951,37 +881,26 @@ void save_safetensors(const std::string& path, const nn::StateDict& tensors,
                                     kMaxHeaderBytes, "-byte limit loaders enforce"));
   }
 
-  // --- write, sync, rename (Note [Atomic write]) ---------------------------------------------
-  const fs::path parent = fs::path(path).parent_path();
-  const std::string dir = parent.empty() ? std::string(".") : parent.string();
-  TempFile tmp(path, dir);
-  // Keep an existing file's permission bits, since the rename replaces its inode.
-  struct stat old {};
-  if (::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode)) (void)::fchmod(tmp.fd(), old.st_mode & 07777);
-
-  unsigned char len_bytes[kLengthBytes];
-  for (size_t i = 0; i < kLengthBytes; ++i) len_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
-  write_all(tmp.fd(), path, tmp.path(), len_bytes, kLengthBytes);
-  write_all(tmp.fd(), path, tmp.path(), header.data(), header.size());
-  for (const auto& [name, t] : sorted) {
-    if (t.nbytes() == 0) continue;
-    if (kLittleEndian || t.element_size() == 1) {
-      write_all(tmp.fd(), path, tmp.path(), t.data_ptr(), t.nbytes());
-    } else {
-      std::vector<unsigned char> le(static_cast<const unsigned char*>(t.data_ptr()),
-                                    static_cast<const unsigned char*>(t.data_ptr()) + t.nbytes());
-      swap_bytes(le.data(), static_cast<size_t>(t.numel()), t.element_size());
-      write_all(tmp.fd(), path, tmp.path(), le.data(), le.size());
+  // --- write, sync, rename (Note [Atomic write] in atomic_file.cpp) -------------------------
+  write_file_atomically("save_safetensors", path, [&](AtomicFileWriter& out) {
+    unsigned char len_bytes[kLengthBytes];
+    for (size_t i = 0; i < kLengthBytes; ++i) {
+      len_bytes[i] = static_cast<unsigned char>(header.size() >> (8 * i));
     }
-  }
-  tmp.commit();
-
-  Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  // Some file systems cannot sync a directory (EINVAL); the rename is then as durable as
-  // they make it.
-  if (dir_fd.get() < 0 || (::fsync(dir_fd.get()) != 0 && errno != EINVAL && errno != ENOTSUP)) {
-    save_fail(path, "written, but the directory " + dir + " could not be synced: " + errno_text(errno));
-  }
+    out.write(len_bytes, kLengthBytes);
+    out.write(header.data(), header.size());
+    for (const auto& [name, t] : sorted) {
+      if (t.nbytes() == 0) continue;
+      if (kLittleEndian || t.element_size() == 1) {
+        out.write(t.data_ptr(), t.nbytes());
+      } else {
+        std::vector<unsigned char> le(static_cast<const unsigned char*>(t.data_ptr()),
+                                      static_cast<const unsigned char*>(t.data_ptr()) + t.nbytes());
+        swap_bytes(le.data(), static_cast<size_t>(t.numel()), t.element_size());
+        out.write(le.data(), le.size());
+      }
+    }
+  });
 }
 
 // =========================================================================================

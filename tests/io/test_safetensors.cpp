@@ -21,6 +21,7 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -838,6 +839,52 @@ TEST_F(SafetensorsAtomicWrite, KeepsTheReplacedFilesPermissions) {
   io::save_safetensors(file, sd);
   EXPECT_EQ(fs::status(file).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+}
+
+TEST_F(SafetensorsAtomicWrite, APathThatIsADirectoryFailsBeforeAnythingIsWritten) {
+  const fs::path target = dir_ / "a_directory";
+  fs::create_directories(target);
+  nn::StateDict sd;
+  sd.insert("w", ones({1 << 20}));
+  EXPECT_TRUE(mentions(io_error_of([&] { io::save_safetensors(target.string(), sd); }),
+                       {target.string(), "is a directory"}));
+  EXPECT_EQ(dir_entries(dir_), (std::vector<std::string>{"a_directory"}));
+}
+
+// Note [Stale temporaries]: saves killed with SIGKILL at random moments never leave a torn
+// file (the path holds the old checkpoint or the new one, whole), and the next successful
+// save removes every temporary they left.
+TEST_F(SafetensorsAtomicWrite, SavesKilledAtRandomMomentsNeverTearAndTheNextSaveCleansUp) {
+  const std::string file = path("ckpt.safetensors");
+  constexpr int64_t kFloats = int64_t{1} << 22;  // 16 MiB a save
+  nn::StateDict a, b;
+  a.insert("w", full({kFloats}, 1.0));
+  b.insert("w", full({kFloats}, 2.0));
+  io::save_safetensors(file, a);
+  std::mt19937 rng(7);
+  constexpr int kKills = 12;
+  int killed_mid_save = 0;
+  for (int k = 0; k < kKills; ++k) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      for (int i = 0;; ++i) io::save_safetensors(file, i % 2 == 0 ? b : a);
+    }
+    ::usleep(std::uniform_int_distribution<int>(1000, 120000)(rng));
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    // Whole: one of the two, every value the same.
+    const Tensor w = io::load_safetensors(file).tensors.at("w");
+    ASSERT_EQ(w.numel(), kFloats);
+    const std::vector<float> v = values_of<float>(w);
+    ASSERT_TRUE(v.front() == 1.0f || v.front() == 2.0f) << v.front();
+    ASSERT_TRUE(std::all_of(v.begin(), v.end(), [&](float x) { return x == v.front(); }));
+    killed_mid_save += dir_entries(dir_).size() > 1 ? 1 : 0;
+  }
+  EXPECT_GT(killed_mid_save, 0) << "no kill landed inside a save: the test proves nothing";
+  io::save_safetensors(file, a);
+  EXPECT_EQ(dir_entries(dir_), (std::vector<std::string>{"ckpt.safetensors"}));
 }
 
 // =========================================================================================
