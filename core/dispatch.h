@@ -30,12 +30,14 @@
 // (load as T, compute in acc_t<T> = float, round on store: kernels/acc_type.h) names a
 // list "...AndHalf"; an op that names kFloating, kArithmetic or kAll does not take them,
 // and a 16-bit tensor gets the DTypeError above, never a wrong answer and never a missing
-// symbol (the body is not instantiated for a type its list leaves out). On CUDA,
-// kComputes<kernels::cuda::Context, Half/BFloat16> is false until the CUDA twins have 16-bit
-// instantiations, so every op raises that DTypeError there (naming the op, the dtype and
-// "CUDA"); only the dtype conversions (Tensor::to, fill_) run on the GPU, through
-// cast/fill, which are not dispatched per op. Once every op computes in 16-bit, the
-// "AndHalf" lists become the plain ones.
+// symbol (the body is not instantiated for a type its list leaves out). On CUDA every
+// kernel twin an op body calls has Half and BFloat16 instantiations (elementwise,
+// activation, reduce/softmax, loss, dropout, embedding, layer norm and optimizers
+// hand-written in float; batch norm, pooling and convolution through cuDNN with a float
+// compute type; GEMM through cuBLASLt with CUBLAS_COMPUTE_32F), so
+// kComputes<kernels::cuda::Context, Half/BFloat16> is true and an op's "AndHalf" list alone
+// decides whether it takes 16-bit tensors on either backend. Once every op computes in
+// 16-bit, the "AndHalf" lists become the plain ones.
 //
 // The body returns nothing; it writes into tensors the op allocated before dispatching.
 // A build without CUDA (EMBER_WITH_CUDA 0) never instantiates a body with the CUDA
@@ -75,15 +77,11 @@ inline constexpr Types<float, double, int32_t, int64_t, uint8_t, bool, Half, BFl
 
 // Whether a backend computes in element type T. The CPU computes in every dtype ember
 // has; the CUDA kernels have no float64 instantiation (float64 serves gradient checks on
-// the CPU) and no 16-bit one yet (Note [Dispatch]).
+// the CPU) but compute in float16 and bfloat16 (Note [Dispatch]).
 template <typename Ctx, typename T>
 inline constexpr bool kComputes = true;
 template <>
 inline constexpr bool kComputes<kernels::cuda::Context, double> = false;
-template <>
-inline constexpr bool kComputes<kernels::cuda::Context, Half> = false;
-template <>
-inline constexpr bool kComputes<kernels::cuda::Context, BFloat16> = false;
 
 template <typename Ctx>
 inline constexpr const char* kBackendName = "CPU";

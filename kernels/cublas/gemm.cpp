@@ -1,14 +1,17 @@
-// Row-major float GEMM on cuBLAS (column-major) via C^T = op(B)^T op(A)^T; same contract
-// and same edge cases (k == 0, empty sizes) as kernels/cpu/gemm.cpp. Also the CUDA twin
-// kernels::cuda::gemm.
+// Row-major GEMM on cuBLAS (float; float16 / bfloat16 and TF32 through cuBLASLt) (column-major) via
+// C^T = op(B)^T op(A)^T; same contract and same edge cases (k == 0, empty sizes) as
+// kernels/cpu/gemm.cpp. Also the CUDA twin kernels::cuda::gemm.
 #include "ember/kernels/cublas/gemm.h"
 
 #include <cuda_runtime_api.h>
 
 #include <limits>
+#include <type_traits>
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
+#include "ember/core/base/half.h"
+#include "ember/kernels/cublas/gemm_lt.h"
 #include "ember/kernels/cuda/gemm.cuh"
 
 namespace ember::kernels::cublas {
@@ -42,26 +45,39 @@ class HostPointerMode {
   cublasPointerMode_t saved_ = CUBLAS_POINTER_MODE_HOST;
 };
 
+// x *= alpha on `count` elements: cublasSscal for float, cublasScalEx computing in float
+// for float16 / bfloat16.
+template <typename T>
+cublasStatus_t scal(cublasHandle_t handle, int count, float alpha, T* x, int inc) {
+  if constexpr (std::is_same_v<T, float>) {
+    return cublasSscal(handle, count, &alpha, x, inc);
+  } else {
+    const cudaDataType_t type = std::is_same_v<T, Half> ? CUDA_R_16F : CUDA_R_16BF;
+    return cublasScalEx(handle, count, &alpha, CUDA_R_32F, x, type, inc, CUDA_R_32F);
+  }
+}
+
 // Note [GEMM with k == 0]
 // op(A) op(B) is then an [m, n] zero matrix and the result is C = beta * C, with
 // beta == 0 meaning "write zeros, never read C" (NaN in an uninitialised output must not
 // survive). cuBLAS does not document what it does for k == 0 and some GPU BLAS
 // libraries return early, so it is done here: a 2-D memset for beta == 0, cublasSscal
-// otherwise, all on the handle's stream.
-void scale_c(cublasHandle_t handle, int64_t m, int64_t n, float beta, float* c,
-             int64_t ldc, int64_t stride_c, int64_t batch) {
+// otherwise (cublasScalEx for 16-bit C), all on the handle's stream.
+template <typename T>
+void scale_c(cublasHandle_t handle, int64_t m, int64_t n, float beta, T* c, int64_t ldc,
+             int64_t stride_c, int64_t batch) {
   if (beta == 1.0f) return;
   cudaStream_t stream = nullptr;
   EMBER_CUBLAS_CHECK(cublasGetStream(handle, &stream));
   if (beta == 0.0f) {
     // One plain memset when the whole batch is one contiguous block.
     if (ldc == n && (batch == 1 || stride_c == m * n)) {
-      EMBER_CUDA_CHECK(cudaMemsetAsync(c, 0, m * n * batch * sizeof(float), stream));
+      EMBER_CUDA_CHECK(cudaMemsetAsync(c, 0, m * n * batch * sizeof(T), stream));
       return;
     }
     for (int64_t i = 0; i < batch; ++i) {
-      EMBER_CUDA_CHECK(cudaMemset2DAsync(c + i * stride_c, ldc * sizeof(float), 0,
-                                         n * sizeof(float), m, stream));
+      EMBER_CUDA_CHECK(cudaMemset2DAsync(c + i * stride_c, ldc * sizeof(T), 0,
+                                         n * sizeof(T), m, stream));
     }
     return;
   }
@@ -70,23 +86,40 @@ void scale_c(cublasHandle_t handle, int64_t m, int64_t n, float beta, float* c,
   // m, n and ldc were checked to fit in int by the caller.
   const bool one_run = ldc == n && m * n <= std::numeric_limits<int>::max();
   for (int64_t i = 0; i < batch; ++i) {
-    float* ci = c + i * stride_c;
+    T* ci = c + i * stride_c;
     if (one_run) {
-      EMBER_CUBLAS_CHECK(cublasSscal(handle, static_cast<int>(m * n), &beta, ci, 1));
+      EMBER_CUBLAS_CHECK(scal(handle, static_cast<int>(m * n), beta, ci, 1));
     } else if (m <= n) {
       for (int64_t r = 0; r < m; ++r) {
-        EMBER_CUBLAS_CHECK(cublasSscal(handle, static_cast<int>(n), &beta, ci + r * ldc, 1));
+        EMBER_CUBLAS_CHECK(scal(handle, static_cast<int>(n), beta, ci + r * ldc, 1));
       }
     } else {
       for (int64_t col = 0; col < n; ++col) {
-        EMBER_CUBLAS_CHECK(cublasSscal(handle, static_cast<int>(m), &beta, ci + col,
-                                       static_cast<int>(ldc)));
+        EMBER_CUBLAS_CHECK(scal(handle, static_cast<int>(m), beta, ci + col,
+                                static_cast<int>(ldc)));
       }
     }
   }
 }
 
 }  // namespace
+
+// For the CUDA twin's 16-bit k == 0 case (same file).
+class HostPointerModeGuard {
+ public:
+  explicit HostPointerModeGuard(cublasHandle_t handle) : mode_(handle) {}
+
+ private:
+  HostPointerMode mode_;
+};
+
+template <typename T>
+void scale_c_any(cublasHandle_t handle, int64_t m, int64_t n, float beta, T* c, int64_t ldc,
+                 int64_t stride_c, int64_t batch) {
+  EMBER_CHECK(ldc >= n, "gemm (cuBLAS): ldc = ", ldc, " is smaller than the row length of C [",
+              m, ", ", n, "]");
+  scale_c(handle, m, n, beta, c, ldc, stride_c, batch);
+}
 
 void gemm(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t n,
           int64_t k, float alpha, const float* a, int64_t lda, int64_t stride_a,
@@ -145,13 +178,42 @@ void gemm(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t 
 
 namespace ember::kernels::cuda {
 
-void gemm(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-          float alpha, const float* a, int64_t lda, int64_t stride_a, const float* b,
-          int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
-          int64_t batch) {
+// float32 without TF32: cublasSgemm as before. float32 with ctx.allow_tf32, float16 and
+// bfloat16: cuBLASLt (kernels/cublas/gemm_lt.h), computing in float; k == 0 and empty
+// products are settled here as in Note [GEMM with k == 0].
+template <typename T>
+void gemm(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+          const T* a, int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b,
+          T beta, T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
   EMBER_INTERNAL_ASSERT(ctx.cublas != nullptr, "gemm (CUDA): the context has no cuBLAS handle");
-  cublas::gemm(ctx.cublas, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb, stride_b,
-               beta, c, ldc, stride_c, batch);
+  if constexpr (std::is_same_v<T, float>) {
+    if (!ctx.allow_tf32 || m == 0 || n == 0 || k == 0 || batch == 0) {
+      cublas::gemm(ctx.cublas, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b, ldb,
+                   stride_b, beta, c, ldc, stride_c, batch);
+      return;
+    }
+  } else {
+    EMBER_CHECK(m >= 0 && n >= 0 && k >= 0 && batch >= 0,
+                "gemm (cuBLASLt): negative size (m = ", m, ", n = ", n, ", k = ", k,
+                ", batch = ", batch, ")");
+    if (m == 0 || n == 0 || batch == 0) return;
+    if (k == 0) {  // See Note [GEMM with k == 0].
+      cublas::HostPointerModeGuard host_mode(ctx.cublas);
+      cublas::scale_c_any(ctx.cublas, m, n, static_cast<float>(beta), c, ldc, stride_c, batch);
+      return;
+    }
+  }
+  cublas::gemm_lt<T>(ctx.cublas, trans_a, trans_b, m, n, k, static_cast<float>(alpha), a, lda,
+                     stride_a, b, ldb, stride_b, static_cast<float>(beta), c, ldc, stride_c,
+                     batch);
 }
+
+#define EMBER_CUDA_GEMM_INSTANTIATE(T)                                                        \
+  template void gemm<T>(Context, bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, \
+                        int64_t, const T*, int64_t, int64_t, T, T*, int64_t, int64_t, int64_t);
+EMBER_CUDA_GEMM_INSTANTIATE(float)
+EMBER_CUDA_GEMM_INSTANTIATE(Half)
+EMBER_CUDA_GEMM_INSTANTIATE(BFloat16)
+#undef EMBER_CUDA_GEMM_INSTANTIATE
 
 }  // namespace ember::kernels::cuda

@@ -1,5 +1,6 @@
-// CUDA elementwise kernels, the twins of kernels/cpu/elementwise.cpp: the arithmetic is
-// the shared kernels/elementwise_math.h; this file adds only indexing and launches.
+// CUDA elementwise kernels (float, float16, bfloat16 computing in float), the twins of
+// kernels/cpu/elementwise.cpp: the arithmetic is the shared kernels/elementwise_math.h; this file
+// adds only indexing and launches.
 #include "ember/kernels/cuda/elementwise.cuh"
 
 #include <cuda_runtime_api.h>
@@ -9,6 +10,7 @@
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
+#include "ember/kernels/acc_type.h"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/elementwise_math.h"
 #include "ember/kernels/index_math.h"
@@ -20,34 +22,47 @@ namespace {
 // ---------------------------------------------------------------------------------
 // Kernels
 
-template <typename F>
-__global__ void unary_forward_kernel(F f, const float* x, float* y, int64_t n) {
-  for (int64_t i : grid_stride(n)) y[i] = f.forward(x[i]);
+template <typename F, typename T>
+__global__ void unary_forward_kernel(F f, const T* x, T* y, int64_t n) {
+  for (int64_t i : grid_stride(n)) y[i] = f.forward(static_cast<acc_t<T>>(x[i]));
 }
 
-// x and y 16-byte aligned: one float4 load and store per thread and step; the last
-// n % 4 elements go to the first n % 4 threads of the grid. Launched for n / 4 items.
-template <typename F>
-__global__ void unary_forward_vec4_kernel(F f, const float* x, float* y, int64_t n) {
-  const int64_t n4 = n / 4;
-  const float4* x4 = reinterpret_cast<const float4*>(x);
-  float4* y4 = reinterpret_cast<float4*>(y);
-  for (int64_t i : grid_stride(n4)) {
-    float4 v = x4[i];
-    v.x = f.forward(v.x);
-    v.y = f.forward(v.y);
-    v.z = f.forward(v.z);
-    v.w = f.forward(v.w);
-    y4[i] = v;
+// 16 bytes of T, loaded and stored as one vector (4 floats or 8 float16/bfloat16).
+template <typename T>
+struct alignas(16) Vec16 {
+  static constexpr int kLanes = 16 / static_cast<int>(sizeof(T));
+  T lane[kLanes];
+};
+
+// x and y 16-byte aligned: one 16-byte load and store per thread and step, each lane
+// computed in acc_t<T> and rounded on store; the last n % kLanes elements go to the first
+// threads of the grid. Launched for n / kLanes items.
+template <typename F, typename T>
+__global__ void unary_forward_vec_kernel(F f, const T* x, T* y, int64_t n) {
+  constexpr int kLanes = Vec16<T>::kLanes;
+  const int64_t nv = n / kLanes;
+  const auto* xv = reinterpret_cast<const Vec16<T>*>(x);
+  auto* yv = reinterpret_cast<Vec16<T>*>(y);
+  for (int64_t i : grid_stride(nv)) {
+    Vec16<T> v = xv[i];
+#pragma unroll
+    for (int l = 0; l < kLanes; ++l) v.lane[l] = f.forward(static_cast<acc_t<T>>(v.lane[l]));
+    yv[i] = v;
   }
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t < n - 4 * n4) y[4 * n4 + t] = f.forward(x[4 * n4 + t]);
+  if (t < n - kLanes * nv) {
+    y[kLanes * nv + t] = f.forward(static_cast<acc_t<T>>(x[kLanes * nv + t]));
+  }
 }
 
-template <typename F>
-__global__ void unary_backward_kernel(F f, const float* x, const float* y,
-                                      const float* grad_y, float* grad_x, int64_t n) {
-  for (int64_t i : grid_stride(n)) grad_x[i] = grad_y[i] * f.derivative(x[i], y[i]);
+template <typename F, typename T>
+__global__ void unary_backward_kernel(F f, const T* x, const T* y, const T* grad_y, T* grad_x,
+                                      int64_t n) {
+  using A = acc_t<T>;
+  for (int64_t i : grid_stride(n)) {
+    grad_x[i] = static_cast<A>(grad_y[i]) *
+                f.derivative(static_cast<A>(x[i]), static_cast<A>(y[i]));
+  }
 }
 
 // Rank 0 or 1 (contiguous, broadcast scalar, or one strided dimension): offsets without
@@ -55,7 +70,10 @@ __global__ void unary_backward_kernel(F f, const float* x, const float* y,
 template <typename T, typename R, typename F>
 __global__ void broadcast_1d_kernel(F f, const T* a, int64_t stride_a, const T* b,
                                     int64_t stride_b, R* out, int64_t n) {
-  for (int64_t i : grid_stride(n)) out[i] = f(a[i * stride_a], b[i * stride_b]);
+  using A = acc_t<T>;
+  for (int64_t i : grid_stride(n)) {
+    out[i] = f(static_cast<A>(a[i * stride_a]), static_cast<A>(b[i * stride_b]));
+  }
 }
 
 template <typename T, typename R, typename F>
@@ -63,7 +81,7 @@ __global__ void broadcast_kernel(F f, const T* a, const T* b, R* out, BroadcastI
                                  int64_t n) {
   for (int64_t i : grid_stride(n)) {
     const BroadcastOffsets off = broadcast_offsets(idx, i);
-    out[i] = f(a[off.a], b[off.b]);
+    out[i] = f(static_cast<acc_t<T>>(a[off.a]), static_cast<acc_t<T>>(b[off.b]));
   }
 }
 
@@ -124,24 +142,25 @@ void check_cuda_dtype(const char* op, int dtype) {
 // ---------------------------------------------------------------------------------
 // Entry points
 
-void unary_forward(Context ctx, UnaryOp op, const float* x, float* y, int64_t n,
-                   UnaryParams p) {
+template <typename T>
+void unary_forward(Context ctx, UnaryOp op, const T* x, T* y, int64_t n, UnaryParams p) {
   if (n <= 0) return;
-  math::visit_unary<float>(op, p, [&](auto f) {
+  math::visit_unary<acc_t<T>>(op, p, [&](auto f) {
     using F = decltype(f);
-    if (n >= 4 && aligned_16(x) && aligned_16(y)) {
-      launch_1d(unary_forward_vec4_kernel<F>, n / 4, ctx.stream, f, x, y, n);
+    if (n >= Vec16<T>::kLanes && aligned_16(x) && aligned_16(y)) {
+      launch_1d(unary_forward_vec_kernel<F, T>, n / Vec16<T>::kLanes, ctx.stream, f, x, y, n);
     } else {
-      launch_1d(unary_forward_kernel<F>, n, ctx.stream, f, x, y, n);
+      launch_1d(unary_forward_kernel<F, T>, n, ctx.stream, f, x, y, n);
     }
   });
 }
 
-void unary_backward(Context ctx, UnaryOp op, const float* x, const float* y,
-                    const float* grad_y, float* grad_x, int64_t n, UnaryParams p) {
+template <typename T>
+void unary_backward(Context ctx, UnaryOp op, const T* x, const T* y, const T* grad_y,
+                    T* grad_x, int64_t n, UnaryParams p) {
   if (n <= 0) return;
-  math::visit_unary<float>(op, p, [&](auto f) {
-    launch_1d(unary_backward_kernel<decltype(f)>, n, ctx.stream, f, x, y, grad_y, grad_x,
+  math::visit_unary<acc_t<T>>(op, p, [&](auto f) {
+    launch_1d(unary_backward_kernel<decltype(f), T>, n, ctx.stream, f, x, y, grad_y, grad_x,
               n);
   });
 }
@@ -150,7 +169,7 @@ template <typename T>
 void binary(Context ctx, BinaryOp op, const T* a, const T* b, T* out,
             const BroadcastIndex& idx, int64_t n) {
   if (n <= 0) return;
-  math::visit_binary<T>(op, [&](auto f) {
+  math::visit_binary<acc_t<T>>(op, [&](auto f) {
     launch_broadcast(ctx.stream, f, a, b, out, idx, n);
   });
 }
@@ -159,7 +178,7 @@ template <typename T>
 void compare(Context ctx, CompareOp op, const T* a, const T* b, bool* out,
              const BroadcastIndex& idx, int64_t n) {
   if (n <= 0) return;
-  math::visit_compare<T>(op, [&](auto f) {
+  math::visit_compare<acc_t<T>>(op, [&](auto f) {
     launch_broadcast(ctx.stream, f, a, b, out, idx, n);
   });
 }
@@ -232,5 +251,23 @@ template void compare<uint8_t>(Context, CompareOp, const uint8_t*, const uint8_t
                                bool*, const BroadcastIndex&, int64_t);
 template void compare<bool>(Context, CompareOp, const bool*, const bool*, bool*,
                             const BroadcastIndex&, int64_t);
+
+#define EMBER_UNARY_INSTANTIATE(T)                                                         \
+  template void unary_forward<T>(Context, UnaryOp, const T*, T*, int64_t, UnaryParams);   \
+  template void unary_backward<T>(Context, UnaryOp, const T*, const T*, const T*, T*,     \
+                                  int64_t, UnaryParams);
+EMBER_UNARY_INSTANTIATE(float)
+EMBER_UNARY_INSTANTIATE(Half)
+EMBER_UNARY_INSTANTIATE(BFloat16)
+#undef EMBER_UNARY_INSTANTIATE
+
+template void binary<Half>(Context, BinaryOp, const Half*, const Half*, Half*,
+                           const BroadcastIndex&, int64_t);
+template void binary<BFloat16>(Context, BinaryOp, const BFloat16*, const BFloat16*, BFloat16*,
+                               const BroadcastIndex&, int64_t);
+template void compare<Half>(Context, CompareOp, const Half*, const Half*, bool*,
+                            const BroadcastIndex&, int64_t);
+template void compare<BFloat16>(Context, CompareOp, const BFloat16*, const BFloat16*, bool*,
+                                const BroadcastIndex&, int64_t);
 
 }  // namespace ember::kernels::cuda

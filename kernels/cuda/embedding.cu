@@ -6,7 +6,9 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include <climits>
+#include <type_traits>
 
+#include "ember/core/base/half.h"
 #include "ember/kernels/cuda/launch.cuh"
 
 namespace ember::kernels::cuda {
@@ -17,8 +19,9 @@ __device__ inline bool in_table(int64_t r, int64_t rows) { return r >= 0 && r < 
 // ---- kernels ----------------------------------------------------------------------------
 
 // weight: [V, dim], indices: [n] -> out: [n, dim]; rows of bad indices are NaN.
-__global__ void embedding_forward_kernel(const float* weight, const int64_t* indices,
-                                         float* out, int64_t n, int64_t dim, int64_t rows,
+template <typename T>
+__global__ void embedding_forward_kernel(const T* weight, const int64_t* indices,
+                                         T* out, int64_t n, int64_t dim, int64_t rows,
                                          int64_t* bad_count) {
   for (int64_t k : grid_stride(n * dim)) {
     const int64_t i = k / dim, j = k - i * dim;
@@ -26,15 +29,16 @@ __global__ void embedding_forward_kernel(const float* weight, const int64_t* ind
     if (in_table(r, rows)) {
       out[k] = weight[r * dim + j];
     } else {
-      out[k] = __int_as_float(0x7fc00000);  // quiet NaN
+      out[k] = __int_as_float(0x7fc00000);  // quiet NaN (rounds to a NaN of T)
       if (j == 0) atomicAdd(reinterpret_cast<unsigned long long*>(bad_count), 1ULL);
     }
   }
 }
 
 // grad_out: [n, dim] -> grad_weight: [V, dim] (zeroed before), atomically.
-__global__ void embedding_backward_atomic_kernel(const float* grad_out, const int64_t* indices,
-                                                 float* grad_weight, int64_t n, int64_t dim,
+template <typename T>
+__global__ void embedding_backward_atomic_kernel(const T* grad_out, const int64_t* indices,
+                                                 T* grad_weight, int64_t n, int64_t dim,
                                                  int64_t rows, int64_t padding_idx) {
   for (int64_t k : grid_stride(n * dim)) {
     const int64_t i = k / dim, j = k - i * dim;
@@ -58,15 +62,18 @@ __global__ void embedding_sort_keys_kernel(const int64_t* indices, int64_t* keys
 
 // One thread per (sorted position p, column j) where p starts a run of equal keys: it sums
 // the run's rows of grad_out in the order of i (the sort is stable), as the CPU does.
-__global__ void embedding_segment_sum_kernel(const float* grad_out, const int64_t* keys,
-                                             const int64_t* positions, float* grad_weight,
+template <typename T>
+__global__ void embedding_segment_sum_kernel(const T* grad_out, const int64_t* keys,
+                                             const int64_t* positions, T* grad_weight,
                                              int64_t n, int64_t dim, int64_t rows) {
   for (int64_t k : grid_stride(n * dim)) {
     const int64_t p = k / dim, j = k - p * dim;
     const int64_t r = keys[p];
     if (r == rows || (p > 0 && keys[p - 1] == r)) continue;
     float sum = 0.0f;
-    for (int64_t q = p; q < n && keys[q] == r; ++q) sum += grad_out[positions[q] * dim + j];
+    for (int64_t q = p; q < n && keys[q] == r; ++q) {
+      sum += static_cast<float>(grad_out[positions[q] * dim + j]);
+    }
     grad_weight[r * dim + j] = sum;
   }
 }
@@ -78,8 +85,9 @@ int key_bits(int64_t rows) {
   return bits;
 }
 
-void backward_sorted(Context ctx, const float* grad_out, const int64_t* indices,
-                     float* grad_weight, int64_t n, int64_t dim, int64_t rows,
+template <typename T>
+void backward_sorted(Context ctx, const T* grad_out, const int64_t* indices,
+                     T* grad_weight, int64_t n, int64_t dim, int64_t rows,
                      int64_t padding_idx, const Scratch& scratch) {
   EMBER_CHECK(n <= INT32_MAX, "embedding: ", n,
               " indices exceed the deterministic backward's sort (at most 2^31 - 1)");
@@ -100,7 +108,7 @@ void backward_sorted(Context ctx, const float* grad_out, const int64_t* indices,
   EMBER_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(base + arrays, sort_bytes, keys_in, keys,
                                                    positions_in, positions, count, 0,
                                                    key_bits(rows), ctx.stream));
-  launch_1d(embedding_segment_sum_kernel, n * dim, ctx.stream, grad_out, keys, positions,
+  launch_1d(embedding_segment_sum_kernel<T>, n * dim, ctx.stream, grad_out, keys, positions,
             grad_weight, n, dim, rows);
 }
 
@@ -108,25 +116,41 @@ void backward_sorted(Context ctx, const float* grad_out, const int64_t* indices,
 
 // ---- entry points -------------------------------------------------------------------------
 
-void embedding_forward(Context ctx, const float* weight, const int64_t* indices, float* out,
+template <typename T>
+void embedding_forward(Context ctx, const T* weight, const int64_t* indices, T* out,
                        int64_t n, int64_t dim, int64_t num_embeddings, int64_t* bad_count) {
-  launch_1d(embedding_forward_kernel, n * dim, ctx.stream, weight, indices, out, n, dim,
+  launch_1d(embedding_forward_kernel<T>, n * dim, ctx.stream, weight, indices, out, n, dim,
             num_embeddings, bad_count);
 }
 
-void embedding_backward(Context ctx, const float* grad_out, const int64_t* indices,
-                        float* grad_weight, int64_t n, int64_t dim, int64_t num_embeddings,
+template <typename T>
+void embedding_backward(Context ctx, const T* grad_out, const int64_t* indices,
+                        T* grad_weight, int64_t n, int64_t dim, int64_t num_embeddings,
                         int64_t padding_idx, const Scratch& scratch) {
-  const size_t bytes = static_cast<size_t>(num_embeddings * dim) * sizeof(float);
+  const size_t bytes = static_cast<size_t>(num_embeddings * dim) * sizeof(T);
   if (bytes > 0) EMBER_CUDA_CHECK(cudaMemsetAsync(grad_weight, 0, bytes, ctx.stream));
   if (n == 0 || dim == 0) return;
-  if (ctx.deterministic) {
+  // float16 / bfloat16 always take the sorted path: each row sums in float and rounds once
+  // (an atomicAdd per element would round after every addition).
+  if (ctx.deterministic || is_reduced_float_v<T>) {
     backward_sorted(ctx, grad_out, indices, grad_weight, n, dim, num_embeddings, padding_idx,
                     scratch);
   } else {
-    launch_1d(embedding_backward_atomic_kernel, n * dim, ctx.stream, grad_out, indices,
-              grad_weight, n, dim, num_embeddings, padding_idx);
+    if constexpr (std::is_same_v<T, float>) {
+      launch_1d(embedding_backward_atomic_kernel<T>, n * dim, ctx.stream, grad_out, indices,
+                grad_weight, n, dim, num_embeddings, padding_idx);
+    }
   }
 }
+
+#define EMBER_EMBEDDING_INSTANTIATE(T)                                                       \
+  template void embedding_forward<T>(Context, const T*, const int64_t*, T*, int64_t, int64_t, \
+                                     int64_t, int64_t*);                                      \
+  template void embedding_backward<T>(Context, const T*, const int64_t*, T*, int64_t,         \
+                                      int64_t, int64_t, int64_t, const Scratch&);
+EMBER_EMBEDDING_INSTANTIATE(float)
+EMBER_EMBEDDING_INSTANTIATE(Half)
+EMBER_EMBEDDING_INSTANTIATE(BFloat16)
+#undef EMBER_EMBEDDING_INSTANTIATE
 
 }  // namespace ember::kernels::cuda

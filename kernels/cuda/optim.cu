@@ -1,6 +1,7 @@
 // Multi-tensor CUDA optimizer updates, the twins of kernels/cpu/optim.cpp: the arithmetic
 // is the shared kernels/optim_math.h; this file adds the launch table, indexing and launch.
-// core/ops/fused_optim.cpp calls them with one device's float32 tensors.
+// core/ops/fused_optim.cpp calls them with one device's float32 (or float16 / bfloat16)
+// tensors.
 //
 // Note [Multi-tensor apply]
 // An optimizer step touches every parameter tensor once. One launch per tensor would cost
@@ -32,8 +33,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 
 #include "ember/core/base/cuda_check.h"
+#include "ember/core/base/half.h"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/optim_math.h"
 
@@ -43,45 +46,84 @@ namespace {
 
 // ---------------------------------------------------------------------------------
 // The update of one element, with the state passed as an array (the shape the generic
-// kernel works with).
+// kernel works with). Every element type updates in float: float16 / bfloat16 parameters,
+// gradients and state load into float, update with the hyper-parameters in float
+// (acc_hyper) and round once on store, as the CPU twin does.
 
-template <typename Hyper>
-struct Update;
+__device__ inline math::SgdParams<float> acc_hyper(const math::SgdParams<float>& h) { return h; }
+__device__ inline math::AdamParams<float> acc_hyper(const math::AdamParams<float>& h) {
+  return h;
+}
+__device__ inline math::RmspropParams<float> acc_hyper(const math::RmspropParams<float>& h) {
+  return h;
+}
 
-template <>
-struct Update<math::SgdParams<float>> {
-  __device__ static void apply(const math::SgdParams<float>& h, float& p, float g, float* s) {
-    math::sgd_update(h, p, g, s[0]);
-  }
-};
+template <typename H>
+__device__ math::SgdParams<float> acc_hyper(const math::SgdParams<H>& h) {
+  math::SgdParams<float> f;
+  f.lr = static_cast<float>(h.lr);
+  f.momentum = static_cast<float>(h.momentum);
+  f.dampening = static_cast<float>(h.dampening);
+  f.weight_decay = static_cast<float>(h.weight_decay);
+  f.nesterov = h.nesterov;
+  f.first_step = h.first_step;
+  return f;
+}
 
-template <>
-struct Update<math::AdamParams<float>> {
-  __device__ static void apply(const math::AdamParams<float>& h, float& p, float g, float* s) {
-    math::adam_update(h, p, g, s[0], s[1], s[2]);
-  }
-};
+template <typename H>
+__device__ math::AdamParams<float> acc_hyper(const math::AdamParams<H>& h) {
+  math::AdamParams<float> f;
+  f.lr = static_cast<float>(h.lr);
+  f.beta1 = static_cast<float>(h.beta1);
+  f.beta2 = static_cast<float>(h.beta2);
+  f.eps = static_cast<float>(h.eps);
+  f.weight_decay = static_cast<float>(h.weight_decay);
+  f.step_size = static_cast<float>(h.step_size);
+  f.bias_correction2_sqrt = static_cast<float>(h.bias_correction2_sqrt);
+  f.amsgrad = h.amsgrad;
+  f.decoupled_weight_decay = h.decoupled_weight_decay;
+  return f;
+}
 
-template <>
-struct Update<math::RmspropParams<float>> {
-  __device__ static void apply(const math::RmspropParams<float>& h, float& p, float g,
-                               float* s) {
-    math::rmsprop_update(h, p, g, s[0], s[1], s[2]);
-  }
-};
+template <typename H>
+__device__ math::RmspropParams<float> acc_hyper(const math::RmspropParams<H>& h) {
+  math::RmspropParams<float> f;
+  f.lr = static_cast<float>(h.lr);
+  f.alpha = static_cast<float>(h.alpha);
+  f.eps = static_cast<float>(h.eps);
+  f.weight_decay = static_cast<float>(h.weight_decay);
+  f.momentum = static_cast<float>(h.momentum);
+  f.centered = h.centered;
+  return f;
+}
+
+__device__ inline void apply_update(const math::SgdParams<float>& h, float& p, float g,
+                                    float* s) {
+  math::sgd_update(h, p, g, s[0]);
+}
+__device__ inline void apply_update(const math::AdamParams<float>& h, float& p, float g,
+                                    float* s) {
+  math::adam_update(h, p, g, s[0], s[1], s[2]);
+}
+__device__ inline void apply_update(const math::RmspropParams<float>& h, float& p, float g,
+                                    float* s) {
+  math::rmsprop_update(h, p, g, s[0], s[1], s[2]);
+}
 
 // ---------------------------------------------------------------------------------
 // Kernels
 
-// Updates elements [begin, begin + n) of entry `e` with the threads of one block.
+// Updates elements [begin, begin + n) of entry `e` with the threads of one block. float
+// arrays that are all 16-byte aligned go through float4 loads; other types and alignments
+// element by element.
 template <typename Entry>
 __device__ void update_chunk(const Entry& e, int64_t begin, int64_t n) {
   constexpr int S = Entry::kNumState;
-  using Hyper = decltype(e.hyper);
-  const Hyper h = e.hyper;
-  float* p = e.param + begin;
-  const float* g = e.grad + begin;
-  float* s[S];
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(e.param)>>;
+  const auto h = acc_hyper(e.hyper);
+  T* p = e.param + begin;
+  const T* g = e.grad + begin;
+  T* s[S];
   uintptr_t bits = reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(g);
 #pragma unroll
   for (int k = 0; k < S; ++k) {
@@ -90,42 +132,44 @@ __device__ void update_chunk(const Entry& e, int64_t begin, int64_t n) {
   }
 
   int64_t vec_end = 0;  // elements [0, vec_end) go through the float4 path
-  if (bits % 16 == 0) {
-    const int64_t n4 = n / 4;
-    vec_end = 4 * n4;
-    for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
-      float4 pv = reinterpret_cast<const float4*>(p)[i];
-      const float4 gv = reinterpret_cast<const float4*>(g)[i];
-      float4 sv[S];
+  if constexpr (std::is_same_v<T, float>) {
+    if (bits % 16 == 0) {
+      const int64_t n4 = n / 4;
+      vec_end = 4 * n4;
+      for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) {
+        float4 pv = reinterpret_cast<const float4*>(p)[i];
+        const float4 gv = reinterpret_cast<const float4*>(g)[i];
+        float4 sv[S];
 #pragma unroll
-      for (int k = 0; k < S; ++k) {
-        sv[k] = s[k] != nullptr ? reinterpret_cast<const float4*>(s[k])[i]
-                                : make_float4(0.f, 0.f, 0.f, 0.f);
-      }
-      float* pl = reinterpret_cast<float*>(&pv);
-      const float* gl = reinterpret_cast<const float*>(&gv);
+        for (int k = 0; k < S; ++k) {
+          sv[k] = s[k] != nullptr ? reinterpret_cast<const float4*>(s[k])[i]
+                                  : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+        float* pl = reinterpret_cast<float*>(&pv);
+        const float* gl = reinterpret_cast<const float*>(&gv);
 #pragma unroll
-      for (int lane = 0; lane < 4; ++lane) {
-        float st[S];
+        for (int lane = 0; lane < 4; ++lane) {
+          float st[S];
 #pragma unroll
-        for (int k = 0; k < S; ++k) st[k] = reinterpret_cast<float*>(&sv[k])[lane];
-        Update<Hyper>::apply(h, pl[lane], gl[lane], st);
+          for (int k = 0; k < S; ++k) st[k] = reinterpret_cast<float*>(&sv[k])[lane];
+          apply_update(h, pl[lane], gl[lane], st);
 #pragma unroll
-        for (int k = 0; k < S; ++k) reinterpret_cast<float*>(&sv[k])[lane] = st[k];
-      }
-      reinterpret_cast<float4*>(p)[i] = pv;
+          for (int k = 0; k < S; ++k) reinterpret_cast<float*>(&sv[k])[lane] = st[k];
+        }
+        reinterpret_cast<float4*>(p)[i] = pv;
 #pragma unroll
-      for (int k = 0; k < S; ++k) {
-        if (s[k] != nullptr) reinterpret_cast<float4*>(s[k])[i] = sv[k];
+        for (int k = 0; k < S; ++k) {
+          if (s[k] != nullptr) reinterpret_cast<float4*>(s[k])[i] = sv[k];
+        }
       }
     }
   }
   for (int64_t i = vec_end + threadIdx.x; i < n; i += blockDim.x) {
     float st[S];
 #pragma unroll
-    for (int k = 0; k < S; ++k) st[k] = s[k] != nullptr ? s[k][i] : 0.f;
+    for (int k = 0; k < S; ++k) st[k] = s[k] != nullptr ? static_cast<float>(s[k][i]) : 0.f;
     float pi = p[i];
-    Update<Hyper>::apply(h, pi, g[i], st);
+    apply_update(h, pi, static_cast<float>(g[i]), st);
     p[i] = pi;
 #pragma unroll
     for (int k = 0; k < S; ++k) {
@@ -192,16 +236,28 @@ void multi_tensor_apply(cudaStream_t stream, const Entry* entries, int64_t count
 // ---------------------------------------------------------------------------------
 // Entry points
 
-void sgd_multi_tensor(Context ctx, const SgdEntry<float>* entries, int64_t count) {
+template <typename T>
+void sgd_multi_tensor(Context ctx, const SgdEntry<T>* entries, int64_t count) {
   multi_tensor_apply(ctx.stream, entries, count);
 }
 
-void adam_multi_tensor(Context ctx, const AdamEntry<float>* entries, int64_t count) {
+template <typename T>
+void adam_multi_tensor(Context ctx, const AdamEntry<T>* entries, int64_t count) {
   multi_tensor_apply(ctx.stream, entries, count);
 }
 
-void rmsprop_multi_tensor(Context ctx, const RmspropEntry<float>* entries, int64_t count) {
+template <typename T>
+void rmsprop_multi_tensor(Context ctx, const RmspropEntry<T>* entries, int64_t count) {
   multi_tensor_apply(ctx.stream, entries, count);
 }
+
+#define EMBER_OPTIM_INSTANTIATE(T)                                                 \
+  template void sgd_multi_tensor<T>(Context, const SgdEntry<T>*, int64_t);         \
+  template void adam_multi_tensor<T>(Context, const AdamEntry<T>*, int64_t);       \
+  template void rmsprop_multi_tensor<T>(Context, const RmspropEntry<T>*, int64_t);
+EMBER_OPTIM_INSTANTIATE(float)
+EMBER_OPTIM_INSTANTIATE(Half)
+EMBER_OPTIM_INSTANTIATE(BFloat16)
+#undef EMBER_OPTIM_INSTANTIATE
 
 }  // namespace ember::kernels::cuda

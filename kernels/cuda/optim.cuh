@@ -1,8 +1,8 @@
-// CUDA optimizer updates, the twins of kernels/cpu/optim.h with the same arguments: one
-// call updates a whole list of float32 parameter tensors of one device in one kernel
-// launch (see Note [Multi-tensor apply] in kernels/cuda/optim.cu), with the shared rules of
-// kernels/optim_math.h. The launch tables and their indexing are plain host/device code,
-// so CPU tests check them.
+// CUDA optimizer updates, the twins of kernels/cpu/optim.h with the same arguments: one call
+// updates a whole list of float32, float16 or bfloat16 parameter tensors of one device in one
+// kernel launch (see Note [Multi-tensor apply] in kernels/cuda/optim.cu), with the shared rules of
+// kernels/optim_math.h. The launch tables and their indexing are plain host/device code, so CPU
+// tests check them.
 #pragma once
 
 #include <cstddef>
@@ -16,9 +16,13 @@ namespace ember::kernels::cuda {
 
 // On ctx.stream. Entries with numel == 0 are skipped. The arrays of distinct entries must
 // not overlap.
-void sgd_multi_tensor(Context ctx, const SgdEntry<float>* entries, int64_t count);
-void adam_multi_tensor(Context ctx, const AdamEntry<float>* entries, int64_t count);
-void rmsprop_multi_tensor(Context ctx, const RmspropEntry<float>* entries, int64_t count);
+// T: float, Half, BFloat16 (the 16-bit types update in float and round on store).
+template <typename T>
+void sgd_multi_tensor(Context ctx, const SgdEntry<T>* entries, int64_t count);
+template <typename T>
+void adam_multi_tensor(Context ctx, const AdamEntry<T>* entries, int64_t count);
+template <typename T>
+void rmsprop_multi_tensor(Context ctx, const RmspropEntry<T>* entries, int64_t count);
 
 // ---------------------------------------------------------------------------------
 // The launch table (passed by value as the kernel's one argument).

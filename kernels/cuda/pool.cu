@@ -17,6 +17,7 @@
 
 #include <cmath>
 
+#include "ember/core/base/half.h"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/cudnn/pool.h"
 
@@ -27,7 +28,8 @@ constexpr int kPlaneBlock = 256;
 
 // ---- device helpers ---------------------------------------------------------------------
 
-__device__ inline float window_max(const Pool2dGeometry& g, const float* plane,
+template <typename T>
+__device__ inline float window_max(const Pool2dGeometry& g, const T* plane,
                                    const PoolWindow& win) {
   float best = -INFINITY;
   for (int64_t ih = win.h0; ih < win.h1; ++ih) {
@@ -41,7 +43,8 @@ __device__ inline float window_max(const Pool2dGeometry& g, const float* plane,
 }
 
 // The element the forward picked: the first equal to y, or the first NaN (as on the CPU).
-__device__ inline int64_t window_argmax(const Pool2dGeometry& g, const float* plane,
+template <typename T>
+__device__ inline int64_t window_argmax(const Pool2dGeometry& g, const T* plane,
                                         const PoolWindow& win, float y) {
   const bool y_nan = isnan(y);
   for (int64_t ih = win.h0; ih < win.h1; ++ih) {
@@ -66,14 +69,15 @@ __device__ inline void covering_outputs(int64_t i, int64_t kernel, int64_t strid
 // ---- kernels ----------------------------------------------------------------------------
 
 // x: [planes, h, w] -> y: [planes, out_h, out_w]
-__global__ void pool2d_forward_kernel(Pool2dGeometry g, PoolMode mode, const float* x,
-                                      float* y, int64_t total) {
+template <typename T>
+__global__ void pool2d_forward_kernel(Pool2dGeometry g, PoolMode mode, const T* x,
+                                      T* y, int64_t total) {
   for (int64_t j : grid_stride(total)) {
     const int64_t ow = j % g.out_w;
     const int64_t oh = (j / g.out_w) % g.out_h;
     const int64_t p = j / (g.out_w * g.out_h);
     const PoolWindow win = pool_window(g, oh, ow);
-    const float* plane = x + p * g.h * g.w;
+    const T* plane = x + p * g.h * g.w;
     if (mode == PoolMode::Max) {
       y[j] = window_max(g, plane, win);
     } else {
@@ -87,8 +91,9 @@ __global__ void pool2d_forward_kernel(Pool2dGeometry g, PoolMode mode, const flo
 }
 
 // grad_x: [planes, h, w], every element written.
-__global__ void pool2d_backward_kernel(Pool2dGeometry g, PoolMode mode, const float* x,
-                                       const float* y, const float* grad_y, float* grad_x,
+template <typename T>
+__global__ void pool2d_backward_kernel(Pool2dGeometry g, PoolMode mode, const T* x,
+                                       const T* y, const T* grad_y, T* grad_x,
                                        int64_t total) {
   for (int64_t j : grid_stride(total)) {
     const int64_t iw = j % g.w;
@@ -98,16 +103,18 @@ __global__ void pool2d_backward_kernel(Pool2dGeometry g, PoolMode mode, const fl
     covering_outputs(ih, g.kernel_h, g.stride_h, g.pad_h, g.out_h, &oh0, &oh1);
     covering_outputs(iw, g.kernel_w, g.stride_w, g.pad_w, g.out_w, &ow0, &ow1);
     const int64_t out_base = p * g.out_h * g.out_w;
-    const float* plane = x == nullptr ? nullptr : x + p * g.h * g.w;
+    const T* plane = x == nullptr ? nullptr : x + p * g.h * g.w;
     float acc = 0.0f;
     for (int64_t oh = oh0; oh <= oh1; ++oh) {
       for (int64_t ow = ow0; ow <= ow1; ++ow) {
         const PoolWindow win = pool_window(g, oh, ow);
         const int64_t o = out_base + oh * g.out_w + ow;
         if (mode == PoolMode::Max) {
-          if (window_argmax(g, plane, win, y[o]) == ih * g.w + iw) acc += grad_y[o];
+          if (window_argmax(g, plane, win, static_cast<float>(y[o])) == ih * g.w + iw) {
+            acc += static_cast<float>(grad_y[o]);
+          }
         } else {
-          acc += grad_y[o] / static_cast<float>(win.divisor);
+          acc += static_cast<float>(grad_y[o]) / static_cast<float>(win.divisor);
         }
       }
     }
@@ -116,11 +123,12 @@ __global__ void pool2d_backward_kernel(Pool2dGeometry g, PoolMode mode, const fl
 }
 
 // Global average pooling: x: [planes, hw] -> y: [planes], one block per plane.
-__global__ void global_avg_pool_kernel(const float* x, float* y, int64_t planes, int64_t hw) {
+template <typename T>
+__global__ void global_avg_pool_kernel(const T* x, T* y, int64_t planes, int64_t hw) {
   using BlockReduce = cub::BlockReduce<float, kPlaneBlock>;
   __shared__ typename BlockReduce::TempStorage temp;
   for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
-    const float* xp = x + p * hw;
+    const T* xp = x + p * hw;
     float acc = 0.0f;
     for (int64_t k = threadIdx.x; k < hw; k += blockDim.x) acc += xp[k];
     const float total = BlockReduce(temp).Sum(acc);
@@ -129,7 +137,8 @@ __global__ void global_avg_pool_kernel(const float* x, float* y, int64_t planes,
   }
 }
 
-__global__ void adaptive_avg_pool_forward_kernel(const float* x, float* y, int64_t h, int64_t w,
+template <typename T>
+__global__ void adaptive_avg_pool_forward_kernel(const T* x, T* y, int64_t h, int64_t w,
                                                  int64_t out_h, int64_t out_w, int64_t total) {
   for (int64_t j : grid_stride(total)) {
     const int64_t ow = j % out_w;
@@ -137,7 +146,7 @@ __global__ void adaptive_avg_pool_forward_kernel(const float* x, float* y, int64
     const int64_t p = j / (out_w * out_h);
     const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
     const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
-    const float* plane = x + p * h * w;
+    const T* plane = x + p * h * w;
     float sum = 0.0f;
     for (int64_t ih = h0; ih < h1; ++ih) {
       for (int64_t iw = w0; iw < w1; ++iw) sum += plane[ih * w + iw];
@@ -157,7 +166,8 @@ __device__ inline void covering_bins(int64_t i, int64_t in, int64_t out, int64_t
   *hi = b > out ? out : b;  // exclusive
 }
 
-__global__ void adaptive_avg_pool_backward_kernel(const float* grad_y, float* grad_x, int64_t h,
+template <typename T>
+__global__ void adaptive_avg_pool_backward_kernel(const T* grad_y, T* grad_x, int64_t h,
                                                   int64_t w, int64_t out_h, int64_t out_w,
                                                   int64_t total) {
   for (int64_t j : grid_stride(total)) {
@@ -167,7 +177,7 @@ __global__ void adaptive_avg_pool_backward_kernel(const float* grad_y, float* gr
     int64_t oh0, oh1, ow0, ow1;
     covering_bins(ih, h, out_h, &oh0, &oh1);
     covering_bins(iw, w, out_w, &ow0, &ow1);
-    const float* gy = grad_y + p * out_h * out_w;
+    const T* gy = grad_y + p * out_h * out_w;
     float acc = 0.0f;
     for (int64_t oh = oh0; oh < oh1; ++oh) {
       const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
@@ -186,43 +196,61 @@ __global__ void adaptive_avg_pool_backward_kernel(const float* grad_y, float* gr
 
 // ---- entry points -------------------------------------------------------------------------
 
-void pool2d_forward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const float* x,
-                    float* y) {
+template <typename T>
+void pool2d_forward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x,
+                    T* y) {
   if (ctx.cudnn != nullptr && cudnn::pool2d_supported(g)) {
     cudnn::pool2d_forward(ctx.cudnn, g, mode, x, y);
     return;
   }
-  launch_1d(pool2d_forward_kernel, g.output_numel(), ctx.stream, g, mode, x, y,
+  launch_1d(pool2d_forward_kernel<T>, g.output_numel(), ctx.stream, g, mode, x, y,
             g.output_numel());
 }
 
-void pool2d_backward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const float* x,
-                     const float* y, const float* grad_y, float* grad_x) {
+template <typename T>
+void pool2d_backward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x,
+                     const T* y, const T* grad_y, T* grad_x) {
   if (ctx.cudnn != nullptr && cudnn::pool2d_supported(g)) {
     cudnn::pool2d_backward(ctx.cudnn, g, mode, ctx.deterministic, x, y, grad_y, grad_x);
     return;
   }
-  launch_1d(pool2d_backward_kernel, g.input_numel(), ctx.stream, g, mode, x, y, grad_y,
+  launch_1d(pool2d_backward_kernel<T>, g.input_numel(), ctx.stream, g, mode, x, y, grad_y,
             grad_x, g.input_numel());
 }
 
-void adaptive_avg_pool2d_forward(Context ctx, const float* x, float* y,
+template <typename T>
+void adaptive_avg_pool2d_forward(Context ctx, const T* x, T* y,
                                  int64_t planes, int64_t h, int64_t w, int64_t out_h,
                                  int64_t out_w) {
   if (out_h == 1 && out_w == 1) {
-    launch_rows<kPlaneBlock>(global_avg_pool_kernel, planes, ctx.stream, x, y, planes, h * w);
+    launch_rows<kPlaneBlock>(global_avg_pool_kernel<T>, planes, ctx.stream, x, y, planes, h * w);
     return;
   }
   const int64_t total = planes * out_h * out_w;
-  launch_1d(adaptive_avg_pool_forward_kernel, total, ctx.stream, x, y, h, w, out_h, out_w, total);
+  launch_1d(adaptive_avg_pool_forward_kernel<T>, total, ctx.stream, x, y, h, w, out_h, out_w,
+            total);
 }
 
-void adaptive_avg_pool2d_backward(Context ctx, const float* grad_y, float* grad_x,
+template <typename T>
+void adaptive_avg_pool2d_backward(Context ctx, const T* grad_y, T* grad_x,
                                   int64_t planes, int64_t h, int64_t w, int64_t out_h,
                                   int64_t out_w) {
   const int64_t total = planes * h * w;
-  launch_1d(adaptive_avg_pool_backward_kernel, total, ctx.stream, grad_y, grad_x, h, w, out_h,
+  launch_1d(adaptive_avg_pool_backward_kernel<T>, total, ctx.stream, grad_y, grad_x, h, w, out_h,
             out_w, total);
 }
+
+#define EMBER_POOL_INSTANTIATE(T)                                                            \
+  template void pool2d_forward<T>(Context, const Pool2dGeometry&, PoolMode, const T*, T*);   \
+  template void pool2d_backward<T>(Context, const Pool2dGeometry&, PoolMode, const T*,       \
+                                   const T*, const T*, T*);                                  \
+  template void adaptive_avg_pool2d_forward<T>(Context, const T*, T*, int64_t, int64_t,      \
+                                               int64_t, int64_t, int64_t);                   \
+  template void adaptive_avg_pool2d_backward<T>(Context, const T*, T*, int64_t, int64_t,     \
+                                                int64_t, int64_t, int64_t);
+EMBER_POOL_INSTANTIATE(float)
+EMBER_POOL_INSTANTIATE(Half)
+EMBER_POOL_INSTANTIATE(BFloat16)
+#undef EMBER_POOL_INSTANTIATE
 
 }  // namespace ember::kernels::cuda

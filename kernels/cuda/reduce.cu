@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "ember/core/base/error.h"
+#include "ember/kernels/acc_type.h"
 #include "ember/kernels/cuda/launch.cuh"
 
 namespace ember::kernels::cuda {
@@ -33,8 +34,8 @@ struct Accumulator<int64_t> {
 
 template <typename T>
 __device__ bool is_nan_value(T v) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return isnan(v);
+  if constexpr (std::is_floating_point_v<T> || is_reduced_float_v<T>) {
+    return isnan(static_cast<float>(v));
   } else {
     return false;
   }
@@ -59,8 +60,10 @@ struct ExtremeOp {
     const bool a_nan = is_nan_value(a.value);
     const bool b_nan = is_nan_value(b.value);
     if (a_nan != b_nan) return a_nan ? a : b;
-    if (a_nan || a.value == b.value) return a.index < b.index ? a : b;
-    return (kMax ? a.value > b.value : a.value < b.value) ? a : b;
+    // 16-bit values compare as float (exact: every float16/bfloat16 is a float).
+    const acc_t<T> av = static_cast<acc_t<T>>(a.value), bv = static_cast<acc_t<T>>(b.value);
+    if (a_nan || av == bv) return a.index < b.index ? a : b;
+    return (kMax ? av > bv : av < bv) ? a : b;
   }
 };
 
@@ -106,7 +109,7 @@ __global__ void extreme_rows_kernel(const T* x, T* out, int64_t* indices, int64_
   const ExtremeOp<T, kMax> op;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* row = x + r * n;
-    Pair best{T(0), -1};
+    Pair best{T(0.0f), -1};
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) best = op(best, Pair{row[k], k});
     const Pair result = BlockReduce(temp).Reduce(best, op);
     if (threadIdx.x == 0) {
@@ -133,60 +136,63 @@ __global__ void extreme_columns_kernel(const T* x, T* out, int64_t* indices, int
 }
 
 // grad_x: [outer, n, inner], every element written.
-__global__ void index_backward_kernel(const int64_t* indices, const float* grad_y, float* grad_x,
+template <typename T>
+__global__ void index_backward_kernel(const int64_t* indices, const T* grad_y, T* grad_x,
                                       int64_t n, int64_t inner, int64_t total) {
   for (int64_t j : grid_stride(total)) {
     const int64_t i = j % inner;
     const int64_t ok = j / inner;
     const int64_t k = ok % n;
     const int64_t out_j = (ok / n) * inner + i;
-    grad_x[j] = indices[out_j] == k ? grad_y[out_j] : 0.0f;
+    grad_x[j] = indices[out_j] == k ? grad_y[out_j] : T(0.0f);
   }
 }
 
 // x, y: [rows, n]; three passes over the row: max, sum of exp, write.
-__global__ void softmax_rows_kernel(const float* x, float* y, int64_t rows, int64_t n, bool log) {
+template <typename T>
+__global__ void softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t n, bool log) {
   using BlockReduce = cub::BlockReduce<float, kRowBlock>;
   __shared__ typename BlockReduce::TempStorage temp;
   __shared__ float row_max, row_sum;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const float* xr = x + r * n;
-    float* yr = y + r * n;
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
     float m = -INFINITY;
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) m = fmaxf(m, xr[k]);
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) m = fmaxf(m, static_cast<float>(xr[k]));
     m = BlockReduce(temp).Reduce(m, MaxOp{});
     if (threadIdx.x == 0) row_max = m;
     __syncthreads();
     m = row_max;
     float s = 0.0f;
-    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) s += expf(xr[k] - m);
+    for (int64_t k = threadIdx.x; k < n; k += blockDim.x) s += expf(static_cast<float>(xr[k]) - m);
     s = BlockReduce(temp).Sum(s);
     if (threadIdx.x == 0) row_sum = s;
     __syncthreads();
     s = row_sum;
     const float log_s = logf(s);
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-      const float shifted = xr[k] - m;
+      const float shifted = static_cast<float>(xr[k]) - m;
       yr[k] = log ? shifted - log_s : expf(shifted) / s;
     }
     __syncthreads();  // row_max, row_sum and temp are rewritten by the next row
   }
 }
 
-__global__ void softmax_columns_kernel(const float* x, float* y, int64_t outer, int64_t n,
+template <typename T>
+__global__ void softmax_columns_kernel(const T* x, T* y, int64_t outer, int64_t n,
                                        int64_t inner, bool log) {
   for (int64_t j : grid_stride(outer * inner)) {
     const int64_t o = j / inner;
     const int64_t start = o * n * inner + (j - o * inner);
-    const float* xc = x + start;
-    float* yc = y + start;
+    const T* xc = x + start;
+    T* yc = y + start;
     float m = -INFINITY;
-    for (int64_t k = 0; k < n; ++k) m = fmaxf(m, xc[k * inner]);
+    for (int64_t k = 0; k < n; ++k) m = fmaxf(m, static_cast<float>(xc[k * inner]));
     float s = 0.0f;
-    for (int64_t k = 0; k < n; ++k) s += expf(xc[k * inner] - m);
+    for (int64_t k = 0; k < n; ++k) s += expf(static_cast<float>(xc[k * inner]) - m);
     const float log_s = logf(s);
     for (int64_t k = 0; k < n; ++k) {
-      const float shifted = xc[k * inner] - m;
+      const float shifted = static_cast<float>(xc[k * inner]) - m;
       yc[k * inner] = log ? shifted - log_s : expf(shifted) / s;
     }
   }
@@ -197,7 +203,8 @@ __device__ inline float softmax_grad(float y, float gy, float dot, bool log) {
   return log ? gy - expf(y) * dot : y * (gy - dot);
 }
 
-__global__ void softmax_backward_rows_kernel(const float* y, const float* grad_y, float* grad_x,
+template <typename T>
+__global__ void softmax_backward_rows_kernel(const T* y, const T* grad_y, T* grad_x,
                                              int64_t rows, int64_t n, bool log) {
   using BlockReduce = cub::BlockReduce<float, kRowBlock>;
   __shared__ typename BlockReduce::TempStorage temp;
@@ -206,7 +213,8 @@ __global__ void softmax_backward_rows_kernel(const float* y, const float* grad_y
     const int64_t base = r * n;
     float d = 0.0f;
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) {
-      d += log ? grad_y[base + k] : grad_y[base + k] * y[base + k];
+      const float gy = grad_y[base + k];
+      d += log ? gy : gy * static_cast<float>(y[base + k]);
     }
     d = BlockReduce(temp).Sum(d);
     if (threadIdx.x == 0) row_dot = d;
@@ -219,7 +227,8 @@ __global__ void softmax_backward_rows_kernel(const float* y, const float* grad_y
   }
 }
 
-__global__ void softmax_backward_columns_kernel(const float* y, const float* grad_y, float* grad_x,
+template <typename T>
+__global__ void softmax_backward_columns_kernel(const T* y, const T* grad_y, T* grad_x,
                                                 int64_t outer, int64_t n, int64_t inner, bool log) {
   for (int64_t j : grid_stride(outer * inner)) {
     const int64_t o = j / inner;
@@ -227,7 +236,8 @@ __global__ void softmax_backward_columns_kernel(const float* y, const float* gra
     float d = 0.0f;
     for (int64_t k = 0; k < n; ++k) {
       const int64_t e = start + k * inner;
-      d += log ? grad_y[e] : grad_y[e] * y[e];
+      const float gy = grad_y[e];
+      d += log ? gy : gy * static_cast<float>(y[e]);
     }
     for (int64_t k = 0; k < n; ++k) {
       const int64_t e = start + k * inner;
@@ -291,30 +301,33 @@ void reduce(Context ctx, ReduceOp op, const T* x, T* out, int64_t* indices, int6
   EMBER_INTERNAL_ASSERT(false, "reduce: unknown ReduceOp ", static_cast<int>(op));
 }
 
-void reduce_index_backward(Context ctx, const int64_t* indices, const float* grad_y,
-                           float* grad_x, int64_t outer, int64_t n, int64_t inner) {
+template <typename T>
+void reduce_index_backward(Context ctx, const int64_t* indices, const T* grad_y, T* grad_x,
+                           int64_t outer, int64_t n, int64_t inner) {
   const int64_t total = outer * n * inner;
-  launch_1d(index_backward_kernel, total, ctx.stream, indices, grad_y, grad_x, n, inner, total);
+  launch_1d(index_backward_kernel<T>, total, ctx.stream, indices, grad_y, grad_x, n, inner, total);
 }
 
-void softmax_forward(Context ctx, const float* x, float* y, int64_t outer, int64_t n,
-                     int64_t inner, bool log) {
+template <typename T>
+void softmax_forward(Context ctx, const T* x, T* y, int64_t outer, int64_t n, int64_t inner,
+                     bool log) {
   if (outer == 0 || n == 0 || inner == 0) return;
   if (use_row_kernel(n, inner)) {
-    launch_rows<kRowBlock>(softmax_rows_kernel, outer, ctx.stream, x, y, outer, n, log);
+    launch_rows<kRowBlock>(softmax_rows_kernel<T>, outer, ctx.stream, x, y, outer, n, log);
   } else {
-    launch_1d(softmax_columns_kernel, outer * inner, ctx.stream, x, y, outer, n, inner, log);
+    launch_1d(softmax_columns_kernel<T>, outer * inner, ctx.stream, x, y, outer, n, inner, log);
   }
 }
 
-void softmax_backward(Context ctx, const float* y, const float* grad_y, float* grad_x,
-                      int64_t outer, int64_t n, int64_t inner, bool log) {
+template <typename T>
+void softmax_backward(Context ctx, const T* y, const T* grad_y, T* grad_x, int64_t outer,
+                      int64_t n, int64_t inner, bool log) {
   if (outer == 0 || n == 0 || inner == 0) return;
   if (use_row_kernel(n, inner)) {
-    launch_rows<kRowBlock>(softmax_backward_rows_kernel, outer, ctx.stream, y, grad_y, grad_x,
+    launch_rows<kRowBlock>(softmax_backward_rows_kernel<T>, outer, ctx.stream, y, grad_y, grad_x,
                            outer, n, log);
   } else {
-    launch_1d(softmax_backward_columns_kernel, outer * inner, ctx.stream, y, grad_y, grad_x,
+    launch_1d(softmax_backward_columns_kernel<T>, outer * inner, ctx.stream, y, grad_y, grad_x,
               outer, n, inner, log);
   }
 }
@@ -323,5 +336,21 @@ template void reduce<float>(Context, ReduceOp, const float*, float*, int64_t*, i
                             int64_t);
 template void reduce<int64_t>(Context, ReduceOp, const int64_t*, int64_t*, int64_t*, int64_t,
                               int64_t, int64_t);
+
+template void reduce<Half>(Context, ReduceOp, const Half*, Half*, int64_t*, int64_t, int64_t,
+                           int64_t);
+template void reduce<BFloat16>(Context, ReduceOp, const BFloat16*, BFloat16*, int64_t*, int64_t,
+                               int64_t, int64_t);
+
+#define EMBER_SOFTMAX_INSTANTIATE(T)                                                        \
+  template void reduce_index_backward<T>(Context, const int64_t*, const T*, T*, int64_t,   \
+                                         int64_t, int64_t);                                \
+  template void softmax_forward<T>(Context, const T*, T*, int64_t, int64_t, int64_t, bool); \
+  template void softmax_backward<T>(Context, const T*, const T*, T*, int64_t, int64_t,     \
+                                    int64_t, bool);
+EMBER_SOFTMAX_INSTANTIATE(float)
+EMBER_SOFTMAX_INSTANTIATE(Half)
+EMBER_SOFTMAX_INSTANTIATE(BFloat16)
+#undef EMBER_SOFTMAX_INSTANTIATE
 
 }  // namespace ember::kernels::cuda

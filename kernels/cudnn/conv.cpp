@@ -15,6 +15,7 @@
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/error.h"
 #include "ember/kernels/cuda/conv.cuh"
+#include "ember/kernels/cudnn/data_type.h"
 #include "ember/kernels/cudnn/plan_cache.h"
 
 namespace ember::kernels::cudnn {
@@ -69,7 +70,8 @@ struct Key {
   ConvPolicy p;
   bool operator==(const Key& k) const {
     return device == k.device && s == k.s && p.benchmark == k.p.benchmark &&
-           p.deterministic == k.p.deterministic && p.allow_tf32 == k.p.allow_tf32;
+           p.deterministic == k.p.deterministic && p.allow_tf32 == k.p.allow_tf32 &&
+           p.data_type == k.p.data_type;
   }
 };
 
@@ -83,6 +85,7 @@ struct KeyHash {
       mix(v);
     }
     mix((k.p.benchmark ? 1 : 0) | (k.p.deterministic ? 2 : 0) | (k.p.allow_tf32 ? 4 : 0));
+    mix(static_cast<int64_t>(k.p.data_type));
     return h;
   }
 };
@@ -96,6 +99,8 @@ PlanCache& plan_cache() {
 }
 
 cudnnMathType_t policy_math(const ConvPolicy& p) {
+  // float16 / bfloat16 data: tensor cores, accumulating in the float compute type.
+  if (p.data_type != CUDNN_DATA_FLOAT) return CUDNN_TENSOR_OP_MATH;
   // FMA math keeps float32 convolutions exact to float32; default math lets cuDNN use
   // TF32 tensor cores on Ampere and later.
   return p.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
@@ -112,15 +117,16 @@ std::shared_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
   // The legacy convolution API indexes tensors with 32-bit integers.
   to_int(s.n * s.c * s.h * s.w, "the input's element count");
   to_int(s.n * s.o * s.out_h * s.out_w, "the output's element count");
+  const cudnnDataType_t dt = p.data_type;
   auto plan = std::make_unique<Plan>();
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x));
-  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, w));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, dt, n, c, h, w));
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y));
-  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, o, oh, ow));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, dt, n, o, oh, ow));
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->bias));
-  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, o, 1, 1));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias, CUDNN_TENSOR_NCHW, dt, 1, o, 1, 1));
   EMBER_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan->w));
-  EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, o,
+  EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, CUDNN_TENSOR_NCHW, o,
                                                c / groups, to_int(s.kh, "kernel height"),
                                                to_int(s.kw, "kernel width")));
   for (auto& cd : plan->conv) {
@@ -128,6 +134,8 @@ std::shared_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
     EMBER_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
         cd, to_int(s.pad_h, "padding"), to_int(s.pad_w, "padding"), to_int(s.stride_h, "stride"),
         to_int(s.stride_w, "stride"), to_int(s.dil_h, "dilation"), to_int(s.dil_w, "dilation"),
+        // The compute type is float for every data type (float16 / bfloat16 accumulate in
+        // float, as acc_t does on the CPU).
         CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     EMBER_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd, groups));
     EMBER_CUDNN_CHECK(cudnnSetConvolutionMathType(cd, policy_math(p)));
@@ -231,7 +239,9 @@ bool acceptable(const Perf& r, const ConvPolicy& p) {
   // Down-conversion to half precision is never wanted for float32 data; TF32 tensor-op
   // math only when allowed.
   if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;
-  if (!p.allow_tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) return false;
+  if (p.data_type == CUDNN_DATA_FLOAT && !p.allow_tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) {
+    return false;
+  }
   return true;
 }
 
@@ -324,17 +334,28 @@ Ready ready_plan(const ConvShape& s, const ConvPolicy& p, Direction dir, size_t 
   return Ready{found, plan.conv[dir], choice};
 }
 
+// The policy with the data type of T.
+template <typename T>
+ConvPolicy typed(ConvPolicy p) {
+  p.data_type = kDataType<T>;
+  return p;
+}
+
 }  // namespace
 
-size_t conv2d_forward_workspace(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                                const float* x, const float* w, float* y,
+template <typename T>
+size_t conv2d_forward_workspace(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& policy,
+                                const T* x, const T* w, T* y,
                                 const ScratchFn& scratch) {
+  const ConvPolicy p = typed<T>(policy);
   return workspace_query<ForwardCalls>(handle, s, p, x, w, y, scratch);
 }
 
-void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                    const float* x, const float* w, const float* bias, float* y,
+template <typename T>
+void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& policy,
+                    const T* x, const T* w, const T* bias, T* y,
                     void* workspace, size_t workspace_bytes) {
+  const ConvPolicy p = typed<T>(policy);
   const Ready r = ready_plan(s, p, kForward, workspace_bytes, workspace);
   const float one = 1.0f, zero = 0.0f;
   EMBER_CUDNN_CHECK(cudnnConvolutionForward(
@@ -348,15 +369,19 @@ void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& 
   }
 }
 
+template <typename T>
 size_t conv2d_backward_data_workspace(cudnnHandle_t handle, const ConvShape& s,
-                                      const ConvPolicy& p, const float* w, const float* dy,
-                                      float* dx, const ScratchFn& scratch) {
+                                      const ConvPolicy& policy, const T* w, const T* dy,
+                                      T* dx, const ScratchFn& scratch) {
+  const ConvPolicy p = typed<T>(policy);
   return workspace_query<BackwardDataCalls>(handle, s, p, w, dy, dx, scratch);
 }
 
-void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                          const float* w, const float* dy, float* dx, void* workspace,
+template <typename T>
+void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& policy,
+                          const T* w, const T* dy, T* dx, void* workspace,
                           size_t workspace_bytes) {
+  const ConvPolicy p = typed<T>(policy);
   const Ready r = ready_plan(s, p, kBackwardData, workspace_bytes, workspace);
   const float one = 1.0f, zero = 0.0f;
   EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(
@@ -365,15 +390,19 @@ void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPo
       &zero, r.plan->x, dx));
 }
 
+template <typename T>
 size_t conv2d_backward_filter_workspace(cudnnHandle_t handle, const ConvShape& s,
-                                        const ConvPolicy& p, const float* x, const float* dy,
-                                        float* dw, const ScratchFn& scratch) {
+                                        const ConvPolicy& policy, const T* x, const T* dy,
+                                        T* dw, const ScratchFn& scratch) {
+  const ConvPolicy p = typed<T>(policy);
   return workspace_query<BackwardFilterCalls>(handle, s, p, x, dy, dw, scratch);
 }
 
-void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                            const float* x, const float* dy, float* dw, void* workspace,
+template <typename T>
+void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& policy,
+                            const T* x, const T* dy, T* dw, void* workspace,
                             size_t workspace_bytes) {
+  const ConvPolicy p = typed<T>(policy);
   const Ready r = ready_plan(s, p, kBackwardFilter, workspace_bytes, workspace);
   const float one = 1.0f, zero = 0.0f;
   EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
@@ -381,6 +410,27 @@ void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const Conv
       static_cast<cudnnConvolutionBwdFilterAlgo_t>(r.choice.algo), workspace, workspace_bytes,
       &zero, r.plan->w, dw));
 }
+
+#define EMBER_CUDNN_CONV_INSTANTIATE(T)                                                        \
+  template size_t conv2d_forward_workspace<T>(cudnnHandle_t, const ConvShape&,                \
+                                              const ConvPolicy&, const T*, const T*, T*,      \
+                                              const ScratchFn&);                              \
+  template void conv2d_forward<T>(cudnnHandle_t, const ConvShape&, const ConvPolicy&,         \
+                                  const T*, const T*, const T*, T*, void*, size_t);           \
+  template size_t conv2d_backward_data_workspace<T>(cudnnHandle_t, const ConvShape&,          \
+                                                    const ConvPolicy&, const T*, const T*,    \
+                                                    T*, const ScratchFn&);                    \
+  template void conv2d_backward_data<T>(cudnnHandle_t, const ConvShape&, const ConvPolicy&,   \
+                                        const T*, const T*, T*, void*, size_t);               \
+  template size_t conv2d_backward_filter_workspace<T>(cudnnHandle_t, const ConvShape&,        \
+                                                      const ConvPolicy&, const T*, const T*,  \
+                                                      T*, const ScratchFn&);                  \
+  template void conv2d_backward_filter<T>(cudnnHandle_t, const ConvShape&, const ConvPolicy&, \
+                                          const T*, const T*, T*, void*, size_t);
+EMBER_CUDNN_CONV_INSTANTIATE(float)
+EMBER_CUDNN_CONV_INSTANTIATE(Half)
+EMBER_CUDNN_CONV_INSTANTIATE(BFloat16)
+#undef EMBER_CUDNN_CONV_INSTANTIATE
 
 bool conv2d_chosen_algorithm(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
                              ConvDirection dir, ConvAlgorithm* out) {
@@ -428,28 +478,43 @@ cudnn::ScratchFn search_scratch(const Scratch& scratch) {
 
 }  // namespace
 
-void conv2d_forward(Context ctx, const ConvShape& s, const float* x, const float* w,
-                    const float* bias, float* y, const Scratch& scratch) {
+template <typename T>
+void conv2d_forward(Context ctx, const ConvShape& s, const T* x, const T* w,
+                    const T* bias, T* y, const Scratch& scratch) {
   const cudnn::ConvPolicy p = policy_of(ctx);
   const size_t bytes =
       cudnn::conv2d_forward_workspace(ctx.cudnn, s, p, x, w, y, search_scratch(scratch));
   cudnn::conv2d_forward(ctx.cudnn, s, p, x, w, bias, y, scratch(bytes), bytes);
 }
 
-void conv2d_backward_data(Context ctx, const ConvShape& s, const float* w, const float* dy,
-                          float* dx, const Scratch& scratch) {
+template <typename T>
+void conv2d_backward_data(Context ctx, const ConvShape& s, const T* w, const T* dy,
+                          T* dx, const Scratch& scratch) {
   const cudnn::ConvPolicy p = policy_of(ctx);
   const size_t bytes =
       cudnn::conv2d_backward_data_workspace(ctx.cudnn, s, p, w, dy, dx, search_scratch(scratch));
   cudnn::conv2d_backward_data(ctx.cudnn, s, p, w, dy, dx, scratch(bytes), bytes);
 }
 
-void conv2d_backward_filter(Context ctx, const ConvShape& s, const float* x, const float* dy,
-                            float* dw, const Scratch& scratch) {
+template <typename T>
+void conv2d_backward_filter(Context ctx, const ConvShape& s, const T* x, const T* dy,
+                            T* dw, const Scratch& scratch) {
   const cudnn::ConvPolicy p = policy_of(ctx);
   const size_t bytes = cudnn::conv2d_backward_filter_workspace(ctx.cudnn, s, p, x, dy, dw,
                                                                search_scratch(scratch));
   cudnn::conv2d_backward_filter(ctx.cudnn, s, p, x, dy, dw, scratch(bytes), bytes);
 }
+
+#define EMBER_CONV_INSTANTIATE(T)                                                            \
+  template void conv2d_forward<T>(Context, const ConvShape&, const T*, const T*, const T*, T*, \
+                                  const Scratch&);                                            \
+  template void conv2d_backward_data<T>(Context, const ConvShape&, const T*, const T*, T*,    \
+                                        const Scratch&);                                      \
+  template void conv2d_backward_filter<T>(Context, const ConvShape&, const T*, const T*, T*,  \
+                                          const Scratch&);
+EMBER_CONV_INSTANTIATE(float)
+EMBER_CONV_INSTANTIATE(Half)
+EMBER_CONV_INSTANTIATE(BFloat16)
+#undef EMBER_CONV_INSTANTIATE
 
 }  // namespace ember::kernels::cuda

@@ -1,6 +1,6 @@
-// 2-D convolution through cuDNN (float32, NCHW): forward (+ bias), backward data and
-// backward filter, with the same ConvShape contract as kernels/cpu/conv.h. Core calls the
-// CUDA twins of kernels/cuda/conv.cuh, which run these.
+// 2-D convolution through cuDNN (float32, float16, bfloat16; NCHW): forward (+ bias), backward data
+// and backward filter, with the same ConvShape contract as kernels/cpu/conv.h. Core calls the CUDA
+// twins of kernels/cuda/conv.cuh, which run these.
 //
 // Note [cuDNN convolution plans]
 // Descriptors (input, output, filter, bias, and one convolution descriptor per direction)
@@ -30,34 +30,45 @@ struct ConvPolicy {
   bool benchmark = false;      // measured search instead of the heuristic
   bool deterministic = false;  // deterministic algorithms only
   bool allow_tf32 = false;     // TF32 tensor-core math for float32 (else FMA math only)
+  // The tensors' data type. The calls below set it from their element type; a caller of
+  // conv2d_chosen_algorithm sets it to name the dtype it asks about. float16 and bfloat16
+  // convolve with a float compute type and tensor-core math.
+  cudnnDataType_t data_type = CUDNN_DATA_FLOAT;
 };
 
 // Device memory of at least `bytes`, valid until the workspace query returns, or
 // nullptr when it cannot be had (the search then considers only algorithms that fit).
 using ScratchFn = std::function<void*(size_t bytes)>;
 
-// All buffers contiguous float32 on the handle's device, sizes as in `s`; outputs are
-// overwritten (beta = 0). The handle is bound to the caller's stream.
+// All buffers contiguous T (float, Half, BFloat16; p.data_type is taken from T) on the
+// handle's device, sizes as in `s`; outputs are overwritten (beta = 0). The handle is bound
+// to the caller's stream.
+template <typename T>
 size_t conv2d_forward_workspace(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                                const float* x, const float* w, float* y,
+                                const T* x, const T* w, T* y,
                                 const ScratchFn& scratch);
 // y = conv(x, w) (+ bias[o], added in place by cudnnAddTensor, when bias is not null).
+template <typename T>
 void conv2d_forward(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                    const float* x, const float* w, const float* bias, float* y,
+                    const T* x, const T* w, const T* bias, T* y,
                     void* workspace, size_t workspace_bytes);
 
+template <typename T>
 size_t conv2d_backward_data_workspace(cudnnHandle_t handle, const ConvShape& s,
-                                      const ConvPolicy& p, const float* w, const float* dy,
-                                      float* dx, const ScratchFn& scratch);
+                                      const ConvPolicy& p, const T* w, const T* dy,
+                                      T* dx, const ScratchFn& scratch);
+template <typename T>
 void conv2d_backward_data(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                          const float* w, const float* dy, float* dx, void* workspace,
+                          const T* w, const T* dy, T* dx, void* workspace,
                           size_t workspace_bytes);
 
+template <typename T>
 size_t conv2d_backward_filter_workspace(cudnnHandle_t handle, const ConvShape& s,
-                                        const ConvPolicy& p, const float* x, const float* dy,
-                                        float* dw, const ScratchFn& scratch);
+                                        const ConvPolicy& p, const T* x, const T* dy,
+                                        T* dw, const ScratchFn& scratch);
+template <typename T>
 void conv2d_backward_filter(cudnnHandle_t handle, const ConvShape& s, const ConvPolicy& p,
-                            const float* x, const float* dy, float* dw, void* workspace,
+                            const T* x, const T* dy, T* dw, void* workspace,
                             size_t workspace_bytes);
 
 // --- read-only query ---------------------------------------------------------------------

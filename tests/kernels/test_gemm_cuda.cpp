@@ -191,10 +191,10 @@ TEST_F(GemmCuda, KZeroMatchesCpu) {
 TEST_F(GemmCuda, EmptyOutputDoesNothing) {
   const std::vector<float> sentinel = {1, 2, 3, 4};
   DeviceBuffer<float> dc(sentinel, stream_);
-  ember::kernels::cuda::gemm(ctx_, false, false, 0, 4, 3, 1.0f, nullptr, 3, 0, nullptr, 4, 0,
-                             0.0f, dc.get(), 4, 0, 1);
-  ember::kernels::cuda::gemm(ctx_, false, false, 4, 0, 3, 1.0f, nullptr, 3, 0, nullptr, 1, 0,
-                             0.0f, dc.get(), 1, 0, 1);
+  ember::kernels::cuda::gemm<float>(ctx_, false, false, 0, 4, 3, 1.0f, nullptr, 3, 0, nullptr,
+                                    4, 0, 0.0f, dc.get(), 4, 0, 1);
+  ember::kernels::cuda::gemm<float>(ctx_, false, false, 4, 0, 3, 1.0f, nullptr, 3, 0, nullptr,
+                                    1, 0, 0.0f, dc.get(), 1, 0, 1);
   EXPECT_EQ(dc.to_host(), sentinel);
 }
 

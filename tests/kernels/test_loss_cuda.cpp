@@ -122,8 +122,8 @@ TEST_F(CrossEntropyCuda, BadTargetCountAddsToTheCallersCounter) {
   const std::vector<int64_t> t = {3, -1};
   DeviceBuffer<float> dx(x, stream_), dloss(2, stream_), dlse(2, stream_);
   DeviceBuffer<int64_t> dt(t, stream_), dbad(std::vector<int64_t>{5}, stream_);
-  cuda::cross_entropy_forward(stream_, dx.get(), dt.get(), nullptr, dloss.get(), dlse.get(), 2,
-                              3, kIgnore, 0.0, dbad.get());
+  cuda::cross_entropy_forward<float>(stream_, dx.get(), dt.get(), nullptr, dloss.get(),
+                                     dlse.get(), 2, 3, kIgnore, 0.0, dbad.get());
   EXPECT_EQ(dbad.to_host()[0], 7);
 }
 
