@@ -426,19 +426,20 @@ TEST(BatchNormKernelsCuda, StandInsForNullArgumentsMatchTheCpu) {
         drv(rv, ctx.stream);  // the rest start as NaN
     DeviceBuffer<float> dy(x.size(), ctx.stream), dmean(mean.size(), ctx.stream),
         dinvstd(invstd.size(), ctx.stream), dgx(x.size(), ctx.stream), dyi(x.size(), ctx.stream);
-    kc::cuda::batch_norm_forward_training(ctx, dx.get(), nullptr, nullptr, dy.get(), dmean.get(),
-                                          dinvstd.get(), nullptr, nullptr, n, c, s, 0.1, 1e-5,
-                                          scratch);
+    kc::cuda::batch_norm_forward_training<float>(ctx, dx.get(), nullptr, nullptr, dy.get(),
+                                                 dmean.get(), dinvstd.get(), nullptr, nullptr, n,
+                                                 c, s, 0.1, 1e-5, scratch);
     EXPECT_TRUE(allclose(dy.to_host(), y, relative_to_largest(y, kTol))) << what << " training y";
     EXPECT_TRUE(allclose(dmean.to_host(), mean, relative_to_largest(mean, kTol)))
         << what << " save_mean";
     EXPECT_TRUE(allclose(dinvstd.to_host(), invstd, relative_to_largest(invstd, kTol)))
         << what << " save_invstd";
-    kc::cuda::batch_norm_forward_inference(ctx, dx.get(), nullptr, nullptr, drm.get(), drv.get(),
-                                           dyi.get(), n, c, s, 1e-5, scratch);
+    kc::cuda::batch_norm_forward_inference<float>(ctx, dx.get(), nullptr, nullptr, drm.get(),
+                                                  drv.get(), dyi.get(), n, c, s, 1e-5, scratch);
     EXPECT_TRUE(allclose(dyi.to_host(), yi, relative_to_largest(yi, kTol))) << what << " eval y";
-    kc::cuda::batch_norm_backward(ctx, dx.get(), dgy.get(), nullptr, dmean.get(), dinvstd.get(),
-                                  dgx.get(), nullptr, nullptr, n, c, s, 1e-5, scratch);
+    kc::cuda::batch_norm_backward<float>(ctx, dx.get(), dgy.get(), nullptr, dmean.get(),
+                                         dinvstd.get(), dgx.get(), nullptr, nullptr, n, c, s,
+                                         1e-5, scratch);
     EXPECT_TRUE(allclose(dgx.to_host(), gx, relative_to_largest(gx, kTol))) << what << " grad_x";
   }
 }
