@@ -1,6 +1,7 @@
 // ember's umbrella header: #include <ember/ember.h> brings in the whole public API.
 #pragma once
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
 #include "ember/core/dtype.h"

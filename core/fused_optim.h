@@ -15,15 +15,16 @@ namespace ember {
 // The lists run in parallel: params[i], grads[i], the state tensors [i] and
 // hyper_params[i] belong to one parameter tensor. Every list has as many entries as
 // params. For each i the gradient and every state tensor the update uses have the
-// parameter's device, dtype (float32, or float64 on the CPU) and shape; the parameter and
-// its state tensors are contiguous (a non-contiguous gradient is read through a
-// contiguous copy). A state tensor the update does not use (e.g. SGD's momentum buffer
+// parameter's device, dtype (float32, float16 or bfloat16, or float64 on the CPU) and
+// shape; the parameter and its state tensors are contiguous (a non-contiguous gradient is
+// read through a contiguous copy). A state tensor the update does not use (e.g. SGD's momentum buffer
 // when momentum == 0) may be undefined and is ignored. The tensors of distinct entries
 // must not overlap. The parameter and the state tensors the update uses are written in
 // place (their version counters are bumped); nothing is recorded for autograd.
 // The hyper-parameters are per tensor (groups differ in lr, and Adam's bias corrections
 // depend on each tensor's step count), given in double and rounded once to the tensor's
-// dtype, as the update rules of optim/ describe.
+// dtype (to float for float16 and bfloat16 tensors, which are updated in float and
+// rounded once on store), as the update rules of optim/ describe.
 
 // SGD (optim/sgd.h). momentum_buffer is used when momentum != 0.
 struct FusedSgdParams {
@@ -78,5 +79,17 @@ EMBER_API void fused_rmsprop_(const std::vector<Tensor>& params,
                               const std::vector<Tensor>& momentum_buffers,
                               const std::vector<Tensor>& grad_avgs,
                               const std::vector<FusedRmspropParams>& hyper_params);
+
+// Note [Gradient unscaling]
+// For the gradient scaler (optim/grad_scaler.h), PyTorch's
+// _amp_foreach_non_finite_check_and_unscale_: every gradient g (floating, contiguous; any
+// mix of dtypes) becomes g * inv_scale in place, and found_inf (a float32 tensor of one
+// element on the gradients' device) is set to 1 when any gradient held an inf or NaN (left
+// as it was otherwise). inv_scale is a float32 tensor of one element on that device, so
+// nothing waits for a GPU. On the CPU one multi-tensor kernel call per dtype does it
+// (kernels/cpu/amp.h); on a GPU, until that kernel has a CUDA twin, it is composed from
+// one reduction and one multiply per tensor.
+EMBER_API void amp_unscale_and_check_(const std::vector<Tensor>& grads, const Tensor& found_inf,
+                                      const Tensor& inv_scale);
 
 }  // namespace ember

@@ -115,7 +115,7 @@ void Adam::step() {
     hyper_params.push_back(adam_params(o, ++w.state->step));
   }
   fused_adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, hyper_params);
-  ++steps_;
+  finish_step();
 }
 
 }  // namespace ember::optim

@@ -15,6 +15,9 @@ namespace ember::optim {
 
 namespace {
 
+// The state buffer holding a 16-bit parameter's float32 copy (Note [Master weights]).
+const std::string kMasterName = "master";
+
 std::string describe(const Tensor& t) {
   return detail::str_cat(shape_str(t.shape()), " ", dtype_name(t.dtype()), " ", t.device().str());
 }
@@ -71,9 +74,10 @@ void Optimizer::add_param_group(std::vector<Tensor> params) {
   for (size_t k = 0; k < params.size(); ++k) {
     const Tensor& p = params[k];
     EMBER_CHECK(p.defined(), name(), ": parameter ", k, " of group ", group, " is undefined");
-    EMBER_CHECK_T(DTypeError, p.dtype() == kFloat32 || p.dtype() == kFloat64, name(),
-                  ": parameter ", k, " of group ", group, " is ", describe(p),
-                  "; only float32 (and float64 on the CPU) parameters can be optimized");
+    EMBER_CHECK_T(DTypeError, is_floating(p.dtype()), name(), ": parameter ", k, " of group ",
+                  group, " is ", describe(p),
+                  "; only float32, float16, bfloat16 (and float64 on the CPU) parameters can "
+                  "be optimized");
     EMBER_CHECK_T(DTypeError, !(p.dtype() == kFloat64 && p.is_cuda()), name(), ": parameter ",
                   k, " of group ", group, " is ", describe(p),
                   "; float64 is supported on the CPU only");
@@ -153,6 +157,7 @@ void Optimizer::zero_grad(bool set_to_none) {
 // --- step support ------------------------------------------------------------------------
 
 std::vector<Optimizer::Work> Optimizer::collect_work() {
+  pending_refresh_.clear();
   std::vector<Work> work;
   size_t flat = 0;
   for (size_t g = 0; g < groups_.size(); ++g) {
@@ -178,10 +183,35 @@ std::vector<Optimizer::Work> Optimizer::collect_work() {
         NoGradGuard no_grad;
         grad = grad.contiguous();
       }
+      if (master_weights_ && is_reduced_float(p.dtype())) {
+        // Note [Master weights]: the update runs on the float32 copy.
+        NoGradGuard no_grad;
+        ParamState& st = state_[flat];
+        Tensor* master = st.find(kMasterName);
+        if (master == nullptr) {
+          st.buffers.emplace_back(kMasterName, p.detach().to(kFloat32).clone());
+          master = &st.buffers.back().second;
+        } else if (master->device() != p.device() || master->dtype() != kFloat32) {
+          *master = master->to(kFloat32).to(p.device()).contiguous();
+        }
+        pending_refresh_.emplace_back(p, *master);
+        work.push_back({*master, grad.to(kFloat32).contiguous(), &st, g});
+        continue;
+      }
       work.push_back({p, grad, &state_[flat], g});
     }
   }
   return work;
+}
+
+void Optimizer::finish_step() {
+  NoGradGuard no_grad;
+  for (auto& [param, master] : pending_refresh_) {
+    Tensor p = param;  // a handle: copy_ writes the parameter's storage in place
+    p.copy_(master);
+  }
+  pending_refresh_.clear();
+  ++steps_;
 }
 
 Tensor Optimizer::state_buffer(const Work& w, const std::string& buffer, bool zero,
@@ -320,14 +350,16 @@ Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const 
       if (rest == "step") {
         parsed.state[index].step = integer_of(key, t);
       } else {
-        EMBER_CHECK(std::find(known.begin(), known.end(), rest) != known.end(), op,
+        const bool known_name =
+            rest == kMasterName || std::find(known.begin(), known.end(), rest) != known.end();
+        EMBER_CHECK(known_name, op,
                     ": unknown state '", rest, "' in '", key, "' (", name(),
                     " keeps no such state; was the state saved by another optimizer?)");
         const Tensor& p = params[index];
         EMBER_CHECK_T(ShapeError, t.shape() == p.shape(), op, ": '", key, "' is ",
                       describe(t), " but parameter ", index, " is ", describe(p));
-        EMBER_CHECK_T(DTypeError, t.dtype() == kFloat32 || t.dtype() == kFloat64, op, ": '",
-                      key, "' is ", describe(t), "; expected a floating-point tensor");
+        EMBER_CHECK_T(DTypeError, is_floating(t.dtype()), op, ": '", key, "' is ",
+                      describe(t), "; expected a floating-point tensor");
         parsed.state[index].buffers.emplace_back(rest, t);
       }
     } else {
@@ -376,7 +408,11 @@ void Optimizer::load_state_dict(const StateDict& dict) {
   // The state on each parameter's device and dtype, made before anything changes.
   const std::vector<Tensor> params = all_params();
   for (size_t i = 0; i < parsed.state.size(); ++i) {
-    for (auto& [buffer, t] : parsed.state[i].buffers) t = owned_like(t, params[i]);
+    // With master weights a 16-bit parameter's state stays float32 (Note [Master weights]).
+    const bool master = master_weights_ && is_reduced_float(params[i].dtype());
+    for (auto& [buffer, t] : parsed.state[i].buffers) {
+      t = master ? owned_like(t, params[i].to(kFloat32)) : owned_like(t, params[i]);
+    }
   }
   set_all_group_options(parsed.options, op, /*keep=*/true);
   state_ = std::move(parsed.state);

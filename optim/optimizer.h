@@ -35,7 +35,9 @@ struct ParamGroup {
 //   "state.<i>.step"             int64 []    per-parameter step count (Adam, RMSprop)
 //   "state.<i>.<buffer>"         the parameter's state ("momentum_buffer", "exp_avg", ...)
 // <i> is the parameter's index in the order of the groups (PyTorch's numbering). A
-// parameter that has never been updated has no state entries. The tensors are CPU
+// parameter that has never been updated has no state entries. With master weights (Note
+// [Master weights]) a float16/bfloat16 parameter's state also holds "master", its float32
+// copy, and its other buffers are float32. The tensors are CPU
 // copies (a snapshot: later steps do not change them); load_state_dict moves them to
 // each parameter's device and dtype.
 class EMBER_API Optimizer {
@@ -68,6 +70,19 @@ class EMBER_API Optimizer {
   // Number of step() calls so far.
   int64_t steps() const { return steps_; }
 
+  // Note [Master weights]
+  // float16 and bfloat16 parameters are updated in float and rounded once per step. With
+  // master weights on (PyTorch's mixed-precision recipe for a model converted with
+  // to(kBFloat16)), each such parameter gets a float32 copy in its state ("master"),
+  // made from the parameter at its first update; step() updates the copy with the
+  // gradient converted to float32 (the other state buffers are float32 too) and then
+  // refreshes the 16-bit parameter from it. Small updates then accumulate instead of
+  // being rounded away. float32 and float64 parameters are unaffected. The copies are
+  // saved in state_dict() as "state.<i>.master"; a state dict without them (saved with
+  // master weights off) rebuilds them from the parameters at the next step.
+  void set_master_weights(bool enabled) { master_weights_ = enabled; }
+  bool master_weights() const { return master_weights_; }
+
   // See Note [Optimizer state dict].
   StateDict state_dict() const;
   // Restores it: checks the group and parameter counts, every option, each state
@@ -92,7 +107,8 @@ class EMBER_API Optimizer {
   };
 
   // A parameter with a gradient, ready for an update: grad contiguous, same dtype,
-  // device and shape as the parameter (checked).
+  // device and shape as the parameter (checked). With master weights, `param` is a
+  // 16-bit parameter's float32 copy and `grad` its gradient in float32.
   struct Work {
     Tensor param;
     Tensor grad;
@@ -105,6 +121,9 @@ class EMBER_API Optimizer {
   // Every parameter that has a gradient, in group order, after the checks. The fused
   // update (core/fused_optim.h) that writes them bumps their version counters.
   std::vector<Work> collect_work();
+  // Ends step(): refreshes the 16-bit parameters from their master copies (Note [Master
+  // weights]) and counts the step.
+  void finish_step();
   // The buffer `name` of `w`'s state on the parameter's device and dtype, created
   // (zero-filled when `zero`) if missing; `created` tells which happened.
   Tensor state_buffer(const Work& w, const std::string& name, bool zero, bool* created = nullptr);
@@ -130,6 +149,9 @@ class EMBER_API Optimizer {
   std::vector<std::vector<Tensor>> groups_;
   std::vector<ParamState> state_;  // by flat parameter index
   int64_t steps_ = 0;
+  bool master_weights_ = false;
+  // (16-bit parameter, master copy) pairs of the step in progress.
+  std::vector<std::pair<Tensor, Tensor>> pending_refresh_;
 
  private:
   void check_group(size_t group, const char* op) const;

@@ -86,7 +86,7 @@ void RMSprop::step() {
     hyper_params.push_back(rmsprop_params(o));
   }
   fused_rmsprop_(params, grads, square_avgs, buffers, grad_avgs, hyper_params);
-  ++steps_;
+  finish_step();
 }
 
 }  // namespace ember::optim

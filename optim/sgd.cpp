@@ -85,7 +85,7 @@ void SGD::step() {
     hyper_params.push_back(sgd_params(o, first));
   }
   fused_sgd_(params, grads, buffers, hyper_params);
-  ++steps_;
+  finish_step();
 }
 
 }  // namespace ember::optim

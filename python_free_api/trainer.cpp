@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
 #include "ember/core/ops.h"
@@ -72,6 +73,20 @@ constexpr uint64_t kUnshuffledSeed = 0;  // no shuffle and no random transforms 
 
 }  // namespace
 
+const std::vector<std::string>& precision_options() {
+  static const std::vector<std::string> options{"32", "bf16-mixed", "16-mixed"};
+  return options;
+}
+
+void check_precision(const std::string& precision, const char* where) {
+  const auto& ok = precision_options();
+  if (std::find(ok.begin(), ok.end(), precision) != ok.end()) return;
+  std::string list;
+  for (const auto& o : ok) list += (list.empty() ? "'" : "', '") + o;
+  throw ValueError(detail::str_cat(where, ": unknown precision '", precision, "' (expected one of ",
+                                   list, "')"));
+}
+
 Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss loss,
                  std::initializer_list<metrics::AnyMetric> metrics, std::optional<Device> device)
     : Trainer(model, optimizer, std::move(loss), std::vector<metrics::AnyMetric>(metrics), device) {}
@@ -115,17 +130,31 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
   // has arrived.
   PendingValue shown_loss;
   int64_t shown_seen = 0;
+  // Mixed precision: forward and loss in an autocast region (off for "32"); backward and
+  // the step after it, as in PyTorch.
+  const bool mixed = precision_ != "32";
+  const DType low = precision_ == "16-mixed" ? kFloat16 : kBFloat16;
   for (const data::Batch& b : loader) {
     const int64_t n = b.x.size(0);
     Tensor out, loss;
     if (train) {
-      out = model_(b.x);
-      loss = loss_of(out, b.y, step);
+      {
+        AutocastGuard autocast(low, mixed);
+        out = model_(b.x);
+        loss = loss_of(out, b.y, step);
+      }
       optimizer_.zero_grad();
-      loss.backward();
-      optimizer_.step();
+      if (scaler_ != nullptr) {
+        scaler_->scale(loss).backward();
+        scaler_->step(optimizer_);
+        scaler_->update();
+      } else {
+        loss.backward();
+        optimizer_.step();
+      }
     } else {
       NoGradGuard no_grad;
+      AutocastGuard autocast(low, mixed);
       out = model_(b.x);
       loss = loss_of(out, b.y, step);
     }
@@ -176,6 +205,10 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
               "fit: validation_split must be in [0, 1), got ", options.validation_split);
   EMBER_CHECK(!(options.validation && options.validation_split > 0.0),
               "fit: give either validation data or validation_split, not both");
+  check_precision(options.precision, "fit");
+  precision_ = options.precision;
+  // A new scaler per fit() call, as a new torch.amp.GradScaler per training run.
+  scaler_ = precision_ == "16-mixed" ? std::make_unique<optim::GradScaler>() : nullptr;
   model_.to(device_);
 
   int64_t first_epoch = options.initial_epoch;
@@ -261,6 +294,8 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
 Logs Trainer::evaluate(data::DatasetRef data, EvaluateOptions options) {
   check_given(data, "evaluate");
   EMBER_CHECK(options.batch_size > 0, "evaluate: batch_size must be positive, got ", options.batch_size);
+  check_precision(options.precision, "evaluate");
+  precision_ = options.precision;
   model_.to(device_);
   data::DataLoader loader(data.shared(), {.batch_size = options.batch_size, .seed = kUnshuffledSeed,
                                          .device = device_});

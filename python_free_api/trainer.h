@@ -14,6 +14,7 @@
 #include "ember/core/tensor.h"
 #include "ember/layers/losses.h"
 #include "ember/layers/module.h"
+#include "ember/optim/grad_scaler.h"
 #include "ember/optim/optimizer.h"
 #include "ember/python_free_api/data/dataloader.h"
 #include "ember/python_free_api/data/dataset.h"
@@ -60,12 +61,22 @@ struct FitOptions {
   // Resume from a training checkpoint written by ModelCheckpoint(..., {.training_state = true})
   // or io::save_checkpoint: restores model, optimizer, RNG and the epoch to start from.
   std::string resume_from;
+  // Lightning's names (docs/mixed-precision.md): "32" (float32), "bf16-mixed" (forward and
+  // loss in an AutocastGuard(kBFloat16) region, weights float32), "16-mixed" (the same in
+  // float16, with an optim::GradScaler around backward and step). The validation passes
+  // run in the same autocast region.
+  std::string precision = "32";
 };
 
 struct EvaluateOptions {
   int64_t batch_size = 32;
   int verbose = 0;
+  std::string precision = "32";  // as FitOptions::precision (no scaler: no gradients)
 };
+
+// The accepted FitOptions::precision strings, and a check that names them.
+EMBER_API const std::vector<std::string>& precision_options();
+EMBER_API void check_precision(const std::string& precision, const char* where);
 
 class EMBER_API Trainer {
  public:
@@ -88,6 +99,8 @@ class EMBER_API Trainer {
   nn::Module& model() { return model_; }
   optim::Optimizer& optimizer() { return optimizer_; }
   Device device() const { return device_; }
+  // The loss scaler of a "16-mixed" fit (null otherwise), for callbacks and checkpoints.
+  optim::GradScaler* grad_scaler() { return scaler_.get(); }
   // Set by a callback to end fit() after the current epoch (or batch).
   void stop_training(bool stop = true) { stop_ = stop; }
   bool stopping() const { return stop_; }
@@ -107,6 +120,8 @@ class EMBER_API Trainer {
   std::vector<std::shared_ptr<metrics::Metric>> metrics_;
   std::vector<std::shared_ptr<metrics::Metric>> val_metrics_;
   Device device_;
+  std::string precision_ = "32";  // of the loop being run
+  std::unique_ptr<optim::GradScaler> scaler_;
   bool stop_ = false;
   int64_t epoch_ = 0;
 };

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   o.epochs = 5;
   o.batch_size = 32;
   samples::add_common_options(app, o, "train on 6000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -79,9 +80,9 @@ int main(int argc, char** argv) {
     optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::SparseCategoricalCrossEntropy(), {metrics::Accuracy()},
                     device);
-    trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+    trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size, .callbacks = samples::quick_check(o), .verbose = o.verbose, .precision = o.precision});
 
-    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000, .precision = o.precision});
     std::cout << "test: " << result << "\n";
 
     const Tensor probs = trainer.predict(test, 1000);  // [10000, 10] on the CPU

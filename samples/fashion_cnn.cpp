@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   o.batch_size = 64;
   std::string save_path;
   samples::add_common_options(app, o, "train on 2000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   app.add_option("--save", save_path, "write the trained weights to this .safetensors file");
   std::string schedule = "cosine";
   app.add_option("--lr-schedule", schedule,
@@ -46,8 +47,8 @@ int main(int argc, char** argv) {
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
     History history = trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size,
                                               .validation = test, .callbacks = cbs,
-                                               .verbose = o.verbose});
-    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
+                                               .verbose = o.verbose, .precision = o.precision});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000, .precision = o.precision});
     std::cout << "test: " << result << "\n";
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
     if (!save_path.empty()) {

@@ -42,7 +42,7 @@ int train_with_trainer(std::shared_ptr<const data::Dataset> train,
   const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,
                                               .validation = test,
                                               .callbacks = samples::quick_check(o),
-                                              .verbose = o.verbose});
+                                              .verbose = o.verbose, .precision = o.precision});
   std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   return 0;
 }
@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   o.batch_size = 64;
   bool use_trainer = false;
   samples::add_common_options(app, o, "train on 6000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   app.add_flag("--trainer", use_trainer, "train with nn::Sequential and the Trainer");
   CLI11_PARSE(app, argc, argv);
 

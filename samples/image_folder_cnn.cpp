@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
       app, o,
       "train for one epoch on 1000 training images, test on 500, in a temporary folder "
       "removed afterwards (a smoke test)");
+  samples::add_precision_option(app, o);
   app.add_option("--images", images_dir,
                  "folder holding train/<class>/<image> and test/<class>/<image>; when "
                  "DIR/train does not exist, Fashion-MNIST from --data is written there as PNGs");
@@ -158,7 +159,7 @@ int main(int argc, char** argv) {
     const History history =
         trainer.fit(train_folder, {.epochs = epochs, .batch_size = o.batch_size,
                                     .validation = test_folder, .callbacks = cbs,
-                                    .verbose = o.verbose});
+                                    .verbose = o.verbose, .precision = o.precision});
     std::printf("%.1f s per epoch (training and validation)\n",
                 seconds_since(start) / static_cast<double>(history.epochs()));
     std::printf("test loss: %.4f\n", history["val_loss"].back());

@@ -119,6 +119,7 @@ struct CommonOptions {
   uint64_t seed = 0;
   int verbose = 1;
   bool quick = false;
+  std::string precision = "32";
 };
 
 // --epochs, --batch-size, --lr, --device, --data, --seed, --verbose and --quick
@@ -134,6 +135,13 @@ inline void add_common_options(CLI::App& app, CommonOptions& o, const std::strin
   app.add_option("--verbose", o.verbose, "0 silent, 1 progress bar, 2 one line per epoch")
       ->check(one_of({"0", "1", "2"}));
   app.add_flag("--quick", o.quick, quick_help);
+}
+
+// --precision for the samples that train through a Trainer (FitOptions::precision).
+inline void add_precision_option(CLI::App& app, CommonOptions& o) {
+  app.add_option("--precision", o.precision,
+                 "32, bf16-mixed (autocast to bfloat16) or 16-mixed (float16 and loss scaling)")
+      ->check(one_of({"32", "bf16-mixed", "16-mixed"}));
 }
 
 // Seeds the generators, parses the device and says which one runs (and why not the GPU).

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   o.batch_size = 128;
   o.lr = 2e-3;
   samples::add_common_options(app, o, "train on 6000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -37,11 +38,11 @@ int main(int argc, char** argv) {
     Trainer trainer(model, opt, loss::CrossEntropy(), {metrics::Accuracy()}, device);
     const auto start = std::chrono::steady_clock::now();
     History history = trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+                                               .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose, .precision = o.precision});
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::printf("%.1f s per epoch (training and validation)\n", seconds / static_cast<double>(epochs));
-    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000, .precision = o.precision});
     std::cout << "test: " << result << "\n";
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   } catch (const Error& e) {

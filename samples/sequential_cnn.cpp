@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   o.epochs = 10;
   o.batch_size = 32;
   samples::add_common_options(app, o, "train on 2000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -50,7 +51,7 @@ int main(int argc, char** argv) {
     optim::Adam opt(model.parameters(), {.lr = o.lr});
     Trainer trainer(model, opt, loss::CategoricalCrossEntropy(), {metrics::Accuracy()}, device);
     const History history = trainer.fit(train, {.epochs = epochs, .batch_size = o.batch_size,
-                                                 .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
+                                                 .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose, .precision = o.precision});
     std::printf("test loss: %.4f\n", history["val_loss"].back());
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   } catch (const Error& e) {

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   o.epochs = 10;
   o.batch_size = 32;
   samples::add_common_options(app, o, "train on 6000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -58,8 +59,8 @@ int main(int argc, char** argv) {
     Trainer trainer(model, opt, loss::SparseCategoricalCrossEntropy(), {metrics::Accuracy()},
                     device);
     History history = trainer.fit(train_set, {.epochs = epochs, .batch_size = o.batch_size,
-                                               .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose});
-    const Logs result = trainer.evaluate(test, {.batch_size = 1000});
+                                               .validation = test, .callbacks = samples::quick_check(o), .verbose = o.verbose, .precision = o.precision});
+    const Logs result = trainer.evaluate(test, {.batch_size = 1000, .precision = o.precision});
     std::cout << "test: " << result << "\n";
     std::printf("test accuracy: %.2f%%\n", 100.0 * history["val_accuracy"].back());
   } catch (const Error& e) {

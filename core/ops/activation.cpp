@@ -1,5 +1,6 @@
 // Activations: relu, leaky_relu, sigmoid, tanh, gelu (through the shared unary kernels)
 // and softmax / log_softmax along a dimension.
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -22,6 +23,7 @@ Tensor gelu(const Tensor& x) { return detail::unary(x, UnaryOp::Gelu, {}, "gelu"
 namespace {
 
 Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+  if (auto c = autocast::to_float32({x})) return softmax_impl((*c)[0], dim, log);
   const char* name = log ? "log_softmax" : "softmax";
   detail::check_floating(x, name);
   const int64_t d = detail::wrap_dim(dim, x.dim(), name);

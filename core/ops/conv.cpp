@@ -4,6 +4,7 @@
 #include <array>
 #include <vector>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -145,7 +146,7 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels:
     return y;
   }
   Tensor held;  // the kernel's workspace
-  dispatch::run(x, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+  dispatch::run(x, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
     conv2d_forward(ctx, s, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr,
                    y.data<T>(), detail::pool_scratch(x.device(), held));
   });
@@ -158,7 +159,7 @@ Tensor backward_data(const Tensor& w, const Tensor& dy, const kernels::ConvShape
   if (dx.numel() == 0) return dx;
   if (dy.numel() == 0 || w.numel() == 0) return dx.zero_();
   Tensor held;  // the kernel's workspace
-  dispatch::run(dy, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+  dispatch::run(dy, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
     conv2d_backward_data(ctx, s, w.data<T>(), dy.data<T>(), dx.data<T>(),
                          detail::pool_scratch(dy.device(), held));
   });
@@ -171,7 +172,7 @@ Tensor backward_filter(const Tensor& x, const Tensor& dy, const kernels::ConvSha
   if (dw.numel() == 0) return dw;
   if (dy.numel() == 0 || x.numel() == 0) return dw.zero_();
   Tensor held;  // the kernel's workspace
-  dispatch::run(dy, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+  dispatch::run(dy, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
     conv2d_backward_filter(ctx, s, x.data<T>(), dy.data<T>(), dw.data<T>(),
                            detail::pool_scratch(dy.device(), held));
   });
@@ -181,6 +182,9 @@ Tensor backward_filter(const Tensor& x, const Tensor& dy, const kernels::ConvSha
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dParams params) {
+  if (auto c = autocast::to_lower({x, weight, bias})) {
+    return conv2d((*c)[0], (*c)[1], (*c)[2], params);
+  }
   const ConvSetup cs = check_and_plan(x, weight, bias, params);
   Tensor y;
   {

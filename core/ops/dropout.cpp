@@ -17,7 +17,7 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   Tensor mask = detail::empty_on(x.shape(), x.dtype(), x.device());
   const int64_t n = mask.numel();
   const PhiloxState st = philox_reserve(x.device(), static_cast<uint64_t>(n));
-  dispatch::run(mask, dispatch::kFloating, "dropout", [&]<typename T>(auto ctx) {
+  dispatch::run(mask, dispatch::kFloatingAndHalf, "dropout", [&]<typename T>(auto ctx) {
     dropout_mask(ctx, mask.data<T>(), n, p, st.seed, st.offset);
   });
   return mul(x, mask);

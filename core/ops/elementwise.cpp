@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -82,11 +83,18 @@ Tensor neg(const Tensor& x) {
   if (!is_floating(x.dtype())) return sub(zeros({}, {.dtype = x.dtype(), .device = x.device()}), x);
   return detail::unary(x, UnaryOp::Neg, {}, "neg");
 }
-Tensor exp(const Tensor& x) { return detail::unary(x, UnaryOp::Exp, {}, "exp"); }
-Tensor log(const Tensor& x) { return detail::unary(x, UnaryOp::Log, {}, "log"); }
+Tensor exp(const Tensor& x) {
+  if (auto c = autocast::to_float32({x})) return exp((*c)[0]);
+  return detail::unary(x, UnaryOp::Exp, {}, "exp");
+}
+Tensor log(const Tensor& x) {
+  if (auto c = autocast::to_float32({x})) return log((*c)[0]);
+  return detail::unary(x, UnaryOp::Log, {}, "log");
+}
 Tensor sqrt(const Tensor& x) { return detail::unary(x, UnaryOp::Sqrt, {}, "sqrt"); }
 Tensor abs(const Tensor& x) { return detail::unary(x, UnaryOp::Abs, {}, "abs"); }
 Tensor pow(const Tensor& x, double exponent) {
+  if (auto c = autocast::to_float32({x})) return pow((*c)[0], exponent);
   return detail::unary(x, UnaryOp::Pow, {exponent, 0.0}, "pow");
 }
 
@@ -170,6 +178,7 @@ Tensor as_mask(const Tensor& m, const Tensor& like) { return m.to(like.dtype());
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  if (auto c = autocast::to_widest({a, b})) return add((*c)[0], (*c)[1]);
   Tensor out = binary_forward(a, b, BinaryOp::Add, "add");
   if (autograd::needs_grad({&a, &b})) {
     autograd::record("add", {a, b}, {out}, [sa = a.shape(), sb = b.shape()](std::vector<Tensor>& g) {
@@ -180,6 +189,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  if (auto c = autocast::to_widest({a, b})) return sub((*c)[0], (*c)[1]);
   Tensor out = binary_forward(a, b, BinaryOp::Sub, "sub");
   if (autograd::needs_grad({&a, &b})) {
     autograd::record("sub", {a, b}, {out}, [sa = a.shape(), sb = b.shape()](std::vector<Tensor>& g) {
@@ -190,6 +200,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  if (auto c = autocast::to_widest({a, b})) return mul((*c)[0], (*c)[1]);
   Tensor out = binary_forward(a, b, BinaryOp::Mul, "mul");
   if (autograd::needs_grad({&a, &b})) {
     const bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -207,6 +218,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  if (auto c = autocast::to_widest({a, b})) return div((*c)[0], (*c)[1]);
   Tensor out = binary_forward(a, b, BinaryOp::Div, "div");
   if (autograd::needs_grad({&a, &b})) {
     const bool gb = b.requires_grad();
@@ -226,6 +238,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 static Tensor extremum(const Tensor& a, const Tensor& b, bool is_max) {
+  if (auto c = autocast::to_widest({a, b})) return extremum((*c)[0], (*c)[1], is_max);
   const char* name = is_max ? "maximum" : "minimum";
   Tensor out = binary_forward(a, b, is_max ? BinaryOp::Maximum : BinaryOp::Minimum, name);
   if (autograd::needs_grad({&a, &b})) {

@@ -45,7 +45,7 @@ Tensor backward_rows(const Tensor& grad_out, const Tensor& idx, int64_t rows, in
   if (gw.numel() == 0) return gw;
   Tensor held;
   const kernels::Scratch scratch = detail::pool_scratch(gw.device(), held);
-  dispatch::run(gw, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+  dispatch::run(gw, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
     embedding_backward(ctx, grad_out.data<T>(), idx.data<int64_t>(), gw.data<T>(), n, dim, rows,
                        padding_idx, scratch);
   });
@@ -75,7 +75,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
     // Bad indices are an error, checked by the lookup itself: on a GPU without a wait here.
     const Tensor w = weight.detach().contiguous();
     detail::DeviceCheck bad(w.device());
-    dispatch::run(w, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+    dispatch::run(w, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
       embedding_forward(ctx, w.data<T>(), idx.data<int64_t>(), out.data<T>(), n, dim, rows,
                         bad.counter());
     });

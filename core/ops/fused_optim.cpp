@@ -4,13 +4,17 @@
 #include "ember/core/fused_optim.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <cstdint>
 #include <vector>
 
 #include "ember/core/autograd.h"
 #include "ember/core/base/error.h"
 #include "ember/core/dispatch.h"
+#include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
+#include "ember/kernels/acc_type.h"
+#include "ember/kernels/cpu/amp.h"
 #include "ember/kernels/cpu/optim.h"
 #include "ember/kernels/cuda/optim.cuh"
 
@@ -64,7 +68,7 @@ FusedLists check_lists(const char* op, const std::vector<Tensor>& params,
     const Tensor& p = params[i];
     EMBER_CHECK(p.defined(), op, ": params[", i, "] is undefined");
     EMBER_CHECK_T(DTypeError, is_floating(p.dtype()), op, ": params[", i, "] is ", describe(p),
-                  "; expected float32 or float64");
+                  "; expected float32, float64, float16 or bfloat16");
     EMBER_CHECK_T(DTypeError, !(p.dtype() == kFloat64 && p.is_cuda()), op, ": params[", i,
                   "] is ", describe(p), "; float64 is supported on the CPU only");
     EMBER_CHECK(p.is_contiguous(), op, ": params[", i, "] (", describe(p),
@@ -103,7 +107,8 @@ std::vector<std::vector<size_t>> group_by_device(const std::vector<Tensor>& para
   return groups;
 }
 
-// The kernels' hyper-parameters in the tensors' element type: each value rounded once.
+// The kernels' hyper-parameters in the type the update computes in (acc_t: float for
+// float16 and bfloat16 tensors): each value rounded once.
 
 template <typename T>
 kernels::math::SgdParams<T> kernel_params(const FusedSgdParams& h) {
@@ -156,7 +161,7 @@ void run_fused(const char* op, const FusedLists& lists, const std::vector<Hyper>
     }
   }
   for (const std::vector<size_t>& group : group_by_device(lists.params)) {
-    dispatch::run(lists.params[group.front()], dispatch::kFloating, op,
+    dispatch::run(lists.params[group.front()], dispatch::kFloatingAndHalf, op,
                   [&]<typename T>(auto ctx) {
       EMBER_INTERNAL_ASSERT(static_cast<size_t>(Entry<T>::kNumState) == lists.states.size(),
                             op, ": ", lists.states.size(), " state lists for ",
@@ -172,7 +177,7 @@ void run_fused(const char* op, const FusedLists& lists, const std::vector<Hyper>
           e.state[s] = list.used[i] ? list.tensors[i].data<T>() : nullptr;
         }
         e.numel = lists.params[i].numel();
-        e.hyper = kernel_params<T>(hyper_params[i]);
+        e.hyper = kernel_params<kernels::acc_t<T>>(hyper_params[i]);
       }
       kernel(ctx, entries.data(), static_cast<int64_t>(entries.size()));
     });
@@ -246,6 +251,55 @@ void fused_rmsprop_(const std::vector<Tensor>& params, const std::vector<Tensor>
                                    [](auto ctx, const auto* entries, int64_t count) {
                                      rmsprop_multi_tensor(ctx, entries, count);
                                    });
+}
+
+void amp_unscale_and_check_(const std::vector<Tensor>& grads, const Tensor& found_inf,
+                            const Tensor& inv_scale) {
+  constexpr const char* kOp = "amp_unscale_and_check_";
+  for (const Tensor* t : {&found_inf, &inv_scale}) {
+    EMBER_CHECK_T(DTypeError, t->defined() && t->dtype() == kFloat32 && t->numel() == 1, kOp,
+                  ": found_inf and inv_scale must be float32 tensors of one element, got ",
+                  describe(*t));
+  }
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const Tensor& g = grads[i];
+    EMBER_CHECK(g.defined(), kOp, ": grads[", i, "] is undefined");
+    EMBER_CHECK_T(DTypeError, is_floating(g.dtype()), kOp, ": grads[", i, "] is ", describe(g),
+                  "; expected a floating-point gradient");
+    EMBER_CHECK(g.is_contiguous(), kOp, ": grads[", i, "] (", describe(g),
+                ") is not contiguous; unscaling runs over flat memory");
+    EMBER_CHECK_T(DeviceError, g.device() == found_inf.device() &&
+                                   g.device() == inv_scale.device(),
+                  kOp, ": grads[", i, "] is ", describe(g), " but found_inf is ",
+                  describe(found_inf), " and inv_scale ", describe(inv_scale));
+  }
+  NoGradGuard no_grad;
+  for (const Tensor& g : grads) g.impl().storage->bump_version();
+  found_inf.impl().storage->bump_version();
+  for (const std::vector<size_t>& group : group_by_device(grads)) {
+    const Tensor& first = grads[group.front()];
+    dispatch::run(first, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
+      if constexpr (std::is_same_v<decltype(ctx), kernels::cpu::Context>) {
+        std::vector<kernels::UnscaleEntry<T>> entries(group.size());
+        for (size_t k = 0; k < group.size(); ++k) {
+          entries[k] = {grads[group[k]].template data<T>(), grads[group[k]].numel()};
+        }
+        const auto count = static_cast<int64_t>(entries.size());
+        unscale_and_check_multi_tensor(ctx, entries.data(), count, inv_scale.data<float>(),
+                                       found_inf.data<float>());
+      } else {
+        // Composed on the GPU: sum(g * 0) is NaN exactly when g holds an inf or a NaN.
+        Tensor flag = found_inf;
+        for (size_t i : group) {
+          Tensor g = grads[i];
+          Tensor z = sum(mul(g, 0.0)).to(kFloat32);
+          Tensor bad = ne(z, z).to(kFloat32);
+          flag.copy_(maximum(flag.reshape({}), bad).reshape(flag.shape()));
+          g.copy_(mul(g.to(kFloat32), inv_scale.reshape({})));
+        }
+      }
+    });
+  }
 }
 
 }  // namespace ember

@@ -4,6 +4,7 @@
 // tensor per piece).
 #include <numeric>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
@@ -25,6 +26,7 @@ int64_t join_dim(const std::vector<Tensor>& tensors, int64_t dim, int64_t extra_
 }  // namespace
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (auto c = autocast::to_widest(tensors)) return cat(*c, dim);
   constexpr const char* kOp = "cat";
   const int64_t d = join_dim(tensors, dim, 0, kOp);
   const Tensor& first = tensors[0];

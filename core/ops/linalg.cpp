@@ -1,6 +1,7 @@
 // matmul (1-D, 2-D and batched 3-D) and linear, through the GEMM kernels
 // (kernels/cpu/gemm.h, OpenBLAS, and its CUDA twin, cuBLAS). Transposed views are passed
 // to the GEMM as transpose flags, not copied.
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -91,6 +92,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b, const char* op = "matmul
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (auto c = autocast::to_lower({a, b})) return matmul((*c)[0], (*c)[1]);
   check_matmul_inputs(a, b, "matmul");
   const int64_t ra = a.dim(), rb = b.dim();
   EMBER_CHECK_T(ShapeError, ra >= 1 && ra <= 3 && rb >= 1 && rb <= 3, "matmul: supports tensors of "
@@ -142,6 +144,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (auto c = autocast::to_lower({x, weight, bias})) return linear((*c)[0], (*c)[1], (*c)[2]);
   check_matmul_inputs(x, weight, "linear");
   EMBER_CHECK_T(ShapeError, weight.dim() == 2, "linear: weight must be [out_features, "
                 "in_features], got ", shape_str(weight.shape()));

@@ -2,6 +2,7 @@
 // weights; mse, l1, binary cross-entropy on probabilities and on logits (the latter with
 // PyTorch's pos_weight). Each records one backward node; the kernels are
 // kernels/cpu/loss.h and their CUDA twins.
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/deferred_check.h"
 #include "ember/core/dispatch.h"
@@ -68,21 +69,28 @@ detail::CheckRaise bad_targets_error(int64_t targets, int64_t classes, const cha
   };
 }
 
+// The dtype of a mean's divisor and quotient: float32 for float16/bfloat16 losses, whose
+// own dtype counts exactly only up to 256 (bfloat16) or 2048 (float16) rows.
+DType divisor_dtype(DType dt) { return is_reduced_float(dt) ? kFloat32 : dt; }
+
 // Reduces per-row losses; for Mean divides by `count` (a rank-0 tensor on the device,
-// so nothing waits for the GPU).
+// so nothing waits for the GPU; float32 for 16-bit rows, summed and divided in float32).
 Tensor reduce_rows(const Tensor& rows, Reduction r, const Tensor& count) {
   switch (r) {
     case Reduction::None: return rows;
     case Reduction::Sum: return sum(rows);
-    case Reduction::Mean: return div(sum(rows), count);
+    case Reduction::Mean:
+      if (count.dtype() == rows.dtype()) return div(sum(rows), count);
+      return div(sum(rows.to(count.dtype())), count).to(rows.dtype());
   }
   return rows;
 }
 
 // The per-row gradient scale for backward: a device scalar (stride 0) for Mean/Sum.
 Tensor row_grad(const Tensor& g, Reduction r, const Tensor& count) {
-  if (r == Reduction::Mean) return div(g, count).contiguous();
-  return g.contiguous();
+  if (r != Reduction::Mean) return g.contiguous();
+  if (count.dtype() == g.dtype()) return div(g, count).contiguous();
+  return div(g.to(count.dtype()), count).to(g.dtype()).contiguous();
 }
 
 // Rows that count towards the mean: those whose target is not ignore_index.
@@ -98,17 +106,22 @@ Tensor target_weight_sum(const Tensor& target, const Tensor& weight, int64_t ign
                          const char* op) {
   const int64_t N = target.numel(), C = weight.numel();
   Tensor per_row = detail::empty_on({N}, weight.dtype(), weight.device());
-  dispatch::run(weight, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+  dispatch::run(weight, dispatch::kFloatingAndHalf, op, [&]<typename T>(auto ctx) {
     target_class_weights(ctx, target.data<int64_t>(), weight.data<T>(), per_row.data<T>(), N, C,
                          ignore_index);
   });
-  return sum(per_row);
+  return sum(per_row.to(divisor_dtype(weight.dtype())));
 }
 
 enum class ClassLoss { CrossEntropy, Nll };
 
 Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyOptions& opts,
                   ClassLoss kind) {
+  if (auto c = autocast::to_float32({input, opts.weight})) {
+    CrossEntropyOptions o = opts;
+    o.weight = (*c)[1];
+    return class_loss((*c)[0], target, o, kind);
+  }
   const char* name = kind == ClassLoss::CrossEntropy ? "cross_entropy" : "nll_loss";
   check_class_targets(input, target, name);
   EMBER_CHECK(opts.label_smoothing >= 0.0 && opts.label_smoothing <= 1.0, name,
@@ -127,7 +140,7 @@ Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyO
   Tensor lse = kind == ClassLoss::CrossEntropy ? detail::empty_on({N}, x.dtype(), x.device())
                                                : Tensor();
   detail::DeviceCheck bad(x.device());
-  dispatch::run(x, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+  dispatch::run(x, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
     const T* class_weight = w.defined() ? w.data<T>() : nullptr;
     if (kind == ClassLoss::CrossEntropy) {
       cross_entropy_forward(ctx, x.data<T>(), t.data<int64_t>(), class_weight, rows.data<T>(),
@@ -146,7 +159,7 @@ Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyO
     NoGradGuard no_grad;
     if (reduction == Reduction::Mean) {
       count = w.defined() ? target_weight_sum(t, w, ignore_index, name)
-                          : valid_count(t, ignore_index, x.dtype());
+                          : valid_count(t, ignore_index, divisor_dtype(x.dtype()));
     }
     out = reduce_rows(rows, reduction, count);
   }
@@ -169,7 +182,8 @@ Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyO
                        Tensor gr = row_grad(g[0], reduction, count);
                        const int64_t stride = reduction == Reduction::None ? 1 : 0;
                        Tensor gx = detail::empty_on({N, C}, gr.dtype(), gr.device());
-                       dispatch::run(gx, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                       constexpr auto kTypes = dispatch::kFloatingAndHalf;
+                       dispatch::run(gx, kTypes, name, [&]<typename T>(auto ctx) {
                          const T* class_weight = ww.defined() ? ww.data<T>() : nullptr;
                          if (kind == ClassLoss::CrossEntropy) {
                            cross_entropy_backward(ctx, xx.data<T>(), tt.data<int64_t>(),
@@ -221,6 +235,9 @@ PosWeight prepare_pos_weight(const Tensor& input, const Tensor& pos_weight, cons
 
 Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction, PointwiseLoss op,
                  const char* name, const Tensor& pos_weight_in = Tensor()) {
+  if (auto c = autocast::to_float32({input, target, pos_weight_in})) {
+    return pointwise((*c)[0], (*c)[1], reduction, op, name, (*c)[2]);
+  }
   detail::check_floating(input, name);
   detail::check_defined(target, name, "target");
   detail::check_same_device(input, target, name);
@@ -232,7 +249,7 @@ Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction,
   Tensor x = input.contiguous(), t = target.contiguous();
   Tensor rows = detail::empty_like(x);
   const int64_t n = x.numel();
-  dispatch::run(x, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+  dispatch::run(x, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
     if (pw.values.defined()) {
       bce_with_logits_forward(ctx, x.data<T>(), t.data<T>(), pw.values.data<T>(), pw.period,
                               rows.data<T>(), n);
@@ -240,7 +257,8 @@ Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction,
       pointwise_loss_forward(ctx, op, x.data<T>(), t.data<T>(), rows.data<T>(), n);
     }
   });
-  Tensor count = full({}, static_cast<double>(n), {.dtype = x.dtype(), .device = x.device()});
+  Tensor count = full({}, static_cast<double>(n),
+                      {.dtype = divisor_dtype(x.dtype()), .device = x.device()});
   Tensor out;
   {
     NoGradGuard no_grad;
@@ -260,7 +278,8 @@ Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction,
                        Tensor gr = row_grad(g[0], reduction, count);
                        const int64_t stride = reduction == Reduction::None ? 1 : 0;
                        Tensor gx = detail::empty_like(xx);
-                       dispatch::run(xx, dispatch::kFloating, name, [&]<typename T>(auto ctx) {
+                       constexpr auto kTypes = dispatch::kFloatingAndHalf;
+                       dispatch::run(xx, kTypes, name, [&]<typename T>(auto ctx) {
                          if (pwv.defined()) {
                            bce_with_logits_backward(ctx, xx.data<T>(), tt.data<T>(),
                                                     pwv.data<T>(), period, gr.data<T>(), stride,

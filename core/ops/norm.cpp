@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -91,7 +92,7 @@ std::vector<Tensor> batch_norm_backward_training(const Tensor& x, const Tensor& 
   Tensor gw = want_w ? empty({z.c}, opts) : Tensor();
   Tensor gb = want_b ? empty({z.c}, opts) : Tensor();
   Tensor held;  // the kernel's scratch
-  dispatch::run(x, dispatch::kFloating, kBatchNorm, [&]<typename T>(auto ctx) {
+  dispatch::run(x, dispatch::kFloatingAndHalf, kBatchNorm, [&]<typename T>(auto ctx) {
     batch_norm_backward(ctx, x.data<T>(), gy.data<T>(), ptr_or_null<T>(weight), mean.data<T>(),
                         invstd.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
                         ptr_or_null<T>(gb), z.n, z.c, z.s, eps,
@@ -111,7 +112,7 @@ Tensor batch_norm_training_forward(const Tensor& x, const Tensor& running_mean,
   if (x.numel() == 0) return y;  // nothing to normalize; running stats stay as they are
   update_running_stats(running_mean, running_var, [&](const Tensor& rm, const Tensor& rv) {
     Tensor held;  // the kernel's scratch
-    dispatch::run(x, dispatch::kFloating, kBatchNorm, [&]<typename T>(auto ctx) {
+    dispatch::run(x, dispatch::kFloatingAndHalf, kBatchNorm, [&]<typename T>(auto ctx) {
       batch_norm_forward_training(ctx, x.data<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias),
                                   y.data<T>(), save_mean->data<T>(), save_invstd->data<T>(),
                                   ptr_or_null<T>(rm), ptr_or_null<T>(rv), z.n, z.c, z.s,
@@ -129,7 +130,7 @@ Tensor batch_norm_inference_forward(const Tensor& x, const Tensor& running_mean,
   if (x.numel() == 0) return y;
   Tensor rm = running_mean.contiguous(), rv = running_var.contiguous();
   Tensor held;  // the kernel's scratch
-  dispatch::run(x, dispatch::kFloating, kBatchNorm, [&]<typename T>(auto ctx) {
+  dispatch::run(x, dispatch::kFloatingAndHalf, kBatchNorm, [&]<typename T>(auto ctx) {
     batch_norm_forward_inference(ctx, x.data<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias),
                                  rm.data<T>(), rv.data<T>(), y.data<T>(), z.n, z.c, z.s, eps,
                                  detail::pool_scratch(x.device(), held));
@@ -142,6 +143,11 @@ Tensor batch_norm_inference_forward(const Tensor& x, const Tensor& running_mean,
 Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var,
                   const Tensor& weight_in, const Tensor& bias_in, bool training, double momentum,
                   double eps) {
+  // The running statistics are updated in place, so they are never cast.
+  if (auto c = autocast::to_float32({x_in, weight_in, bias_in})) {
+    return batch_norm((*c)[0], running_mean, running_var, (*c)[1], (*c)[2], training, momentum,
+                      eps);
+  }
   detail::check_floating(x_in, kBatchNorm);
   EMBER_CHECK_T(ShapeError, x_in.dim() >= 2, kBatchNorm,
                 ": input must be [N, C] or [N, C, *], got ", shape_str(x_in.shape()));
@@ -238,6 +244,9 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
 
 Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight_in,
                   const Tensor& bias_in, double eps) {
+  if (auto c = autocast::to_float32({x_in, weight_in, bias_in})) {
+    return layer_norm((*c)[0], normalized_shape, (*c)[1], (*c)[2], eps);
+  }
   detail::check_floating(x_in, kLayerNorm);
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
   EMBER_CHECK_T(ShapeError, k >= 1, kLayerNorm, ": normalized_shape must not be empty");
@@ -263,7 +272,7 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
   Tensor y = empty(x.shape(), opts);
   Tensor mean = empty({rows}, opts), rstd = empty({rows}, opts);
   if (x.numel() > 0) {
-    dispatch::run(x, dispatch::kFloating, kLayerNorm, [&]<typename T>(auto ctx) {
+    dispatch::run(x, dispatch::kFloatingAndHalf, kLayerNorm, [&]<typename T>(auto ctx) {
       layer_norm_forward(ctx, x.data<T>(), ptr_or_null<T>(weight), ptr_or_null<T>(bias),
                          y.data<T>(), mean.data<T>(), rstd.data<T>(), rows, cols, eps);
     });
@@ -290,7 +299,7 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
             if (gw.defined()) gw.zero_();
             if (gb.defined()) gb.zero_();
           } else {
-            dispatch::run(xs, dispatch::kFloating, kLayerNorm, [&]<typename T>(auto ctx) {
+            dispatch::run(xs, dispatch::kFloatingAndHalf, kLayerNorm, [&]<typename T>(auto ctx) {
               layer_norm_backward(ctx, xs.data<T>(), gy.data<T>(), ptr_or_null<T>(w),
                                   mu.data<T>(), rs.data<T>(), ptr_or_null<T>(gx),
                                   ptr_or_null<T>(gw), ptr_or_null<T>(gb), rows, cols);

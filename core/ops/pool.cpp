@@ -65,7 +65,7 @@ Pool2dGeometry pool_geometry(const Tensor& x, const Pool2dParams& p, PoolMode mo
 Tensor pool_forward(const Tensor& x, const Pool2dGeometry& g, PoolMode mode, const char* op) {
   Tensor y = detail::empty_on({g.n, g.c, g.out_h, g.out_w}, x.dtype(), x.device());
   if (y.numel() == 0) return y;
-  dispatch::run(x, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+  dispatch::run(x, dispatch::kFloatingAndHalf, op, [&]<typename T>(auto ctx) {
     pool2d_forward(ctx, g, mode, x.data<T>(), y.data<T>());
   });
   return y;
@@ -76,7 +76,7 @@ Tensor pool_backward(const Tensor& x, const Tensor& y, const Tensor& grad_y,
                      const Pool2dGeometry& g, PoolMode mode, const char* op) {
   Tensor gx = detail::empty_on({g.n, g.c, g.h, g.w}, grad_y.dtype(), grad_y.device());
   if (gx.numel() == 0) return gx;
-  dispatch::run(gx, dispatch::kFloating, op, [&]<typename T>(auto ctx) {
+  dispatch::run(gx, dispatch::kFloatingAndHalf, op, [&]<typename T>(auto ctx) {
     pool2d_backward(ctx, g, mode, x.data<T>(), y.data<T>(), grad_y.data<T>(), gx.data<T>());
   });
   return gx;
@@ -119,7 +119,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
   Tensor x = x_in.contiguous();
   Tensor y = detail::empty_on({n, c, oh, ow}, x.dtype(), x.device());
   if (y.numel() > 0) {
-    dispatch::run(x, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+    dispatch::run(x, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
       adaptive_avg_pool2d_forward(ctx, x.data<T>(), y.data<T>(), n * c, h, w, oh, ow);
     });
   }
@@ -129,7 +129,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
       Tensor gy = grads[0].contiguous();
       Tensor gx = detail::empty_on({n, c, h, w}, gy.dtype(), gy.device());
       if (gx.numel() == 0) return std::vector<Tensor>{gx};
-      dispatch::run(gy, dispatch::kFloating, kOp, [&]<typename T>(auto ctx) {
+      dispatch::run(gy, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
         adaptive_avg_pool2d_backward(ctx, gy.data<T>(), gx.data<T>(), n * c, h, w, oh, ow);
       });
       return std::vector<Tensor>{gx};

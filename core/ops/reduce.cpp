@@ -2,6 +2,7 @@
 // argmax/argmin.
 #include <algorithm>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -95,6 +96,7 @@ Tensor sum_mean_forward(const Tensor& x, const std::vector<int64_t>& dims_in, bo
 
 Tensor sum_mean(const Tensor& x_in, const std::vector<int64_t>& dims_in, bool keepdim, bool mean,
                 bool all) {
+  if (auto c = autocast::to_float32({x_in})) return sum_mean((*c)[0], dims_in, keepdim, mean, all);
   const char* name = mean ? "mean" : "sum";
   // An empty dim list reduces everything, as PyTorch's sum(x, dim=[]) does (reducing
   // nothing would make the result an alias of x's storage).

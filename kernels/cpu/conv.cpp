@@ -7,6 +7,7 @@
 
 #include "ember/core/base/error.h"
 #include "ember/kernels/cpu/gemm.h"
+#include "ember/kernels/cpu/widen.h"
 
 namespace ember::kernels::cpu {
 
@@ -109,83 +110,110 @@ void col2im(const ConvShape& s, int64_t cg, const T* col, T* dx) {
 
 template <typename T>
 void conv2d_forward(Context ctx, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
-                    const Scratch&) {
-  const GroupGeometry g = geometry(s);
-  if (s.n == 0 || s.o == 0 || g.spatial == 0) return;
-  std::vector<T> col(g.direct ? 0 : static_cast<size_t>(g.k_rows * g.spatial));
-  for (int64_t n = 0; n < s.n; ++n) {
-    T* y_n = y + n * s.o * g.spatial;
-    // The bias is written first and the GEMM accumulates onto it (beta = 1).
-    if (bias != nullptr) {
-      for (int64_t oc = 0; oc < s.o; ++oc) {
-        std::fill(y_n + oc * g.spatial, y_n + (oc + 1) * g.spatial, bias[oc]);
+                    const Scratch& scratch) {
+  if constexpr (is_reduced_float_v<T>) {
+    // 16-bit: converted to float, convolved, rounded once (kernels/cpu/widen.h).
+    const int64_t x_n = s.n * s.c * s.h * s.w, w_n = s.o * (s.c / s.groups) * s.kh * s.kw;
+    const int64_t y_n = s.n * s.o * s.out_h * s.out_w;
+    FloatCopy xf = widen(x, x_n), wf = widen(w, w_n), bf = widen(bias, s.o);
+    FloatCopy yf = float_output(y, y_n);
+    conv2d_forward<float>(ctx, s, xf.get(), wf.get(), bf.get(), yf.get(), scratch);
+    narrow(yf, y, y_n);
+  } else {
+    const GroupGeometry g = geometry(s);
+    if (s.n == 0 || s.o == 0 || g.spatial == 0) return;
+    std::vector<T> col(g.direct ? 0 : static_cast<size_t>(g.k_rows * g.spatial));
+    for (int64_t n = 0; n < s.n; ++n) {
+      T* y_n = y + n * s.o * g.spatial;
+      // The bias is written first and the GEMM accumulates onto it (beta = 1).
+      if (bias != nullptr) {
+        for (int64_t oc = 0; oc < s.o; ++oc) {
+          std::fill(y_n + oc * g.spatial, y_n + (oc + 1) * g.spatial, bias[oc]);
+        }
       }
-    }
-    for (int64_t grp = 0; grp < s.groups; ++grp) {
-      const T* x_g = x + (n * s.c + grp * g.cg) * g.in_plane;
-      const T* cols = x_g;
-      if (!g.direct) {
-        im2col(s, g.cg, x_g, col.data());
-        cols = col.data();
+      for (int64_t grp = 0; grp < s.groups; ++grp) {
+        const T* x_g = x + (n * s.c + grp * g.cg) * g.in_plane;
+        const T* cols = x_g;
+        if (!g.direct) {
+          im2col(s, g.cg, x_g, col.data());
+          cols = col.data();
+        }
+        // y_g [og, spatial] = w_g [og, k_rows] @ col [k_rows, spatial]
+        gemm<T>(ctx, false, false, g.og, g.spatial, g.k_rows, T(1), w + grp * g.og * g.k_rows,
+                g.k_rows, 0, cols, g.spatial, 0, bias != nullptr ? T(1) : T(0),
+                y_n + grp * g.og * g.spatial, g.spatial, 0, 1);
       }
-      // y_g [og, spatial] = w_g [og, k_rows] @ col [k_rows, spatial]
-      gemm<T>(ctx, false, false, g.og, g.spatial, g.k_rows, T(1), w + grp * g.og * g.k_rows,
-              g.k_rows, 0, cols, g.spatial, 0, bias != nullptr ? T(1) : T(0),
-              y_n + grp * g.og * g.spatial, g.spatial, 0, 1);
     }
   }
 }
 
 template <typename T>
 void conv2d_backward_data(Context ctx, const ConvShape& s, const T* w, const T* dy, T* dx,
-                          const Scratch&) {
-  const GroupGeometry g = geometry(s);
-  const int64_t total = s.n * s.c * g.in_plane;
-  if (total == 0) return;
-  if (g.direct) {
-    // dx_g [cg, h*w] = w_g^T [cg, og] @ dy_g [og, h*w]
+                          const Scratch& scratch) {
+  if constexpr (is_reduced_float_v<T>) {
+    const int64_t x_n = s.n * s.c * s.h * s.w, w_n = s.o * (s.c / s.groups) * s.kh * s.kw;
+    const int64_t y_n = s.n * s.o * s.out_h * s.out_w;
+    FloatCopy wf = widen(w, w_n), dyf = widen(dy, y_n), dxf = float_output(dx, x_n);
+    conv2d_backward_data<float>(ctx, s, wf.get(), dyf.get(), dxf.get(), scratch);
+    narrow(dxf, dx, x_n);
+  } else {
+    const GroupGeometry g = geometry(s);
+    const int64_t total = s.n * s.c * g.in_plane;
+    if (total == 0) return;
+    if (g.direct) {
+      // dx_g [cg, h*w] = w_g^T [cg, og] @ dy_g [og, h*w]
+      for (int64_t n = 0; n < s.n; ++n) {
+        for (int64_t grp = 0; grp < s.groups; ++grp) {
+          gemm<T>(ctx, true, false, g.cg, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
+                  g.k_rows, 0, dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, T(0),
+                  dx + (n * s.c + grp * g.cg) * g.in_plane, g.in_plane, 0, 1);
+        }
+      }
+      return;
+    }
+    std::fill(dx, dx + total, T(0));
+    if (g.spatial == 0) return;
+    std::vector<T> col(static_cast<size_t>(g.k_rows * g.spatial));
     for (int64_t n = 0; n < s.n; ++n) {
       for (int64_t grp = 0; grp < s.groups; ++grp) {
-        gemm<T>(ctx, true, false, g.cg, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
+        // col [k_rows, spatial] = w_g^T [k_rows, og] @ dy_g [og, spatial]
+        gemm<T>(ctx, true, false, g.k_rows, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
                 g.k_rows, 0, dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, T(0),
-                dx + (n * s.c + grp * g.cg) * g.in_plane, g.in_plane, 0, 1);
+                col.data(), g.spatial, 0, 1);
+        col2im(s, g.cg, col.data(), dx + (n * s.c + grp * g.cg) * g.in_plane);
       }
-    }
-    return;
-  }
-  std::fill(dx, dx + total, T(0));
-  if (g.spatial == 0) return;
-  std::vector<T> col(static_cast<size_t>(g.k_rows * g.spatial));
-  for (int64_t n = 0; n < s.n; ++n) {
-    for (int64_t grp = 0; grp < s.groups; ++grp) {
-      // col [k_rows, spatial] = w_g^T [k_rows, og] @ dy_g [og, spatial]
-      gemm<T>(ctx, true, false, g.k_rows, g.spatial, g.og, T(1), w + grp * g.og * g.k_rows,
-              g.k_rows, 0, dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, T(0),
-              col.data(), g.spatial, 0, 1);
-      col2im(s, g.cg, col.data(), dx + (n * s.c + grp * g.cg) * g.in_plane);
     }
   }
 }
 
 template <typename T>
 void conv2d_backward_filter(Context ctx, const ConvShape& s, const T* x, const T* dy, T* dw,
-                            const Scratch&) {
-  const GroupGeometry g = geometry(s);
-  std::fill(dw, dw + s.o * g.k_rows, T(0));
-  if (s.n == 0 || g.spatial == 0 || g.k_rows == 0) return;
-  std::vector<T> col(g.direct ? 0 : static_cast<size_t>(g.k_rows * g.spatial));
-  for (int64_t n = 0; n < s.n; ++n) {
-    for (int64_t grp = 0; grp < s.groups; ++grp) {
-      const T* x_g = x + (n * s.c + grp * g.cg) * g.in_plane;
-      const T* cols = x_g;
-      if (!g.direct) {
-        im2col(s, g.cg, x_g, col.data());
-        cols = col.data();
+                            const Scratch& scratch) {
+  if constexpr (is_reduced_float_v<T>) {
+    // The batch's contributions are summed in float before dw is rounded.
+    const int64_t x_n = s.n * s.c * s.h * s.w, w_n = s.o * (s.c / s.groups) * s.kh * s.kw;
+    const int64_t y_n = s.n * s.o * s.out_h * s.out_w;
+    FloatCopy xf = widen(x, x_n), dyf = widen(dy, y_n), dwf = float_output(dw, w_n);
+    conv2d_backward_filter<float>(ctx, s, xf.get(), dyf.get(), dwf.get(), scratch);
+    narrow(dwf, dw, w_n);
+  } else {
+    const GroupGeometry g = geometry(s);
+    std::fill(dw, dw + s.o * g.k_rows, T(0));
+    if (s.n == 0 || g.spatial == 0 || g.k_rows == 0) return;
+    std::vector<T> col(g.direct ? 0 : static_cast<size_t>(g.k_rows * g.spatial));
+    for (int64_t n = 0; n < s.n; ++n) {
+      for (int64_t grp = 0; grp < s.groups; ++grp) {
+        const T* x_g = x + (n * s.c + grp * g.cg) * g.in_plane;
+        const T* cols = x_g;
+        if (!g.direct) {
+          im2col(s, g.cg, x_g, col.data());
+          cols = col.data();
+        }
+        // dw_g [og, k_rows] += dy_g [og, spatial] @ col^T [spatial, k_rows]
+        gemm<T>(ctx, false, true, g.og, g.k_rows, g.spatial, T(1),
+                dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, cols, g.spatial, 0, T(1),
+                dw + grp * g.og * g.k_rows, g.k_rows, 0, 1);
       }
-      // dw_g [og, k_rows] += dy_g [og, spatial] @ col^T [spatial, k_rows]
-      gemm<T>(ctx, false, true, g.og, g.k_rows, g.spatial, T(1),
-              dy + (n * s.o + grp * g.og) * g.spatial, g.spatial, 0, cols, g.spatial, 0, T(1),
-              dw + grp * g.og * g.k_rows, g.k_rows, 0, 1);
     }
   }
 }
@@ -202,5 +230,19 @@ template void conv2d_backward_filter<float>(Context, const ConvShape&, const flo
                                             const float*, float*, const Scratch&);
 template void conv2d_backward_filter<double>(Context, const ConvShape&, const double*,
                                              const double*, double*, const Scratch&);
+
+// float16 and bfloat16 (computed in float).
+template void conv2d_forward<Half>(Context, const ConvShape&, const Half*, const Half*, const Half*,
+                                   Half*, const Scratch&);
+template void conv2d_backward_data<Half>(Context, const ConvShape&, const Half*, const Half*, Half*,
+                                         const Scratch&);
+template void conv2d_backward_filter<Half>(Context, const ConvShape&, const Half*, const Half*,
+                                           Half*, const Scratch&);
+template void conv2d_forward<BFloat16>(Context, const ConvShape&, const BFloat16*, const BFloat16*,
+                                       const BFloat16*, BFloat16*, const Scratch&);
+template void conv2d_backward_data<BFloat16>(Context, const ConvShape&, const BFloat16*,
+                                             const BFloat16*, BFloat16*, const Scratch&);
+template void conv2d_backward_filter<BFloat16>(Context, const ConvShape&, const BFloat16*,
+                                               const BFloat16*, BFloat16*, const Scratch&);
 
 }  // namespace ember::kernels::cpu

@@ -10,7 +10,8 @@
 namespace ember::kernels::cpu {
 
 // All buffers contiguous NCHW / OIHW with the sizes in `s` (out_h/out_w filled in).
-// Every function overwrites its whole output. T: float, double. `scratch` is for the
+// Every function overwrites its whole output. T: float, double, Half, BFloat16
+// (16-bit: converted to float, computed, rounded once). `scratch` is for the
 // CUDA twin's workspace; the CPU loops keep their column buffer themselves.
 
 // y [n, o, out_h, out_w] = conv(x, w) (+ bias[o] when bias is not null).

@@ -12,7 +12,8 @@ namespace ember::kernels::cpu {
 
 // weight: [num_embeddings, dim]; indices: [n]; out: [n, dim]. An index outside
 // [0, num_embeddings) reads nothing: its row of `out` is NaN and it adds one to
-// *bad_count (the op raises; Note [Deferred checks] in core/device.h). T: float, double.
+// *bad_count (the op raises; Note [Deferred checks] in core/device.h). T: float, double, Half,
+// BFloat16 (the backward sums 16-bit rows in float).
 template <typename T>
 void embedding_forward(Context ctx, const T* weight, const int64_t* indices, T* out, int64_t n,
                        int64_t dim, int64_t num_embeddings, int64_t* bad_count);

@@ -23,7 +23,8 @@ namespace ember::kernels::cpu {
 // *bad_count (host memory here, device memory on CUDA; the caller zeroes it first and
 // turns a non-zero count into an error).
 
-// logits: [N, C] contiguous; target: [N] class indices. T: float, double.
+// logits: [N, C] contiguous; target: [N] class indices. T: float, double, Half, BFloat16
+// (16-bit: computed in float, each output rounded once; so are the other losses).
 template <typename T>
 void cross_entropy_forward(Context ctx, const T* logits, const int64_t* target,
                            const T* class_weight, T* loss, T* lse, int64_t N, int64_t C,
@@ -87,7 +88,7 @@ void bce_with_logits_backward(Context ctx, const T* logits, const T* target,
                               int64_t grad_stride, T* grad_input, int64_t n);
 
 // mask[i] = (u_i >= p) ? 1 / (1 - p) : 0 with u_i uniform in [0, 1) from a generator
-// seeded by (seed, offset). 0 <= p < 1. T: float, double.
+// seeded by (seed, offset). 0 <= p < 1. T: float, double, Half, BFloat16.
 template <typename T>
 void dropout_mask(Context ctx, T* mask, int64_t n, double p, uint64_t seed, uint64_t offset);
 

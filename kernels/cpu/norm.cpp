@@ -1,10 +1,13 @@
 // CPU batch norm and layer norm loops. Statistics are accumulated in double and in two
 // passes (mean, then the squared deviations), so they are the reference the float GPU
-// paths are compared with.
+// paths are compared with. float16/bfloat16 elements are read into the same double
+// arithmetic and every output is rounded once on store.
 #include "ember/kernels/cpu/norm.h"
 
 #include <cmath>
 #include <vector>
+
+#include "ember/core/base/half.h"
 
 namespace ember::kernels::cpu {
 namespace {
@@ -208,5 +211,39 @@ template void layer_norm_forward<double>(Context, const double*, const double*, 
 template void layer_norm_backward<double>(Context, const double*, const double*, const double*,
                                           const double*, const double*, double*, double*, double*,
                                           int64_t, int64_t);
+
+// float16 and bfloat16.
+template void batch_norm_forward_training<Half>(Context, const Half*, const Half*, const Half*,
+                                                Half*, Half*, Half*, Half*, Half*, int64_t, int64_t,
+                                                int64_t, double, double, const Scratch&);
+template void batch_norm_forward_inference<Half>(Context, const Half*, const Half*, const Half*,
+                                                 const Half*, const Half*, Half*, int64_t, int64_t,
+                                                 int64_t, double, const Scratch&);
+template void batch_norm_backward<Half>(Context, const Half*, const Half*, const Half*, const Half*,
+                                        const Half*, Half*, Half*, Half*, int64_t, int64_t, int64_t,
+                                        double, const Scratch&);
+template void layer_norm_forward<Half>(Context, const Half*, const Half*, const Half*, Half*, Half*,
+                                       Half*, int64_t, int64_t, double);
+template void layer_norm_backward<Half>(Context, const Half*, const Half*, const Half*, const Half*,
+                                        const Half*, Half*, Half*, Half*, int64_t, int64_t);
+template void batch_norm_forward_training<BFloat16>(Context, const BFloat16*, const BFloat16*,
+                                                    const BFloat16*, BFloat16*, BFloat16*,
+                                                    BFloat16*, BFloat16*, BFloat16*, int64_t,
+                                                    int64_t, int64_t, double, double,
+                                                    const Scratch&);
+template void batch_norm_forward_inference<BFloat16>(Context, const BFloat16*, const BFloat16*,
+                                                     const BFloat16*, const BFloat16*,
+                                                     const BFloat16*, BFloat16*, int64_t, int64_t,
+                                                     int64_t, double, const Scratch&);
+template void batch_norm_backward<BFloat16>(Context, const BFloat16*, const BFloat16*,
+                                            const BFloat16*, const BFloat16*, const BFloat16*,
+                                            BFloat16*, BFloat16*, BFloat16*, int64_t, int64_t,
+                                            int64_t, double, const Scratch&);
+template void layer_norm_forward<BFloat16>(Context, const BFloat16*, const BFloat16*,
+                                           const BFloat16*, BFloat16*, BFloat16*, BFloat16*,
+                                           int64_t, int64_t, double);
+template void layer_norm_backward<BFloat16>(Context, const BFloat16*, const BFloat16*,
+                                            const BFloat16*, const BFloat16*, const BFloat16*,
+                                            BFloat16*, BFloat16*, BFloat16*, int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

@@ -19,7 +19,8 @@ namespace ember::kernels::cpu {
 // = 1 / sqrt(var + eps) ([c]) for the backward. When running_mean/running_var are not
 // null (both or neither) they are updated in place as PyTorch does:
 //   running = (1 - momentum) * running + momentum * batch, with the unbiased variance.
-// n * s must be at least 2 (the op checks). T: float, double.
+// n * s must be at least 2 (the op checks). T: float, double, Half, BFloat16 (statistics in
+// double, outputs rounded once).
 template <typename T>
 void batch_norm_forward_training(Context ctx, const T* x, const T* weight, const T* bias, T* y,
                                  T* save_mean, T* save_invstd, T* running_mean,

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "ember/kernels/acc_type.h"
 #include "ember/kernels/context.h"
 #include "ember/kernels/optim_math.h"
 
@@ -13,7 +14,9 @@ namespace ember::kernels {
 // One parameter tensor of a multi-tensor update: contiguous arrays of `numel` elements
 // (`grad` is only read), and the tensor's own hyper-parameters (parameter groups differ,
 // and so may the step count of each tensor). A state slot the update does not use is
-// null. The arrays of distinct entries must not overlap. T: float, double.
+// null. The arrays of distinct entries must not overlap. T: float, double, Half,
+// BFloat16; the hyper-parameters and the update's arithmetic are in acc_t<T> (float for
+// the 16-bit types, whose parameter and state are rounded once per step on store).
 template <typename T, int NumState, template <typename> class Hyper>
 struct MultiTensorEntry {
   static constexpr int kNumState = NumState;
@@ -21,7 +24,7 @@ struct MultiTensorEntry {
   const T* grad = nullptr;
   T* state[NumState] = {};
   int64_t numel = 0;
-  Hyper<T> hyper{};
+  Hyper<acc_t<T>> hyper{};
 };
 
 // state: {momentum_buffer} (null when momentum == 0).

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "ember/core/base/error.h"
+#include "ember/kernels/cpu/widen.h"
 
 namespace ember::kernels::cpu {
 namespace {
@@ -111,48 +112,62 @@ void max_2x2_backward(const Pool2dGeometry& g, const T* x, const T* grad_y, T* g
 }  // namespace
 
 template <typename T>
-void pool2d_forward(Context, const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
-  if (is_max_2x2(g, mode)) return max_2x2_forward(g, x, y);
-  const int64_t in_plane = g.h * g.w;
-  const int64_t out_plane = g.out_h * g.out_w;
+void pool2d_forward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x, T* y) {
+  if constexpr (is_reduced_float_v<T>) {
+    // 16-bit: computed in float, rounded once on store (kernels/cpu/widen.h).
+    FloatCopy xf = widen(x, g.input_numel()), yf = float_output(y, g.output_numel());
+    pool2d_forward<float>(ctx, g, mode, xf.get(), yf.get());
+    narrow(yf, y, g.output_numel());
+  } else {
+    if (is_max_2x2(g, mode)) return max_2x2_forward(g, x, y);
+    const int64_t in_plane = g.h * g.w;
+    const int64_t out_plane = g.out_h * g.out_w;
 #pragma omp parallel for if (g.output_numel() > 32768)
-  for (int64_t p = 0; p < g.planes(); ++p) {
-    const T* xp = x + p * in_plane;
-    T* yp = y + p * out_plane;
-    for (int64_t oh = 0; oh < g.out_h; ++oh) {
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const PoolWindow win = pool_window(g, oh, ow);
-        yp[oh * g.out_w + ow] =
-            mode == PoolMode::Max ? window_max(g, xp, win) : window_mean(g, xp, win);
+    for (int64_t p = 0; p < g.planes(); ++p) {
+      const T* xp = x + p * in_plane;
+      T* yp = y + p * out_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const PoolWindow win = pool_window(g, oh, ow);
+          yp[oh * g.out_w + ow] =
+              mode == PoolMode::Max ? window_max(g, xp, win) : window_mean(g, xp, win);
+        }
       }
     }
   }
 }
 
 template <typename T>
-void pool2d_backward(Context, const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
+void pool2d_backward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x, const T* y,
                      const T* grad_y, T* grad_x) {
-  EMBER_INTERNAL_ASSERT(mode == PoolMode::Avg || (x != nullptr && y != nullptr),
-                        "max pooling backward needs x and y");
-  if (is_max_2x2(g, mode)) return max_2x2_backward(g, x, grad_y, grad_x);
-  const int64_t in_plane = g.h * g.w;
-  const int64_t out_plane = g.out_h * g.out_w;
-  // Planes are independent, so threads never write the same grad_x element.
+  if constexpr (is_reduced_float_v<T>) {
+    FloatCopy xf = widen(x, g.input_numel()), yf = widen(y, g.output_numel());
+    FloatCopy gyf = widen(grad_y, g.output_numel()), gxf = float_output(grad_x, g.input_numel());
+    pool2d_backward<float>(ctx, g, mode, xf.get(), yf.get(), gyf.get(), gxf.get());
+    narrow(gxf, grad_x, g.input_numel());
+  } else {
+    EMBER_INTERNAL_ASSERT(mode == PoolMode::Avg || (x != nullptr && y != nullptr),
+                          "max pooling backward needs x and y");
+    if (is_max_2x2(g, mode)) return max_2x2_backward(g, x, grad_y, grad_x);
+    const int64_t in_plane = g.h * g.w;
+    const int64_t out_plane = g.out_h * g.out_w;
+    // Planes are independent, so threads never write the same grad_x element.
 #pragma omp parallel for if (g.input_numel() > 32768)
-  for (int64_t p = 0; p < g.planes(); ++p) {
-    T* gx = grad_x + p * in_plane;
-    std::fill(gx, gx + in_plane, T(0));
-    const T* gy = grad_y + p * out_plane;
-    for (int64_t oh = 0; oh < g.out_h; ++oh) {
-      for (int64_t ow = 0; ow < g.out_w; ++ow) {
-        const PoolWindow win = pool_window(g, oh, ow);
-        const int64_t o = oh * g.out_w + ow;
-        if (mode == PoolMode::Max) {
-          gx[window_argmax(g, x + p * in_plane, win, y[p * out_plane + o])] += gy[o];
-        } else {
-          const T share = gy[o] / static_cast<T>(win.divisor);
-          for (int64_t ih = win.h0; ih < win.h1; ++ih) {
-            for (int64_t iw = win.w0; iw < win.w1; ++iw) gx[ih * g.w + iw] += share;
+    for (int64_t p = 0; p < g.planes(); ++p) {
+      T* gx = grad_x + p * in_plane;
+      std::fill(gx, gx + in_plane, T(0));
+      const T* gy = grad_y + p * out_plane;
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          const PoolWindow win = pool_window(g, oh, ow);
+          const int64_t o = oh * g.out_w + ow;
+          if (mode == PoolMode::Max) {
+            gx[window_argmax(g, x + p * in_plane, win, y[p * out_plane + o])] += gy[o];
+          } else {
+            const T share = gy[o] / static_cast<T>(win.divisor);
+            for (int64_t ih = win.h0; ih < win.h1; ++ih) {
+              for (int64_t iw = win.w0; iw < win.w1; ++iw) gx[ih * g.w + iw] += share;
+            }
           }
         }
       }
@@ -161,41 +176,54 @@ void pool2d_backward(Context, const Pool2dGeometry& g, PoolMode mode, const T* x
 }
 
 template <typename T>
-void adaptive_avg_pool2d_forward(Context, const T* x, T* y, int64_t planes, int64_t h, int64_t w,
-                                 int64_t out_h, int64_t out_w) {
+void adaptive_avg_pool2d_forward(Context ctx, const T* x, T* y, int64_t planes, int64_t h,
+                                 int64_t w, int64_t out_h, int64_t out_w) {
+  if constexpr (is_reduced_float_v<T>) {
+    FloatCopy xf = widen(x, planes * h * w), yf = float_output(y, planes * out_h * out_w);
+    adaptive_avg_pool2d_forward<float>(ctx, xf.get(), yf.get(), planes, h, w, out_h, out_w);
+    narrow(yf, y, planes * out_h * out_w);
+  } else {
 #pragma omp parallel for if (planes * h * w > 32768)
-  for (int64_t p = 0; p < planes; ++p) {
-    const T* xp = x + p * h * w;
-    T* yp = y + p * out_h * out_w;
-    for (int64_t oh = 0; oh < out_h; ++oh) {
-      const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
-        double sum = 0.0;
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          for (int64_t iw = w0; iw < w1; ++iw) sum += static_cast<double>(xp[ih * w + iw]);
+    for (int64_t p = 0; p < planes; ++p) {
+      const T* xp = x + p * h * w;
+      T* yp = y + p * out_h * out_w;
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
+          double sum = 0.0;
+          for (int64_t ih = h0; ih < h1; ++ih) {
+            for (int64_t iw = w0; iw < w1; ++iw) sum += static_cast<double>(xp[ih * w + iw]);
+          }
+          yp[oh * out_w + ow] = static_cast<T>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
         }
-        yp[oh * out_w + ow] = static_cast<T>(sum / static_cast<double>((h1 - h0) * (w1 - w0)));
       }
     }
   }
 }
 
 template <typename T>
-void adaptive_avg_pool2d_backward(Context, const T* grad_y, T* grad_x, int64_t planes, int64_t h,
-                                  int64_t w, int64_t out_h, int64_t out_w) {
+void adaptive_avg_pool2d_backward(Context ctx, const T* grad_y, T* grad_x, int64_t planes,
+                                  int64_t h, int64_t w, int64_t out_h, int64_t out_w) {
+  if constexpr (is_reduced_float_v<T>) {
+    FloatCopy gyf = widen(grad_y, planes * out_h * out_w);
+    FloatCopy gxf = float_output(grad_x, planes * h * w);
+    adaptive_avg_pool2d_backward<float>(ctx, gyf.get(), gxf.get(), planes, h, w, out_h, out_w);
+    narrow(gxf, grad_x, planes * h * w);
+  } else {
 #pragma omp parallel for if (planes * h * w > 32768)
-  for (int64_t p = 0; p < planes; ++p) {
-    T* gx = grad_x + p * h * w;
-    std::fill(gx, gx + h * w, T(0));
-    const T* gy = grad_y + p * out_h * out_w;
-    for (int64_t oh = 0; oh < out_h; ++oh) {
-      const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
-        const T share = gy[oh * out_w + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          for (int64_t iw = w0; iw < w1; ++iw) gx[ih * w + iw] += share;
+    for (int64_t p = 0; p < planes; ++p) {
+      T* gx = grad_x + p * h * w;
+      std::fill(gx, gx + h * w, T(0));
+      const T* gy = grad_y + p * out_h * out_w;
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = adaptive_bin_start(oh, h, out_h), h1 = adaptive_bin_end(oh, h, out_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = adaptive_bin_start(ow, w, out_w), w1 = adaptive_bin_end(ow, w, out_w);
+          const T share = gy[oh * out_w + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
+          for (int64_t ih = h0; ih < h1; ++ih) {
+            for (int64_t iw = w0; iw < w1; ++iw) gx[ih * w + iw] += share;
+          }
         }
       }
     }
@@ -216,5 +244,22 @@ template void adaptive_avg_pool2d_backward<float>(Context, const float*, float*,
                                                   int64_t, int64_t, int64_t);
 template void adaptive_avg_pool2d_backward<double>(Context, const double*, double*, int64_t, int64_t,
                                                    int64_t, int64_t, int64_t);
+
+// float16 and bfloat16 (computed in float).
+template void pool2d_forward<Half>(Context, const Pool2dGeometry&, PoolMode, const Half*, Half*);
+template void pool2d_backward<Half>(Context, const Pool2dGeometry&, PoolMode, const Half*,
+                                    const Half*, const Half*, Half*);
+template void adaptive_avg_pool2d_forward<Half>(Context, const Half*, Half*, int64_t, int64_t,
+                                                int64_t, int64_t, int64_t);
+template void adaptive_avg_pool2d_backward<Half>(Context, const Half*, Half*, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t);
+template void pool2d_forward<BFloat16>(Context, const Pool2dGeometry&, PoolMode, const BFloat16*,
+                                       BFloat16*);
+template void pool2d_backward<BFloat16>(Context, const Pool2dGeometry&, PoolMode, const BFloat16*,
+                                        const BFloat16*, const BFloat16*, BFloat16*);
+template void adaptive_avg_pool2d_forward<BFloat16>(Context, const BFloat16*, BFloat16*, int64_t,
+                                                    int64_t, int64_t, int64_t, int64_t);
+template void adaptive_avg_pool2d_backward<BFloat16>(Context, const BFloat16*, BFloat16*, int64_t,
+                                                     int64_t, int64_t, int64_t, int64_t);
 
 }  // namespace ember::kernels::cpu

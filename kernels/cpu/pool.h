@@ -73,7 +73,7 @@ namespace cpu {
 
 // x: [n, c, h, w] -> y: [n, c, out_h, out_w], both contiguous. Max pooling takes the
 // first maximum of each window; NaN counts as the maximum (propagates, like PyTorch).
-// T: float, double.
+// T: float, double, Half, BFloat16 (16-bit: computed in float, rounded on store).
 template <typename T>
 void pool2d_forward(Context ctx, const Pool2dGeometry& g, PoolMode mode, const T* x, T* y);
 
