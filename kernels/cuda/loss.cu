@@ -7,6 +7,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <curand_kernel.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -44,6 +45,92 @@ __device__ float block_weight_sum(const T* class_weight, int64_t C,
   if (threadIdx.x == 0) shared_sum = w;
   __syncthreads();
   return shared_sum;
+}
+
+// One row's loss and log-sum-exp from its reductions (max m, sum of exp(x - m), sum of the
+// logits or weighted logits), written by one thread.
+template <typename T>
+__device__ void store_cross_entropy_row(const T* x, const int64_t* target, const T* class_weight,
+                                        T* loss, T* lse, int64_t r, int64_t C,
+                                        int64_t ignore_index, float smoothing, float m,
+                                        float sum_exp, float sum_x, float weight_sum,
+                                        int64_t* bad_count) {
+  const float row_lse = m + logf(sum_exp);
+  lse[r] = row_lse;
+  const int64_t t = target[r];
+  switch (classify_target(t, C, ignore_index)) {
+    case TargetClass::Ignored:
+      loss[r] = 0.0f;
+      break;
+    case TargetClass::OutOfRange:
+      loss[r] = invalid_target_value<float>();
+      count_bad_target(bad_count);
+      break;
+    case TargetClass::Valid: {
+      const float xt = x[t];
+      loss[r] = class_weight != nullptr
+                    ? weighted_cross_entropy_row_loss<float>(
+                          row_lse, xt, static_cast<float>(class_weight[t]), weight_sum, sum_x,
+                          static_cast<float>(C), smoothing)
+                    : cross_entropy_row_loss<float>(row_lse, xt, sum_x, static_cast<float>(C),
+                                                    smoothing);
+      break;
+    }
+  }
+}
+
+__device__ inline float warp_sum(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ inline float warp_max(float v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+
+// Note [Cross-entropy rows by warp]
+// A block of 256 threads per row leaves most of them idle when the classes are few (with
+// Fashion-MNIST's 10, 246 of 256), and every row pays two block-wide reductions with their
+// barriers. Up to kWarpRowMaxClasses classes, each warp takes a row instead (eight rows per
+// block), reduced with shuffles and no barrier; the math per row is the same.
+constexpr int64_t kWarpRowMaxClasses = 256;
+constexpr int kWarpsPerBlock = kRowBlock / 32;
+
+template <typename T>
+__global__ void cross_entropy_forward_warp_kernel(const T* logits, const int64_t* target,
+                                                  const T* class_weight, T* loss, T* lse,
+                                                  int64_t N, int64_t C, int64_t ignore_index,
+                                                  float smoothing, int64_t* bad_count) {
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int64_t warp = threadIdx.x / 32;
+  const bool weighted = class_weight != nullptr;
+  float weight_sum = 0.0f;
+  if (weighted && smoothing != 0.0f) {
+    for (int64_t c = lane; c < C; c += 32) weight_sum += static_cast<float>(class_weight[c]);
+    weight_sum = warp_sum(weight_sum);
+  }
+  const int64_t step = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + warp; r < N; r += step) {
+    const T* x = logits + r * C;
+    float m = -INFINITY;
+    for (int64_t c = lane; c < C; c += 32) m = fmaxf(m, static_cast<float>(x[c]));
+    m = warp_max(m);
+    float sum_exp = 0.0f, sum_x = 0.0f;
+    for (int64_t c = lane; c < C; c += 32) {
+      const float xc = x[c];
+      sum_exp += expf(xc - m);
+      sum_x += weighted ? static_cast<float>(class_weight[c]) * xc : xc;
+    }
+    sum_exp = warp_sum(sum_exp);
+    sum_x = warp_sum(sum_x);
+    if (lane == 0) {
+      store_cross_entropy_row(x, target, class_weight, loss, lse, r, C, ignore_index, smoothing,
+                              m, sum_exp, sum_x, weight_sum, bad_count);
+    }
+  }
 }
 
 // logits: [N, C] -> loss, lse: [N]. One block per row: max, then sum of exp (and of the
@@ -84,27 +171,8 @@ __global__ void cross_entropy_forward_kernel(const T* logits, const int64_t* tar
       sum_x = BlockReduce(temp).Sum(sum_x);
     }
     if (threadIdx.x == 0) {
-      const float row_lse = m + logf(sum_exp);
-      lse[r] = row_lse;
-      const int64_t t = target[r];
-      switch (classify_target(t, C, ignore_index)) {
-        case TargetClass::Ignored:
-          loss[r] = 0.0f;
-          break;
-        case TargetClass::OutOfRange:
-          loss[r] = invalid_target_value<float>();
-          count_bad_target(bad_count);
-          break;
-        case TargetClass::Valid: {
-          const float xt = x[t];
-          loss[r] = weighted ? weighted_cross_entropy_row_loss<float>(
-                                   row_lse, xt, static_cast<float>(class_weight[t]), weight_sum,
-                                   sum_x, static_cast<float>(C), smoothing)
-                             : cross_entropy_row_loss<float>(row_lse, xt, sum_x,
-                                                             static_cast<float>(C), smoothing);
-          break;
-        }
-      }
+      store_cross_entropy_row(x, target, class_weight, loss, lse, r, C, ignore_index, smoothing,
+                              m, sum_exp, sum_x, weight_sum, bad_count);
     }
     __syncthreads();  // row_max and temp are rewritten by the next row
   }
@@ -321,9 +389,20 @@ void cross_entropy_forward(Context ctx, const T* logits, const int64_t* target,
                            const T* class_weight, T* loss, T* lse, int64_t N,
                            int64_t C, int64_t ignore_index, double label_smoothing,
                            int64_t* bad_count) {
+  const auto smoothing = static_cast<float>(label_smoothing);
+  if (C <= kWarpRowMaxClasses) {  // Note [Cross-entropy rows by warp]
+    if (N <= 0) return;
+    const int64_t blocks = std::min<int64_t>((N + kWarpsPerBlock - 1) / kWarpsPerBlock,
+                                             int64_t{65535} * 32);
+    cross_entropy_forward_warp_kernel<T><<<static_cast<unsigned>(blocks), kRowBlock, 0,
+                                           ctx.stream>>>(logits, target, class_weight, loss, lse,
+                                                         N, C, ignore_index, smoothing,
+                                                         bad_count);
+    EMBER_KERNEL_LAUNCH_CHECK();
+    return;
+  }
   launch_rows<kRowBlock>(cross_entropy_forward_kernel<T>, N, ctx.stream, logits, target,
-                         class_weight, loss, lse, N, C, ignore_index,
-                         static_cast<float>(label_smoothing), bad_count);
+                         class_weight, loss, lse, N, C, ignore_index, smoothing, bad_count);
 }
 
 template <typename T>
