@@ -41,8 +41,19 @@ if(NOT ONNX_FOUND OR NOT TARGET onnx)
   ember_missing("ONNX's C++ library (onnx/onnx_pb.h, onnx/checker.h, libonnx)" libonnx-dev)
 endif()
 
-# stb (header-only): image decoding, resizing and PNG writing for image folders
-# (python_free_api/data/image_folder.cpp).
+# libpng and libjpeg-turbo: PNG and JPEG decoding for image folders, hardened for files
+# from strangers (python_free_api/data/image_decode.cpp, Note [Untrusted images]).
+find_package(PNG QUIET)
+if(NOT PNG_FOUND)
+  ember_missing("libpng (png.h, libpng16)" libpng-dev)
+endif()
+find_package(JPEG QUIET)
+if(NOT JPEG_FOUND)
+  ember_missing("libjpeg-turbo (jpeglib.h, libjpeg)" libjpeg62-turbo-dev)
+endif()
+
+# stb (header-only): the other image formats (BMP, GIF, TGA, ...), resizing and PNG
+# writing for image folders (python_free_api/data/image_decode.cpp, image_folder.cpp).
 find_path(EMBER_STB_INCLUDE_DIR stb/stb_image.h)
 if(NOT EMBER_STB_INCLUDE_DIR OR NOT EXISTS "${EMBER_STB_INCLUDE_DIR}/stb/stb_image_resize.h"
    OR NOT EXISTS "${EMBER_STB_INCLUDE_DIR}/stb/stb_image_write.h")

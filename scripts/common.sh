@@ -9,7 +9,8 @@ set -euo pipefail
 
 EMBER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EMBER_PACKAGES=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev libgtest-dev
-                libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev libprotobuf-dev libonnx-dev
+                libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev libpng-dev
+                libjpeg62-turbo-dev libprotobuf-dev libonnx-dev
                 dataset-fashion-mnist)
 
 ember_install_dependencies() {

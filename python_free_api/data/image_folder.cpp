@@ -1,4 +1,4 @@
-// Image folders: discovery, parallel stb_image decoding and resizing into one uint8
+// Image folders: discovery, parallel decoding (image_decode.h) and resizing into one uint8
 // tensor, batches converted to float32 with the chosen labels (see Note [Image folder
 // decoding]), and the PNG export.
 #include "ember/python_free_api/data/image_folder.h"
@@ -21,9 +21,10 @@
 #include <utility>
 
 #include "ember/core/base/error.h"
+#include "ember/python_free_api/data/image_decode.h"
 #include "ember/python_free_api/data/transforms.h"
 
-// stb's implementations, file-static (so they can clash with nobody's copy of stb) and
+// stb's resizer and PNG writer, file-static (so they can clash with nobody's copy of stb) and
 // compiled without the warnings their code trips.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -33,9 +34,6 @@
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #pragma GCC diagnostic ignored "-Wtype-limits"
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb/stb_image.h>
 #define STB_IMAGE_RESIZE_STATIC
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #include <stb/stb_image_resize.h>
@@ -78,7 +76,8 @@ std::string format_bytes(double bytes) {
 }
 
 // Decodes `path` into `out` (uint8 [C, H, W] of the options' size). Returns "" on
-// success, else why the file is bad.
+// success, else why the file is bad. The decoders and their checks: Note [Untrusted
+// images] in image_decode.cpp.
 std::string decode_image(const std::string& path, const ImageFolderOptions& o, uint8_t* out) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return std::string("cannot open the file: ") + std::strerror(errno);
@@ -90,27 +89,16 @@ std::string decode_image(const std::string& path, const ImageFolderOptions& o, u
   if (len > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), len)) {
     return "cannot read the file";
   }
-  const int n = static_cast<int>(len);
-
-  int w = 0, h = 0, file_channels = 0;
-  if (stbi_info_from_memory(bytes.data(), n, &w, &h, &file_channels) == 0) {
-    return std::string("not a decodable image (stb_image: ") + stbi_failure_reason() + ")";
-  }
   const int c = static_cast<int>(o.channels);
-  const int64_t values = static_cast<int64_t>(w) * h * std::max<int64_t>(file_channels, c);
-  if (values > o.max_pixels) {
-    return "the image is " + std::to_string(w) + "x" + std::to_string(h) + " with " +
-           std::to_string(std::max(file_channels, c)) + " channels = " + std::to_string(values) +
-           " values, more than max_pixels (" + std::to_string(o.max_pixels) + ")";
-  }
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
-      stbi_load_from_memory(bytes.data(), n, &w, &h, &file_channels, c), stbi_image_free);
-  if (pixels == nullptr) {
-    return std::string("truncated or corrupt image (stb_image: ") + stbi_failure_reason() + ")";
-  }
+  detail::DecodedImage image;
+  std::string err = detail::decode_image_bytes(bytes.data(), bytes.size(), c, o.max_pixels, image);
+  if (!err.empty()) return err;
+  const int w = static_cast<int>(image.width), h = static_cast<int>(image.height);
+  // decode_image_bytes refuses empty images; stb_image_resize must never see one.
+  if (w <= 0 || h <= 0) return "the image is " + std::to_string(w) + "x" + std::to_string(h);
   const int oh = static_cast<int>(o.height), ow = static_cast<int>(o.width);
-  const stbi_uc* src = pixels.get();
-  std::vector<stbi_uc> resized;
+  const uint8_t* src = image.pixels.data();
+  std::vector<uint8_t> resized;
   if (w != ow || h != oh) {
     resized.resize(static_cast<size_t>(ow) * oh * c);
     if (stbir_resize_uint8(src, w, h, 0, resized.data(), ow, oh, 0, c) == 0) {

@@ -1,7 +1,7 @@
 // Image folders (root/<class>/<image>, as Keras's image_dataset_from_directory and
-// torchvision's ImageFolder read them) decoded with stb_image into a dataset of pixel
-// bytes served as float32 batches, and the reverse: writing a labelled image dataset out
-// as such a folder of PNGs.
+// torchvision's ImageFolder read them) decoded (libpng, libjpeg-turbo, stb_image for
+// the rarer formats) into a dataset of pixel bytes served as float32 batches, and the
+// reverse: writing a labelled image dataset out as such a folder of PNGs.
 #pragma once
 
 #include <cstdint>
@@ -26,7 +26,8 @@ struct ImageFolderOptions {
   // Every image is resized to height x width.
   int64_t height = 150;
   int64_t width = 150;
-  // 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); stb converts from what the file has.
+  // 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA), converted from what the file has as
+  // stb_image converts.
   int64_t channels = 3;
   // Pixel bytes 0..255 are multiplied by this (Keras's Rescaling(1./255)) when a batch
   // is served; the dataset holds the bytes.
@@ -35,7 +36,8 @@ struct ImageFolderOptions {
   // throwing.
   bool skip_bad_files = false;
   // Largest width * height * channels accepted, checked from the file's header before
-  // decoding, so a hostile or broken header cannot make the decoder allocate gigabytes.
+  // decoding, so a hostile or broken header cannot make the decoder allocate gigabytes
+  // (Note [Untrusted images] in image_decode.cpp lists the other checks).
   int64_t max_pixels = int64_t{64} << 20;
   // Decode at most this many images (-1: all). When the folder holds more, they are
   // taken evenly spaced over the sorted file list, so each class keeps its share (see
@@ -55,8 +57,10 @@ struct SkippedFile {
 // classes()[i]. A class's files are those with an image extension (png, jpg, jpeg, bmp,
 // gif, tga, pnm, ppm, pgm, psd, hdr, pic; any case; hidden files excluded), sorted by
 // name, so the sample order is the same on every machine. Images are decoded eagerly,
-// in the constructor, on several threads: stb_info first (dimensions checked against
-// max_pixels), then stb_image decoding to `channels`, a resize with stb_image_resize
+// in the constructor, on several threads: the header first (dimensions checked against
+// max_pixels and the file's size), then decoding to `channels` (libpng, libjpeg-turbo,
+// or stb_image for the other formats; Note [Untrusted images] in image_decode.cpp), a
+// resize with stb_image_resize
 // (Mitchell filter when shrinking, cubic when enlarging; no resize when the size already
 // matches), and a transposition of the bytes to [C, H, W]. The whole dataset is held as
 // one uint8 [N, C, H, W] tensor, a byte per value: a quarter of what float32 storage
@@ -77,7 +81,7 @@ class EMBER_API ImageFolder : public Dataset {
  public:
   // Throws IOError when root is missing or has no class folders, when a class folder
   // has no image files, and (unless skip_bad_files) when a file cannot be decoded,
-  // naming the file and stb's reason; OutOfMemoryError when the decoded images would not
+  // naming the file and the decoder's reason; OutOfMemoryError when the decoded images would not
   // fit; ember::Error for bad options, and for LabelMode::kBinary unless root has
   // exactly 2 classes (checked before decoding).
   explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
