@@ -7,6 +7,7 @@
 #include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
+#include "ember/core/memory/cuda_memory.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
 #include "ember/core/ops/scratch.h"
@@ -137,6 +138,46 @@ void fill_bias_or_zero(Tensor& y, const Tensor& b) {
 }
 
 // x [N, C, H, W], w [O, C / groups, kH, kW], b [O] or undefined -> y [N, O, H', W'].
+// Note [Conv search workspace]
+// In cuDNN's benchmark mode the first call of a shape and direction times the algorithms
+// with a workspace of up to 1 GiB, asked of the scratch before the (far smaller) workspace
+// of the algorithm chosen. Back in the pool's cache, that block would keep device memory
+// the runs never need again. So a call whose scratch handed out two buffers (a search
+// happened: later calls of the shape ask once) and whose first was the larger by more than
+// kSearchSlack hands the cache back to the driver afterwards: once per shape and direction,
+// beside a search that itself takes milliseconds and waits for the GPU.
+constexpr size_t kSearchSlack = size_t{64} << 20;
+
+class ConvScratch {
+ public:
+  explicit ConvScratch(Device device) : device_(device) {}
+  ConvScratch(const ConvScratch&) = delete;
+  ConvScratch& operator=(const ConvScratch&) = delete;
+  ~ConvScratch() {
+    held_ = Tensor();
+    if (device_.is_cuda() && requests_ > 1 && first_bytes_ > last_bytes_ + kSearchSlack) {
+      try {
+        cuda::empty_cache();
+      } catch (const Error&) {
+        // Giving cached memory back is an economy; a failure leaves it cached.
+      }
+    }
+  }
+
+  kernels::Scratch fn() {
+    return [this, pool = detail::pool_scratch(device_, held_)](size_t bytes) -> void* {
+      if (++requests_ == 1) first_bytes_ = bytes;
+      last_bytes_ = bytes;
+      return pool(bytes);
+    };
+  }
+
+ private:
+  Device device_;
+  Tensor held_;
+  size_t requests_ = 0, first_bytes_ = 0, last_bytes_ = 0;
+};
+
 // All contiguous, none requiring grad.
 Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels::ConvShape& s) {
   Tensor y = detail::empty_on({s.n, s.o, s.out_h, s.out_w}, x.dtype(), x.device());
@@ -145,10 +186,10 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels:
     fill_bias_or_zero(y, b);
     return y;
   }
-  Tensor held;  // the kernel's workspace
+  ConvScratch scratch(x.device());  // the kernel's workspace (Note [Conv search workspace])
   dispatch::run(x, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
     conv2d_forward(ctx, s, x.data<T>(), w.data<T>(), b.defined() ? b.data<T>() : nullptr,
-                   y.data<T>(), detail::pool_scratch(x.device(), held));
+                   y.data<T>(), scratch.fn());
   });
   return y;
 }
@@ -158,10 +199,9 @@ Tensor backward_data(const Tensor& w, const Tensor& dy, const kernels::ConvShape
   Tensor dx = detail::empty_on({s.n, s.c, s.h, s.w}, dy.dtype(), dy.device());
   if (dx.numel() == 0) return dx;
   if (dy.numel() == 0 || w.numel() == 0) return dx.zero_();
-  Tensor held;  // the kernel's workspace
+  ConvScratch scratch(dy.device());  // Note [Conv search workspace]
   dispatch::run(dy, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
-    conv2d_backward_data(ctx, s, w.data<T>(), dy.data<T>(), dx.data<T>(),
-                         detail::pool_scratch(dy.device(), held));
+    conv2d_backward_data(ctx, s, w.data<T>(), dy.data<T>(), dx.data<T>(), scratch.fn());
   });
   return dx;
 }
@@ -171,10 +211,9 @@ Tensor backward_filter(const Tensor& x, const Tensor& dy, const kernels::ConvSha
   Tensor dw = detail::empty_on({s.o, s.c / s.groups, s.kh, s.kw}, dy.dtype(), dy.device());
   if (dw.numel() == 0) return dw;
   if (dy.numel() == 0 || x.numel() == 0) return dw.zero_();
-  Tensor held;  // the kernel's workspace
+  ConvScratch scratch(dy.device());  // Note [Conv search workspace]
   dispatch::run(dy, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
-    conv2d_backward_filter(ctx, s, x.data<T>(), dy.data<T>(), dw.data<T>(),
-                           detail::pool_scratch(dy.device(), held));
+    conv2d_backward_filter(ctx, s, x.data<T>(), dy.data<T>(), dw.data<T>(), scratch.fn());
   });
   return dw;
 }

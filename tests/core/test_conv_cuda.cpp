@@ -17,6 +17,8 @@
 #include "ember/core/autograd.h"
 #include "ember/core/cuda_context.h"
 #include "ember/core/device.h"
+#include "ember/core/memory/caching_allocator.h"
+#include "ember/core/memory/cuda_memory.h"
 #include "ember/core/ops.h"
 #include "ember/core/tensor.h"
 #include "ember/kernels/cpu/conv.h"
@@ -311,4 +313,23 @@ TEST(Conv2dCuda, ConcurrentThreadsMatchOneThread) {
   }
   for (auto& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_EQ(got[t], expected) << "thread " << t;
+}
+
+// Note [Conv search workspace]: the measured search's workspace (up to 1 GiB) does not
+// stay in the pool's cache after the first benchmark-mode call of a shape.
+TEST(Conv2dCuda, BenchmarkSearchDoesNotLeaveItsWorkspaceCached) {
+  EMBER_SKIP_WITHOUT_GPU();
+  ModeGuard mode(/*benchmark=*/true, false, false);
+  const Device gpu = Device::cuda(0);
+  Tensor x = ember::randn({32, 64, 56, 56}).to(gpu).requires_grad_(true);
+  Tensor w = ember::randn({64, 64, 3, 3}).to(gpu).requires_grad_(true);
+  ember::cuda::empty_cache();
+  Conv2dParams params;
+  params.padding = {1, 1};
+  ember::conv2d(x, w, Tensor(), params).sum().backward();
+  ember::cuda::synchronize();
+  const ember::memory::AllocatorStats st = ember::cuda::memory_stats(0);
+  EXPECT_LE(st.reserved_bytes - st.allocated_bytes, size_t{80} << 20)
+      << "cached but free after the search: " << ember::memory::format_size(
+             st.reserved_bytes - st.allocated_bytes);
 }
