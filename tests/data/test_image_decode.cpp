@@ -29,6 +29,9 @@
 #include "ember/core/tensor.h"
 #include "ember/python_free_api/data/image_folder.h"
 
+#include "support/check.h"
+#include "support/temp_dir.h"
+
 // The reference decoder and the BMP/TGA writers: the test's own copies of stb.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -52,36 +55,12 @@ using namespace ember;
 using namespace ember::data;
 using Bytes = std::vector<unsigned char>;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ember_image_decode_XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string root() const { return path_.string(); }
-  // root/<rel> holding `bytes`, parent folders created.
-  std::string put(const std::string& rel, const Bytes& bytes) const {
-    const fs::path p = path_ / rel;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()),
-               static_cast<std::streamsize>(bytes.size()));
-    return p.string();
-  }
-
- private:
-  fs::path path_;
+// A fresh directory for the test, named for this file.
+struct TempDir : ember::testing::TempDir {
+  TempDir() : ember::testing::TempDir("ember_image_decode") {}
 };
 
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
+using ember::testing::contains;
 
 // A smooth pattern (JPEG-friendly) or noise, `comp` values a pixel, `bytes_per` 1 or 2.
 Bytes pattern(int w, int h, int comp, bool smooth, int bytes_per = 1) {

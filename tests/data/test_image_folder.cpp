@@ -21,6 +21,8 @@
 #include "ember/python_free_api/data/fashion_mnist.h"
 #include "ember/python_free_api/data/image_folder.h"
 
+#include "support/temp_dir.h"
+
 // The test's own copy of the writer (the library's is file-static).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -37,29 +39,9 @@ namespace fs = std::filesystem;
 using namespace ember;
 using namespace ember::data;
 
-// A fresh directory under /tmp, removed with its contents at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ember_image_folder_XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = p;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  // root/<rel>, with its parent folders created.
-  std::string file(const std::string& rel) const {
-    const fs::path p = path_ / rel;
-    fs::create_directories(p.parent_path());
-    return p.string();
-  }
-
- private:
-  fs::path path_;
+// A fresh directory for the test, named for this file.
+struct TempDir : ember::testing::TempDir {
+  TempDir() : ember::testing::TempDir("ember_image_folder") {}
 };
 
 // A w x h image of `comp` channels, every pixel `rgba` (first `comp` values used).
