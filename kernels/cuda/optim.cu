@@ -47,55 +47,9 @@ namespace {
 // ---------------------------------------------------------------------------------
 // The update of one element, with the state passed as an array (the shape the generic
 // kernel works with). Every element type updates in float: float16 / bfloat16 parameters,
-// gradients and state load into float, update with the hyper-parameters in float
-// (acc_hyper) and round once on store, as the CPU twin does.
-
-__device__ inline math::SgdParams<float> acc_hyper(const math::SgdParams<float>& h) { return h; }
-__device__ inline math::AdamParams<float> acc_hyper(const math::AdamParams<float>& h) {
-  return h;
-}
-__device__ inline math::RmspropParams<float> acc_hyper(const math::RmspropParams<float>& h) {
-  return h;
-}
-
-template <typename H>
-__device__ math::SgdParams<float> acc_hyper(const math::SgdParams<H>& h) {
-  math::SgdParams<float> f;
-  f.lr = static_cast<float>(h.lr);
-  f.momentum = static_cast<float>(h.momentum);
-  f.dampening = static_cast<float>(h.dampening);
-  f.weight_decay = static_cast<float>(h.weight_decay);
-  f.nesterov = h.nesterov;
-  f.first_step = h.first_step;
-  return f;
-}
-
-template <typename H>
-__device__ math::AdamParams<float> acc_hyper(const math::AdamParams<H>& h) {
-  math::AdamParams<float> f;
-  f.lr = static_cast<float>(h.lr);
-  f.beta1 = static_cast<float>(h.beta1);
-  f.beta2 = static_cast<float>(h.beta2);
-  f.eps = static_cast<float>(h.eps);
-  f.weight_decay = static_cast<float>(h.weight_decay);
-  f.step_size = static_cast<float>(h.step_size);
-  f.bias_correction2_sqrt = static_cast<float>(h.bias_correction2_sqrt);
-  f.amsgrad = h.amsgrad;
-  f.decoupled_weight_decay = h.decoupled_weight_decay;
-  return f;
-}
-
-template <typename H>
-__device__ math::RmspropParams<float> acc_hyper(const math::RmspropParams<H>& h) {
-  math::RmspropParams<float> f;
-  f.lr = static_cast<float>(h.lr);
-  f.alpha = static_cast<float>(h.alpha);
-  f.eps = static_cast<float>(h.eps);
-  f.weight_decay = static_cast<float>(h.weight_decay);
-  f.momentum = static_cast<float>(h.momentum);
-  f.centered = h.centered;
-  return f;
-}
+// gradients and state load into float, update with the hyper-parameters in float (the
+// entries hold them in acc_t<T>, float for every type CUDA computes in) and round once on
+// store, as the CPU twin does.
 
 __device__ inline void apply_update(const math::SgdParams<float>& h, float& p, float g,
                                     float* s) {
@@ -120,7 +74,7 @@ template <typename Entry>
 __device__ void update_chunk(const Entry& e, int64_t begin, int64_t n) {
   constexpr int S = Entry::kNumState;
   using T = std::remove_const_t<std::remove_pointer_t<decltype(e.param)>>;
-  const auto h = acc_hyper(e.hyper);
+  const auto& h = e.hyper;  // Params<float>: acc_t<T> is float for float16 and bfloat16
   T* p = e.param + begin;
   const T* g = e.grad + begin;
   T* s[S];
