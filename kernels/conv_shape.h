@@ -16,6 +16,12 @@ struct ConvShape {
   int64_t groups = 1;
   int64_t out_h = 0, out_w = 0;
 
+  // Elements of the input [n, c, h, w], the weight [o, c / groups, kh, kw] and the output
+  // [n, o, out_h, out_w].
+  int64_t x_numel() const { return n * c * h * w; }
+  int64_t w_numel() const { return o * (c / groups) * kh * kw; }
+  int64_t y_numel() const { return n * o * out_h * out_w; }
+
   bool operator==(const ConvShape& s) const {
     return n == s.n && c == s.c && h == s.h && w == s.w && o == s.o && kh == s.kh &&
            kw == s.kw && pad_h == s.pad_h && pad_w == s.pad_w && stride_h == s.stride_h &&

@@ -113,8 +113,7 @@ void conv2d_forward(Context ctx, const ConvShape& s, const T* x, const T* w, con
                     const Scratch& scratch) {
   if constexpr (is_reduced_float_v<T>) {
     // 16-bit: converted to float, convolved, rounded once (kernels/cpu/widen.h).
-    const int64_t x_n = s.n * s.c * s.h * s.w, w_n = s.o * (s.c / s.groups) * s.kh * s.kw;
-    const int64_t y_n = s.n * s.o * s.out_h * s.out_w;
+    const int64_t x_n = s.x_numel(), w_n = s.w_numel(), y_n = s.y_numel();
     FloatCopy xf = widen(x, x_n), wf = widen(w, w_n), bf = widen(bias, s.o);
     FloatCopy yf = float_output(y, y_n);
     conv2d_forward<float>(ctx, s, xf.get(), wf.get(), bf.get(), yf.get(), scratch);
@@ -151,8 +150,7 @@ template <typename T>
 void conv2d_backward_data(Context ctx, const ConvShape& s, const T* w, const T* dy, T* dx,
                           const Scratch& scratch) {
   if constexpr (is_reduced_float_v<T>) {
-    const int64_t x_n = s.n * s.c * s.h * s.w, w_n = s.o * (s.c / s.groups) * s.kh * s.kw;
-    const int64_t y_n = s.n * s.o * s.out_h * s.out_w;
+    const int64_t x_n = s.x_numel(), w_n = s.w_numel(), y_n = s.y_numel();
     FloatCopy wf = widen(w, w_n), dyf = widen(dy, y_n), dxf = float_output(dx, x_n);
     conv2d_backward_data<float>(ctx, s, wf.get(), dyf.get(), dxf.get(), scratch);
     narrow(dxf, dx, x_n);
@@ -191,8 +189,7 @@ void conv2d_backward_filter(Context ctx, const ConvShape& s, const T* x, const T
                             const Scratch& scratch) {
   if constexpr (is_reduced_float_v<T>) {
     // The batch's contributions are summed in float before dw is rounded.
-    const int64_t x_n = s.n * s.c * s.h * s.w, w_n = s.o * (s.c / s.groups) * s.kh * s.kw;
-    const int64_t y_n = s.n * s.o * s.out_h * s.out_w;
+    const int64_t x_n = s.x_numel(), w_n = s.w_numel(), y_n = s.y_numel();
     FloatCopy xf = widen(x, x_n), dyf = widen(dy, y_n), dwf = float_output(dw, w_n);
     conv2d_backward_filter<float>(ctx, s, xf.get(), dyf.get(), dwf.get(), scratch);
     narrow(dwf, dw, w_n);

@@ -115,8 +115,8 @@ std::shared_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
   const int groups = to_int(s.groups, "groups");
   const int oh = to_int(s.out_h, "output height"), ow = to_int(s.out_w, "output width");
   // The legacy convolution API indexes tensors with 32-bit integers.
-  to_int(s.n * s.c * s.h * s.w, "the input's element count");
-  to_int(s.n * s.o * s.out_h * s.out_w, "the output's element count");
+  to_int(s.x_numel(), "the input's element count");
+  to_int(s.y_numel(), "the output's element count");
   const cudnnDataType_t dt = p.data_type;
   auto plan = std::make_unique<Plan>();
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x));
