@@ -213,39 +213,28 @@ EMBER_HALF_HD inline double operator*(double a, H b) { return a * double(float(b
 template <typename H, EnableIfReducedFloat<H> = 0>
 EMBER_HALF_HD inline double operator/(double a, H b) { return a / double(float(b)); }
 
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator+(H a, int b) { return a + H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator-(H a, int b) { return a - H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator*(H a, int b) { return a * H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator/(H a, int b) { return a / H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator+(int a, H b) { return H(float(a)) + b; }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator-(int a, H b) { return H(float(a)) - b; }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator*(int a, H b) { return H(float(a)) * b; }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator/(int a, H b) { return H(float(a)) / b; }
+// With an integer (int, int64_t, ...), as c10 does for int and int64_t: the integer
+// converted through float to H, the result H.
+template <typename H, typename I>
+using EnableIfReducedFloatAndInteger =
+    std::enable_if_t<is_reduced_float_v<H> && std::is_integral_v<I>, int>;
 
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator+(H a, int64_t b) { return a + H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator-(H a, int64_t b) { return a - H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator*(H a, int64_t b) { return a * H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator/(H a, int64_t b) { return a / H(float(b)); }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator+(int64_t a, H b) { return H(float(a)) + b; }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator-(int64_t a, H b) { return H(float(a)) - b; }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator*(int64_t a, H b) { return H(float(a)) * b; }
-template <typename H, EnableIfReducedFloat<H> = 0>
-EMBER_HALF_HD inline H operator/(int64_t a, H b) { return H(float(a)) / b; }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator+(H a, I b) { return a + H(float(b)); }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator-(H a, I b) { return a - H(float(b)); }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator*(H a, I b) { return a * H(float(b)); }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator/(H a, I b) { return a / H(float(b)); }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator+(I a, H b) { return H(float(a)) + b; }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator-(I a, H b) { return H(float(a)) - b; }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator*(I a, H b) { return H(float(a)) * b; }
+template <typename H, typename I, EnableIfReducedFloatAndInteger<H, I> = 0>
+EMBER_HALF_HD inline H operator/(I a, H b) { return H(float(a)) / b; }
 
 // Prints the value as a float does.
 inline std::ostream& operator<<(std::ostream& os, Half h) { return os << float(h); }
