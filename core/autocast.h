@@ -17,8 +17,8 @@ namespace ember {
 // forward pass and the loss; backward is run after the region ends, and each op's
 // backward then runs in the dtypes its forward used). In a region of dtype D (kFloat16 or
 // kBFloat16), on the CPU and on GPUs:
-//  - matmul, linear, conv2d (and so the recurrent cells built from them) cast their
-//    floating inputs to D;
+//  - matmul, linear, conv2d and rnn (the whole recurrent stack: input, states and
+//    weights; on a GPU one cuDNN call for float16) cast their floating inputs to D;
 //  - softmax, log_softmax, every loss, batch_norm, layer_norm, exp, log, pow, sum and
 //    mean cast 16-bit inputs up to float32 and return float32;
 //  - add, sub, mul, div, maximum, minimum and cat with inputs of different floating

@@ -131,7 +131,9 @@ std::vector<Tensor> RNNBase::weights() {
 
 void RNNBase::flatten_parameters() {
   std::vector<Tensor> w = weights();
-  if (!w[0].is_cuda() || w[0].dtype() != kFloat32 || flatten_refused_) return;
+  // cuDNN's weight buffer holds float32 or float16 (bfloat16 RNNs are composed).
+  const bool cudnn_dtype = w[0].dtype() == kFloat32 || w[0].dtype() == kFloat16;
+  if (!w[0].is_cuda() || !cudnn_dtype || flatten_refused_) return;
   if (rnn_weights_flat(w, params_)) return;
   NoGradGuard no_grad;
   const RnnFlatWeights flat = rnn_flatten_weights(w, params_);

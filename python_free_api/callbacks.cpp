@@ -184,7 +184,8 @@ void ModelCheckpoint::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) 
   if (options_.training_state) {
     io::TrainingState state;
     state.epoch = epoch + 1;  // epochs completed
-    io::save_checkpoint(path, trainer.model(), &trainer.optimizer(), state);
+    io::save_checkpoint(path, trainer.model(), &trainer.optimizer(), state,
+                        trainer.grad_scaler());
   } else {
     io::save(trainer.model(), path);
   }

@@ -213,7 +213,8 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
 
   int64_t first_epoch = options.initial_epoch;
   if (!options.resume_from.empty()) {
-    io::TrainingState state = io::load_checkpoint(options.resume_from, model_, &optimizer_);
+    io::TrainingState state =
+        io::load_checkpoint(options.resume_from, model_, &optimizer_, scaler_.get());
     model_.to(device_);
     first_epoch = state.epoch;
   }

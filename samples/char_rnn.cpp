@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
   int64_t sample_length = 240;
   double temperature = 0.7;
   samples::add_common_options(app, o, "train briefly (200 steps of a 1-layer, 128-unit model) as a smoke test");
+  samples::add_precision_option(app, o);
   app.add_option("--text", text_path, "plain-text file to train on (default: the built-in rhyme)");
   app.add_option("--cell", cell, "lstm or gru")->check(samples::one_of({"lstm", "gru"}));
   app.add_option("--steps", steps,
@@ -199,6 +200,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n%lld parameters\n", model.repr().c_str(),
                 static_cast<long long>(model.num_parameters()));
     optim::Adam opt(model.parameters(), {.lr = o.lr});
+    samples::MixedPrecision mp(o.precision);
     std::mt19937_64 gen(o.seed);
     std::uniform_int_distribution<size_t> start(0, split - static_cast<size_t>(seq_len) - 1);
     const auto t0 = std::chrono::steady_clock::now();
@@ -215,11 +217,13 @@ int main(int argc, char** argv) {
       }
       const Tensor xs = Tensor::from_vector(x, {o.batch_size, seq_len}, device);
       const Tensor ys = Tensor::from_vector(y, {o.batch_size * seq_len}, device);
-      Tensor loss = cross_entropy(model(xs).reshape({o.batch_size * seq_len, vocab.size()}), ys);
+      Tensor loss;
+      {
+        const auto region = mp.autocast();
+        loss = cross_entropy(model(xs).reshape({o.batch_size * seq_len, vocab.size()}), ys);
+      }
       opt.zero_grad();
-      loss.backward();
-      optim::clip_grad_norm(model.parameters(), 1.0);
-      opt.step();
+      mp.backward_and_step(loss, opt, [&] { optim::clip_grad_norm(model.parameters(), 1.0); });
       const double l = loss.item();
       if (step == 1) first_loss = l;
       running = step == 1 ? l : 0.9 * running + 0.1 * l;

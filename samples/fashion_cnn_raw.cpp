@@ -2,7 +2,8 @@
 // MaxPool 2 → Flatten → Dense 128 ReLU → Dense 10 — built as an nn::Sequential and trained
 // on Fashion-MNIST with a hand-written loop over the library's pieces: a DataLoader,
 // forward, cross_entropy, zero_grad, backward, optim::Adam's step and a cosine learning
-// rate schedule stepped per epoch. On the GPU when there is one, else on the CPU.
+// rate schedule stepped per epoch; --precision by hand (an autocast region and a loss
+// scaler). On the GPU when there is one, else on the CPU.
 #include <chrono>
 #include <cstdio>
 
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   o.epochs = 8;
   o.batch_size = 64;
   samples::add_common_options(app, o, "train on 3000 examples for one epoch (a smoke test)");
+  samples::add_precision_option(app, o);
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -36,7 +38,11 @@ int main(int argc, char** argv) {
     optim::CosineAnnealingLR schedule(opt, epochs);
     data::DataLoader loader(train_set, {.batch_size = o.batch_size, .shuffle = true,
                                         .seed = o.seed, .device = device});
-    auto predict = [&](const Tensor& x) { return model(x); };
+    samples::MixedPrecision mp(o.precision);
+    auto predict = [&](const Tensor& x) {
+      const auto region = mp.autocast();
+      return model(x);
+    };
 
     double first_loss = 0, mean_loss = 0;
     for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
@@ -44,10 +50,13 @@ int main(int argc, char** argv) {
       const auto start = std::chrono::steady_clock::now();
       Tensor loss_sum = zeros({}, {.device = device});  // summed on the device: no sync per step
       for (const data::Batch& batch : loader) {
-        Tensor loss = cross_entropy(model(batch.x), batch.y);
+        Tensor loss;
+        {
+          const auto region = mp.autocast();
+          loss = cross_entropy(model(batch.x), batch.y);
+        }
         opt.zero_grad();
-        loss.backward();
-        opt.step();
+        mp.backward_and_step(loss, opt);
         if (epoch == 1 && first_loss == 0) first_loss = loss.item();  // for --quick's check
         NoGradGuard no_grad;
         loss_sum.add_(loss.detach());

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <numeric>
 #include <optional>
@@ -137,12 +138,41 @@ inline void add_common_options(CLI::App& app, CommonOptions& o, const std::strin
   app.add_flag("--quick", o.quick, quick_help);
 }
 
-// --precision for the samples that train through a Trainer (FitOptions::precision).
+// --precision: FitOptions::precision for the samples that train through a Trainer, and
+// MixedPrecision below for the hand-written loops.
 inline void add_precision_option(CLI::App& app, CommonOptions& o) {
   app.add_option("--precision", o.precision,
                  "32, bf16-mixed (autocast to bfloat16) or 16-mixed (float16 and loss scaling)")
       ->check(one_of({"32", "bf16-mixed", "16-mixed"}));
 }
+
+// --precision in a hand-written loop, as PyTorch's mixed-precision recipe has it: an
+// autocast region around the forward pass and the loss, and a loss scaler around backward
+// and the step (one that passes everything through unless the precision is "16-mixed").
+//   { auto region = mp.autocast(); loss = cross_entropy(model(x), y); }
+//   mp.backward_and_step(loss, opt);
+struct MixedPrecision {
+  explicit MixedPrecision(const std::string& precision)
+      : enabled(precision != "32"),
+        dtype(precision == "16-mixed" ? kFloat16 : kBFloat16),
+        scaler({.enabled = precision == "16-mixed"}) {}
+  AutocastGuard autocast() const { return AutocastGuard(dtype, enabled); }
+  // backward, then `before_step` (gradient clipping, say) on the unscaled gradients, then
+  // the step (skipped when a float16 gradient overflowed) and the scale's update.
+  void backward_and_step(const Tensor& loss, optim::Optimizer& opt,
+                         const std::function<void()>& before_step = {}) {
+    scaler.scale(loss).backward();
+    if (before_step) {
+      scaler.unscale_(opt);
+      before_step();
+    }
+    scaler.step(opt);
+    scaler.update();
+  }
+  bool enabled;
+  DType dtype;
+  optim::GradScaler scaler;
+};
 
 // Seeds the generators, parses the device and says which one runs (and why not the GPU).
 inline Device start(const CommonOptions& o) {

@@ -10,8 +10,12 @@
 // kernels::cuda::Context are cuDNN's (core/ops/rnn_cudnn.h). on_device calls a body with
 // the CUDA context only in a build with CUDA, so a build without it needs nothing from
 // rnn_cudnn.cpp, the one CUDA-only file of the family.
+// cuDNN's RNNs take float32 and float16 but no bfloat16: a bfloat16 RNN on the GPU is
+// composed from the ops like the CPU's (each of them a bfloat16 CUDA kernel or cuBLASLt
+// GEMM), as PyTorch falls back to its native RNN where cuDNN cannot serve.
 #include <algorithm>
 
+#include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
@@ -297,7 +301,16 @@ RnnResult rnn(const Tensor& x, const Tensor& hx, const Tensor& cx,
               const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
               const RnnParams& p) {
   check_inputs(x, hx, cx, weights, lengths, p);
+  // Under autocast the whole stack runs in the region's dtype, as PyTorch's cuDNN and
+  // oneDNN RNNs do (Note [Autocast] in core/autocast.h); the weights' casts are cached.
+  std::vector<Tensor> all{x, hx, cx};
+  all.insert(all.end(), weights.begin(), weights.end());
+  if (auto c = autocast::to_lower(all)) {
+    return rnn((*c)[0], (*c)[1], (*c)[2], std::vector<Tensor>(c->begin() + 3, c->end()), lengths,
+               p);
+  }
   RnnResult r;
+  if (x.dtype() == kBFloat16) return compose(x, hx, cx, weights, lengths, p);
   dispatch::on_device(x.device(), [&](auto ctx) {
     r = detail::rnn_on(ctx, x, hx, cx, weights, lengths, p);
   });
@@ -314,8 +327,8 @@ bool rnn_weights_flat(const std::vector<Tensor>& weights, const RnnParams& p) {
 
 RnnFlatWeights rnn_flatten_weights(const std::vector<Tensor>& weights, const RnnParams& p) {
   EMBER_CHECK(!weights.empty() && weights[0].defined() && weights[0].is_cuda() &&
-                  weights[0].dtype() == kFloat32,
-              p.name, ": cuDNN's weight buffer is for float32 CUDA weights");
+                  (weights[0].dtype() == kFloat32 || weights[0].dtype() == kFloat16),
+              p.name, ": cuDNN's weight buffer is for float32 or float16 CUDA weights");
   RnnFlatWeights flat;
   dispatch::on_device(weights[0].device(),
                       [&](auto ctx) { flat = detail::rnn_flatten_weights_on(ctx, weights, p); });

@@ -49,7 +49,11 @@ kc::RnnCell cell_of(RnnMode mode) {
   return kc::RnnCell::kLstm;
 }
 
-kc::RnnConfig config_of(const RnnParams& p, bool drop, const kernels::cuda::Context& ctx) {
+// cuDNN's RNNs take float32 and float16 (bfloat16 is composed: Note [RNN backends]).
+bool cudnn_rnn_dtype(DType dt) { return dt == kFloat32 || dt == kFloat16; }
+
+kc::RnnConfig config_of(const RnnParams& p, DType dt, bool drop,
+                        const kernels::cuda::Context& ctx) {
   kc::RnnConfig c;
   c.cell = cell_of(p.mode);
   c.input_size = p.input_size;
@@ -59,6 +63,7 @@ kc::RnnConfig config_of(const RnnParams& p, bool drop, const kernels::cuda::Cont
   c.bias = p.bias;
   c.dropout = drop ? static_cast<float>(p.dropout) : 0.0f;
   c.allow_tf32 = ctx.allow_tf32;
+  c.half = dt == kFloat16;
   return c;
 }
 
@@ -137,7 +142,7 @@ bool all_contiguous(const std::vector<Slot>& slots) {
   return true;
 }
 
-// The whole storage of `t` as a flat float32 tensor from its start (shares the version
+// The whole storage of `t` as a flat tensor of its dtype from its start (shares the version
 // counter, so a saved buffer notices in-place updates of the parameters).
 Tensor storage_as_flat(const Tensor& t, int64_t numel) {
   auto impl = std::make_shared<TensorImpl>();
@@ -145,7 +150,7 @@ Tensor storage_as_flat(const Tensor& t, int64_t numel) {
   impl->sizes = {numel};
   impl->strides = {1};
   impl->offset = 0;
-  impl->dtype = kFloat32;
+  impl->dtype = t.dtype();
   return Tensor(std::move(impl));
 }
 
@@ -168,7 +173,9 @@ bool is_flat(const std::vector<Tensor>& weights, const std::vector<Slot>& slots,
 Tensor pack(const std::vector<Tensor>& weights, const std::vector<Slot>& slots, size_t bytes,
             Device device) {
   NoGradGuard no_grad;
-  Tensor buf = zeros({static_cast<int64_t>(bytes / sizeof(float))}, {.device = device});
+  const DType dt = weights[0].dtype();
+  Tensor buf =
+      zeros({static_cast<int64_t>(bytes / dtype_size(dt))}, {.dtype = dt, .device = device});
   for (size_t i = 0; i < weights.size(); ++i) {
     const Slot& s = slots[i];
     const Tensor w = weights[i].detach();
@@ -193,6 +200,9 @@ Tensor unpack_grad(const Tensor& dw, const Slot& s, const Shape& shape) {
   return cat(pieces, 0).view(shape);
 }
 
+// A buffer for cuDNN, or null for an absent (undefined) tensor.
+void* data_or_null(const Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
 // The lengths on the device, for cuDNN's kernels. From pageable host memory
 // cudaMemcpyAsync returns once the bytes are staged and does not wait for the stream, so
 // this costs no synchronization (Tensor::to would wait for the copy).
@@ -207,16 +217,17 @@ Tensor device_lengths(const std::vector<int32_t>& lengths, Device device, cudaSt
 
 bool rnn_weights_flat_on(kernels::cuda::Context ctx, const std::vector<Tensor>& weights,
                          const RnnParams& p) {
-  if (weights[0].dtype() != kFloat32) return false;
+  if (!cudnn_rnn_dtype(weights[0].dtype())) return false;
   const kc::RnnWeightLayout& layout =
-      plan_for(ctx.cudnn, config_of(p, false, ctx), weights[0].device());
+      plan_for(ctx.cudnn, config_of(p, weights[0].dtype(), false, ctx), weights[0].device());
   return is_flat(weights, slots_of(layout, p), layout.bytes);
 }
 
 RnnFlatWeights rnn_flatten_weights_on(kernels::cuda::Context ctx,
                                       const std::vector<Tensor>& weights, const RnnParams& p) {
   const Device device = weights[0].device();
-  const kc::RnnWeightLayout& layout = plan_for(ctx.cudnn, config_of(p, false, ctx), device);
+  const kc::RnnWeightLayout& layout =
+      plan_for(ctx.cudnn, config_of(p, weights[0].dtype(), false, ctx), device);
   const std::vector<Slot> slots = slots_of(layout, p);
   RnnFlatWeights flat;
   flat.buffer = pack(weights, slots, layout.bytes, device);
@@ -231,20 +242,22 @@ RnnFlatWeights rnn_flatten_weights_on(kernels::cuda::Context ctx,
 RnnResult rnn_on(kernels::cuda::Context ctx, const Tensor& x, const Tensor& hx, const Tensor& cx,
                  const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
                  const RnnParams& p) {
-  EMBER_CHECK_T(DTypeError, x.dtype() == kFloat32, p.name, ": the GPU path takes float32, got ",
-                dtype_name(x.dtype()));
+  EMBER_INTERNAL_ASSERT(cudnn_rnn_dtype(x.dtype()), p.name, ": cuDNN's RNNs take float32 or ",
+                        "float16, got ", dtype_name(x.dtype()));
   const Device device = x.device();
+  const DType dt = x.dtype();
   const cudnnHandle_t h = ctx.cudnn;
   const bool lstm = p.mode == RnnMode::Lstm;
   const bool drop = p.training && p.dropout > 0.0 && p.num_layers > 1;
-  const kc::RnnConfig cfg = config_of(p, drop, ctx);
+  const kc::RnnConfig cfg = config_of(p, dt, drop, ctx);
   const kc::RnnWeightLayout& layout = plan_for(h, cfg, device);
   const std::vector<Slot> slots = slots_of(layout, p);
 
   // The weight space: the parameters' own buffer, or a packed copy.
   const bool flat = is_flat(weights, slots, layout.bytes);
-  const Tensor w = flat ? storage_as_flat(weights[0], static_cast<int64_t>(layout.bytes / sizeof(float)))
-                        : pack(weights, slots, layout.bytes, device);
+  const Tensor w =
+      flat ? storage_as_flat(weights[0], static_cast<int64_t>(layout.bytes / dtype_size(dt)))
+           : pack(weights, slots, layout.bytes, device);
 
   const int64_t t_len = x.size(p.batch_first ? 1 : 0), n = x.size(p.batch_first ? 0 : 1);
   const int64_t dirs = directions(p), hs = p.hidden_size;
@@ -270,17 +283,16 @@ RnnResult rnn_on(kernels::cuda::Context ctx, const Tensor& x, const Tensor& hx, 
   const Tensor cxc = cx.defined() ? cx.detach().contiguous() : Tensor();
   const Shape out_shape = p.batch_first ? Shape{n, t_len, dirs * hs} : Shape{t_len, n, dirs * hs};
   const Shape state_shape{p.num_layers * dirs, n, hs};
-  Tensor y = empty_on(out_shape, kFloat32, device);
-  Tensor hy = empty_on(state_shape, kFloat32, device);
-  Tensor cy = lstm ? empty_on(state_shape, kFloat32, device) : Tensor();
+  Tensor y = empty_on(out_shape, dt, device);
+  Tensor hy = empty_on(state_shape, dt, device);
+  Tensor cy = lstm ? empty_on(state_shape, dt, device) : Tensor();
   Tensor workspace, reserve;
   void* ws = pool_bytes(sizes.workspace, device, &workspace);
   void* rs = pool_bytes(sizes.reserve, device, &reserve);
-  kc::rnn_forward(h, cfg, batch, training, dev_lengths.data<int32_t>(), xc.data<float>(),
-                  hxc.defined() ? hxc.data<float>() : nullptr,
-                  cxc.defined() ? cxc.data<float>() : nullptr, y.data<float>(), hy.data<float>(),
-                  lstm ? cy.data<float>() : nullptr, w.data<float>(), layout.bytes, ws,
-                  sizes.workspace, rs, sizes.reserve);
+  kc::rnn_forward(h, cfg, batch, training, dev_lengths.data<int32_t>(), xc.data_ptr(),
+                  data_or_null(hxc), data_or_null(cxc), y.data_ptr(), hy.data_ptr(),
+                  data_or_null(cy), w.data_ptr(), layout.bytes, ws, sizes.workspace, rs,
+                  sizes.reserve);
 
   if (grad) {
     std::vector<bool> wants;
@@ -310,30 +322,27 @@ RnnResult rnn_on(kernels::cuda::Context ctx, const Tensor& x, const Tensor& hx, 
           // Padded steps of x affect nothing, so their gradient is zero. cuDNN documents
           // its padding fill only for a descriptor of the RNN's output, and dx is
           // described by x's, so dx starts as zeros and cuDNN writes the valid steps.
-          Tensor dx = padded ? zeros(xs.shape(), {.device = device}) : empty_like(xs);
+          Tensor dx = padded ? zeros(xs.shape(), {.dtype = xs.dtype(), .device = device})
+                             : empty_like(xs);
           Tensor dhx = wants[1] ? empty_like(hxs) : Tensor();
           Tensor dcx = wants[2] ? empty_like(cxs) : Tensor();
           Tensor workspace;
           void* wsp = pool_bytes(sizes.workspace, device, &workspace);
           void* rs = reserve.defined() ? reserve.data_ptr() : nullptr;
           const size_t rs_bytes = reserve.defined() ? reserve.nbytes() : 0;
-          kc::rnn_backward_data(h, cfg, batch, dev_lengths.data<int32_t>(), ys.data<float>(),
-                                dy.data<float>(), dx.data<float>(),
-                                hxs.defined() ? hxs.data<float>() : nullptr, dhy.data<float>(),
-                                dhx.defined() ? dhx.data<float>() : nullptr,
-                                cxs.defined() ? cxs.data<float>() : nullptr,
-                                lstm ? dcy.data<float>() : nullptr,
-                                dcx.defined() ? dcx.data<float>() : nullptr, ws_.data<float>(),
-                                w_bytes, wsp, sizes.workspace, rs, rs_bytes);
+          kc::rnn_backward_data(h, cfg, batch, dev_lengths.data<int32_t>(), ys.data_ptr(),
+                                dy.data_ptr(), dx.data_ptr(), data_or_null(hxs), dhy.data_ptr(),
+                                data_or_null(dhx), data_or_null(cxs), data_or_null(dcy),
+                                data_or_null(dcx), ws_.data_ptr(), w_bytes, wsp,
+                                sizes.workspace, rs, rs_bytes);
           std::vector<Tensor> grads{wants[0] ? dx : Tensor(), dhx, dcx};
           bool any_weight = false;
           for (size_t i = 3; i < wants.size(); ++i) any_weight = any_weight || wants[i];
           if (any_weight) {
-            Tensor dw = zeros({ws_.numel()}, {.device = device});
-            kc::rnn_backward_weights(h, cfg, batch, dev_lengths.data<int32_t>(), xs.data<float>(),
-                                     hxs.defined() ? hxs.data<float>() : nullptr,
-                                     ys.data<float>(), dw.data<float>(), w_bytes, wsp,
-                                     sizes.workspace, rs, rs_bytes);
+            Tensor dw = zeros({ws_.numel()}, {.dtype = ws_.dtype(), .device = device});
+            kc::rnn_backward_weights(h, cfg, batch, dev_lengths.data<int32_t>(), xs.data_ptr(),
+                                     data_or_null(hxs), ys.data_ptr(), dw.data_ptr(), w_bytes,
+                                     wsp, sizes.workspace, rs, rs_bytes);
             for (size_t i = 0; i < slots.size(); ++i) {
               grads.push_back(wants[i + 3] ? unpack_grad(dw, slots[i], shapes[i]) : Tensor());
             }

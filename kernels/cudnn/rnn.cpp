@@ -87,7 +87,7 @@ struct KeyHash {
     const RnnConfig& c = k.config;
     for (int64_t v : {static_cast<int64_t>(c.cell), c.input_size, c.hidden_size, c.num_layers,
                       static_cast<int64_t>(c.bidirectional), static_cast<int64_t>(c.bias),
-                      static_cast<int64_t>(c.allow_tf32)}) {
+                      static_cast<int64_t>(c.allow_tf32), static_cast<int64_t>(c.half)}) {
       mix(v);
     }
     mix(static_cast<int64_t>(c.dropout * 1e9));
@@ -127,6 +127,12 @@ class ScopedTensorDesc {
   cudnnTensorDescriptor_t d_ = nullptr;
 };
 
+// The type of the RNN's data, weights and states.
+cudnnDataType_t data_type(const RnnConfig& c) {
+  return c.half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
+}
+int64_t element_bytes(const RnnConfig& c) { return c.half ? 2 : 4; }
+
 // Where each matrix and bias lies in a weight space at `base`.
 void query_layout(cudnnHandle_t handle, Plan& plan, const RnnConfig& c, const void* base) {
   ScopedTensorDesc m, b;
@@ -135,8 +141,8 @@ void query_layout(cudnnHandle_t handle, Plan& plan, const RnnConfig& c, const vo
   L.matrices.assign(static_cast<size_t>(pseudo), std::vector<RnnRegion>(static_cast<size_t>(lins)));
   L.biases = L.matrices;
   const char* start = static_cast<const char*>(base);
-  auto offset_of = [start](const void* addr) {
-    return (static_cast<const char*>(addr) - start) / static_cast<int64_t>(sizeof(float));
+  auto offset_of = [start, &c](const void* addr) {
+    return (static_cast<const char*>(addr) - start) / element_bytes(c);
   };
   for (int64_t pl = 0; pl < pseudo; ++pl) {
     for (int64_t lin = 0; lin < lins; ++lin) {
@@ -182,7 +188,7 @@ std::unique_ptr<Plan> make_plan(cudnnHandle_t handle, const RnnConfig& c, const 
       plan->rnn, CUDNN_RNN_ALGO_STANDARD, rnn_cell_mode(c.cell),
       c.bias ? CUDNN_RNN_DOUBLE_BIAS : CUDNN_RNN_NO_BIAS,
       c.bidirectional ? CUDNN_BIDIRECTIONAL : CUDNN_UNIDIRECTIONAL, CUDNN_LINEAR_INPUT,
-      CUDNN_DATA_FLOAT, CUDNN_DATA_FLOAT, rnn_math_type(c), to_int(c.input_size, "input_size"),
+      data_type(c), CUDNN_DATA_FLOAT, rnn_math_type(c), to_int(c.input_size, "input_size"),
       hidden, hidden, to_int(c.num_layers, "num_layers"), plan->dropout,
       CUDNN_RNN_PADDED_IO_ENABLED));
   EMBER_CUDNN_CHECK(cudnnGetRNNWeightSpaceSize(handle, plan->rnn, &plan->layout.bytes));
@@ -229,7 +235,7 @@ DataDescs& data_descs(Plan& plan, const RnnConfig& c, const RnnBatch& b) {
     to_int(static_cast<int64_t>(layers) * n * hidden, "the state's element count");
     const int dims[3] = {layers, n, hidden};
     const int strides[3] = {n * hidden, hidden, 1};
-    EMBER_CUDNN_CHECK(cudnnSetTensorNdDescriptor(d->h, CUDNN_DATA_FLOAT, 3, dims, strides));
+    EMBER_CUDNN_CHECK(cudnnSetTensorNdDescriptor(d->h, data_type(c), 3, dims, strides));
     slot = std::move(d);
   }
   DataDescs& d = *slot;
@@ -238,12 +244,14 @@ DataDescs& data_descs(Plan& plan, const RnnConfig& c, const RnnBatch& b) {
     d.lengths.assign(b.lengths, b.lengths + n);
     const cudnnRNNDataLayout_t layout = b.batch_first ? CUDNN_RNN_DATA_LAYOUT_BATCH_MAJOR_UNPACKED
                                                       : CUDNN_RNN_DATA_LAYOUT_SEQ_MAJOR_UNPACKED;
-    float fill = 0.0f;  // what padded steps of y hold
-    EMBER_CUDNN_CHECK(cudnnSetRNNDataDescriptor(d.x, CUDNN_DATA_FLOAT, layout, t, n,
+    // What padded steps of y hold, read by cuDNN as the data's type: all bits zero is 0 in
+    // float16 and float32 alike.
+    double fill = 0.0;
+    EMBER_CUDNN_CHECK(cudnnSetRNNDataDescriptor(d.x, data_type(c), layout, t, n,
                                                 to_int(c.input_size, "input_size"),
                                                 d.lengths.data(), &fill));
     EMBER_CUDNN_CHECK(cudnnSetRNNDataDescriptor(
-        d.y, CUDNN_DATA_FLOAT, layout, t, n,
+        d.y, data_type(c), layout, t, n,
         to_int(c.hidden_size * directions(c), "directions * hidden_size"), d.lengths.data(),
         &fill));
   }
@@ -263,8 +271,11 @@ cudnnRNNMode_t rnn_cell_mode(RnnCell cell) {
 }
 
 cudnnMathType_t rnn_math_type(const RnnConfig& config) {
-  // FMA math keeps float32 results exact to float32; default math lets cuDNN use TF32
-  // tensor cores on Ampere and later (as PyTorch does when TF32 is allowed).
+  // float16 data: the tensor cores, accumulating in float32 (the math precision the
+  // descriptor names). float32: FMA math keeps results exact to float32; default math
+  // lets cuDNN use TF32 tensor cores on Ampere and later (as PyTorch does when TF32 is
+  // allowed).
+  if (config.half) return CUDNN_TENSOR_OP_MATH;
   return config.allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
 }
 
@@ -294,8 +305,8 @@ RnnSpaceSizes rnn_space_sizes(cudnnHandle_t handle, const RnnConfig& config,
 }
 
 void rnn_forward(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& batch,
-                 bool training, const int32_t* dev_lengths, const float* x, const float* hx,
-                 const float* cx, float* y, float* hy, float* cy, const float* w,
+                 bool training, const int32_t* dev_lengths, const void* x, const void* hx,
+                 const void* cx, void* y, void* hy, void* cy, const void* w,
                  size_t w_bytes, void* workspace, size_t workspace_bytes, void* reserve,
                  size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
@@ -309,9 +320,9 @@ void rnn_forward(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& 
 }
 
 void rnn_backward_data(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& batch,
-                       const int32_t* dev_lengths, const float* y, const float* dy, float* dx,
-                       const float* hx, const float* dhy, float* dhx, const float* cx,
-                       const float* dcy, float* dcx, const float* w, size_t w_bytes,
+                       const int32_t* dev_lengths, const void* y, const void* dy, void* dx,
+                       const void* hx, const void* dhy, void* dhx, const void* cx,
+                       const void* dcy, void* dcx, const void* w, size_t w_bytes,
                        void* workspace, size_t workspace_bytes, void* reserve,
                        size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
@@ -325,8 +336,8 @@ void rnn_backward_data(cudnnHandle_t handle, const RnnConfig& config, const RnnB
 }
 
 void rnn_backward_weights(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& batch,
-                          const int32_t* dev_lengths, const float* x, const float* hx,
-                          const float* y, float* dw, size_t w_bytes, void* workspace,
+                          const int32_t* dev_lengths, const void* x, const void* hx,
+                          const void* y, void* dw, size_t w_bytes, void* workspace,
                           size_t workspace_bytes, void* reserve, size_t reserve_bytes) {
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);

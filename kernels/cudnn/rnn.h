@@ -40,10 +40,13 @@ struct RnnConfig {
   bool bias = true;
   float dropout = 0.0f;  // between layers, applied by training-mode forwards only
   bool allow_tf32 = false;
+  // float16 data, weights and states (float32 math on the tensor cores); else float32.
+  // cuDNN's RNNs take no bfloat16 (Note [RNN backends] in core/ops/rnn.cpp).
+  bool half = false;
   bool operator==(const RnnConfig& o) const {
     return cell == o.cell && input_size == o.input_size && hidden_size == o.hidden_size &&
            num_layers == o.num_layers && bidirectional == o.bidirectional && bias == o.bias &&
-           dropout == o.dropout && allow_tf32 == o.allow_tf32;
+           dropout == o.dropout && allow_tf32 == o.allow_tf32 && half == o.half;
   }
 };
 
@@ -56,7 +59,8 @@ struct RnnBatch {
   const int32_t* lengths = nullptr;
 };
 
-// A matrix or bias inside the weight space, in floats from its start.
+// A matrix or bias inside the weight space, in elements (of the config's type) from its
+// start.
 struct RnnRegion {
   int64_t offset = 0;
   int64_t numel = 0;  // 0: absent (no bias)
@@ -91,29 +95,29 @@ struct RnnSpaceSizes {
 RnnSpaceSizes rnn_space_sizes(cudnnHandle_t handle, const RnnConfig& config,
                               const RnnBatch& batch, bool training);
 
-// All buffers float32 on the handle's device, contiguous in the batch's layout; hx, cx
-// may be null (zero initial state); cx, cy are for an LSTM only (null otherwise); hy, cy
-// may be null. w: the weight space (layout from rnn_plan).
+// All buffers of the config's type (float16 when `half`, else float32) on the handle's
+// device, contiguous in the batch's layout; hx, cx may be null (zero initial state); cx, cy
+// are for an LSTM only (null otherwise); hy, cy may be null. w: the weight space (layout from rnn_plan).
 void rnn_forward(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& batch,
-                 bool training, const int32_t* dev_lengths, const float* x, const float* hx,
-                 const float* cx, float* y, float* hy, float* cy, const float* w,
+                 bool training, const int32_t* dev_lengths, const void* x, const void* hx,
+                 const void* cx, void* y, void* hy, void* cy, const void* w,
                  size_t w_bytes, void* workspace, size_t workspace_bytes, void* reserve,
                  size_t reserve_bytes);
 
 // After a training forward with the same reserve space: dx (always written), dhx and dcx
 // (skipped when null) from dy, dhy, dcy (null: zero). Must run before rnn_backward_weights.
 void rnn_backward_data(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& batch,
-                       const int32_t* dev_lengths, const float* y, const float* dy, float* dx,
-                       const float* hx, const float* dhy, float* dhx, const float* cx,
-                       const float* dcy, float* dcx, const float* w, size_t w_bytes,
+                       const int32_t* dev_lengths, const void* y, const void* dy, void* dx,
+                       const void* hx, const void* dhy, void* dhx, const void* cx,
+                       const void* dcy, void* dcx, const void* w, size_t w_bytes,
                        void* workspace, size_t workspace_bytes, void* reserve,
                        size_t reserve_bytes);
 
 // Adds the weight gradients into dw (the caller zeroes it: cuDNN supports only the
 // accumulating mode).
 void rnn_backward_weights(cudnnHandle_t handle, const RnnConfig& config, const RnnBatch& batch,
-                          const int32_t* dev_lengths, const float* x, const float* hx,
-                          const float* y, float* dw, size_t w_bytes, void* workspace,
+                          const int32_t* dev_lengths, const void* x, const void* hx,
+                          const void* y, void* dw, size_t w_bytes, void* workspace,
                           size_t workspace_bytes, void* reserve, size_t reserve_bytes);
 
 // The descriptor settings the plans use, for a benchmark that replays ember's calls with

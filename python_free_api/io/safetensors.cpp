@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -914,6 +915,7 @@ constexpr const char* kContentKey = "ember.content";
 constexpr const char* kHasOptimizerKey = "ember.optimizer";
 constexpr const char* kModelPrefix = "model.";
 constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kScalerPrefix = "grad_scaler.";
 constexpr const char* kExtraPrefix = "extra.";
 
 bool starts_with(const std::string& s, const std::string& prefix) {
@@ -1036,11 +1038,15 @@ void load(optim::Optimizer& optimizer, const std::string& path) {
 }
 
 void save_checkpoint(const std::string& path, const nn::Module& module,
-                     const optim::Optimizer* optimizer, const TrainingState& state) {
+                     const optim::Optimizer* optimizer, const TrainingState& state,
+                     const optim::GradScaler* scaler) {
   nn::StateDict all;
   for (const auto& [name, t] : module.state_dict()) all.insert(kModelPrefix + name, t);
   if (optimizer != nullptr) {
     for (const auto& [name, t] : optimizer->state_dict()) all.insert(kOptimizerPrefix + name, t);
+  }
+  if (scaler != nullptr) {
+    for (const auto& [name, t] : scaler->state_dict()) all.insert(kScalerPrefix + name, t);
   }
   const RngState rng = get_rng_state();
   std::map<std::string, std::string> meta = {
@@ -1066,7 +1072,8 @@ void save_checkpoint(const std::string& path, const nn::Module& module,
 // nothing; the model's keys and shapes are checked by Module::load_state_dict before it
 // copies a byte. Then the model is copied, the optimizer loaded (it checks again and
 // cannot fail on what passed, short of running out of memory) and the generators set.
-TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* optimizer) {
+TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim::Optimizer* optimizer,
+                              optim::GradScaler* scaler) {
   const SafetensorsFile f = load_safetensors(path);
   const auto fail = [&](const std::string& what) {
     throw IOError(detail::str_cat("load_checkpoint: ", path, ": ", what));
@@ -1119,22 +1126,32 @@ TrainingState load_checkpoint(const std::string& path, nn::Module& module, optim
   if (optimizer != nullptr && !has_optimizer) {
     fail("the checkpoint was saved without optimizer state; pass a null optimizer to load only the model");
   }
-  nn::StateDict model_dict, optimizer_dict;
+  nn::StateDict model_dict, optimizer_dict, scaler_dict;
   for (const auto& [name, t] : f.tensors) {
     if (starts_with(name, kModelPrefix)) {
       model_dict.insert(name.substr(std::strlen(kModelPrefix)), t);
     } else if (starts_with(name, kOptimizerPrefix)) {
       optimizer_dict.insert(name.substr(std::strlen(kOptimizerPrefix)), t);
+    } else if (starts_with(name, kScalerPrefix)) {
+      scaler_dict.insert(name.substr(std::strlen(kScalerPrefix)), t);
     } else {
-      fail("unexpected tensor " + in_quotes(name) + " (checkpoint tensors start with 'model.' or 'optimizer.')");
+      fail("unexpected tensor " + in_quotes(name) +
+           " (checkpoint tensors start with 'model.', 'optimizer.' or 'grad_scaler.')");
     }
   }
 
   // --- restore, all or nothing (Note [All-or-nothing checkpoint load]) -----------------------
   try {
     if (optimizer != nullptr) optimizer->check_state_dict(optimizer_dict);
+    // The scaler's state is loaded into a copy first, which checks it and changes nothing.
+    std::optional<optim::GradScaler> loaded_scaler;
+    if (scaler != nullptr && scaler_dict.size() > 0) {
+      loaded_scaler.emplace(*scaler);
+      loaded_scaler->load_state_dict(scaler_dict);
+    }
     module.load_state_dict(model_dict, true);
     if (optimizer != nullptr) optimizer->load_state_dict(optimizer_dict);
+    if (loaded_scaler) *scaler = *loaded_scaler;
   } catch (const Error&) {
     rethrow_with_context("load_checkpoint: " + path + ": ");
   }

@@ -9,6 +9,7 @@
 #include "ember/core/device.h"
 #include "ember/core/base/export.h"
 #include "ember/layers/module.h"
+#include "ember/optim/grad_scaler.h"
 #include "ember/optim/optimizer.h"
 
 namespace ember::io {
@@ -55,15 +56,20 @@ struct TrainingState {
 };
 
 // One file holding the model ("model.<name>"), the optimizer if given
-// ("optimizer.<name>"), the random generators' state, epoch, step and `state.extra`.
+// ("optimizer.<name>"), the loss scaler of a float16 run if given ("grad_scaler.<name>"),
+// the random generators' state, epoch, step and `state.extra`.
 EMBER_API void save_checkpoint(const std::string& path, const nn::Module& module,
-                               const optim::Optimizer* optimizer, const TrainingState& state);
+                               const optim::Optimizer* optimizer, const TrainingState& state,
+                               const optim::GradScaler* scaler = nullptr);
 // Restores everything save_checkpoint wrote, the random generators included, and returns
 // the training state. Throws ember::IOError if the file is not an ember checkpoint, or if
 // `optimizer` is given and the checkpoint was saved without one. All or nothing: every
 // section is checked before anything changes, so after an error the module, the optimizer
-// and the generators are as they were.
+// and the generators are as they were. `scaler`, when given, takes the checkpoint's scaler
+// state (scale and growth tracker); it keeps its own when the checkpoint has none (saved
+// from a run without float16), as a new scaler would start.
 EMBER_API TrainingState load_checkpoint(const std::string& path, nn::Module& module,
-                                        optim::Optimizer* optimizer);
+                                        optim::Optimizer* optimizer,
+                                        optim::GradScaler* scaler = nullptr);
 
 }  // namespace ember::io

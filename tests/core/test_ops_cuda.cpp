@@ -36,18 +36,7 @@ const std::vector<Layout> kLayouts = {Layout::Contiguous, Layout::Transposed, La
 // Elementwise
 // ===========================================================================================
 
-struct BinaryCase {
-  const char* name;
-  Tensor (*op)(const Tensor&, const Tensor&);
-};
-
-const std::vector<BinaryCase> kBinary = {
-    {"add", static_cast<Tensor (*)(const Tensor&, const Tensor&)>(&add)},
-    {"sub", &sub},
-    {"mul", static_cast<Tensor (*)(const Tensor&, const Tensor&)>(&mul)},
-    {"div", &div},
-    {"maximum", &maximum},
-    {"minimum", &minimum}};
+const std::vector<BinaryCase>& kBinary = binary_cases();
 
 TEST_F(OpsCuda, BinaryOpsMatchTheCpuUnderBroadcasting) {
   std::vector<std::pair<Shape, Shape>> pairs = {

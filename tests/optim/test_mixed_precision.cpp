@@ -14,11 +14,16 @@
 #include "ember/core/random.h"
 #include "ember/core/tensor.h"
 #include "ember/layers/layers.h"
+#include "ember/layers/rnn.h"
 #include "ember/optim/optim.h"
+#include "ember/python_free_api/callbacks.h"
+#include "ember/python_free_api/io/safetensors.h"
 #include "ember/python_free_api/trainer.h"
 
 #include "support/allclose.h"
 #include "support/check.h"
+#include "support/device.h"
+#include "support/temp_dir.h"
 
 namespace {
 
@@ -127,9 +132,9 @@ TEST(GradScaler, UnscalesInOneFusedPassAndFlagsInfAndNaN) {
 }
 
 // A float16 gradient that overflows skips the step and halves the scale; clean steps then
-// grow it back after growth_interval of them.
-TEST(GradScaler, SkipsAStepOnOverflowAndTheScaleRecovers) {
-  Tensor w = ones({2}, {.dtype = kFloat16}).requires_grad_();
+// grow it back after growth_interval of them. On the CPU and, where there is one, a GPU.
+void scaler_skips_and_recovers(Device device) {
+  Tensor w = ones({2}, {.dtype = kFloat16, .device = device}).requires_grad_();
   optim::SGD opt({w}, {.lr = 0.1});
   optim::GradScaler scaler({.init_scale = 65536.0, .growth_interval = 3});
   // d(sum(w * 2))/dw = 2, times 65536 = 131072: inf in float16.
@@ -149,7 +154,7 @@ TEST(GradScaler, SkipsAStepOnOverflowAndTheScaleRecovers) {
   EXPECT_EQ(scaler.get_scale(), 16384.0);
   EXPECT_TRUE(iteration());
   // Unscaled, the gradient is exactly 2: w = 1 - 0.1 * 2.
-  EXPECT_NEAR(w.to(kFloat32).to_vector<float>()[0], 0.8, 1e-3);
+  EXPECT_NEAR(w.cpu().to(kFloat32).to_vector<float>()[0], 0.8, 1e-3);
   EXPECT_TRUE(iteration());
   EXPECT_TRUE(iteration());
   EXPECT_EQ(scaler.growth_tracker(), 0);
@@ -159,6 +164,22 @@ TEST(GradScaler, SkipsAStepOnOverflowAndTheScaleRecovers) {
   other.load_state_dict(scaler.state_dict());
   EXPECT_EQ(other.get_scale(), 32768.0);
   EXPECT_EQ(other.options().growth_interval, 3);
+}
+
+TEST(GradScaler, SkipsAStepOnOverflowAndTheScaleRecovers) {
+  scaler_skips_and_recovers(Device::cpu());
+}
+
+TEST(GradScaler, SkipsAStepOnOverflowAndTheScaleRecoversOnCuda) {
+  EMBER_SKIP_WITHOUT_GPU();
+  scaler_skips_and_recovers(Device::cuda());
+  // A NaN anywhere among several gradients is found by the one fused pass.
+  Tensor a = ones({1000}, {.device = Device::cuda()});
+  Tensor b = full({3}, NAN, {.dtype = kFloat16, .device = Device::cuda()});
+  Tensor found = zeros({1}, {.device = Device::cuda()});
+  amp_unscale_and_check_({a, b}, found, full({1}, 0.5, {.device = Device::cuda()}));
+  EXPECT_EQ(found.item(), 1.0);
+  EXPECT_EQ(a.cpu().to_vector<float>()[999], 0.5f);
 }
 
 TEST(GradScaler, UnscaleBeforeClippingThenStep) {
@@ -269,6 +290,29 @@ TEST(Autocast, GradientsReachFloat32WeightsAndCastsAreCached) {
   EXPECT_TRUE(allclose(values(fc.weight().grad()), g32, {3e-2, 3e-2}));
 }
 
+TEST(Autocast, RecurrentStacksRunInTheRegionsDtype) {
+  manual_seed(26);
+  nn::LSTM lstm(3, 5);
+  const Tensor x = rand({4, 2, 3});
+  const Tensor ref = lstm(x);
+  for (DType dt : {kBFloat16, kFloat16}) {
+    lstm.zero_grad();
+    Tensor y;
+    {
+      AutocastGuard guard(dt);
+      y = lstm(x);
+    }
+    EXPECT_EQ(y.dtype(), dt);
+    EXPECT_TRUE(allclose(values(y), values(ref), {3e-2, 3e-2}));
+    y.sum().backward();
+    for (const Tensor& w : lstm.parameters()) {
+      ASSERT_TRUE(w.grad().defined());
+      EXPECT_EQ(w.grad().dtype(), kFloat32);
+    }
+    EXPECT_EQ(lstm.parameters()[0].dtype(), kFloat32);
+  }
+}
+
 // --- Trainer ----------------------------------------------------------------------------------
 
 TEST(TrainerPrecision, MixedPrecisionTrainsAndUnknownNamesAreErrors) {
@@ -295,6 +339,83 @@ TEST(TrainerPrecision, MixedPrecisionTrainsAndUnknownNamesAreErrors) {
   const std::string msg = error_of<ValueError>([&] { trainer.fit(ds, {.precision = "fp16"}); });
   EXPECT_TRUE(contains(msg, "'fp16'")) << msg;
   EXPECT_TRUE(contains(msg, "bf16-mixed")) << msg;
+}
+
+// --- the scaler in training checkpoints ----------------------------------------------------------
+
+// A scaler after an overflow (scale halved) and one clean step (tracker 1).
+optim::GradScaler scaler_in_use(optim::SGD& opt, Tensor& w) {
+  optim::GradScaler scaler({.init_scale = 65536.0, .growth_interval = 5});
+  for (double factor : {2.0, 0.5}) {  // 2 * 65536 overflows float16; 0.5 * 32768 does not
+    opt.zero_grad();
+    scaler.scale(sum(mul(w, factor))).backward();
+    scaler.step(opt);
+    scaler.update();
+  }
+  return scaler;
+}
+
+TEST(GradScalerCheckpoint, TheScaleAndTrackerTravelWithTheCheckpoint) {
+  ember::testing::TempDir dir("ember_scaler_ckpt");
+  nn::Linear fc(2, 2);
+  Tensor w = ones({2}, {.dtype = kFloat16}).requires_grad_();
+  optim::SGD opt({w}, {.lr = 0.1});
+  const optim::GradScaler scaler = scaler_in_use(opt, w);
+  ASSERT_EQ(scaler.get_scale(), 32768.0);
+  ASSERT_EQ(scaler.growth_tracker(), 1);
+  const std::string path = dir.file("ckpt.safetensors");
+  io::save_checkpoint(path, fc, nullptr, {.epoch = 3}, &scaler);
+
+  optim::GradScaler fresh({.init_scale = 8.0});
+  EXPECT_EQ(io::load_checkpoint(path, fc, nullptr, &fresh).epoch, 3);
+  EXPECT_EQ(fresh.get_scale(), 32768.0);
+  EXPECT_EQ(fresh.growth_tracker(), 1);
+  EXPECT_EQ(fresh.options().growth_interval, 5);
+
+  // A checkpoint without a scaler section leaves a given scaler as it was.
+  const std::string plain = dir.file("plain.safetensors");
+  io::save_checkpoint(plain, fc, nullptr, {});
+  optim::GradScaler other({.init_scale = 8.0});
+  io::load_checkpoint(plain, fc, nullptr, &other);
+  EXPECT_EQ(other.get_scale(), 8.0);
+
+  // A bad scale is refused before anything changes: the model keeps its weights.
+  io::SafetensorsFile f = io::load_safetensors(path);
+  f.tensors.insert("grad_scaler.scale", scalar_tensor(-1.0, {.dtype = kFloat64}));
+  const std::string bad = dir.file("bad.safetensors");
+  io::save_safetensors(bad, f.tensors, f.metadata);
+  nn::Linear target(2, 2);
+  const std::vector<double> before = values(target.weight());
+  optim::GradScaler untouched({.init_scale = 8.0});
+  const std::string msg =
+      error_of<Error>([&] { io::load_checkpoint(bad, target, nullptr, &untouched); });
+  EXPECT_TRUE(contains(msg, "load_checkpoint: " + bad)) << msg;
+  EXPECT_TRUE(contains(msg, "scale")) << msg;
+  EXPECT_EQ(values(target.weight()), before);
+  EXPECT_EQ(untouched.get_scale(), 8.0);
+}
+
+// A "16-mixed" run's training checkpoints hold its scaler, and resuming restores it.
+TEST(GradScalerCheckpoint, TrainerResumesTheScaler) {
+  ember::testing::TempDir dir("ember_scaler_resume");
+  manual_seed(25);
+  Tensor x = rand({32, 4});
+  data::TensorDataset ds(x, argmax(x, 1));
+  nn::Sequential model{nn::Linear(4, 8), nn::ReLU(), nn::Linear(8, 4)};
+  optim::Adam opt(model.parameters(), {.lr = 1e-2});
+  Trainer trainer(model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  const std::string path = dir.file("ckpt.safetensors");
+  auto ckpt = std::make_shared<callbacks::ModelCheckpoint>(
+      path, callbacks::ModelCheckpointOptions{.monitor = "loss", .training_state = true});
+  trainer.fit(ds, {.epochs = 2, .batch_size = 8, .callbacks = {ckpt}, .verbose = 0,
+                   .precision = "16-mixed"});
+  const Tensor saved = io::load_safetensors(path).tensors.at("grad_scaler.scale");
+  EXPECT_EQ(saved.item(), trainer.grad_scaler()->get_scale());
+  Trainer resumed(model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  resumed.fit(ds, {.epochs = 2, .batch_size = 8, .verbose = 0, .resume_from = path,
+                   .precision = "16-mixed"});
+  ASSERT_NE(resumed.grad_scaler(), nullptr);
+  EXPECT_EQ(resumed.grad_scaler()->get_scale(), saved.item());
 }
 
 }  // namespace

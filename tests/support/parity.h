@@ -91,6 +91,23 @@ inline std::vector<Shape> random_shapes(size_t rank, int count, uint64_t seed) {
   return shapes;
 }
 
+// The binary elementwise ops, by name.
+struct BinaryCase {
+  const char* name;
+  Tensor (*op)(const Tensor&, const Tensor&);
+};
+
+inline const std::vector<BinaryCase>& binary_cases() {
+  using Fn = Tensor (*)(const Tensor&, const Tensor&);
+  static const std::vector<BinaryCase> cases = {{"add", static_cast<Fn>(&add)},
+                                                {"sub", &sub},
+                                                {"mul", static_cast<Fn>(&mul)},
+                                                {"div", &div},
+                                                {"maximum", &maximum},
+                                                {"minimum", &minimum}};
+  return cases;
+}
+
 // ---- running on both devices -----------------------------------------------------------
 
 using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
