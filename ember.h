@@ -30,6 +30,7 @@
 #include "ember/python_free_api/data/fashion_mnist.h"
 #include "ember/python_free_api/data/idx.h"
 #include "ember/python_free_api/data/image_folder.h"
+#include "ember/python_free_api/data/sampler.h"
 #include "ember/python_free_api/data/transforms.h"
 #include "ember/python_free_api/io/onnx.h"
 #include "ember/python_free_api/io/safetensors.h"

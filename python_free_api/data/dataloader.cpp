@@ -1,14 +1,16 @@
-// DataLoader: the per-epoch worker thread, the bounded batch queue, pinned staging and the
-// non-blocking transfer to the device (see Note [DataLoader pipeline] in dataloader.h).
+// DataLoader: the per-epoch worker threads, the bounded window of batches in flight, pinned
+// staging and the non-blocking transfer to the device (Note [DataLoader pipeline] in
+// dataloader.h).
 #include "ember/python_free_api/data/dataloader.h"
 
 #include <algorithm>
 #include <condition_variable>
-#include <deque>
 #include <exception>
+#include <map>
 #include <mutex>
-#include <numeric>
+#include <string>
 #include <thread>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -20,21 +22,45 @@ namespace ember::data {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-uint64_t mix(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)); }
-
-// Separates the transforms' stream from the shuffle's for the same epoch.
+// Separates the transforms' streams from the shuffle's for the same epoch.
 constexpr uint64_t kTransformSalt = 0x7472616e73666f72ull;
 
 void check_cpu(const char* what, const Tensor& t) {
   EMBER_CHECK_T(DeviceError, t.device().is_cpu(), "DataLoader: ", what, " ", shape_str(t.shape()),
                 " is on ", t.device().str(), "; datasets and transforms must produce CPU tensors");
+}
+
+// "batch 3 of epoch 0 (samples 12, 40, 7)", at most kShown indices listed.
+std::string batch_context(int64_t b, int64_t epoch, const std::vector<int64_t>& indices) {
+  constexpr size_t kShown = 8;
+  std::string s = "DataLoader: batch " + std::to_string(b) + " of epoch " + std::to_string(epoch) +
+                  (indices.size() == 1 ? " (sample " : " (samples ");
+  for (size_t i = 0; i < indices.size() && i < kShown; ++i) {
+    s += (i ? ", " : "") + std::to_string(indices[i]);
+  }
+  if (indices.size() > kShown) s += ", ... " + std::to_string(indices.size()) + " in all";
+  return s + "): ";
+}
+
+// Rethrows `e` with `context` before its message when it is exactly one of ember's error
+// types (so it keeps its type); anything else, a user's own exception type included (it
+// could not be rebuilt), is rethrown as it was.
+[[noreturn]] void rethrow_with_context(const std::exception_ptr& e, const std::string& context) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& x) {
+    const std::type_info& type = typeid(x);
+    const std::string message = context + x.what();
+    if (type == typeid(ShapeError)) throw ShapeError(message);
+    if (type == typeid(DTypeError)) throw DTypeError(message);
+    if (type == typeid(DeviceError)) throw DeviceError(message);
+    if (type == typeid(IOError)) throw IOError(message);
+    if (type == typeid(CudaError)) throw CudaError(message);
+    if (type == typeid(OutOfMemoryError)) throw OutOfMemoryError(message);
+    if (type == typeid(ValueError)) throw ValueError(message);
+    if (type == typeid(Error)) throw Error(message);
+    throw;
+  }
 }
 
 }  // namespace
@@ -45,95 +71,123 @@ struct DataLoader::Epoch {
   std::shared_ptr<const Dataset> dataset;
   DataLoaderOptions options;
   std::vector<int64_t> order;
+  int64_t epoch = 0;
   int64_t num_batches = 0;
-  uint64_t epoch_seed = 0;
+  uint64_t transform_seed = 0;
+  int64_t window = 0;  // prefetch * num_workers: batches taken but not yet handed out
+
+  // A batch a worker finished, or the exception it met.
+  struct Slot {
+    std::unique_ptr<Batch> batch;
+    std::exception_ptr error;
+  };
 
   std::mutex mu;
-  std::condition_variable not_full;   // the worker waits here for queue space
-  std::condition_variable not_empty;  // the consumer waits here for a batch
-  std::deque<std::unique_ptr<Batch>> queue;
+  std::condition_variable may_take;  // workers wait here for room in the window
+  std::condition_variable ready;     // the consumer waits here for its next batch
+  std::map<int64_t, Slot> done;      // finished batches not yet handed out, by number
+  int64_t next_to_take = 0;          // the next batch number a worker takes
+  int64_t handed_out = 0;            // batches the consumer has taken
+  bool failed = false;               // a batch failed: take no later one
   bool stopping = false;
-  bool worker_done = false;
-  std::exception_ptr error;
-  std::thread worker;
+  std::vector<std::thread> workers;
 
   // Consumer side only.
   std::unique_ptr<Batch> current;
   bool finished = false;
-  int64_t consumed = 0;     // batches handed out
-  int64_t next_inline = 0;  // prefetch == 0: the next batch to prepare
+  int64_t next_inline = 0;  // no workers: the next batch to prepare
 
   ~Epoch() { stop(); }
 
+  bool threaded() const { return options.num_workers > 0 && options.prefetch > 0; }
+
   void start() {
-    if (options.prefetch == 0) return;
-    if (num_batches == 0) {
-      worker_done = true;  // nothing to prepare: the first advance() ends the epoch
-      return;
-    }
-    worker = std::thread([this] { run(); });
+    if (!threaded()) return;
+    window = options.prefetch * options.num_workers;
+    const int64_t n = std::min(options.num_workers, num_batches);
+    for (int64_t w = 0; w < n; ++w) workers.emplace_back([this] { run(); });
   }
 
   void stop() {
-    std::deque<std::unique_ptr<Batch>> dropped;
+    std::map<int64_t, Slot> dropped;
     {
       std::lock_guard<std::mutex> lock(mu);
       stopping = true;
-      dropped.swap(queue);
+      dropped.swap(done);
     }
-    not_full.notify_all();
-    not_empty.notify_all();
-    if (worker.joinable()) worker.join();
+    may_take.notify_all();
+    ready.notify_all();
+    for (std::thread& w : workers) {
+      if (w.joinable()) w.join();
+    }
   }
 
   void run() {
-    try {
-      for (int64_t b = 0; b < num_batches; ++b) {
-        {
-          std::unique_lock<std::mutex> lock(mu);
-          not_full.wait(lock, [&] {
-            return stopping || static_cast<int64_t>(queue.size()) < options.prefetch;
-          });
-          if (stopping) break;
-        }
-        std::unique_ptr<Batch> p = prepare(b);
-        {
-          std::lock_guard<std::mutex> lock(mu);
-          if (stopping) break;  // `p` is dropped outside the lock, below
-          queue.push_back(std::move(p));
-        }
-        not_empty.notify_one();
+    for (;;) {
+      int64_t b;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        may_take.wait(lock, [&] {
+          return stopping || failed || next_to_take >= num_batches ||
+                 next_to_take < handed_out + window;
+        });
+        if (stopping || failed || next_to_take >= num_batches) return;
+        b = next_to_take++;
       }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mu);
-      error = std::current_exception();
+      Slot slot;
+      try {
+        slot.batch = prepare(b);
+      } catch (...) {
+        slot.error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (stopping) return;  // `slot` is dropped outside the lock
+        if (slot.error) failed = true;
+        done.emplace(b, std::move(slot));
+      }
+      ready.notify_one();
     }
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      worker_done = true;
-    }
-    not_empty.notify_all();
+  }
+
+  std::vector<int64_t> batch_indices(int64_t b) const {
+    const auto n = static_cast<int64_t>(order.size());
+    const int64_t first = b * options.batch_size;
+    const int64_t last = std::min(n, first + options.batch_size);
+    return {order.begin() + first, order.begin() + last};
   }
 
   std::unique_ptr<Batch> prepare(int64_t b) const {
-    const int64_t n = static_cast<int64_t>(order.size());
-    const int64_t first = b * options.batch_size;
-    const int64_t last = std::min(n, first + options.batch_size);
-    const std::vector<int64_t> indices(order.begin() + first, order.begin() + last);
+    const std::vector<int64_t> indices = batch_indices(b);
+    try {
+      return prepare(indices);
+    } catch (...) {
+      rethrow_with_context(std::current_exception(), batch_context(b, epoch, indices));
+    }
+  }
+
+  std::unique_ptr<Batch> prepare(const std::vector<int64_t>& indices) const {
     Batch raw = dataset->get_batch(indices);
-    const int64_t count = last - first;
+    const auto count = static_cast<int64_t>(indices.size());
     EMBER_CHECK_T(ShapeError, raw.x.defined() && raw.x.dim() >= 1 && raw.x.size(0) == count,
-                  "DataLoader: the dataset returned x ",
+                  "the dataset returned x ",
                   raw.x.defined() ? shape_str(raw.x.shape()) : std::string("(undefined)"),
                   " for a batch of ", count, " indices");
     EMBER_CHECK_T(ShapeError, !raw.y.defined() || (raw.y.dim() >= 1 && raw.y.size(0) == count),
-                  "DataLoader: the dataset returned y ",
+                  "the dataset returned y ",
                   raw.y.defined() ? shape_str(raw.y.shape()) : std::string(), " for a batch of ",
                   count, " indices");
-    Generator gen(mix(mix(epoch_seed, kTransformSalt), static_cast<uint64_t>(b)));
-    if (!options.transforms.empty()) raw.x = options.transforms.apply(raw.x, gen);
-    if (!options.target_transforms.empty() && raw.y.defined()) {
-      raw.y = options.target_transforms.apply(raw.y, gen);
+    const bool transform_y = !options.target_transforms.empty() && raw.y.defined();
+    if (!options.transforms.empty() || transform_y) {
+      // One generator per sample (Note [Per-sample randomness] in transforms.h); the
+      // target transforms continue the streams the input transforms left.
+      std::vector<Generator> gens;
+      gens.reserve(indices.size());
+      for (const int64_t i : indices) {
+        gens.emplace_back(mix_seeds(transform_seed, static_cast<uint64_t>(i)));
+      }
+      if (!options.transforms.empty()) raw.x = options.transforms.apply_per_sample(raw.x, gens);
+      if (transform_y) raw.y = options.target_transforms.apply_per_sample(raw.y, gens);
     }
     check_cpu("x", raw.x);
     if (raw.y.defined()) check_cpu("y", raw.y);
@@ -154,33 +208,48 @@ struct DataLoader::Epoch {
   void advance() {
     current.reset();
     if (finished) return;
-    if (options.prefetch == 0) {
+    if (!threaded()) {
       advance_inline();
       return;
     }
     std::unique_lock<std::mutex> lock(mu);
-    not_empty.wait(lock, [&] { return !queue.empty() || worker_done || stopping; });
-    if (!queue.empty()) {
-      std::unique_ptr<Batch> p = std::move(queue.front());
-      queue.pop_front();
+    const int64_t b = handed_out;
+    if (b >= num_batches) {
+      finished = true;
       lock.unlock();
-      not_full.notify_one();
-      ++consumed;
-      current = std::move(p);
+      join();
       return;
     }
-    finished = true;
-    std::exception_ptr e = std::exchange(error, nullptr);
-    lock.unlock();
-    if (e) {
-      if (worker.joinable()) worker.join();
-      std::rethrow_exception(e);
+    ready.wait(lock, [&] { return stopping || done.count(b) != 0; });
+    auto it = done.find(b);
+    if (it == done.end()) {
+      finished = true;
+      lock.unlock();
+      throw Error("DataLoader: this epoch was stopped after " + std::to_string(b) + " of " +
+                  std::to_string(num_batches) +
+                  " batches (by a later begin() or by destroying the loader); "
+                  "its iterators cannot be advanced");
     }
-    EMBER_CHECK(consumed == num_batches, "DataLoader: this epoch was stopped after ", consumed,
-                " of ", num_batches,
-                " batches (by a later begin() or by destroying the loader); "
-                "its iterators cannot be advanced");
-    if (worker.joinable()) worker.join();
+    Slot slot = std::move(it->second);
+    done.erase(it);
+    if (slot.error) {
+      finished = true;
+      stopping = true;  // the epoch ends here: workers drop what they hold
+      lock.unlock();
+      may_take.notify_all();
+      join();
+      std::rethrow_exception(slot.error);
+    }
+    ++handed_out;
+    lock.unlock();
+    may_take.notify_all();
+    current = std::move(slot.batch);
+  }
+
+  void join() {
+    for (std::thread& w : workers) {
+      if (w.joinable()) w.join();
+    }
   }
 
   void advance_inline() {
@@ -227,6 +296,13 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
               options_.batch_size);
   EMBER_CHECK(options_.prefetch >= 0, "DataLoader: prefetch must be non-negative, got ",
               options_.prefetch);
+  EMBER_CHECK(options_.num_workers >= 0, "DataLoader: num_workers must be non-negative, got ",
+              options_.num_workers);
+  if (options_.sampler) {
+    EMBER_CHECK(!options_.shuffle,
+                "DataLoader: shuffle is set together with a sampler; the sampler orders the "
+                "samples (DistributedSamplerOptions::shuffle), leave the loader's shuffle false");
+  }
   if (options_.device.is_cuda()) {
     // Validates the device and creates its streams (with its first tensor) here rather
     // than on the worker.
@@ -239,6 +315,19 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
     std::lock_guard<std::mutex> lock(cpu_generator_mutex());
     seed_ = cpu_generator()();
   }
+  sampler_ = options_.sampler != nullptr
+                 ? options_.sampler
+                 : std::make_shared<const DistributedSampler>(
+                       dataset_->size(), DistributedSamplerOptions{.num_replicas = 1,
+                                                                   .rank = 0,
+                                                                   .shuffle = options_.shuffle,
+                                                                   .seed = seed_});
+  check_sampler();
+}
+
+void DataLoader::check_sampler() const {
+  EMBER_CHECK(sampler_->dataset_size() == dataset_->size(), "DataLoader: the sampler is for ",
+              sampler_->dataset_size(), " samples but the dataset has ", dataset_->size());
 }
 
 DataLoader::~DataLoader() { stop_current(); }
@@ -251,6 +340,7 @@ DataLoader& DataLoader::operator=(DataLoader&& other) noexcept {
     dataset_ = std::move(other.dataset_);
     options_ = std::move(other.options_);
     seed_ = other.seed_;
+    sampler_ = std::move(other.sampler_);
     next_epoch_ = other.next_epoch_;
     current_ = std::move(other.current_);
   }
@@ -263,26 +353,22 @@ void DataLoader::stop_current() {
 }
 
 int64_t DataLoader::size() const {
-  const int64_t n = dataset_->size();
+  const int64_t n = sampler_->size();
   const int64_t bs = options_.batch_size;
   return options_.drop_last ? n / bs : (n + bs - 1) / bs;
 }
 
 DataLoader::Iterator DataLoader::begin() {
   stop_current();
+  check_sampler();  // the dataset may have changed size since
   const int64_t e = next_epoch_++;
   auto ep = std::make_shared<Epoch>();
   ep->dataset = dataset_;
   ep->options = options_;
+  ep->epoch = e;
   ep->num_batches = size();
-  ep->epoch_seed = mix(seed_, static_cast<uint64_t>(e));
-  const int64_t n = dataset_->size();
-  if (options_.shuffle) {
-    ep->order = random_permutation(n, ep->epoch_seed);
-  } else {
-    ep->order.resize(static_cast<size_t>(n));
-    std::iota(ep->order.begin(), ep->order.end(), int64_t{0});
-  }
+  ep->transform_seed = mix_seeds(mix_seeds(seed_, static_cast<uint64_t>(e)), kTransformSalt);
+  ep->order = sampler_->indices(e);
   ep->start();
   current_ = ep;
   Iterator it(ep);

@@ -140,21 +140,45 @@ ImageFolder::ImageFolder(const std::string& root, ImageFolderOptions options)
     : ImageFolder(load(root, options), options) {}
 
 ImageFolder::ImageFolder(Loaded loaded, ImageFolderOptions options)
-    : stored_(std::move(loaded.x), std::move(loaded.y)),
+    : pixels_(std::move(loaded.x)),
+      labels_(std::move(loaded.y)),
       classes_(std::move(loaded.classes)),
       files_(std::move(loaded.files)),
       skipped_(std::move(loaded.skipped)),
       options_(options) {}
 
-int64_t ImageFolder::size() const { return stored_.size(); }
+int64_t ImageFolder::size() const { return labels_.size(0); }
+
+Tensor ImageFolder::decode_rows(const std::vector<int64_t>& indices) const {
+  const ImageFolderOptions& o = options_;
+  const auto b = static_cast<int64_t>(indices.size());
+  const int64_t per_image = o.channels * o.height * o.width;
+  Tensor x = Tensor::empty({b, o.channels, o.height, o.width}, {.dtype = kUInt8});
+  uint8_t* xd = x.data<uint8_t>();
+  for (int64_t k = 0; k < b; ++k) {
+    const int64_t i = indices[static_cast<size_t>(k)];
+    const std::string& path = files_[static_cast<size_t>(i)];
+    const std::string err = decode_image(path, o, xd + k * per_image);
+    // A lazy folder's size is fixed when it is listed, so a bad file cannot be skipped.
+    EMBER_CHECK_T(IOError, err.empty(), "ImageFolder: sample ", i, " '", path, "': ", err);
+  }
+  return x;
+}
 
 Batch ImageFolder::get_batch(const std::vector<int64_t>& indices) const {
   for (const int64_t i : indices) {
     EMBER_CHECK(i >= 0 && i < size(), "ImageFolder::get_batch: index ", i,
                 " is out of range for a dataset of ", size(), " samples");
   }
-  // The bytes and class indices of the rows, in the order asked for.
-  Batch rows = stored_.get_batch(indices);
+  // The bytes and class indices of the rows, in the order asked for: gathered from the
+  // decoded pixels, or decoded now (lazy).
+  Batch rows;
+  if (options_.lazy) {
+    rows.x = decode_rows(indices);
+    rows.y = TensorDataset(labels_, Tensor()).get_batch(indices).x;
+  } else {
+    rows = TensorDataset(pixels_, labels_).get_batch(indices);
+  }
   Batch out;
   out.x = scaled_floats(rows.x, options_.rescale);
   switch (options_.label_mode) {
@@ -175,7 +199,12 @@ Batch ImageFolder::get_batch(const std::vector<int64_t>& indices) const {
   return out;
 }
 
-Tensor ImageFolder::images() const { return scaled_floats(pixels(), options_.rescale); }
+Tensor ImageFolder::images() const {
+  if (!options_.lazy) return scaled_floats(pixels_, options_.rescale);
+  std::vector<int64_t> all(static_cast<size_t>(size()));
+  for (int64_t i = 0; i < size(); ++i) all[static_cast<size_t>(i)] = i;
+  return scaled_floats(decode_rows(all), options_.rescale);
+}
 
 ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolderOptions& o) {
   EMBER_CHECK(o.height >= 1 && o.width >= 1 && o.height <= INT_MAX && o.width <= INT_MAX,
@@ -186,6 +215,9 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   EMBER_CHECK(std::isfinite(o.rescale), "ImageFolder: rescale must be finite, got ", o.rescale);
   EMBER_CHECK(o.max_images == -1 || o.max_images >= 1,
               "ImageFolder: max_images must be -1 (all) or positive, got ", o.max_images);
+  EMBER_CHECK(!(o.lazy && o.skip_bad_files),
+              "ImageFolder: skip_bad_files needs eager decoding (a lazy folder's size is fixed "
+              "before any image is decoded); set lazy or skip_bad_files, not both");
 
   // --- discovery: sorted classes, sorted files -----------------------------------------
   std::error_code ec;
@@ -256,12 +288,17 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
     labels = std::move(some_labels);
   }
   const auto n = static_cast<int64_t>(paths.size());
+  EMBER_CHECK(static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
+              "ImageFolder: height x width ", o.height, "x", o.width, " is too large");
+  if (o.lazy) {
+    out.files = std::move(paths);
+    out.y = Tensor::from_vector(labels, {n});
+    return out;
+  }
   std::vector<int64_t> chosen_per_class(out.classes.size(), 0);
   for (const int64_t label : labels) ++chosen_per_class[static_cast<size_t>(label)];
 
   // --- memory check before decoding anything -----------------------------------------------
-  EMBER_CHECK(static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
-              "ImageFolder: height x width ", o.height, "x", o.width, " is too large");
   const int64_t per_image = o.channels * o.height * o.width;
   // Divided by 4 so that images() (4 bytes a value) cannot overflow either.
   EMBER_CHECK(per_image <= (INT64_MAX / 4) / std::max<int64_t>(n, 1), "ImageFolder: ", n,

@@ -1,7 +1,8 @@
 // Image folders (root/<class>/<image>, as Keras's image_dataset_from_directory and
 // torchvision's ImageFolder read them) decoded (libpng, libjpeg-turbo, stb_image for
-// the rarer formats) into a dataset of pixel bytes served as float32 batches, and the
-// reverse: writing a labelled image dataset out as such a folder of PNGs.
+// the rarer formats) into a dataset of pixel bytes, or decoded batch by batch (lazy),
+// served as float32 batches; and the reverse: writing a labelled image dataset out as
+// such a folder of PNGs.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +46,9 @@ struct ImageFolderOptions {
   int64_t max_images = -1;
   // The targets get_batch() serves; labels() are class indices whatever the mode.
   LabelMode label_mode = LabelMode::kInt;
+  // List the files now and decode each image when a batch asks for it (Note [Lazy image
+  // folders]) instead of decoding them all in the constructor. Not with skip_bad_files.
+  bool lazy = false;
 };
 
 struct SkippedFile {
@@ -56,13 +60,13 @@ struct SkippedFile {
 // Classes are the sorted names of root's sub-folders (hidden ones excluded); label i is
 // classes()[i]. A class's files are those with an image extension (png, jpg, jpeg, bmp,
 // gif, tga, pnm, ppm, pgm, psd, hdr, pic; any case; hidden files excluded), sorted by
-// name, so the sample order is the same on every machine. Images are decoded eagerly,
-// in the constructor, on several threads: the header first (dimensions checked against
-// max_pixels and the file's size), then decoding to `channels` (libpng, libjpeg-turbo,
-// or stb_image for the other formats; Note [Untrusted images] in image_decode.cpp), a
-// resize with stb_image_resize
-// (Mitchell filter when shrinking, cubic when enlarging; no resize when the size already
-// matches), and a transposition of the bytes to [C, H, W]. The whole dataset is held as
+// name, so the sample order is the same on every machine. Unless lazy (Note [Lazy image
+// folders]), images are decoded eagerly, in the constructor, on several threads: the
+// header first (dimensions checked against max_pixels and the file's size), then
+// decoding to `channels` (libpng, libjpeg-turbo, or stb_image for the other formats;
+// Note [Untrusted images] in image_decode.cpp), a resize with stb_image_resize (Mitchell
+// filter when shrinking, cubic when enlarging; no resize when the size already matches),
+// and a transposition of the bytes to [C, H, W]. The whole dataset is held as
 // one uint8 [N, C, H, W] tensor, a byte per value: a quarter of what float32 storage
 // would take (60 000 images of 3x150x150 take 4 GB rather than 16 GB). Its size is
 // checked against half the machine's physical memory before any decoding starts. Errors
@@ -77,13 +81,27 @@ struct SkippedFile {
 // keeps every class's share (within one image) and the selection is still the same on
 // every machine. classes() still lists every sub-folder, so labels agree with a full
 // read of the folder even if a class gets no image.
+//
+// Note [Lazy image folders]
+// With options.lazy the constructor only lists: the same classes, files, order, labels,
+// max_images selection and option checks as an eager read, so the two serve the same
+// samples under the same indices. get_batch() then decodes the requested files, on the
+// calling thread (a DataLoader's workers, so num_workers decode in parallel), through the
+// same decoder and resize as the eager read, into a uint8 batch converted as above: the
+// batch is bit for bit the eager one. Nothing decoded is kept, so memory is what the
+// batches in flight take (bounded by the DataLoader's prefetch * num_workers), whatever
+// the folder's size; the price is decoding every image again each epoch. A file that
+// cannot be decoded throws IOError from get_batch naming the sample index and the file,
+// as the size is fixed before decoding, skip_bad_files is refused; the half-of-memory
+// check does not apply, and pixels() is undefined.
 class EMBER_API ImageFolder : public Dataset {
  public:
   // Throws IOError when root is missing or has no class folders, when a class folder
   // has no image files, and (unless skip_bad_files) when a file cannot be decoded,
   // naming the file and the decoder's reason; OutOfMemoryError when the decoded images would not
   // fit; ember::Error for bad options, and for LabelMode::kBinary unless root has
-  // exactly 2 classes (checked before decoding).
+  // exactly 2 classes (checked before decoding). Lazy, it decodes nothing, so neither
+  // decoding errors nor OutOfMemoryError come from here.
   explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
 
   int64_t size() const override;
@@ -91,13 +109,13 @@ class EMBER_API ImageFolder : public Dataset {
   // options().label_mode says. Throws ember::Error naming an index outside [0, size()).
   Batch get_batch(const std::vector<int64_t>& indices) const override;
 
-  // uint8 [N, channels, height, width]: the decoded pixels as held.
-  const Tensor& pixels() const { return stored_.x(); }
+  // uint8 [N, channels, height, width]: the decoded pixels as held; undefined when lazy.
+  const Tensor& pixels() const { return pixels_; }
   // int64 [N] class indices, whatever the label mode.
-  const Tensor& labels() const { return stored_.y(); }
+  const Tensor& labels() const { return labels_; }
   // Every image as float32 [N, channels, height, width] times rescale (get_batch over
-  // all indices), converted on each call: it allocates N * C * H * W * 4 bytes, four
-  // times pixels(). For tests and small tools; training reads batches.
+  // all indices), converted (lazy: decoded) on each call: it allocates N * C * H * W * 4
+  // bytes, four times pixels(). For tests and small tools; training reads batches.
   Tensor images() const;
   const std::vector<std::string>& classes() const { return classes_; }
   // The decoded files, in sample order.
@@ -112,9 +130,11 @@ class EMBER_API ImageFolder : public Dataset {
   static Loaded load(const std::string& root, const ImageFolderOptions& options);
   ImageFolder(Loaded loaded, ImageFolderOptions options);
 
-  // pixels() and labels(); its get_batch gathers rows (one memcpy each) and checks the
-  // indices.
-  TensorDataset stored_;
+  // Lazy mode: files `indices` decoded into uint8 [B, C, H, W].
+  Tensor decode_rows(const std::vector<int64_t>& indices) const;
+
+  Tensor pixels_;  // undefined when lazy
+  Tensor labels_;
   std::vector<std::string> classes_;
   std::vector<std::string> files_;
   std::vector<SkippedFile> skipped_;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "ember/core/base/error.h"
+#include "ember/core/ops.h"
 #include "ember/core/random.h"
 
 namespace ember::data {
@@ -62,6 +63,13 @@ Tensor filled(const char* op, const Shape& shape, Fill fill) {
   return out;
 }
 
+void check_generators(const char* op, const Tensor& batch, std::span<Generator> gens) {
+  EMBER_CHECK(batch.defined(), op, ": the batch is undefined");
+  EMBER_CHECK_T(ShapeError, batch.dim() >= 1 && batch.size(0) == static_cast<int64_t>(gens.size()),
+                op, ": batch ", shape_str(batch.shape()), " needs one generator per sample, got ",
+                gens.size());
+}
+
 constexpr double kTwoPi = 6.283185307179586476925286766559;
 
 }  // namespace
@@ -104,6 +112,20 @@ Tensor bernoulli(const Shape& shape, Generator& gen, double p) {
 }
 
 Transform::~Transform() = default;
+
+Tensor Transform::apply_per_sample(const Tensor& batch, std::span<Generator> gens) const {
+  check_generators(str().c_str(), batch, gens);
+  std::vector<Tensor> rows;
+  rows.reserve(gens.size());
+  for (size_t i = 0; i < gens.size(); ++i) {
+    rows.push_back(apply(batch.narrow(0, static_cast<int64_t>(i), 1), gens[i]));
+  }
+  if (rows.empty()) {
+    Generator unused;  // an empty batch has no sample to draw for
+    return apply(batch, unused);
+  }
+  return rows.size() == 1 ? rows[0] : cat(rows, 0);
+}
 
 Tensor Transform::operator()(const Tensor& batch) const {
   uint64_t seed;
@@ -149,6 +171,12 @@ Tensor Normalize::apply(const Tensor& batch, Generator&) const {
   return out;
 }
 
+Tensor Normalize::apply_per_sample(const Tensor& batch, std::span<Generator> gens) const {
+  check_generators("Normalize", batch, gens);
+  Generator unused;  // Normalize draws nothing
+  return apply(batch, unused);
+}
+
 std::string Normalize::str() const {
   return "Normalize(mean=" + list_str(mean_) + ", std=" + list_str(std_) + ")";
 }
@@ -162,6 +190,16 @@ RandomCrop::RandomCrop(std::array<int64_t, 2> size, int64_t padding)
 }
 
 Tensor RandomCrop::apply(const Tensor& batch, Generator& gen) const {
+  return crop(batch, [&](int64_t) -> Generator& { return gen; });
+}
+
+Tensor RandomCrop::apply_per_sample(const Tensor& batch, std::span<Generator> gens) const {
+  check_generators("RandomCrop", batch, gens);
+  return crop(batch, [&](int64_t i) -> Generator& { return gens[static_cast<size_t>(i)]; });
+}
+
+template <typename GenOf>
+Tensor RandomCrop::crop(const Tensor& batch, GenOf gen_of) const {
   Tensor x = checked_image_batch("RandomCrop", batch, 4, false);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t ph = h + 2 * padding_, pw = w + 2 * padding_;
@@ -174,6 +212,7 @@ Tensor RandomCrop::apply(const Tensor& batch, Generator& gen) const {
   float* dst = out.data<float>();
   for (int64_t i = 0; i < n; ++i) {
     // Window origin in padded coordinates, then shifted into the image's own.
+    Generator& gen = gen_of(i);
     const int64_t top = uniform_upto(gen, ph - oh) - padding_;
     const int64_t left = uniform_upto(gen, pw - ow) - padding_;
     // The columns of the window that fall inside the image; the rest are padding zeros.
@@ -212,6 +251,17 @@ RandomHorizontalFlip::RandomHorizontalFlip(double p) : p_(p) {
 }
 
 Tensor RandomHorizontalFlip::apply(const Tensor& batch, Generator& gen) const {
+  return flip(batch, [&](int64_t) -> Generator& { return gen; });
+}
+
+Tensor RandomHorizontalFlip::apply_per_sample(const Tensor& batch,
+                                              std::span<Generator> gens) const {
+  check_generators("RandomHorizontalFlip", batch, gens);
+  return flip(batch, [&](int64_t i) -> Generator& { return gens[static_cast<size_t>(i)]; });
+}
+
+template <typename GenOf>
+Tensor RandomHorizontalFlip::flip(const Tensor& batch, GenOf gen_of) const {
   Tensor x = checked_image_batch("RandomHorizontalFlip", batch, 4, false);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   Tensor out = Tensor::empty(x.shape());
@@ -220,10 +270,10 @@ Tensor RandomHorizontalFlip::apply(const Tensor& batch, Generator& gen) const {
   const int64_t sample = c * h * w;
   for (int64_t i = 0; i < n; ++i) {
     // One draw per sample whatever p is, so p does not shift later samples' draws.
-    const bool flip = uniform01(gen) < p_;
+    const bool mirror = uniform01(gen_of(i)) < p_;
     const float* s = src + i * sample;
     float* d = dst + i * sample;
-    if (!flip) {
+    if (!mirror) {
       std::memcpy(d, s, static_cast<size_t>(sample) * sizeof(float));
       continue;
     }
@@ -280,6 +330,12 @@ Tensor OneHot::apply(const Tensor& batch, Generator&) const {
   return out;
 }
 
+Tensor OneHot::apply_per_sample(const Tensor& batch, std::span<Generator> gens) const {
+  check_generators("OneHot", batch, gens);
+  Generator unused;  // OneHot draws nothing
+  return apply(batch, unused);
+}
+
 std::string OneHot::str() const {
   return "OneHot(num_classes=" + std::to_string(num_classes_) + ")";
 }
@@ -295,6 +351,13 @@ Compose& Compose::add(std::shared_ptr<const Transform> step) {
 Tensor Compose::apply(const Tensor& batch, Generator& gen) const {
   Tensor x = batch;
   for (const auto& step : steps_) x = step->apply(x, gen);
+  return x;
+}
+
+Tensor Compose::apply_per_sample(const Tensor& batch, std::span<Generator> gens) const {
+  check_generators("Compose", batch, gens);
+  Tensor x = batch;
+  for (const auto& step : steps_) x = step->apply_per_sample(x, gens);
   return x;
 }
 

@@ -1,12 +1,13 @@
 // Batch transforms on CPU tensors (Normalize, RandomCrop, RandomHorizontalFlip, OneHot)
-// and Compose; random ones draw from a generator the caller passes, so a DataLoader
-// gives the same augmentation for the same seed whatever thread runs it.
+// and Compose; random ones draw from generators the caller passes (a DataLoader: one per
+// sample), so the augmentation is the same for the same seed whatever thread runs it.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -37,11 +38,22 @@ EMBER_API Tensor bernoulli(const Shape& shape, Generator& gen, double p = 0.5);
 // A transform maps a whole batch (CPU tensor, first dimension the batch) to a new one;
 // the input is never modified. Implementations must be safe to call concurrently (they
 // hold only their configuration).
+// Note [Per-sample randomness]
+// A DataLoader calls apply_per_sample with one generator per sample, seeded from the
+// loader's seed, the epoch and the sample's index, so a sample's augmentation does not
+// depend on the batch it falls in, on the batch size or on which worker prepares it.
+// The default apply_per_sample applies `apply` to each sample as a batch of one with its
+// own generator and concatenates the results: right for any transform that treats the
+// samples independently, and overridden by the built-in ones to make one pass over the
+// batch. A transform that mixes samples (mixup, say) must override it.
 class EMBER_API Transform {
  public:
   virtual ~Transform();
   // Random transforms draw only from `gen`.
   virtual Tensor apply(const Tensor& batch, Generator& gen) const = 0;
+  // Sample i draws only from gens[i]; gens.size() must be batch.size(0) (ShapeError
+  // otherwise). Generators are advanced, so a later transform continues their streams.
+  virtual Tensor apply_per_sample(const Tensor& batch, std::span<Generator> gens) const;
   // "RandomCrop(size=[28, 28], padding=4)"
   virtual std::string str() const = 0;
   // For use outside a DataLoader: a seed is drawn from ember's CPU generator, so
@@ -55,6 +67,7 @@ class EMBER_API Normalize final : public Transform {
  public:
   Normalize(std::vector<double> mean, std::vector<double> std);
   Tensor apply(const Tensor& batch, Generator& gen) const override;
+  Tensor apply_per_sample(const Tensor& batch, std::span<Generator> gens) const override;
   std::string str() const override;
 
  private:
@@ -70,9 +83,14 @@ class EMBER_API RandomCrop final : public Transform {
   explicit RandomCrop(int64_t size, int64_t padding = 0) : RandomCrop({size, size}, padding) {}
   RandomCrop(std::array<int64_t, 2> size, int64_t padding = 0);
   Tensor apply(const Tensor& batch, Generator& gen) const override;
+  Tensor apply_per_sample(const Tensor& batch, std::span<Generator> gens) const override;
   std::string str() const override;
 
  private:
+  // The crop, sample i's position drawn from gen_of(i).
+  template <typename GenOf>
+  Tensor crop(const Tensor& batch, GenOf gen_of) const;
+
   std::array<int64_t, 2> size_;
   int64_t padding_;
 };
@@ -82,9 +100,14 @@ class EMBER_API RandomHorizontalFlip final : public Transform {
  public:
   explicit RandomHorizontalFlip(double p = 0.5);
   Tensor apply(const Tensor& batch, Generator& gen) const override;
+  Tensor apply_per_sample(const Tensor& batch, std::span<Generator> gens) const override;
   std::string str() const override;
 
  private:
+  // The flip, sample i's coin drawn from gen_of(i).
+  template <typename GenOf>
+  Tensor flip(const Tensor& batch, GenOf gen_of) const;
+
   double p_;
 };
 
@@ -95,13 +118,15 @@ class EMBER_API OneHot final : public Transform {
  public:
   explicit OneHot(int64_t num_classes);
   Tensor apply(const Tensor& batch, Generator& gen) const override;
+  Tensor apply_per_sample(const Tensor& batch, std::span<Generator> gens) const override;
   std::string str() const override;
 
  private:
   int64_t num_classes_;
 };
 
-// Applies its steps in order, all drawing from the same generator. Built from transform
+// Applies its steps in order, all drawing from the same generator (or per sample, from
+// the same generators). Built from transform
 // values or shared pointers: Compose(RandomCrop(28, 4), RandomHorizontalFlip()).
 // An empty Compose is the identity.
 class EMBER_API Compose final : public Transform {
@@ -125,6 +150,7 @@ class EMBER_API Compose final : public Transform {
   bool empty() const { return steps_.empty(); }
   size_t size() const { return steps_.size(); }
   Tensor apply(const Tensor& batch, Generator& gen) const override;
+  Tensor apply_per_sample(const Tensor& batch, std::span<Generator> gens) const override;
   std::string str() const override;
 
  private:

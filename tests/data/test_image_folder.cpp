@@ -3,8 +3,10 @@
 // and size caps, and the PNG export round trip.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -499,6 +501,171 @@ TEST(ImageFolder, ShuffledDataLoaderGivesEverySampleOncePerEpoch) {
     std::sort(seen.begin(), seen.end());
     EXPECT_EQ(seen, all_indices(ds->size())) << "epoch " << epoch;
   }
+}
+
+// --- lazy decoding ---------------------------------------------------------------------
+
+// A folder of 3 classes holding 4, 3 and 5 noise images of various sizes and channels.
+void write_mixed_classes(const TempDir& dir) {
+  const std::vector<int> counts = {4, 3, 5};
+  int k = 0;
+  for (size_t c = 0; c < counts.size(); ++c) {
+    for (int f = 0; f < counts[c]; ++f, ++k) {
+      const int w = 5 + k, h = 9 - k % 4, comp = 1 + k % 4;
+      write_png(dir.file(std::string(1, static_cast<char>('p' + c)) + "/" + std::to_string(f) +
+                         ".png"),
+                w, h, comp, noise(w, h, comp));
+    }
+  }
+}
+
+TEST(ImageFolder, LazyListsTheSameSamplesAndServesTheSameBatchesAsEager) {
+  TempDir dir;
+  write_mixed_classes(dir);
+  for (const LabelMode mode : {LabelMode::kInt, LabelMode::kCategorical, LabelMode::kNone}) {
+    for (const int64_t max_images : {int64_t{-1}, int64_t{5}}) {
+      ImageFolderOptions o{.height = 6, .width = 7, .channels = 3, .max_images = max_images,
+                           .label_mode = mode};
+      const ImageFolder eager(dir.path().string(), o);
+      o.lazy = true;
+      const ImageFolder lazy(dir.path().string(), o);
+      EXPECT_EQ(lazy.size(), eager.size());
+      EXPECT_EQ(lazy.classes(), eager.classes());
+      EXPECT_EQ(lazy.files(), eager.files());
+      EXPECT_EQ(lazy.labels().to_vector<int64_t>(), eager.labels().to_vector<int64_t>());
+      EXPECT_FALSE(lazy.pixels().defined());  // nothing decoded up front
+      const std::vector<int64_t> indices = {eager.size() - 1, 0, 2, 2, 1};
+      const Batch a = eager.get_batch(indices), b = lazy.get_batch(indices);
+      EXPECT_EQ(values(b.x), values(a.x));  // bit for bit
+      EXPECT_EQ(b.y.defined(), a.y.defined());
+      if (a.y.defined()) {
+        EXPECT_EQ(values(b.y.to(kFloat32)), values(a.y.to(kFloat32)));
+      }
+      EXPECT_EQ(values(lazy.images()), values(eager.images()));
+    }
+  }
+}
+
+TEST(ImageFolder, LazyChecksOptionsAndNamesWhenListing) {
+  TempDir dir;
+  write_mixed_classes(dir);
+  write_text(dir.file(".hidden/x.png"), "not listed");
+  const ImageFolder lazy(dir.path().string(), {.height = 2, .width = 2, .lazy = true});
+  EXPECT_EQ(lazy.classes(), (std::vector<std::string>{"p", "q", "r"}));
+  EXPECT_THROW(ImageFolder(dir.path().string(), {.channels = 5, .lazy = true}), Error);
+  EXPECT_THROW(ImageFolder(dir.path().string(),
+                           {.label_mode = LabelMode::kBinary, .lazy = true}),
+               Error);
+  // Skipping needs the decoding the lazy mode postpones.
+  try {
+    ImageFolder(dir.path().string(), {.skip_bad_files = true, .lazy = true});
+    FAIL() << "expected ember::Error";
+  } catch (const Error& e) {
+    EXPECT_TRUE(contains(e.what(), "skip_bad_files")) << e.what();
+  }
+  EXPECT_THROW(lazy.get_batch({12}), Error);
+}
+
+TEST(ImageFolder, LazyBadFileThrowsWhenItsBatchIsReadNamingTheSampleAndFile) {
+  TempDir dir;
+  write_png(dir.file("a/0.png"), 4, 4, 3, solid(4, 4, 3, {1, 2, 3}));
+  const std::string bad = dir.file("a/1.png");
+  write_png(bad, 64, 64, 3, noise(64, 64, 3));
+  truncate_file(bad, 0.5);
+  write_png(dir.file("a/2.png"), 4, 4, 3, solid(4, 4, 3, {1, 2, 3}));
+  auto ds = std::make_shared<ImageFolder>(dir.path().string(),
+                                          ImageFolderOptions{.height = 4, .width = 4,
+                                                             .lazy = true});
+  EXPECT_EQ(ds->size(), 3);
+  EXPECT_NO_THROW(ds->get_batch({0, 2}));
+  try {
+    ds->get_batch({0, 1});
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), "sample 1 '" + bad + "'")) << e.what();
+    EXPECT_TRUE(contains(e.what(), "truncated or corrupt image")) << e.what();
+  }
+  // From a DataLoader's worker: the same type and message, after the batch's samples.
+  DataLoader loader(ds, {.batch_size = 1, .num_workers = 2});
+  try {
+    for (const Batch& b : loader) (void)b;
+    FAIL() << "expected IOError";
+  } catch (const IOError& e) {
+    EXPECT_TRUE(contains(e.what(), "DataLoader: batch 1 of epoch 0 (sample 1): ImageFolder: "
+                                   "sample 1 '" + bad + "'"))
+        << e.what();
+  }
+}
+
+namespace {
+
+// Resident memory of this process in bytes, from /proc/self/statm.
+double resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  double pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+// Wraps a dataset, counting the images it has decoded.
+class CountingDataset : public Dataset {
+ public:
+  explicit CountingDataset(std::shared_ptr<const Dataset> inner) : inner_(std::move(inner)) {}
+  int64_t size() const override { return inner_->size(); }
+  Batch get_batch(const std::vector<int64_t>& indices) const override {
+    Batch b = inner_->get_batch(indices);
+    decoded.fetch_add(static_cast<int64_t>(indices.size()));
+    return b;
+  }
+  mutable std::atomic<int64_t> decoded{0};
+
+ private:
+  std::shared_ptr<const Dataset> inner_;
+};
+
+}  // namespace
+
+TEST(ImageFolder, LazyFolderMuchLargerThanTheMemoryBoundIteratesWithinIt) {
+  // 720 small PNGs decoded to 3x160x160: 300 KiB each as float32, 211 MiB for the folder,
+  // about nine times the 24 MiB this test allows the loader's resident memory to grow.
+  // With batches of 4, 2 workers and prefetch 2, at most 4 batches (16 images, 4.7 MiB)
+  // are in flight beside the consumer's; each batch also passes through a uint8 buffer
+  // and a pinned staging copy, and the pools keep what the busiest moment took (about
+  // 12 MiB measured). Holding decoded images would grow by the folder's size instead.
+  TempDir dir;
+  constexpr int kImages = 720;
+  for (int i = 0; i < kImages; ++i) {
+    const unsigned char v = static_cast<unsigned char>(i);
+    write_png(dir.file(std::string(i % 2 ? "odd/" : "even/") + std::to_string(i) + ".png"), 8, 8,
+              3, solid(8, 8, 3, {v, 0, static_cast<unsigned char>(255 - v)}));
+  }
+  const ImageFolderOptions o{.height = 160, .width = 160, .channels = 3, .lazy = true};
+  auto folder = std::make_shared<ImageFolder>(dir.path().string(), o);
+  auto ds = std::make_shared<CountingDataset>(folder);
+  const double image_bytes = 3.0 * 160 * 160 * sizeof(float);
+  const double folder_bytes = kImages * image_bytes;
+  constexpr double kBound = 24.0 * 1024 * 1024;
+  ASSERT_GT(folder_bytes, 8 * kBound);
+
+  constexpr int64_t kBatch = 4, kWorkers = 2, kPrefetch = 2;
+  DataLoader loader(ds, {.batch_size = kBatch, .shuffle = true, .seed = 3,
+                         .num_workers = kWorkers, .prefetch = kPrefetch});
+  const double before = resident_bytes();
+  double peak = before;
+  int64_t consumed = 0, most_ahead = 0;
+  for (const Batch& b : loader) {
+    consumed += b.x.size(0);
+    // Decoded images that the consumer has not taken yet: what the loader holds.
+    most_ahead = std::max(most_ahead, ds->decoded.load() - consumed);
+    peak = std::max(peak, resident_bytes());
+  }
+  EXPECT_EQ(consumed, kImages);
+  EXPECT_LE(most_ahead, kBatch * kWorkers * kPrefetch);
+  EXPECT_LT(peak - before, kBound) << "peak growth " << (peak - before) / 1048576.0 << " MiB";
+  std::printf("lazy folder: %.1f MiB decoded over the epoch, resident growth %.1f MiB, at "
+              "most %lld images decoded ahead\n",
+              folder_bytes / 1048576.0, (peak - before) / 1048576.0,
+              static_cast<long long>(most_ahead));
 }
 
 TEST(SafeFileName, ReplacesCharactersFoldersCannotHold) {
