@@ -221,6 +221,28 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
+bool Tensor::is_contiguous(MemoryFormat format) const {
+  if (format == MemoryFormat::Contiguous) return is_contiguous();
+  if (dim() != 4) return false;
+  if (numel() == 0) return true;
+  // Innermost first: C, W, H, N (dimensions of size 1 may have any stride).
+  const auto& sz = impl().sizes;
+  const auto& st = impl().strides;
+  int64_t expected = 1;
+  for (int d : {1, 3, 2, 0}) {
+    if (sz[d] == 1) continue;
+    if (st[d] != expected) return false;
+    expected *= sz[d];
+  }
+  return true;
+}
+
+MemoryFormat Tensor::suggest_memory_format() const {
+  return is_contiguous(MemoryFormat::ChannelsLast) && !is_contiguous()
+             ? MemoryFormat::ChannelsLast
+             : MemoryFormat::Contiguous;
+}
+
 void* Tensor::data_ptr() const {
   auto& im = impl();
   return static_cast<char*>(im.storage->data()) +

@@ -30,6 +30,14 @@ class Node;
 
 class Tensor;
 
+// Where the elements of a 4-D [N, C, H, W] tensor lie in memory (PyTorch's
+// torch.memory_format). Contiguous: row-major NCHW. ChannelsLast: the same shape and
+// indexing with strides [H*W*C, 1, W*C, C], i.e. NHWC in memory, the layout the GPU's
+// tensor-core convolutions read directly. conv2d and the pools accept either and answer in
+// their input's format; unary ops and activations keep it; other ops read any layout and
+// answer row-major. Weights stay row-major (conv2d lays them out as it needs).
+enum class MemoryFormat { Contiguous, ChannelsLast };
+
 struct TensorOptions {
   DType dtype = kFloat32;
   Device device = Device::cpu();
@@ -88,6 +96,12 @@ class EMBER_API Tensor {
   Device device() const { return impl().device(); }
   bool is_cuda() const { return device().is_cuda(); }
   bool is_contiguous() const;
+  // Laid out densely in `format` (ChannelsLast: 4-D only). A tensor can be both, e.g.
+  // with one channel.
+  bool is_contiguous(MemoryFormat format) const;
+  // ChannelsLast for a 4-D tensor dense in that layout and not also row-major, else
+  // Contiguous: the format an op's output should keep.
+  MemoryFormat suggest_memory_format() const;
   size_t element_size() const { return dtype_size(dtype()); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(); }
 
@@ -132,6 +146,9 @@ class EMBER_API Tensor {
   Tensor expand(const Shape& shape) const;    // -1 keeps a size; new leading dims allowed
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor contiguous() const;                  // *this when already contiguous
+  // A dense copy in `format` (differentiable), or *this when already so. ChannelsLast
+  // takes a 4-D tensor (a ShapeError otherwise).
+  Tensor contiguous(MemoryFormat format) const;
   Tensor clone() const;
 
   // --- conversion -----------------------------------------------------------------------

@@ -6,7 +6,9 @@
 
 namespace ember::kernels {
 
-// x [n, c, h, w], weight [o, c / groups, kh, kw], y [n, o, out_h, out_w], all contiguous.
+// x [n, c, h, w], weight [o, c / groups, kh, kw], y [n, o, out_h, out_w], all contiguous;
+// with channels_last (cuDNN only) all three are laid out channels-last instead: x as
+// [n, h, w, c], the weight as [o, kh, kw, c / groups], y as [n, out_h, out_w, o].
 struct ConvShape {
   int64_t n = 0, c = 0, h = 0, w = 0;
   int64_t o = 0, kh = 0, kw = 0;
@@ -15,6 +17,7 @@ struct ConvShape {
   int64_t dil_h = 1, dil_w = 1;
   int64_t groups = 1;
   int64_t out_h = 0, out_w = 0;
+  bool channels_last = false;
 
   // Elements of the input [n, c, h, w], the weight [o, c / groups, kh, kw] and the output
   // [n, o, out_h, out_w].
@@ -26,7 +29,8 @@ struct ConvShape {
     return n == s.n && c == s.c && h == s.h && w == s.w && o == s.o && kh == s.kh &&
            kw == s.kw && pad_h == s.pad_h && pad_w == s.pad_w && stride_h == s.stride_h &&
            stride_w == s.stride_w && dil_h == s.dil_h && dil_w == s.dil_w &&
-           groups == s.groups && out_h == s.out_h && out_w == s.out_w;
+           groups == s.groups && out_h == s.out_h && out_w == s.out_w &&
+           channels_last == s.channels_last;
   }
 };
 

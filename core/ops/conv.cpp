@@ -118,14 +118,37 @@ ConvSetup check_and_plan(const Tensor& x, const Tensor& weight, const Tensor& bi
   return cs;
 }
 
-// The input as the kernels read it: contiguous, with the explicit extra zero rows and
-// columns of Note [Odd "same" padding]. `x` must not require grad (detached).
+// Note [Channels-last convolutions]
+// A channels-last input (Tensor::suggest_memory_format) gives a channels-last output, as
+// in PyTorch. On a GPU cuDNN reads and writes NHWC itself (ConvShape::channels_last: NHWC
+// descriptors for the input, the output and the filter, whose weight is laid out
+// [O, kH, kW, C / groups]), the layout of the tensor-core engines; a leaf's .grad is
+// row-major all the same (autograd keeps gradients row-major). The CPU kernels read NCHW,
+// so there the input is copied to NCHW and the output back to channels-last. Weights are
+// not converted for good: a GPU convolution reads the weight through an NHWC copy (as
+// PyTorch's cuDNN convolution does), and its gradient comes back row-major like the
+// weight, so optimizers keep updating dense row-major parameters.
+
+// The layout the kernels read and write for `s`.
+MemoryFormat kernel_format(const kernels::ConvShape& s) {
+  return s.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+}
+
+// An uninitialized [n, c, h, w] tensor in the kernels' layout for `s`.
+Tensor empty_for(const kernels::ConvShape& s, int64_t n, int64_t c, int64_t h, int64_t w,
+                 DType dtype, Device device) {
+  if (!s.channels_last) return detail::empty_on({n, c, h, w}, dtype, device);
+  return detail::empty_on({n, h, w, c}, dtype, device).permute({0, 3, 1, 2});
+}
+
+// The input as the kernels read it: dense in their layout, with the explicit extra zero
+// rows and columns of Note [Odd "same" padding]. `x` must not require grad (detached).
 Tensor kernel_input(const Tensor& x, const ConvSetup& cs) {
-  if (cs.extra_h == 0 && cs.extra_w == 0) return x.contiguous();
+  if (cs.extra_h == 0 && cs.extra_w == 0) return x.contiguous(kernel_format(cs.shape));
   Tensor xp = zeros({cs.shape.n, cs.shape.c, cs.shape.h, cs.shape.w},
                     {.dtype = x.dtype(), .device = x.device()});
   xp.narrow(2, 0, cs.h).narrow(3, 0, cs.w).copy_(x);
-  return xp;
+  return xp.contiguous(kernel_format(cs.shape));
 }
 
 // Bias broadcast over [N, O, H', W'] (or zeros): the output when the input is empty.
@@ -178,9 +201,9 @@ class ConvScratch {
   size_t requests_ = 0, first_bytes_ = 0, last_bytes_ = 0;
 };
 
-// All contiguous, none requiring grad.
+// All dense in the kernels' layout (b contiguous), none requiring grad.
 Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels::ConvShape& s) {
-  Tensor y = detail::empty_on({s.n, s.o, s.out_h, s.out_w}, x.dtype(), x.device());
+  Tensor y = empty_for(s, s.n, s.o, s.out_h, s.out_w, x.dtype(), x.device());
   if (y.numel() == 0) return y;
   if (x.numel() == 0 || w.numel() == 0) {
     fill_bias_or_zero(y, b);
@@ -194,9 +217,9 @@ Tensor forward(const Tensor& x, const Tensor& w, const Tensor& b, const kernels:
   return y;
 }
 
-// dx [N, C, H, W] from w and dy [N, O, H', W'] (contiguous).
+// dx [N, C, H, W] from w and dy [N, O, H', W'] (dense in the kernels' layout).
 Tensor backward_data(const Tensor& w, const Tensor& dy, const kernels::ConvShape& s) {
-  Tensor dx = detail::empty_on({s.n, s.c, s.h, s.w}, dy.dtype(), dy.device());
+  Tensor dx = empty_for(s, s.n, s.c, s.h, s.w, dy.dtype(), dy.device());
   if (dx.numel() == 0) return dx;
   if (dy.numel() == 0 || w.numel() == 0) return dx.zero_();
   ConvScratch scratch(dy.device());  // Note [Conv search workspace]
@@ -208,7 +231,7 @@ Tensor backward_data(const Tensor& w, const Tensor& dy, const kernels::ConvShape
 
 // dw [O, C / groups, kH, kW] from x and dy (contiguous), summed over the batch.
 Tensor backward_filter(const Tensor& x, const Tensor& dy, const kernels::ConvShape& s) {
-  Tensor dw = detail::empty_on({s.o, s.c / s.groups, s.kh, s.kw}, dy.dtype(), dy.device());
+  Tensor dw = empty_for(s, s.o, s.c / s.groups, s.kh, s.kw, dy.dtype(), dy.device());
   if (dw.numel() == 0) return dw;
   if (dy.numel() == 0 || x.numel() == 0) return dw.zero_();
   ConvScratch scratch(dy.device());  // Note [Conv search workspace]
@@ -224,12 +247,17 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dP
   if (auto c = autocast::to_lower({x, weight, bias})) {
     return conv2d((*c)[0], (*c)[1], (*c)[2], params);
   }
-  const ConvSetup cs = check_and_plan(x, weight, bias, params);
+  ConvSetup cs = check_and_plan(x, weight, bias, params);
+  // Note [Channels-last convolutions]
+  const bool channels_last = x.suggest_memory_format() == MemoryFormat::ChannelsLast;
+  cs.shape.channels_last = channels_last && x.is_cuda();
+  const MemoryFormat format = kernel_format(cs.shape);
   Tensor y;
   {
     NoGradGuard no_grad;
-    y = forward(kernel_input(x.detach(), cs), weight.detach().contiguous(),
+    y = forward(kernel_input(x.detach(), cs), weight.detach().contiguous(format),
                 bias.defined() ? bias.detach().contiguous() : Tensor(), cs.shape);
+    if (channels_last) y = y.contiguous(MemoryFormat::ChannelsLast);  // CPU: NCHW back to NHWC
   }
   if (autograd::needs_grad({&x, &weight, &bias})) {
     const bool gx = x.requires_grad(), gw = weight.requires_grad(),
@@ -237,19 +265,23 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Conv2dP
     // x is saved as given (not padded) so its version is checked; the padding of
     // Note [Odd "same" padding] is redone in backward.
     autograd::record(kOp, {x, weight, bias}, {y},
-                     [gx, gw, gb, cs, sx = autograd::SavedTensor(gw ? x : Tensor(), kOp),
+                     [gx, gw, gb, cs, format, sx = autograd::SavedTensor(gw ? x : Tensor(), kOp),
                       sw = autograd::SavedTensor(gx ? weight : Tensor(), kOp)](
                          std::vector<Tensor>& g) {
                        // x: [N, C, H, W], w: [O, C / groups, kH, kW], g: [N, O, H', W']
-                       Tensor gy = g[0].contiguous();
+                       Tensor gy = g[0].contiguous(format);
                        Tensor dx, dw, db;
                        if (gx) {
-                         dx = backward_data(sw.unpack().contiguous(), gy, cs.shape);
+                         dx = backward_data(sw.unpack().contiguous(format), gy, cs.shape);
                          if (cs.extra_h != 0 || cs.extra_w != 0) {
-                           dx = dx.narrow(2, 0, cs.h).narrow(3, 0, cs.w).contiguous();
+                           dx = dx.narrow(2, 0, cs.h).narrow(3, 0, cs.w).contiguous(format);
                          }
                        }
-                       if (gw) dw = backward_filter(kernel_input(sx.unpack(), cs), gy, cs.shape);
+                       if (gw) {
+                         // Weights stay row-major (an NCHW copy of cuDNN's NHWC gradient).
+                         dw = backward_filter(kernel_input(sx.unpack(), cs), gy, cs.shape)
+                                  .contiguous();
+                       }
                        if (gb) db = sum(gy, {0, 2, 3});  // [O]
                        return std::vector<Tensor>{dx, dw, db};
                      });

@@ -51,8 +51,9 @@ namespace detail {
 // Runs a UnaryOp forward and records its backward (which uses both x and y).
 Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
   check_floating(x, name);
-  Tensor xc = x.contiguous();
-  Tensor y = empty_like(xc);
+  // In memory order: a channels-last tensor stays channels-last.
+  Tensor xc = dense(x);
+  Tensor y = empty_dense_like(xc);
   const int64_t n = xc.numel();
   dispatch::run(xc, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
     unary_forward(ctx, op, xc.data<T>(), y.data<T>(), n, p);
@@ -63,8 +64,8 @@ Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
                       sy = autograd::SavedTensor(y, name)](std::vector<Tensor>& g) {
                        // x, y, g: same shape
                        Tensor xs = sx.unpack(), ys = sy.unpack();
-                       Tensor gy = g[0].contiguous();
-                       Tensor gx = empty_like(xs);
+                       Tensor gy = g[0].contiguous(xs.suggest_memory_format());
+                       Tensor gx = empty_dense_like(xs);
                        const int64_t m = xs.numel();
                        constexpr auto kTypes = dispatch::kFloatingAndHalf;
                        dispatch::run(xs, kTypes, name, [&]<typename T>(auto ctx) {

@@ -106,6 +106,16 @@ Tensor empty_like(const Tensor& t) {
   return Tensor::empty(t.shape(), {.dtype = t.dtype(), .device = t.device()});
 }
 
+Tensor dense(const Tensor& t) {
+  return t.suggest_memory_format() == MemoryFormat::ChannelsLast ? t : t.contiguous();
+}
+
+Tensor empty_dense_like(const Tensor& t) {
+  if (t.suggest_memory_format() != MemoryFormat::ChannelsLast) return empty_like(t);
+  return empty_on({t.size(0), t.size(2), t.size(3), t.size(1)}, t.dtype(), t.device())
+      .permute({0, 3, 1, 2});
+}
+
 Tensor empty_on(const Shape& shape, DType dtype, Device device) {
   return Tensor::empty(shape, {.dtype = dtype, .device = device});
 }

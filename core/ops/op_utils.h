@@ -40,6 +40,11 @@ ReduceLayout reduce_layout(const Shape& shape, int64_t dim);
 
 // Empty tensor like `t` (same shape, dtype, device) and variants.
 Tensor empty_like(const Tensor& t);
+// Elementwise ops run over memory in order: `t` itself when it is dense row-major or dense
+// channels-last, else a row-major copy; and an uninitialized tensor laid out like such a
+// dense `t` (so a channels-last input gives a channels-last output).
+Tensor dense(const Tensor& t);
+Tensor empty_dense_like(const Tensor& t);
 Tensor empty_on(const Shape& shape, DType dtype, Device device);
 
 // Runs a UnaryOp (float32, or float64 on the CPU) and records its backward rule.

@@ -61,6 +61,15 @@ Pool2dGeometry pool_geometry(const Tensor& x, const Pool2dParams& p, PoolMode mo
   return g;
 }
 
+// The pooled output `y` (NCHW) in the memory format of the input `x`: the kernels read
+// and write NCHW, and a channels-last input is answered channels-last (Note
+// [Channels-last convolutions] in conv.cpp).
+Tensor in_format_of(const Tensor& x, const Tensor& y) {
+  if (x.suggest_memory_format() != MemoryFormat::ChannelsLast) return y;
+  NoGradGuard no_grad;
+  return y.contiguous(MemoryFormat::ChannelsLast);
+}
+
 // y from x (contiguous), on x's device.
 Tensor pool_forward(const Tensor& x, const Pool2dGeometry& g, PoolMode mode, const char* op) {
   Tensor y = detail::empty_on({g.n, g.c, g.out_h, g.out_w}, x.dtype(), x.device());
@@ -85,10 +94,11 @@ Tensor pool_backward(const Tensor& x, const Tensor& y, const Tensor& grad_y,
 Tensor pool2d(const Tensor& x_in, const Pool2dParams& params, PoolMode mode, const char* op) {
   const Pool2dGeometry g = pool_geometry(x_in, params, mode, op);
   Tensor x = x_in.contiguous();
-  Tensor y = pool_forward(x, g, mode, op);
+  const Tensor y = pool_forward(x, g, mode, op);
+  const Tensor out = in_format_of(x_in, y);
   if (autograd::needs_grad({&x_in})) {
     // x and y are saved for both modes: cuDNN's backward reads them for average pooling too.
-    autograd::record(op, {x_in}, {y},
+    autograd::record(op, {x_in}, {out},
                      [g, mode, op, sx = autograd::SavedTensor(x, op),
                       sy = autograd::SavedTensor(y, op)](std::vector<Tensor>& grads) {
                        // x: [N, C, H, W], y, g: [N, C, H', W']
@@ -96,7 +106,7 @@ Tensor pool2d(const Tensor& x_in, const Pool2dParams& params, PoolMode mode, con
                            sx.unpack(), sy.unpack(), grads[0].contiguous(), g, mode, op)};
                      });
   }
-  return y;
+  return out;
 }
 
 }  // namespace
@@ -123,6 +133,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
       adaptive_avg_pool2d_forward(ctx, x.data<T>(), y.data<T>(), n * c, h, w, oh, ow);
     });
   }
+  y = in_format_of(x_in, y);
   if (autograd::needs_grad({&x_in})) {
     autograd::record(kOp, {x_in}, {y}, [n, c, h, w, oh, ow](std::vector<Tensor>& grads) {
       // g: [N, C, oh, ow] -> grad_x: [N, C, H, W]

@@ -311,6 +311,16 @@ Tensor Tensor::contiguous() const {
   return clone();
 }
 
+Tensor Tensor::contiguous(MemoryFormat format) const {
+  if (format == MemoryFormat::Contiguous) return contiguous();
+  EMBER_CHECK_T(ShapeError, dim() == 4, "contiguous(ChannelsLast): expected a 4-D [N, C, H, W] ",
+                "tensor, got ", shape_str(shape()));
+  if (is_contiguous(format)) return *this;
+  // NHWC in memory is the row-major copy of the [N, H, W, C] permutation, seen back as
+  // [N, C, H, W]; both permutes and the copy are differentiable.
+  return permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2});
+}
+
 Tensor Tensor::clone() const {
   Tensor out = detail::empty_like(*this);
   const int64_t n = numel();

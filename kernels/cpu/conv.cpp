@@ -24,6 +24,8 @@ struct GroupGeometry {
 };
 
 GroupGeometry geometry(const ConvShape& s) {
+  EMBER_INTERNAL_ASSERT(!s.channels_last, "conv2d: the CPU kernels read NCHW; channels-last ",
+                        "tensors are converted before they are called");
   EMBER_INTERNAL_ASSERT(s.groups >= 1 && s.c % s.groups == 0 && s.o % s.groups == 0,
                         "conv2d: channels must divide into groups");
   GroupGeometry g;

@@ -81,7 +81,8 @@ struct KeyHash {
     auto mix = [&h](int64_t v) { hash_mix(h, v); };
     const ConvShape& s = k.s;
     for (int64_t v : {s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.pad_h, s.pad_w, s.stride_h,
-                      s.stride_w, s.dil_h, s.dil_w, s.groups, s.out_h, s.out_w}) {
+                      s.stride_w, s.dil_h, s.dil_w, s.groups, s.out_h, s.out_w,
+                      static_cast<int64_t>(s.channels_last)}) {
       mix(v);
     }
     mix((k.p.benchmark ? 1 : 0) | (k.p.deterministic ? 2 : 0) | (k.p.allow_tf32 ? 4 : 0));
@@ -118,15 +119,17 @@ std::shared_ptr<Plan> make_plan(const ConvShape& s, const ConvPolicy& p) {
   to_int(s.x_numel(), "the input's element count");
   to_int(s.y_numel(), "the output's element count");
   const cudnnDataType_t dt = p.data_type;
+  // Input, output and filter in one layout: NCHW, or NHWC for channels-last tensors.
+  const cudnnTensorFormat_t format = s.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
   auto plan = std::make_unique<Plan>();
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x));
-  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, dt, n, c, h, w));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, format, dt, n, c, h, w));
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y));
-  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, dt, n, o, oh, ow));
+  EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, format, dt, n, o, oh, ow));
   EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->bias));
   EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->bias, CUDNN_TENSOR_NCHW, dt, 1, o, 1, 1));
   EMBER_CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan->w));
-  EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, CUDNN_TENSOR_NCHW, o,
+  EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, format, o,
                                                c / groups, to_int(s.kh, "kernel height"),
                                                to_int(s.kw, "kernel width")));
   for (auto& cd : plan->conv) {
