@@ -31,14 +31,14 @@ SavedTensor::SavedTensor(const Tensor& t, const char* op) : op_(op) {
 }
 
 Tensor SavedTensor::unpack() const {
-  EMBER_CHECK(data_.defined(), op_,
-              " backward: its saved tensors were already freed; call backward(..., "
-              "retain_graph=true) the first time to backward through the graph twice");
-  EMBER_CHECK(data_.version() == version_,
-              "one of the tensors needed for the gradient of ", op_,
-              " has been modified by an in-place operation: ", detail::describe(data_),
-              " is at version ", data_.version(), "; expected version ", version_,
-              ". Use an out-of-place op, or clone() the tensor before changing it.");
+  EMBER_CHECK_T(ValueError, data_.defined(), op_,
+                " backward: its saved tensors were already freed; call backward(..., "
+                "retain_graph=true) the first time to backward through the graph twice");
+  EMBER_CHECK_T(ValueError, data_.version() == version_,
+                "one of the tensors needed for the gradient of ", op_,
+                " has been modified by an in-place operation: ", detail::describe(data_),
+                " is at version ", data_.version(), "; expected version ", version_,
+                ". Use an out-of-place op, or clone() the tensor before changing it.");
   return data_;
 }
 
@@ -60,9 +60,9 @@ class LambdaNode final : public Node {
   ~LambdaNode() override;
 
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
-    EMBER_CHECK(!released_, "backward through ", name_,
-                " a second time: its saved tensors were freed after the first backward. "
-                "Pass retain_graph=true to the first backward() to keep them.");
+    EMBER_CHECK_T(ValueError, !released_, "backward through ", name_,
+                  " a second time: its saved tensors were freed after the first backward. "
+                  "Pass retain_graph=true to the first backward() to keep them.");
     return fn_(grads);
   }
   void release() override {
@@ -249,10 +249,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
 
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& root = roots[i];
-    EMBER_CHECK(root.defined(), "backward: undefined output tensor");
-    EMBER_CHECK(root.requires_grad(),
-                "backward: the tensor does not require grad and has no grad_fn (did you "
-                "forget requires_grad_() on the parameters, or compute it under NoGradGuard?)");
+    EMBER_CHECK_T(ValueError, root.defined(), "backward: undefined output tensor");
+    EMBER_CHECK_T(ValueError, root.requires_grad(),
+                  "backward: the tensor does not require grad and has no grad_fn (did you "
+                  "forget requires_grad_() on the parameters, or compute it under NoGradGuard?)");
     Tensor g = default_root_grad(root, i < grads.size() ? grads[i] : Tensor());
     Edge e = edge_of(root);
     deliver(e.node, e.input_nr, g);
@@ -314,8 +314,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   std::vector<Tensor> result(inputs.size());
   std::unordered_map<const Node*, std::vector<std::pair<uint32_t, Tensor*>>> capture;
   for (size_t i = 0; i < inputs.size(); ++i) {
-    EMBER_CHECK(inputs[i].defined() && inputs[i].requires_grad(), "autograd::grad: input ", i,
-                " does not require grad");
+    EMBER_CHECK_T(ValueError, inputs[i].defined() && inputs[i].requires_grad(),
+                  "autograd::grad: input ", i, " does not require grad");
     Edge e = edge_of(inputs[i]);
     capture[e.node.get()].push_back({e.input_nr, &result[i]});
   }

@@ -90,7 +90,16 @@ static Tensor over_storage(std::shared_ptr<StorageImpl> storage, const Shape& sh
   return Tensor(std::move(impl));
 }
 
+// A factory's shape, checked before shape_numel so that the error names the factory.
+static void check_new_shape(const Shape& shape, const char* op) {
+  for (size_t i = 0; i < shape.size(); ++i) {
+    EMBER_CHECK_T(ShapeError, shape[i] >= 0, op, ": shape ", shape_str(shape),
+                  " has a negative size (", shape[i], " at dimension ", i, ")");
+  }
+}
+
 Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
+  check_new_shape(shape, "empty");
   check_float64_on_cpu(opts.dtype, opts.device, shape);
   EMBER_CHECK_T(DeviceError, !(opts.pinned_memory && !opts.device.is_cpu()),
                 "empty: pinned memory is host memory; asked for ", shape_str(shape), " on ",
@@ -112,8 +121,8 @@ Tensor Tensor::empty(const Shape& shape, TensorOptions opts) {
 
 Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, Device device,
                          std::function<void(void*)> deleter) {
-  EMBER_CHECK(data != nullptr || shape_numel(shape) == 0, "from_blob: null data for shape ",
-              shape_str(shape));
+  EMBER_CHECK_T(ValueError, data != nullptr || shape_numel(shape) == 0,
+                "from_blob: null data for shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<StorageImpl>(
       data, static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device,
@@ -126,7 +135,8 @@ Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, Device dev
 
 Tensor empty(const Shape& shape, TensorOptions opts) { return Tensor::empty(shape, opts); }
 
-Tensor full(const Shape& shape, double value, TensorOptions opts) {
+static Tensor filled(const Shape& shape, double value, TensorOptions opts, const char* op) {
+  check_new_shape(shape, op);
   const bool rg = opts.requires_grad;
   opts.requires_grad = false;
   Tensor t = Tensor::empty(shape, opts);
@@ -135,8 +145,11 @@ Tensor full(const Shape& shape, double value, TensorOptions opts) {
   return t;
 }
 
-Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0.0, opts); }
-Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1.0, opts); }
+Tensor full(const Shape& shape, double value, TensorOptions opts) {
+  return filled(shape, value, opts, "full");
+}
+Tensor zeros(const Shape& shape, TensorOptions opts) { return filled(shape, 0.0, opts, "zeros"); }
+Tensor ones(const Shape& shape, TensorOptions opts) { return filled(shape, 1.0, opts, "ones"); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {.dtype = t.dtype(), .device = t.device()}); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), {.dtype = t.dtype(), .device = t.device()}); }
 Tensor full_like(const Tensor& t, double value) {
@@ -149,11 +162,12 @@ Tensor arange(int64_t end, TensorOptions opts) {
 }
 
 Tensor arange(double start, double end, double step, TensorOptions opts) {
-  EMBER_CHECK(step != 0.0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
-              "arange: need finite start/end and a non-zero step, got start=", start,
-              " end=", end, " step=", step);
-  EMBER_CHECK((end - start) * step >= 0, "arange: step ", step, " never reaches ", end,
-              " from ", start);
+  EMBER_CHECK_T(ValueError,
+                step != 0.0 && std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
+                "arange: need finite start/end and a non-zero step, got start=", start,
+                " end=", end, " step=", step);
+  EMBER_CHECK_T(ValueError, (end - start) * step >= 0, "arange: step ", step, " never reaches ",
+                end, " from ", start);
   const int64_t n = static_cast<int64_t>(std::ceil((end - start) / step));
   std::vector<double> values(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) values[i] = start + static_cast<double>(i) * step;
@@ -166,6 +180,7 @@ template <typename Dist>
 static Tensor random_tensor(const Shape& shape, TensorOptions opts, Dist dist, const char* op) {
   EMBER_CHECK_T(DTypeError, is_floating(opts.dtype), op,
                 ": expected a floating-point dtype, got ", dtype_name(opts.dtype));
+  check_new_shape(shape, op);
   const int64_t n = shape_numel(shape);
   std::vector<double> values(static_cast<size_t>(n));
   {
@@ -257,8 +272,9 @@ Tensor& Tensor::requires_grad_(bool on) {
                   "requires_grad_: only floating-point tensors can require gradients, got ",
                   detail::describe(*this));
   }
-  EMBER_CHECK(is_leaf() || on, "requires_grad_(false): only leaf tensors can be changed; "
-              "use detach() on a tensor produced by an op");
+  EMBER_CHECK_T(ValueError, is_leaf() || on,
+                "requires_grad_(false): only leaf tensors can be changed; "
+                "use detach() on a tensor produced by an op");
   impl().requires_grad = on;
   return *this;
 }
@@ -276,7 +292,7 @@ void Tensor::set_grad(const Tensor& g) {
 }
 
 void Tensor::retain_grad() {
-  EMBER_CHECK(requires_grad(), "retain_grad: the tensor does not require grad");
+  EMBER_CHECK_T(ValueError, requires_grad(), "retain_grad: the tensor does not require grad");
   if (is_leaf() || impl().retains_grad) return;
   impl().retains_grad = true;
   grad_fn()->retain_output(impl().output_nr, impl_ptr());

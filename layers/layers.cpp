@@ -35,7 +35,7 @@ void init_weight_and_bias(Tensor& weight, Tensor* bias, const std::string& init)
 std::string layer_str(const Module& m) { return m.name() + "(" + m.extra_repr() + ")"; }
 
 void check_defined(const Module& m, const Tensor& x) {
-  EMBER_CHECK(x.defined(), m.name(), ": input is an undefined tensor");
+  EMBER_CHECK_T(ValueError, x.defined(), m.name(), ": input is an undefined tensor");
 }
 
 // Pooling layers take any C, H and W; the op checks the window against the input.
@@ -45,7 +45,18 @@ void check_nchw(const Module& m, const Tensor& x) {
                 shape_str(x.shape()));
 }
 
-Pool2dParams pool_params(IntPair kernel, const Pool2dOptions& o) {
+// A pooling layer's window is checked when it is made, as Conv2d's is, not at its first
+// forward.
+Pool2dParams pool_params(const char* layer, IntPair kernel, const Pool2dOptions& o) {
+  EMBER_CHECK_T(ValueError, kernel.h > 0 && kernel.w > 0, layer,
+                ": kernel_size must be positive, got ", kernel.str());
+  EMBER_CHECK_T(ValueError, o.stride.h >= 0 && o.stride.w >= 0, layer,
+                ": stride must be positive (or 0 for the kernel size), got ", o.stride.str());
+  EMBER_CHECK_T(ValueError,
+                o.padding.h >= 0 && o.padding.w >= 0 && o.padding.h <= kernel.h / 2 &&
+                    o.padding.w <= kernel.w / 2,
+                layer, ": padding ", o.padding.str(), " must be in [0, half the kernel ",
+                kernel.str(), "]");
   Pool2dParams p;
   p.kernel = kernel.array();
   p.stride = o.stride.array();
@@ -81,8 +92,8 @@ Padding::Padding(const std::string& mode) {
 
 Linear::Linear(int64_t in_features, int64_t out_features, LinearOptions options)
     : in_(in_features), out_(out_features), options_(std::move(options)) {
-  EMBER_CHECK(in_features > 0 && out_features > 0, "Linear: features must be positive, got in=",
-              in_features, " out=", out_features);
+  EMBER_CHECK_T(ValueError, in_features > 0 && out_features > 0,
+                "Linear: features must be positive, got in=", in_features, " out=", out_features);
   register_parameter("weight", empty({out_, in_}));
   register_parameter("bias", options_.bias ? empty({out_}) : Tensor());
   reset_parameters();
@@ -109,14 +120,18 @@ std::string Linear::extra_repr() const {
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, IntPair kernel_size, Conv2dOptions options)
     : in_(in_channels), out_(out_channels), kernel_(kernel_size), options_(std::move(options)) {
-  EMBER_CHECK(in_ > 0 && out_ > 0 && kernel_.h > 0 && kernel_.w > 0, "Conv2d: channels and kernel "
-              "size must be positive, got in=", in_, " out=", out_, " kernel=", kernel_.str());
-  EMBER_CHECK(options_.groups > 0 && in_ % options_.groups == 0 && out_ % options_.groups == 0,
-              "Conv2d: groups=", options_.groups, " must divide in_channels=", in_,
-              " and out_channels=", out_);
-  EMBER_CHECK(!options_.padding.same || (options_.stride.h == 1 && options_.stride.w == 1),
-              "Conv2d: padding=\"same\" needs stride 1, got stride=", options_.stride.str(),
-              " (as in PyTorch; give the padding as numbers for a strided convolution)");
+  EMBER_CHECK_T(ValueError, in_ > 0 && out_ > 0 && kernel_.h > 0 && kernel_.w > 0,
+                "Conv2d: channels and kernel "
+                "size must be positive, got in=",
+                in_, " out=", out_, " kernel=", kernel_.str());
+  EMBER_CHECK_T(ValueError,
+                options_.groups > 0 && in_ % options_.groups == 0 && out_ % options_.groups == 0,
+                "Conv2d: groups=", options_.groups, " must divide in_channels=", in_,
+                " and out_channels=", out_);
+  EMBER_CHECK_T(ValueError,
+                !options_.padding.same || (options_.stride.h == 1 && options_.stride.w == 1),
+                "Conv2d: padding=\"same\" needs stride 1, got stride=", options_.stride.str(),
+                " (as in PyTorch; give the padding as numbers for a strided convolution)");
   register_parameter("weight", empty({out_, in_ / options_.groups, kernel_.h, kernel_.w}));
   register_parameter("bias", options_.bias ? empty({out_}) : Tensor());
   reset_parameters();
@@ -155,14 +170,16 @@ std::string Conv2d::extra_repr() const {
 
 // --- pooling --------------------------------------------------------------------------------
 
-MaxPool2d::MaxPool2d(IntPair kernel_size, Pool2dOptions options) : params_(pool_params(kernel_size, options)) {}
+MaxPool2d::MaxPool2d(IntPair kernel_size, Pool2dOptions options)
+    : params_(pool_params("MaxPool2d", kernel_size, options)) {}
 Tensor MaxPool2d::forward(const Tensor& x) {
   check_nchw(*this, x);
   return max_pool2d(x, params_);
 }
 std::string MaxPool2d::extra_repr() const { return pool_repr(params_); }
 
-AvgPool2d::AvgPool2d(IntPair kernel_size, Pool2dOptions options) : params_(pool_params(kernel_size, options)) {}
+AvgPool2d::AvgPool2d(IntPair kernel_size, Pool2dOptions options)
+    : params_(pool_params("AvgPool2d", kernel_size, options)) {}
 Tensor AvgPool2d::forward(const Tensor& x) {
   check_nchw(*this, x);
   return avg_pool2d(x, params_);
@@ -170,8 +187,8 @@ Tensor AvgPool2d::forward(const Tensor& x) {
 std::string AvgPool2d::extra_repr() const { return pool_repr(params_); }
 
 AdaptiveAvgPool2d::AdaptiveAvgPool2d(IntPair output_size) : output_(output_size) {
-  EMBER_CHECK(output_.h > 0 && output_.w > 0, "AdaptiveAvgPool2d: output size must be positive, got ",
-              output_.str());
+  EMBER_CHECK_T(ValueError, output_.h > 0 && output_.w > 0,
+                "AdaptiveAvgPool2d: output size must be positive, got ", output_.str());
 }
 Tensor AdaptiveAvgPool2d::forward(const Tensor& x) {
   check_nchw(*this, x);
@@ -184,7 +201,8 @@ std::string Flatten::extra_repr() const {
 }
 
 Dropout::Dropout(double p) : p_(p) {
-  EMBER_CHECK(p >= 0.0 && p <= 1.0, "Dropout: probability must be in [0, 1], got ", p);
+  EMBER_CHECK_T(ValueError, p >= 0.0 && p <= 1.0, "Dropout: probability must be in [0, 1], got ",
+                p);
 }
 std::string Dropout::extra_repr() const { return "p=" + fmt(p_); }
 
@@ -192,10 +210,14 @@ std::string Dropout::extra_repr() const { return "p=" + fmt(p_); }
 
 BatchNorm::BatchNorm(int64_t num_features, BatchNormOptions options, int64_t min_rank, int64_t max_rank)
     : features_(num_features), options_(options), min_rank_(min_rank), max_rank_(max_rank) {
-  EMBER_CHECK(num_features > 0, "BatchNorm: num_features must be positive, got ", num_features);
-  EMBER_CHECK(!options_.momentum || (*options_.momentum >= 0.0 && *options_.momentum <= 1.0),
-              "BatchNorm: momentum must be in [0, 1] (or unset for a cumulative average), got ",
-              options_.momentum.value_or(0.0));
+  // name() is not yet the derived class's here.
+  const char* who = min_rank == 4 ? "BatchNorm2d" : "BatchNorm1d";
+  EMBER_CHECK_T(ValueError, num_features > 0, who, ": num_features must be positive, got ",
+                num_features);
+  EMBER_CHECK_T(ValueError,
+                !options_.momentum || (*options_.momentum >= 0.0 && *options_.momentum <= 1.0),
+                who, ": momentum must be in [0, 1] (or unset for a cumulative average), got ",
+                options_.momentum.value_or(0.0));
   register_parameter("weight", options_.affine ? empty({features_}) : Tensor());
   register_parameter("bias", options_.affine ? empty({features_}) : Tensor());
   if (options_.track_running_stats) {
@@ -262,7 +284,7 @@ std::string BatchNorm::extra_repr() const {
 
 LayerNorm::LayerNorm(Shape normalized_shape, LayerNormOptions options)
     : shape_(std::move(normalized_shape)), options_(options) {
-  EMBER_CHECK(!shape_.empty(), "LayerNorm: normalized_shape must not be empty");
+  EMBER_CHECK_T(ValueError, !shape_.empty(), "LayerNorm: normalized_shape must not be empty");
   register_parameter("weight", options_.elementwise_affine ? ones(shape_) : Tensor());
   register_parameter("bias", options_.elementwise_affine ? zeros(shape_) : Tensor());
 }
@@ -308,8 +330,8 @@ Sequential& Sequential::push_back(AnyModule module) {
 }
 
 Module& Sequential::operator[](size_t i) const {
-  EMBER_CHECK(i < modules_.size(), "Sequential: index ", i, " is out of range (", modules_.size(),
-              " layers)");
+  EMBER_CHECK_T(ValueError, i < modules_.size(), "Sequential: index ", i, " is out of range (",
+                modules_.size(), " layers)");
   return *modules_[i];
 }
 

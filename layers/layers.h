@@ -307,7 +307,8 @@ class EMBER_API Sequential : public Module {
   template <typename M>
   M& at(size_t i) const {
     auto* m = dynamic_cast<M*>(&(*this)[i]);
-    EMBER_CHECK(m != nullptr, "Sequential::at: layer ", i, " is a ", (*this)[i].name());
+    EMBER_CHECK_T(ValueError, m != nullptr, "Sequential::at: layer ", i, " is a ",
+                  (*this)[i].name());
     return *m;
   }
 

@@ -82,9 +82,9 @@ Tensor soft_target_cross_entropy(const Tensor& log_probs, const Tensor& target, 
                   ": weight must be on the output's device, got weight on ",
                   weight.device().str(), " and output on ", log_probs.device().str(),
                   " (move it with .to(device))");
-    EMBER_CHECK(!(weight.requires_grad() && grad_mode_enabled()), who,
-                ": weight requires grad, but no gradient flows into it (as in PyTorch); pass "
-                "weight.detach()");
+    EMBER_CHECK_T(ValueError, !(weight.requires_grad() && grad_mode_enabled()), who,
+                  ": weight requires grad, but no gradient flows into it (as in PyTorch); pass "
+                  "weight.detach()");
     EMBER_CHECK_T(ShapeError, weight.dim() == 1 && weight.size(0) == C, who, ": weight ",
                   shape_str(weight.shape()), " must be [", C, "], one per class of output ",
                   shape_str(log_probs.shape()));
@@ -98,8 +98,9 @@ Tensor soft_target_cross_entropy(const Tensor& log_probs, const Tensor& target, 
 
 Tensor CrossEntropy::operator()(const Tensor& output, const Tensor& target) const {
   if (target.defined() && is_floating(target.dtype()) && target.dim() == 2) {
-    EMBER_CHECK(options_.label_smoothing == 0.0 && options_.ignore_index == -100,
-                "CrossEntropy: label_smoothing and ignore_index apply to class-index targets only");
+    EMBER_CHECK_T(
+        ValueError, options_.label_smoothing == 0.0 && options_.ignore_index == -100,
+        "CrossEntropy: label_smoothing and ignore_index apply to class-index targets only");
     return soft_target_cross_entropy(log_softmax(output, 1), target, "CrossEntropy",
                                      options_.weight);
   }

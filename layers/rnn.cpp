@@ -34,12 +34,14 @@ void repoint(Tensor& param, const Tensor& view) {
 
 Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, EmbeddingOptions options)
     : num_(num_embeddings), dim_(embedding_dim) {
-  EMBER_CHECK(num_ > 0 && dim_ > 0, "Embedding: num_embeddings and embedding_dim must be "
-              "positive, got ", num_, " and ", dim_);
+  EMBER_CHECK_T(ValueError, num_ > 0 && dim_ > 0,
+                "Embedding: num_embeddings and embedding_dim must be "
+                "positive, got ",
+                num_, " and ", dim_);
   if (options.padding_idx.has_value()) {
     const int64_t p = *options.padding_idx;
-    EMBER_CHECK(p >= -num_ && p < num_, "Embedding(", num_, ", ", dim_, "): padding_idx ", p,
-                " must be within [", -num_, ", ", num_, ")");
+    EMBER_CHECK_T(ValueError, p >= -num_ && p < num_, "Embedding(", num_, ", ", dim_,
+                  "): padding_idx ", p, " must be within [", -num_, ", ", num_, ")");
     padding_idx_ = p < 0 ? p + num_ : p;
   }
   register_parameter("weight", empty({num_, dim_}));
@@ -55,7 +57,7 @@ void Embedding::reset_parameters() {
 }
 
 Tensor Embedding::forward(const Tensor& indices) {
-  EMBER_CHECK(indices.defined(), "Embedding: input is an undefined tensor");
+  EMBER_CHECK_T(ValueError, indices.defined(), "Embedding: input is an undefined tensor");
   EMBER_CHECK_T(DTypeError, indices.dtype() == kInt64, name(), "(", extra_repr(),
                 "): expected int64 indices, got ", dtype_name(indices.dtype()), " ",
                 shape_str(indices.shape()));
@@ -92,12 +94,15 @@ RNNBase::RNNBase(RnnMode mode, int64_t input_size, int64_t hidden_size,
   params_.batch_first = options.batch_first;
   params_.dropout = options.dropout;
   params_.bidirectional = options.bidirectional;
-  EMBER_CHECK(input_size > 0 && hidden_size > 0, "RNN: input_size and hidden_size must be "
-              "positive, got ", input_size, " and ", hidden_size);
-  EMBER_CHECK(options.num_layers > 0, "RNN: num_layers must be positive, got ",
-              options.num_layers);
-  EMBER_CHECK(options.dropout >= 0.0 && options.dropout <= 1.0,
-              "RNN: dropout must be in [0, 1], got ", options.dropout);
+  // name() is not yet the derived class's here.
+  const char* who = mode == RnnMode::Lstm ? "LSTM" : mode == RnnMode::Gru ? "GRU" : "RNN";
+  EMBER_CHECK_T(ValueError, input_size > 0 && hidden_size > 0, who,
+                ": input_size and hidden_size must be positive, got ", input_size, " and ",
+                hidden_size);
+  EMBER_CHECK_T(ValueError, options.num_layers > 0, who, ": num_layers must be positive, got ",
+                options.num_layers);
+  EMBER_CHECK_T(ValueError, options.dropout >= 0.0 && options.dropout <= 1.0, who,
+                ": dropout must be in [0, 1], got ", options.dropout);
   const std::vector<Shape> shapes = rnn_weight_shapes(params_);
   size_t k = 0;
   for (int64_t layer = 0; layer < params_.num_layers; ++layer) {
@@ -176,7 +181,7 @@ LSTMOptions common_options(const RNNOptions& o) {
 RnnMode rnn_mode(const std::string& nonlinearity) {
   if (nonlinearity == "tanh") return RnnMode::RnnTanh;
   if (nonlinearity == "relu") return RnnMode::RnnRelu;
-  throw Error("RNN: nonlinearity '" + nonlinearity + "' is not known (use \"tanh\" or \"relu\")");
+  throw ValueError("RNN: nonlinearity '" + nonlinearity + "' is not known (use \"tanh\" or \"relu\")");
 }
 
 }  // namespace

@@ -49,13 +49,13 @@ ConvSetup check_and_plan(const Tensor& x, const Tensor& weight, const Tensor& bi
   EMBER_CHECK_T(ShapeError, weight.dim() == 4, kOp,
                 ": weight must be 4-D [out_channels, in_channels / groups, kH, kW], got shape ",
                 shape_str(weight.shape()));
-  EMBER_CHECK(p.stride[0] >= 1 && p.stride[1] >= 1, kOp, ": stride must be positive, got ",
-              pair_str(p.stride));
-  EMBER_CHECK(p.dilation[0] >= 1 && p.dilation[1] >= 1, kOp,
-              ": dilation must be positive, got ", pair_str(p.dilation));
-  EMBER_CHECK(p.padding[0] >= 0 && p.padding[1] >= 0, kOp,
-              ": padding must be non-negative, got ", pair_str(p.padding));
-  EMBER_CHECK(p.groups >= 1, kOp, ": groups must be positive, got ", p.groups);
+  EMBER_CHECK_T(ValueError, p.stride[0] >= 1 && p.stride[1] >= 1, kOp,
+                ": stride must be positive, got ", pair_str(p.stride));
+  EMBER_CHECK_T(ValueError, p.dilation[0] >= 1 && p.dilation[1] >= 1, kOp,
+                ": dilation must be positive, got ", pair_str(p.dilation));
+  EMBER_CHECK_T(ValueError, p.padding[0] >= 0 && p.padding[1] >= 0, kOp,
+                ": padding must be non-negative, got ", pair_str(p.padding));
+  EMBER_CHECK_T(ValueError, p.groups >= 1, kOp, ": groups must be positive, got ", p.groups);
 
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   const int64_t o = weight.size(0), cg = weight.size(1), kh = weight.size(2), kw = weight.size(3);
@@ -79,11 +79,11 @@ ConvSetup check_and_plan(const Tensor& x, const Tensor& weight, const Tensor& bi
   cs.w = w;
   std::array<int64_t, 2> pad = p.padding;
   if (p.same) {
-    EMBER_CHECK(p.stride[0] == 1 && p.stride[1] == 1, kOp,
-                ": 'same' padding needs stride 1, got stride ", pair_str(p.stride));
-    EMBER_CHECK(p.padding[0] == 0 && p.padding[1] == 0, kOp,
-                ": 'same' computes the padding itself; padding must be [0, 0], got ",
-                pair_str(p.padding));
+    EMBER_CHECK_T(ValueError, p.stride[0] == 1 && p.stride[1] == 1, kOp,
+                  ": 'same' padding needs stride 1, got stride ", pair_str(p.stride));
+    EMBER_CHECK_T(ValueError, p.padding[0] == 0 && p.padding[1] == 0, kOp,
+                  ": 'same' computes the padding itself; padding must be [0, 0], got ",
+                  pair_str(p.padding));
     // See Note [Odd "same" padding].
     const int64_t total_h = p.dilation[0] * (kh - 1), total_w = p.dilation[1] * (kw - 1);
     pad = {total_h / 2, total_w / 2};

@@ -11,7 +11,8 @@ namespace ember {
 
 Tensor dropout(const Tensor& x, double p, bool training) {
   detail::check_floating(x, "dropout");
-  EMBER_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability must be in [0, 1], got ", p);
+  EMBER_CHECK_T(ValueError, p >= 0.0 && p <= 1.0, "dropout: probability must be in [0, 1], got ",
+                p);
   if (!training || p == 0.0) return x;
   if (p == 1.0) return mul(x, 0.0);
   Tensor mask = detail::empty_on(x.shape(), x.dtype(), x.device());

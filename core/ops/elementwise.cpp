@@ -35,7 +35,13 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
   const int64_t lead = x.dim() - static_cast<int64_t>(shape.size());
-  EMBER_INTERNAL_ASSERT(lead >= 0, "sum_to: ", shape_str(x.shape()), " -> ", shape_str(shape));
+  // sum_to is public: a `shape` that does not broadcast to x's is the caller's error.
+  bool reducible = lead >= 0;
+  for (int64_t d = 0; reducible && d < static_cast<int64_t>(shape.size()); ++d) {
+    reducible = shape[d] == x.size(lead + d) || shape[d] == 1;
+  }
+  EMBER_CHECK_T(ShapeError, reducible, "sum_to: cannot sum ", shape_str(x.shape()), " down to ",
+                shape_str(shape), " (that shape does not broadcast to the input's)");
   std::vector<int64_t> dims;
   for (int64_t d = 0; d < x.dim(); ++d) {
     if (d < lead || (shape[d - lead] == 1 && x.size(d) != 1)) dims.push_back(d);
@@ -81,6 +87,9 @@ Tensor unary(const Tensor& x, UnaryOp op, UnaryParams p, const char* name) {
 }  // namespace detail
 
 Tensor neg(const Tensor& x) {
+  detail::check_defined(x, "neg");
+  EMBER_CHECK_T(DTypeError, x.dtype() != kBool, "neg: negating a bool tensor is not supported (",
+                detail::describe(x), "); eq(x, zeros_like(x)) is its logical not");
   if (!is_floating(x.dtype())) return sub(zeros({}, {.dtype = x.dtype(), .device = x.device()}), x);
   return detail::unary(x, UnaryOp::Neg, {}, "neg");
 }
@@ -102,7 +111,7 @@ Tensor pow(const Tensor& x, double exponent) {
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
   const double lo = min.value_or(-std::numeric_limits<double>::infinity());
   const double hi = max.value_or(std::numeric_limits<double>::infinity());
-  EMBER_CHECK(!(lo > hi), "clamp: min ", lo, " is greater than max ", hi);
+  EMBER_CHECK_T(ValueError, !(lo > hi), "clamp: min ", lo, " is greater than max ", hi);
   return detail::unary(x, UnaryOp::Clamp, {lo, hi}, "clamp");
 }
 

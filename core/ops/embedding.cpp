@@ -63,8 +63,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
                 ": weight must be [num_embeddings, embedding_dim], got ",
                 shape_str(weight.shape()));
   const int64_t rows = weight.size(0), dim = weight.size(1);
-  EMBER_CHECK(padding_idx >= -1 && padding_idx < rows, kOp, ": padding_idx ", padding_idx,
-              " is out of range for a table of ", rows, " rows (use -1 for none)");
+  EMBER_CHECK_T(ValueError, padding_idx >= -1 && padding_idx < rows, kOp, ": padding_idx ",
+                padding_idx, " is out of range for a table of ", rows, " rows (use -1 for none)");
   const Tensor idx = indices.contiguous();
 
   Shape out_shape = indices.shape();

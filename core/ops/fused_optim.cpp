@@ -40,16 +40,16 @@ struct FusedLists {
 };
 
 void check_length(const char* op, const char* list, size_t got, size_t expected) {
-  EMBER_CHECK(got == expected, op, ": ", list, " has ", got, " entries but params has ",
-              expected, " (every list has one entry per parameter)");
+  EMBER_CHECK_T(ValueError, got == expected, op, ": ", list, " has ", got,
+                " entries but params has ", expected, " (every list has one entry per parameter)");
 }
 
 // `t` (entry i of `list`) matches params[i] = p in device, dtype and shape.
 void check_like(const char* op, const char* list, size_t i, const Tensor& t, const Tensor& p) {
-  EMBER_CHECK(t.defined(), op, ": ", list, "[", i, "] is undefined (params[", i, "] is ",
-              describe(p), ")");
-  EMBER_CHECK_T(DeviceError, t.device() == p.device(), op, ": ", list, "[", i, "] is ",
-                describe(t), " but params[", i, "] is ", describe(p));
+  EMBER_CHECK_T(ValueError, t.defined(), op, ": ", list, "[", i, "] is undefined (params[", i,
+                "] is ", describe(p), ")");
+  EMBER_CHECK_T(DeviceError, t.device() == p.device(), op, ": ", list, "[", i, "] is ", describe(t),
+                " but params[", i, "] is ", describe(p));
   EMBER_CHECK_T(DTypeError, t.dtype() == p.dtype(), op, ": ", list, "[", i, "] is ",
                 describe(t), " but params[", i, "] is ", describe(p));
   EMBER_CHECK_T(ShapeError, t.shape() == p.shape(), op, ": ", list, "[", i, "] is ",
@@ -66,20 +66,20 @@ FusedLists check_lists(const char* op, const std::vector<Tensor>& params,
   FusedLists lists{params, grads, std::move(states)};
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i];
-    EMBER_CHECK(p.defined(), op, ": params[", i, "] is undefined");
+    EMBER_CHECK_T(ValueError, p.defined(), op, ": params[", i, "] is undefined");
     EMBER_CHECK_T(DTypeError, is_floating(p.dtype()), op, ": params[", i, "] is ", describe(p),
                   "; expected float32, float64, float16 or bfloat16");
     EMBER_CHECK_T(DTypeError, !(p.dtype() == kFloat64 && p.is_cuda()), op, ": params[", i,
                   "] is ", describe(p), "; float64 is supported on the CPU only");
-    EMBER_CHECK(p.is_contiguous(), op, ": params[", i, "] (", describe(p),
-                ") is not contiguous; updates run over flat memory");
+    EMBER_CHECK_T(ValueError, p.is_contiguous(), op, ": params[", i, "] (", describe(p),
+                  ") is not contiguous; updates run over flat memory");
     check_like(op, "grads", i, grads[i], p);
     for (const StateList& s : lists.states) {
       if (!s.used[i]) continue;
       const Tensor& t = s.tensors[i];
       check_like(op, s.name, i, t, p);
-      EMBER_CHECK(t.is_contiguous(), op, ": ", s.name, "[", i, "] (", describe(t),
-                  ") is not contiguous; updates run over flat memory");
+      EMBER_CHECK_T(ValueError, t.is_contiguous(), op, ": ", s.name, "[", i, "] (", describe(t),
+                    ") is not contiguous; updates run over flat memory");
     }
     if (!grads[i].is_contiguous()) {
       NoGradGuard no_grad;
@@ -263,13 +263,12 @@ void amp_unscale_and_check_(const std::vector<Tensor>& grads, const Tensor& foun
   }
   for (size_t i = 0; i < grads.size(); ++i) {
     const Tensor& g = grads[i];
-    EMBER_CHECK(g.defined(), kOp, ": grads[", i, "] is undefined");
+    EMBER_CHECK_T(ValueError, g.defined(), kOp, ": grads[", i, "] is undefined");
     EMBER_CHECK_T(DTypeError, is_floating(g.dtype()), kOp, ": grads[", i, "] is ", describe(g),
                   "; expected a floating-point gradient");
-    EMBER_CHECK(g.is_contiguous(), kOp, ": grads[", i, "] (", describe(g),
-                ") is not contiguous; unscaling runs over flat memory");
-    EMBER_CHECK_T(DeviceError, g.device() == found_inf.device() &&
-                                   g.device() == inv_scale.device(),
+    EMBER_CHECK_T(ValueError, g.is_contiguous(), kOp, ": grads[", i, "] (", describe(g),
+                  ") is not contiguous; unscaling runs over flat memory");
+    EMBER_CHECK_T(DeviceError, g.device() == found_inf.device() && g.device() == inv_scale.device(),
                   kOp, ": grads[", i, "] is ", describe(g), " but found_inf is ",
                   describe(found_inf), " and inv_scale ", describe(inv_scale));
   }

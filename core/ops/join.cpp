@@ -16,9 +16,9 @@ namespace {
 // The dim of `t` a join along `dim` uses, wrapped against the rank the result has.
 int64_t join_dim(const std::vector<Tensor>& tensors, int64_t dim, int64_t extra_rank,
                  const char* op) {
-  EMBER_CHECK(!tensors.empty(), op, ": expected a non-empty list of tensors");
+  EMBER_CHECK_T(ValueError, !tensors.empty(), op, ": expected a non-empty list of tensors");
   for (size_t i = 0; i < tensors.size(); ++i) {
-    EMBER_CHECK(tensors[i].defined(), op, ": tensor ", i, " is undefined");
+    EMBER_CHECK_T(ValueError, tensors[i].defined(), op, ": tensor ", i, " is undefined");
   }
   return detail::wrap_dim(dim, tensors[0].dim() + extra_rank, op);
 }
@@ -74,9 +74,13 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
+  if (auto c = autocast::to_widest(tensors)) return stack(*c, dim);
   constexpr const char* kOp = "stack";
   const int64_t d = join_dim(tensors, dim, 1, kOp);
   for (size_t i = 1; i < tensors.size(); ++i) {
+    // Checked here so that the error names stack, not the cat it is made of.
+    detail::check_same_device(tensors[0], tensors[i], kOp);
+    detail::check_same_dtype(tensors[0], tensors[i], kOp);
     EMBER_CHECK_T(ShapeError, tensors[i].shape() == tensors[0].shape(), kOp, ": tensor ", i,
                   " has shape ", shape_str(tensors[i].shape()), ", tensor 0 has ",
                   shape_str(tensors[0].shape()), "; all must have the same shape");
@@ -121,7 +125,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   detail::check_defined(x, "chunk");
-  EMBER_CHECK(chunks > 0, "chunk: the number of chunks must be positive, got ", chunks);
+  EMBER_CHECK_T(ValueError, chunks > 0, "chunk: the number of chunks must be positive, got ",
+                chunks);
   EMBER_CHECK_T(ShapeError, x.dim() > 0, "chunk: cannot chunk a zero-dimensional tensor");
   const int64_t d = detail::wrap_dim(dim, x.dim(), "chunk");
   const int64_t n = x.size(d);

@@ -42,9 +42,9 @@ void check_loss_weight(const Tensor& input, const Tensor& weight, const char* op
   EMBER_CHECK_T(DeviceError, weight.device() == input.device(), op, ": ", what,
                 " must be on the input's device, got ", what, " ", detail::describe(weight),
                 " and input ", detail::describe(input), " (move it with .to(device))");
-  EMBER_CHECK(!(weight.requires_grad() && grad_mode_enabled()), op, ": ", what,
-              " requires grad, but no gradient flows into it (as in PyTorch); pass ", what,
-              ".detach()");
+  EMBER_CHECK_T(ValueError, !(weight.requires_grad() && grad_mode_enabled()), op, ": ", what,
+                " requires grad, but no gradient flows into it (as in PyTorch); pass ", what,
+                ".detach()");
 }
 
 // PyTorch's `weight`: one weight per class, [C].
@@ -57,12 +57,24 @@ void check_class_weight(const Tensor& input, const Tensor& weight, const char* o
 }
 
 // The error for `bad` targets out of range; on a GPU it is raised later (Note [Deferred
-// checks] in core/device.h), so it captures sizes, not tensors.
-detail::CheckRaise bad_targets_error(int64_t targets, int64_t classes, const char* op) {
-  return [targets, classes, op](int64_t bad, bool deferred) {
+// checks] in core/device.h), so it captures sizes, not tensors. On the CPU it is raised at
+// the call and names the first offending targets and their rows.
+detail::CheckRaise bad_targets_error(const Tensor& target, int64_t classes, int64_t ignore_index,
+                                     const char* op) {
+  const Tensor on_cpu = target.is_cuda() ? Tensor() : target;
+  return [targets = target.numel(), classes, ignore_index, op, on_cpu](int64_t bad, bool deferred) {
+    std::string first;
+    if (on_cpu.defined()) {
+      const int64_t* t = on_cpu.data<int64_t>();
+      int shown = 0;
+      for (int64_t i = 0; i < on_cpu.numel() && shown < 3; ++i) {
+        if (t[i] == ignore_index || (t[i] >= 0 && t[i] < classes)) continue;
+        first += detail::str_cat(shown++ == 0 ? "; first: " : ", ", "target[", i, "] = ", t[i]);
+      }
+    }
     throw ShapeError(detail::str_cat(
         op, ": ", bad, " of ", targets, " target(s) are outside the valid class range [0, ",
-        classes, ") (and are not ignore_index)",
+        classes, ") (and are not ignore_index)", first,
         deferred ? "; found at the device's next synchronization after the call (set "
                    "EMBER_SYNC_CHECKS=1 to raise at the call)"
                  : ""));
@@ -124,10 +136,10 @@ Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyO
   }
   const char* name = kind == ClassLoss::CrossEntropy ? "cross_entropy" : "nll_loss";
   check_class_targets(input, target, name);
-  EMBER_CHECK(opts.label_smoothing >= 0.0 && opts.label_smoothing <= 1.0, name,
-              ": label_smoothing must be in [0, 1], got ", opts.label_smoothing);
-  EMBER_CHECK(kind == ClassLoss::CrossEntropy || opts.label_smoothing == 0.0, name,
-              ": label_smoothing is only supported by cross_entropy");
+  EMBER_CHECK_T(ValueError, opts.label_smoothing >= 0.0 && opts.label_smoothing <= 1.0, name,
+                ": label_smoothing must be in [0, 1], got ", opts.label_smoothing);
+  EMBER_CHECK_T(ValueError, kind == ClassLoss::CrossEntropy || opts.label_smoothing == 0.0, name,
+                ": label_smoothing is only supported by cross_entropy");
   check_class_weight(input, opts.weight, name);
   const int64_t N = input.size(0), C = input.size(1);
   const Reduction reduction = opts.reduction;
@@ -151,7 +163,7 @@ Tensor class_loss(const Tensor& input, const Tensor& target, const CrossEntropyO
     }
   });
   // Invalid targets are an error, not a NaN found later; on a GPU, without a wait here.
-  bad.commit(bad_targets_error(t.numel(), C, name));
+  bad.commit(bad_targets_error(t, C, ignore_index, name));
 
   Tensor count;
   Tensor out;

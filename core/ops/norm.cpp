@@ -151,7 +151,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   detail::check_floating(x_in, kBatchNorm);
   EMBER_CHECK_T(ShapeError, x_in.dim() >= 2, kBatchNorm,
                 ": input must be [N, C] or [N, C, *], got ", shape_str(x_in.shape()));
-  EMBER_CHECK(eps >= 0.0, kBatchNorm, ": eps must be non-negative, got ", eps);
+  EMBER_CHECK_T(ValueError, eps >= 0.0, kBatchNorm, ": eps must be non-negative, got ", eps);
   BatchNormSizes z;
   z.n = x_in.size(0);
   z.c = x_in.size(1);
@@ -161,20 +161,21 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   check_param(bias_in, "bias", x_in, channels, kBatchNorm, "the channels (dim 1)");
   check_param(running_mean, "running_mean", x_in, channels, kBatchNorm, "the channels (dim 1)");
   check_param(running_var, "running_var", x_in, channels, kBatchNorm, "the channels (dim 1)");
-  EMBER_CHECK(running_mean.defined() == running_var.defined(), kBatchNorm,
-              ": running_mean and running_var must both be defined or both undefined, got ",
-              detail::describe(running_mean), " and ", detail::describe(running_var));
-  EMBER_CHECK(
+  EMBER_CHECK_T(ValueError, running_mean.defined() == running_var.defined(), kBatchNorm,
+                ": running_mean and running_var must both be defined or both undefined, got ",
+                detail::describe(running_mean), " and ", detail::describe(running_var));
+  EMBER_CHECK_T(
+      ValueError,
       !(running_mean.defined() && (running_mean.requires_grad() || running_var.requires_grad())),
       kBatchNorm,
       ": running_mean and running_var are buffers updated in place and "
       "must not require grad");
-  EMBER_CHECK(training || running_mean.defined(), kBatchNorm,
-              ": eval mode (training = false) normalizes with running_mean and running_var, "
-              "which are undefined (pass them, or training = true to use the batch statistics)");
-  EMBER_CHECK(!training || z.n * z.s != 1, kBatchNorm,
-              ": Expected more than 1 value per channel when training, got input size ",
-              shape_str(x_in.shape()));
+  EMBER_CHECK_T(ValueError, training || running_mean.defined(), kBatchNorm,
+                ": eval mode (training = false) normalizes with running_mean and running_var, "
+                "which are undefined (pass them, or training = true to use the batch statistics)");
+  EMBER_CHECK_T(ValueError, !training || z.n * z.s != 1, kBatchNorm,
+                ": Expected more than 1 value per channel when training, got input size ",
+                shape_str(x_in.shape()));
 
   Tensor x = x_in.contiguous();
   Tensor weight = weight_in.defined() ? weight_in.contiguous() : Tensor();
@@ -258,7 +259,7 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
   EMBER_CHECK_T(ShapeError, trailing, kLayerNorm, ": normalized_shape ", expected,
                 " expects input of shape [*, ", expected.substr(1), ", got ",
                 shape_str(x_in.shape()));
-  EMBER_CHECK(eps >= 0.0, kLayerNorm, ": eps must be non-negative, got ", eps);
+  EMBER_CHECK_T(ValueError, eps >= 0.0, kLayerNorm, ": eps must be non-negative, got ", eps);
   check_param(weight_in, "weight", x_in, normalized_shape, kLayerNorm, "normalized_shape");
   check_param(bias_in, "bias", x_in, normalized_shape, kLayerNorm, "normalized_shape");
 

@@ -9,7 +9,7 @@ std::string describe(const Tensor& t) {
 }
 
 void check_defined(const Tensor& t, const char* op, const char* what) {
-  EMBER_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+  EMBER_CHECK_T(ValueError, t.defined(), op, ": ", what, " is an undefined tensor");
 }
 
 void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
@@ -121,12 +121,12 @@ Tensor empty_on(const Shape& shape, DType dtype, Device device) {
 }
 
 void prepare_inplace(const Tensor& t, const char* op) {
-  EMBER_CHECK(!(grad_mode_enabled() && t.requires_grad() && t.is_leaf()), op,
-              ": a leaf tensor that requires grad cannot be modified in place while grad "
-              "mode is on (wrap the update in NoGradGuard, as optimizers do)");
-  EMBER_CHECK(!(grad_mode_enabled() && t.requires_grad()), op,
-              ": in-place ops on tensors that are part of a graph are not differentiable; "
-              "use the out-of-place form");
+  EMBER_CHECK_T(ValueError, !(grad_mode_enabled() && t.requires_grad() && t.is_leaf()), op,
+                ": a leaf tensor that requires grad cannot be modified in place while grad "
+                "mode is on (wrap the update in NoGradGuard, as optimizers do)");
+  EMBER_CHECK_T(ValueError, !(grad_mode_enabled() && t.requires_grad()), op,
+                ": in-place ops on tensors that are part of a graph are not differentiable; "
+                "use the out-of-place form");
   t.impl().storage->bump_version();
 }
 

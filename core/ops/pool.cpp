@@ -32,14 +32,15 @@ Pool2dGeometry pool_geometry(const Tensor& x, const Pool2dParams& p, PoolMode mo
                              const char* op) {
   check_nchw(x, op);
   const auto& k = p.kernel;
-  EMBER_CHECK(k[0] >= 1 && k[1] >= 1, op, ": kernel must be positive, got ", pair_str(k));
-  EMBER_CHECK(p.stride[0] >= 0 && p.stride[1] >= 0, op,
-              ": stride must be positive (or 0 for the kernel size), got ", pair_str(p.stride));
-  EMBER_CHECK(p.padding[0] >= 0 && p.padding[1] >= 0, op,
-              ": padding must be non-negative, got ", pair_str(p.padding));
+  EMBER_CHECK_T(ValueError, k[0] >= 1 && k[1] >= 1, op, ": kernel must be positive, got ",
+                pair_str(k));
+  EMBER_CHECK_T(ValueError, p.stride[0] >= 0 && p.stride[1] >= 0, op,
+                ": stride must be positive (or 0 for the kernel size), got ", pair_str(p.stride));
+  EMBER_CHECK_T(ValueError, p.padding[0] >= 0 && p.padding[1] >= 0, op,
+                ": padding must be non-negative, got ", pair_str(p.padding));
   // As PyTorch: otherwise a window could hold nothing but padding.
-  EMBER_CHECK(p.padding[0] <= k[0] / 2 && p.padding[1] <= k[1] / 2, op, ": padding ",
-              pair_str(p.padding), " must be at most half the kernel ", pair_str(k));
+  EMBER_CHECK_T(ValueError, p.padding[0] <= k[0] / 2 && p.padding[1] <= k[1] / 2, op, ": padding ",
+                pair_str(p.padding), " must be at most half the kernel ", pair_str(k));
   Pool2dGeometry g;
   g.n = x.size(0);
   g.c = x.size(1);
@@ -122,8 +123,8 @@ Tensor avg_pool2d(const Tensor& x, Pool2dParams params) {
 Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_size) {
   constexpr const char* kOp = "adaptive_avg_pool2d";
   check_nchw(x_in, kOp);
-  EMBER_CHECK(output_size[0] >= 1 && output_size[1] >= 1, kOp,
-              ": output_size must be positive, got ", pair_str(output_size));
+  EMBER_CHECK_T(ValueError, output_size[0] >= 1 && output_size[1] >= 1, kOp,
+                ": output_size must be positive, got ", pair_str(output_size));
   const int64_t n = x_in.size(0), c = x_in.size(1), h = x_in.size(2), w = x_in.size(3);
   const int64_t oh = output_size[0], ow = output_size[1];
   Tensor x = x_in.contiguous();

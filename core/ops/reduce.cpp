@@ -1,6 +1,7 @@
 // Reductions: sum, mean (all elements or over dims), max/min (values and indices),
 // argmax/argmin.
 #include <algorithm>
+#include <string>
 
 #include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
@@ -53,8 +54,13 @@ std::vector<int64_t> normalize_dims(const std::vector<int64_t>& dims, int64_t ra
   std::vector<int64_t> out;
   for (int64_t d : dims) out.push_back(detail::wrap_dim(d, rank, op));
   std::sort(out.begin(), out.end());
-  EMBER_CHECK_T(ShapeError, std::adjacent_find(out.begin(), out.end()) == out.end(), op,
-                ": a dimension appears more than once in the list");
+  const auto twice = std::adjacent_find(out.begin(), out.end());
+  if (twice != out.end()) {
+    std::string list;
+    for (int64_t d : dims) list += (list.empty() ? "" : ", ") + std::to_string(d);
+    throw ShapeError(detail::str_cat(op, ": dimension ", *twice, " appears more than once in [",
+                                     list, "] (a tensor of rank ", rank, ")"));
+  }
   return out;
 }
 
@@ -137,7 +143,8 @@ Tensor sum_mean(const Tensor& x_in, const std::vector<int64_t>& dims_in, bool ke
 // Max/min over one dim (or everything, when dim < 0 and `all`): values and indices.
 ValuesIndices extremum(const Tensor& x_in, int64_t dim, bool keepdim, bool is_max, bool all,
                        bool want_grad) {
-  const char* name = is_max ? "max" : "min";
+  // argmax/argmin (no values wanted) name themselves in their errors.
+  const char* name = want_grad ? (is_max ? "max" : "min") : (is_max ? "argmax" : "argmin");
   Tensor x = reducible(x_in, name, true);
   if (!is_floating(x_in.dtype())) x = x_in.to(kInt64);
   Tensor xc = x.contiguous();

@@ -62,12 +62,12 @@ void check_state(const Tensor& s, const char* what, const Tensor& x, const Shape
 void check_inputs(const Tensor& x, const Tensor& hx, const Tensor& cx,
                   const std::vector<Tensor>& weights, const std::vector<int64_t>& lengths,
                   const RnnParams& p) {
-  EMBER_CHECK(p.input_size > 0 && p.hidden_size > 0 && p.num_layers > 0, p.name,
-              ": input_size, hidden_size and num_layers must be positive, got ", p.input_size,
-              ", ", p.hidden_size, ", ", p.num_layers);
-  EMBER_CHECK(p.dropout >= 0.0 && p.dropout <= 1.0, p.name, ": dropout must be in [0, 1], got ",
-              p.dropout);
-  EMBER_CHECK(x.defined(), p.name, ": input is an undefined tensor");
+  EMBER_CHECK_T(ValueError, p.input_size > 0 && p.hidden_size > 0 && p.num_layers > 0, p.name,
+                ": input_size, hidden_size and num_layers must be positive, got ", p.input_size,
+                ", ", p.hidden_size, ", ", p.num_layers);
+  EMBER_CHECK_T(ValueError, p.dropout >= 0.0 && p.dropout <= 1.0, p.name,
+                ": dropout must be in [0, 1], got ", p.dropout);
+  EMBER_CHECK_T(ValueError, x.defined(), p.name, ": input is an undefined tensor");
   detail::check_floating(x, p.name.c_str());
   const char* layout = p.batch_first ? "[batch, seq_len, " : "[seq_len, batch, ";
   EMBER_CHECK_T(ShapeError, x.dim() == 3, p.name, ": expected input ", layout, p.input_size,
@@ -81,15 +81,16 @@ void check_inputs(const Tensor& x, const Tensor& hx, const Tensor& cx,
   const Shape state{p.num_layers * directions(p), n, p.hidden_size};
   if (hx.defined()) check_state(hx, "h0", x, state, p);
   if (cx.defined()) {
-    EMBER_CHECK(p.mode == RnnMode::Lstm, p.name, ": only an LSTM has a cell state (c0)");
+    EMBER_CHECK_T(ValueError, p.mode == RnnMode::Lstm, p.name,
+                  ": only an LSTM has a cell state (c0)");
     check_state(cx, "c0", x, state, p);
   }
   const std::vector<Shape> shapes = rnn_weight_shapes(p);
-  EMBER_CHECK(weights.size() == shapes.size(), p.name, ": expected ", shapes.size(),
-              " weight tensors, got ", weights.size());
+  EMBER_CHECK_T(ValueError, weights.size() == shapes.size(), p.name, ": expected ", shapes.size(),
+                " weight tensors, got ", weights.size());
   for (size_t i = 0; i < weights.size(); ++i) {
     const Tensor& w = weights[i];
-    EMBER_CHECK(w.defined(), p.name, ": weight ", i, " is undefined");
+    EMBER_CHECK_T(ValueError, w.defined(), p.name, ": weight ", i, " is undefined");
     EMBER_CHECK_T(ShapeError, w.shape() == shapes[i], p.name, ": weight ", i, " has shape ",
                   shape_str(w.shape()), ", expected ", shape_str(shapes[i]));
     EMBER_CHECK_T(DTypeError, w.dtype() == x.dtype(), p.name, ": weight ", i, " is ",
@@ -326,9 +327,10 @@ bool rnn_weights_flat(const std::vector<Tensor>& weights, const RnnParams& p) {
 }
 
 RnnFlatWeights rnn_flatten_weights(const std::vector<Tensor>& weights, const RnnParams& p) {
-  EMBER_CHECK(!weights.empty() && weights[0].defined() && weights[0].is_cuda() &&
-                  (weights[0].dtype() == kFloat32 || weights[0].dtype() == kFloat16),
-              p.name, ": cuDNN's weight buffer is for float32 or float16 CUDA weights");
+  EMBER_CHECK_T(ValueError,
+                !weights.empty() && weights[0].defined() && weights[0].is_cuda() &&
+                    (weights[0].dtype() == kFloat32 || weights[0].dtype() == kFloat16),
+                p.name, ": cuDNN's weight buffer is for float32 or float16 CUDA weights");
   RnnFlatWeights flat;
   dispatch::on_device(weights[0].device(),
                       [&](auto ctx) { flat = detail::rnn_flatten_weights_on(ctx, weights, p); });

@@ -141,8 +141,8 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   if (dim() == 0) return reshape({1});
   const int64_t s = wrap_dim(start_dim, dim(), "flatten");
   const int64_t e = wrap_dim(end_dim, dim(), "flatten");
-  EMBER_CHECK_T(ShapeError, s <= e, "flatten: start_dim ", start_dim,
-                " comes after end_dim ", end_dim);
+  EMBER_CHECK_T(ShapeError, s <= e, "flatten: start_dim ", start_dim, " comes after end_dim ",
+                end_dim, " (input ", shape_str(shape()), ")");
   Shape out(shape().begin(), shape().begin() + s);
   int64_t prod = 1;
   for (int64_t d = s; d <= e; ++d) prod *= size(d);
@@ -180,7 +180,8 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
   std::vector<int64_t> inverse(dims.size(), -1);
   for (size_t i = 0; i < dims.size(); ++i) {
     const int64_t d = wrap_dim(dims[i], dim(), "permute");
-    EMBER_CHECK_T(ShapeError, inverse[d] < 0, "permute: dimension ", d, " repeats in the order");
+    EMBER_CHECK_T(ShapeError, inverse[d] < 0, "permute: dimension ", d, " repeats in the order ",
+                  shape_str(dims), " (input ", shape_str(shape()), ")");
     inverse[d] = static_cast<int64_t>(i);
     sz[i] = size(d);
     st[i] = stride(d);
@@ -197,7 +198,7 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 Tensor Tensor::slice(int64_t dim_, int64_t start, int64_t end, int64_t step) const {
   const int64_t d = wrap_dim(dim_, dim(), "slice");
   EMBER_CHECK_T(ShapeError, dim() > 0, "slice: cannot slice a rank-0 tensor");
-  EMBER_CHECK(step > 0, "slice: step must be positive, got ", step);
+  EMBER_CHECK_T(ValueError, step > 0, "slice: step must be positive, got ", step);
   const int64_t n = size(d);
   auto clampi = [n](int64_t v) { return std::min(std::max(v < 0 ? v + n : v, int64_t{0}), n); };
   const int64_t s = clampi(start), e = std::max(clampi(end), clampi(start));
