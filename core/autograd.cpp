@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cmath>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
@@ -21,6 +23,80 @@ bool grad_mode_enabled() { return t_grad_mode; }
 void set_grad_mode(bool enabled) { t_grad_mode = enabled; }
 
 namespace autograd {
+
+// --- anomaly mode (Note [Anomaly mode]) --------------------------------------------------
+
+namespace {
+
+std::atomic<bool> g_anomaly_mode{false};
+
+inline bool anomaly_mode_on() { return g_anomaly_mode.load(std::memory_order_relaxed); }
+
+// The first NaN or Inf of a floating tensor, as (flat index, value); index -1 when none.
+std::pair<int64_t, double> first_non_finite(const Tensor& t) {
+  if (!t.defined() || !is_floating(t.dtype()) || t.numel() == 0) return {-1, 0.0};
+  NoGradGuard no_grad;
+  const Tensor values = t.detach().cpu().to(kFloat64).contiguous();
+  const double* p = values.data<double>();
+  for (int64_t i = 0; i < values.numel(); ++i) {
+    if (!std::isfinite(p[i])) return {i, p[i]};
+  }
+  return {-1, 0.0};
+}
+
+std::string bad_value_text(const Tensor& t, std::pair<int64_t, double> bad) {
+  return detail::str_cat(std::isnan(bad.second) ? "nan" : (bad.second > 0 ? "inf" : "-inf"),
+                         " (first at flat index ", bad.first, " of ", t.numel(), ") in a ",
+                         dtype_name(t.dtype()), " tensor of shape ", shape_str(t.shape()));
+}
+
+void check_forward(const char* op, const std::vector<Tensor>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const auto bad = first_non_finite(outputs[i]);
+    if (bad.first < 0) continue;
+    throw AnomalyError(detail::str_cat(
+        "anomaly mode: the forward of ", op, " produced ", bad_value_text(outputs[i], bad),
+        " as its output ", i, ". Its inputs were non-finite already (from the data or a tensor "
+        "no recorded op made) or outside its domain (log or sqrt of a negative, division by "
+        "zero, exp of a large value)."));
+  }
+}
+
+// "LogBackward" -> "log": the node's name is the forward op's with "Backward" appended.
+std::string forward_name(const std::string& node_name) {
+  std::string n = node_name;
+  const std::string suffix = "Backward";
+  if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    n.resize(n.size() - suffix.size());
+    n[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(n[0])));
+  }
+  return n;
+}
+
+void check_backward(const Node& node, const std::vector<Tensor>& input_grads) {
+  for (size_t k = 0; k < input_grads.size(); ++k) {
+    const auto bad = first_non_finite(input_grads[k]);
+    if (bad.first < 0) continue;
+    throw AnomalyError(detail::str_cat(
+        "anomaly mode: ", node.name(), ", the backward of the forward op ",
+        forward_name(node.name()), " (recorded as tape entry ", node.sequence_nr(),
+        "), returned ", bad_value_text(input_grads[k], bad), " as the gradient of its input ",
+        k, " from finite incoming gradients: the op's derivative is not finite at the values it "
+        "saved (sqrt or log at 0, pow with a negative exponent at 0, 0 * inf)."));
+  }
+}
+
+void check_root_grad(size_t i, const Tensor& g) {
+  const auto bad = first_non_finite(g);
+  if (bad.first < 0) return;
+  throw AnomalyError(detail::str_cat("anomaly mode: the gradient given to backward for output ",
+                                     i, " holds ", bad_value_text(g, bad)));
+}
+
+}  // namespace
+
+void detect_anomaly(bool enabled) { g_anomaly_mode.store(enabled, std::memory_order_relaxed); }
+bool anomaly_mode_enabled() { return anomaly_mode_on(); }
 
 // --- saved tensors ----------------------------------------------------------------------
 
@@ -187,6 +263,7 @@ LambdaNode::~LambdaNode() { NodeBuilder::release_edges_iteratively(*this); }
 
 void record(const char* name, const std::vector<Tensor>& inputs,
             const std::vector<Tensor>& outputs, BackwardFn fn) {
+  if (anomaly_mode_on()) check_forward(name, outputs);
   auto node = NodeBuilder::make(name, inputs, outputs, std::move(fn));
   for (size_t i = 0; i < outputs.size(); ++i) {
     auto& impl = outputs[i].impl();
@@ -254,6 +331,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
                   "backward: the tensor does not require grad and has no grad_fn (did you "
                   "forget requires_grad_() on the parameters, or compute it under NoGradGuard?)");
     Tensor g = default_root_grad(root, i < grads.size() ? grads[i] : Tensor());
+    if (anomaly_mode_on()) check_root_grad(i, g);
     Edge e = edge_of(root);
     deliver(e.node, e.input_nr, g);
   }
@@ -289,6 +367,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       }
     }
     std::vector<Tensor> input_grads = node->apply(node_grads);
+    if (anomaly_mode_on()) check_backward(*node, input_grads);
     if (!retain_graph) node->release();
 
     const auto& edges = node->next_edges();

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/core/base/error.h"
 #include "ember/core/base/export.h"
 #include "ember/core/tensor.h"
 
@@ -136,6 +137,38 @@ EMBER_API std::vector<Tensor> grad(const std::vector<Tensor>& outputs,
                                    const std::vector<Tensor>& inputs,
                                    const std::vector<Tensor>& grad_outputs = {},
                                    bool retain_graph = false);
+
+// Note [Anomaly mode]
+// PyTorch's torch.autograd.detect_anomaly / set_detect_anomaly: while anomaly mode is
+// on, the outputs of every op that records onto the tape (an op run in grad mode with an
+// input that requires grad) and the gradients every backward node returns are checked
+// for NaN and Inf, and the first non-finite one raises AnomalyError naming the op
+// (forward) or the node and the forward op that recorded it (backward), which output or
+// input it was, its shape and dtype, and the first bad element. The checks sit where
+// ops record and where the engine runs a node (core/autograd.cpp), so they cover every
+// op, and cost one relaxed atomic load per op and per node when off (the default). On
+// a GPU each check reads the tensor back, so the mode is for finding a bad op, not for
+// training runs. It is process-wide, as PyTorch's is.
+class EMBER_API AnomalyError : public ValueError {
+ public:
+  using ValueError::ValueError;
+};
+EMBER_API void detect_anomaly(bool enabled);
+EMBER_API bool anomaly_mode_enabled();
+
+// Turns anomaly mode on (or off) for its scope and restores the previous setting.
+class EMBER_API AnomalyModeGuard {
+ public:
+  explicit AnomalyModeGuard(bool enabled = true) : prev_(anomaly_mode_enabled()) {
+    detect_anomaly(enabled);
+  }
+  ~AnomalyModeGuard() { detect_anomaly(prev_); }
+  AnomalyModeGuard(const AnomalyModeGuard&) = delete;
+  AnomalyModeGuard& operator=(const AnomalyModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
 
 }  // namespace autograd
 }  // namespace ember

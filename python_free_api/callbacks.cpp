@@ -259,33 +259,57 @@ void CSVLogger::on_train_end(Trainer&) {
 
 // --- TerminateOnNaN -----------------------------------------------------------------------------
 
+TerminateOnNaN::TerminateOnNaN(TerminateOnNaNOptions options) : options_(options) {}
+
 void TerminateOnNaN::on_train_begin(Trainer& trainer) {
   terminated_ = false;
-  last_good_ = snapshot(trainer.model());
+  last_good_epoch_ = -1;
+  last_good_ = options_.restore_last_good ? snapshot(trainer.model()) : nn::StateDict();
 }
 
-void TerminateOnNaN::terminate(Trainer& trainer, double loss) {
+void TerminateOnNaN::terminate(Trainer& trainer, int64_t batch, double loss) {
   if (terminated_) return;
   terminated_ = true;
-  std::fprintf(stderr,
-               "\nTerminateOnNaN: the loss became %g at epoch %lld; stopping and restoring the "
-               "weights of the last epoch that ended with a finite loss\n",
-               loss, static_cast<long long>(trainer.epoch() + 1));
-  trainer.model().load_state_dict(last_good_);
-  trainer.stop_training();
+  TrainingStop stop;
+  stop.epoch = trainer.epoch();
+  stop.batch = batch;
+  stop.metric = "loss";
+  stop.value = loss;
+  const std::string where =
+      batch >= 0 ? detail::str_cat("epoch ", stop.epoch + 1, ", batch ", batch + 1)
+                 : detail::str_cat("the end of epoch ", stop.epoch + 1);
+  std::string done;
+  if (options_.restore_last_good) {
+    trainer.model().load_state_dict(last_good_);
+    stop.restored = true;
+    stop.restored_epoch = last_good_epoch_;
+    done = last_good_epoch_ >= 0
+               ? detail::str_cat("restored the weights from the end of epoch ",
+                                 last_good_epoch_ + 1, ", the last with a finite loss")
+               : std::string("restored the weights training started with (no epoch ended "
+                             "with a finite loss)");
+  } else {
+    done = "no good weights were kept (restore_last_good is false): the model holds the "
+           "weights of the step that diverged";
+  }
+  stop.message = detail::str_cat("TerminateOnNaN: the loss became ", format_metric(loss), " at ",
+                                 where, "; stopped training and ", done);
+  std::fprintf(stderr, "\n%s\n", stop.message.c_str());
+  trainer.record_stop(std::move(stop));
 }
 
-void TerminateOnNaN::on_batch_end(Trainer& trainer, int64_t, const Logs& logs) {
+void TerminateOnNaN::on_batch_end(Trainer& trainer, int64_t batch, const Logs& logs) {
   auto loss = find_log(logs, "loss");
-  if (loss && !std::isfinite(*loss)) terminate(trainer, *loss);
+  if (loss && !std::isfinite(*loss)) terminate(trainer, batch, *loss);
 }
 
-void TerminateOnNaN::on_epoch_end(Trainer& trainer, int64_t, Logs& logs) {
+void TerminateOnNaN::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) {
   auto loss = find_log(logs, "loss");
   if (loss && !std::isfinite(*loss)) {
-    terminate(trainer, *loss);
-  } else if (!terminated_) {
+    terminate(trainer, -1, *loss);  // a no-op when a batch already stopped it
+  } else if (!terminated_ && options_.restore_last_good) {
     last_good_ = snapshot(trainer.model());
+    last_good_epoch_ = epoch;
   }
 }
 

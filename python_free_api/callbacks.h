@@ -122,10 +122,22 @@ class EMBER_API CSVLogger : public Callback {
   std::vector<std::string> columns_;
 };
 
-// Stops training at the first NaN or Inf loss, says so, and puts back the weights of the
-// last epoch that ended with a finite loss.
+struct TerminateOnNaNOptions {
+  // Keep a copy of the model's state (parameters and buffers, cloned on the device they
+  // live on: one more model's worth of memory) when fit starts and at the end of every
+  // epoch whose loss is finite, and put it back when stopping. false keeps no copy, and
+  // the model is left with the weights of the step that diverged (go back to a
+  // ModelCheckpoint file with io::load_checkpoint instead).
+  bool restore_last_good = true;
+};
+
+// Stops training at the first NaN or Inf loss (checked after every batch, which reads
+// the loss back from the device), prints where (epoch, batch, value) and what it did with
+// the weights, and records it for fit: Trainer::record_stop, so that the progress line
+// ends with it and History::stop() holds it. See TerminateOnNaNOptions for the weights.
 class EMBER_API TerminateOnNaN : public Callback {
  public:
+  explicit TerminateOnNaN(TerminateOnNaNOptions options = {});
   void on_train_begin(Trainer& trainer) override;
   void on_batch_end(Trainer& trainer, int64_t batch, const Logs& logs) override;
   void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) override;
@@ -133,8 +145,10 @@ class EMBER_API TerminateOnNaN : public Callback {
   bool terminated() const { return terminated_; }
 
  private:
-  void terminate(Trainer& trainer, double loss);
+  void terminate(Trainer& trainer, int64_t batch, double loss);
+  TerminateOnNaNOptions options_;
   nn::StateDict last_good_;
+  int64_t last_good_epoch_ = -1;  // -1: the weights fit started with
   bool terminated_ = false;
 };
 

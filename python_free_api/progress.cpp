@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace ember {
@@ -20,7 +21,9 @@ double log_value(const Logs& logs, const std::string& name) {
 
 std::string format_metric(double v) {
   char buf[64];
-  // Keras's rule, zero included: "0.0000e+00" (NaN and Inf fall to %.4f: "nan", "inf").
+  // A NaN's sign bit means nothing (a NaN loss is often "-nan" to printf): print "nan".
+  if (std::isnan(v)) return "nan";
+  // Keras's rule, zero included: "0.0000e+00" (Inf falls to %.4f: "inf", "-inf").
   std::snprintf(buf, sizeof buf, std::fabs(v) < 1e-3 ? "%.4e" : "%.4f", v);
   return buf;
 }
@@ -44,12 +47,21 @@ ProgressBar::ProgressBar(int64_t steps, int verbose, std::FILE* out, int force_t
 }
 
 std::string ProgressBar::bar(int64_t step, int64_t steps, int width) {
-  if (steps <= 0 || step >= steps) return "[" + std::string(width, '=') + "]";
+  // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) about "[" + std::string
+  // once this is inlined into a caller whose step is not a constant.
+  std::string b = "[";
+  if (steps <= 0 || step >= steps) {
+    b.append(static_cast<size_t>(std::max(width, 0)), '=');
+    return b += ']';
+  }
   const int done = static_cast<int>(static_cast<double>(width) * static_cast<double>(step) /
                                     static_cast<double>(steps));
-  std::string b = "[";
-  if (done > 0) b += std::string(done - 1, '=') + ">";
-  return b + std::string(width - done, '.') + "]";
+  if (done > 0) {
+    b.append(static_cast<size_t>(done - 1), '=');
+    b += '>';
+  }
+  b.append(static_cast<size_t>(std::max(width - done, 0)), '.');
+  return b += ']';
 }
 
 std::string ProgressBar::logs_text(const Logs& logs) {
@@ -91,9 +103,12 @@ void ProgressBar::update(int64_t step, const Logs& logs) {
   std::fflush(out_);
 }
 
-void ProgressBar::finish(const Logs& logs) {
+void ProgressBar::finish(const Logs& logs) { finish_stopped(steps_, logs, ""); }
+
+void ProgressBar::finish_stopped(int64_t step, const Logs& logs, const std::string& reason) {
   if (verbose_ == 0) return;
-  const std::string s = line(steps_, logs, true);
+  const std::string s =
+      line(step, logs, true) + (reason.empty() ? std::string() : " - stopped: " + reason);
   if (verbose_ == 1 && terminal_) {
     std::fprintf(out_, "\r%s", s.c_str());
     if (s.size() < last_width_) std::fprintf(out_, "%s", std::string(last_width_ - s.size(), ' ').c_str());

@@ -36,6 +36,9 @@ class EMBER_API ProgressBar {
   void update(int64_t step, const Logs& logs);
   // At the end of the epoch, with the final values (validation included).
   void finish(const Logs& logs);
+  // At the end of an epoch stopped after `step` steps, with the reason appended:
+  // "3/4 [======================>.......] - 0s 2ms/step - loss: nan - stopped: ...".
+  void finish_stopped(int64_t step, const Logs& logs, const std::string& reason);
 
   // The bar text for `step` of `steps` (exposed for tests): "[=====>........]".
   static std::string bar(int64_t step, int64_t steps, int width = 30);

@@ -71,6 +71,17 @@ uint64_t draw_shuffle_seed() {
 }
 constexpr uint64_t kUnshuffledSeed = 0;  // no shuffle and no random transforms use it
 
+// The end of a stopped epoch's progress line: "loss nan at batch 3; weights from the end
+// of epoch 1 restored".
+std::string stop_text(const TrainingStop& stop) {
+  std::string s = detail::str_cat(stop.metric, " ", format_metric(stop.value), " at batch ",
+                                  stop.batch + 1);
+  if (!stop.restored) return s + "; weights not restored";
+  if (stop.restored_epoch < 0) return s + "; initial weights restored";
+  return detail::str_cat(s, "; weights from the end of epoch ", stop.restored_epoch + 1,
+                         " restored");
+}
+
 }  // namespace
 
 const std::vector<std::string>& precision_options() {
@@ -138,19 +149,24 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
     const int64_t n = b.x.size(0);
     Tensor out, loss;
     if (train) {
-      {
-        AutocastGuard autocast(low, mixed);
-        out = model_(b.x);
-        loss = loss_of(out, b.y, step);
-      }
-      optimizer_.zero_grad();
-      if (scaler_ != nullptr) {
-        scaler_->scale(loss).backward();
-        scaler_->step(optimizer_);
-        scaler_->update();
-      } else {
-        loss.backward();
-        optimizer_.step();
+      try {
+        {
+          AutocastGuard autocast(low, mixed);
+          out = model_(b.x);
+          loss = loss_of(out, b.y, step);
+        }
+        optimizer_.zero_grad();
+        if (scaler_ != nullptr) {
+          scaler_->scale(loss).backward();
+          scaler_->step(optimizer_);
+          scaler_->update();
+        } else {
+          loss.backward();
+          optimizer_.step();
+        }
+      } catch (const autograd::AnomalyError& e) {  // FitOptions::detect_anomaly
+        throw autograd::AnomalyError(
+            detail::str_cat(where, ", batch ", step + 1, " of ", loader.size(), ": ", e.what()));
       }
     } else {
       NoGradGuard no_grad;
@@ -242,6 +258,10 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
   const auto& cbs = options.callbacks;
   History history;
   stop_ = false;
+  stop_info_.reset();
+  // Only turned on here: fit must not turn off a mode the caller set.
+  std::optional<autograd::AnomalyModeGuard> anomaly;
+  if (options.detect_anomaly) anomaly.emplace(true);
   for (const auto& cb : cbs) cb->on_train_begin(*this);
   for (int64_t epoch = first_epoch; epoch < options.epochs && !stop_; ++epoch) {
     epoch_ = epoch;
@@ -263,7 +283,11 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
         logs.emplace_back("val_" + name, v);
       }
     }
-    bar.finish(logs);
+    if (stop_info_ && stop_info_->epoch == epoch && stop_info_->batch >= 0) {
+      bar.finish_stopped(stop_info_->batch + 1, logs, stop_text(*stop_info_));
+    } else {
+      bar.finish(logs);
+    }
     // The rate this epoch trained with, before any callback steps a schedule: logged by
     // fit rather than by the scheduling callback, so every callback sees it whatever the
     // order of the list (see Callback::changes_lr).
@@ -283,10 +307,15 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
     if (!std::isfinite(loss) && !handled) {
       throw ValueError("fit: the training loss became " + std::to_string(loss) + " in epoch " +
                        std::to_string(epoch + 1) +
-                       "; lower the learning rate, check the inputs for NaN/Inf, or add "
-                       "callbacks::TerminateOnNaN to stop cleanly with the last good weights");
+                       " (one of its batches 1 to " + std::to_string(train_loader.size()) +
+                       "); the model holds the weights of that epoch's last step and no good "
+                       "weights were kept. Lower the learning rate, check the inputs for "
+                       "NaN/Inf (FitOptions::detect_anomaly finds the op that produced it), or "
+                       "add callbacks::TerminateOnNaN to stop at the batch with the last good "
+                       "weights");
     }
   }
+  if (stop_info_) history.set_stop(*stop_info_);
   for (const auto& cb : cbs) cb->on_train_end(*this);
   model_.eval();
   return history;

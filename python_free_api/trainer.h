@@ -28,10 +28,25 @@ namespace callbacks {
 class Callback;
 }
 
+// Where and why fit() stopped on a bad value (callbacks::TerminateOnNaN): recorded in
+// the History and shown at the end of the epoch's progress line.
+struct TrainingStop {
+  int64_t epoch = 0;   // 0-based, as the callbacks' hooks count
+  int64_t batch = -1;  // 0-based batch of that epoch; -1 when seen only at the epoch's end
+  std::string metric = "loss";
+  double value = 0.0;  // the non-finite value
+  bool restored = false;        // good weights were put back
+  int64_t restored_epoch = -1;  // whose end they are from; -1: the weights fit started with
+  std::string message;          // the sentence printed when stopping
+};
+
 // Metric name -> one value per epoch ("loss", "accuracy", "val_loss", "val_accuracy").
 class EMBER_API History {
  public:
   void append(const Logs& logs);
+  // Set when training stopped on a bad value (see TrainingStop).
+  void set_stop(TrainingStop stop) { stop_ = std::move(stop); }
+  const std::optional<TrainingStop>& stop() const { return stop_; }
   const std::vector<double>& operator[](const std::string& name) const;  // throws naming it
   bool contains(const std::string& name) const { return values_.count(name) != 0; }
   std::vector<std::string> keys() const;
@@ -40,6 +55,7 @@ class EMBER_API History {
  private:
   std::map<std::string, std::vector<double>> values_;
   std::vector<std::string> order_;
+  std::optional<TrainingStop> stop_;
 };
 
 EMBER_API std::ostream& operator<<(std::ostream& os, const Logs& logs);
@@ -66,6 +82,10 @@ struct FitOptions {
   // float16, with an optim::GradScaler around backward and step). The validation passes
   // run in the same autocast region.
   std::string precision = "32";
+  // Anomaly mode (Note [Anomaly mode] in core/autograd.h) for the whole fit: the first
+  // op or gradient that turns NaN or Inf raises autograd::AnomalyError naming the op and
+  // the epoch and batch. Slow (every op's output is read back): for finding the op.
+  bool detect_anomaly = false;
 };
 
 struct EvaluateOptions {
@@ -106,6 +126,13 @@ class EMBER_API Trainer {
   bool stopping() const { return stop_; }
   // The epoch fit() is in (0-based), for callbacks that save training checkpoints.
   int64_t epoch() const { return epoch_; }
+  // Set by a callback that stops training on a bad value: stops like stop_training(), and
+  // fit() shows it on the progress line and puts it in the History.
+  void record_stop(TrainingStop stop) {
+    stop_info_ = std::move(stop);
+    stop_ = true;
+  }
+  const std::optional<TrainingStop>& stop_info() const { return stop_info_; }
 
  private:
   // One pass over `loader`: trains when `train`, else evaluates without gradients.
@@ -123,6 +150,7 @@ class EMBER_API Trainer {
   std::string precision_ = "32";  // of the loop being run
   std::unique_ptr<optim::GradScaler> scaler_;
   bool stop_ = false;
+  std::optional<TrainingStop> stop_info_;
   int64_t epoch_ = 0;
 };
 

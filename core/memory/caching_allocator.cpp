@@ -3,7 +3,10 @@
 #include "ember/core/memory/caching_allocator.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <unordered_set>
 
@@ -18,6 +21,10 @@ namespace {
 
 // Past this, rounding would overflow; no device has that much memory anyway.
 constexpr size_t kMaxRequest = std::numeric_limits<size_t>::max() / 4;
+
+std::string device_name(int device) {
+  return device == kCpuDevice ? std::string("the CPU") : detail::str_cat("cuda:", device);
+}
 
 }  // namespace
 
@@ -39,13 +46,33 @@ std::string format_size(size_t bytes) {
 
 std::string out_of_memory_message(size_t requested_bytes, int device, bool have_info,
                                   size_t free_bytes, size_t total_bytes,
-                                  size_t allocated_bytes, size_t reserved_bytes) {
+                                  size_t allocated_bytes, size_t reserved_bytes,
+                                  size_t limit_bytes) {
   const bool cpu = device == kCpuDevice;
   const size_t unallocated =
       reserved_bytes > allocated_bytes ? reserved_bytes - allocated_bytes : 0;
   std::string msg = detail::str_cat(cpu ? "CPU" : "CUDA", " out of memory. Tried to allocate ",
                                     format_size(requested_bytes));
   const std::string where = cpu ? std::string("The machine") : detail::str_cat("GPU ", device);
+  if (limit_bytes > 0) {
+    // The device may have room; ember's own bound does not (Note [Memory limits]).
+    msg += detail::str_cat(
+        cpu ? std::string(" on the CPU") : detail::str_cat(" on GPU ", device),
+        ", over the memory limit of ", format_size(limit_bytes), " set for ",
+        cpu ? "the CPU (EMBER_CPU_MEMORY_LIMIT or ember::cpu::set_memory_limit)"
+            : "it (EMBER_CUDA_MEMORY_FRACTION, EMBER_CUDA_MEMORY_LIMIT or "
+              "ember::cuda::set_memory_fraction)",
+        ". In use: ", format_size(allocated_bytes), "; cached (reserved by ember but "
+        "unallocated): ", format_size(unallocated), "; limit: ",
+        format_size(limit_bytes), ".");
+    if (have_info) {
+      msg += detail::str_cat(" ", where, " has a total capacity of ", format_size(total_bytes),
+                             " of which ", format_size(free_bytes),
+                             cpu ? " is available." : " is free.");
+    }
+    msg += " To fit: reduce the batch size, or raise the limit.";
+    return msg;
+  }
   if (have_info) {
     msg += detail::str_cat(". ", where, " has a total capacity of ", format_size(total_bytes),
                            " of which ", format_size(free_bytes),
@@ -68,6 +95,74 @@ std::string out_of_memory_message(size_t requested_bytes, int device, bool have_
         "reserved but unallocated memory is large (fragmentation).";
   }
   return msg;
+}
+
+namespace {
+
+// "8", "1.5" -> the number; the rest of `text` in `unit`. False when there is no number.
+bool split_number(const std::string& text, double* number, std::string* unit) {
+  size_t i = 0;
+  while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  const size_t start = i;
+  bool digits = false, dot = false;
+  for (; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c >= '0' && c <= '9') {
+      digits = true;
+    } else if (c == '.' && !dot) {
+      dot = true;
+    } else {
+      break;
+    }
+  }
+  if (!digits) return false;
+  *number = std::strtod(text.substr(start, i - start).c_str(), nullptr);
+  while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  size_t end = text.size();
+  while (end > i && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
+  *unit = text.substr(i, end - i);
+  for (char& c : *unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return true;
+}
+
+}  // namespace
+
+size_t parse_memory_size(const std::string& text, const std::string& what) {
+  double number = 0;
+  std::string unit;
+  const bool ok = split_number(text, &number, &unit);
+  double scale = -1;
+  if (ok) {
+    static const std::pair<const char*, double> kUnits[] = {
+        {"", 1.0},       {"B", 1.0},
+        {"K", 0x1p10},   {"KIB", 0x1p10}, {"KB", 1e3},
+        {"M", 0x1p20},   {"MIB", 0x1p20}, {"MB", 1e6},
+        {"G", 0x1p30},   {"GIB", 0x1p30}, {"GB", 1e9},
+        {"T", 0x1p40},   {"TIB", 0x1p40}, {"TB", 1e12}};
+    for (const auto& [name, s] : kUnits) {
+      if (unit == name) scale = s;
+    }
+  }
+  EMBER_CHECK(ok && scale > 0, what, "=\"", text,
+              "\" is not a memory size; expected a number of bytes with an optional unit, "
+              "such as 8GiB, 512MiB, 1.5G or 1073741824 (units K, M, G, T and KiB, MiB, GiB, "
+              "TiB count in 1024s; KB, MB, GB, TB in 1000s)");
+  const double bytes = std::floor(number * scale);
+  EMBER_CHECK(bytes >= 1.0, what, "=\"", text,
+              "\" is zero bytes; give a positive size, or unset ", what, " for no limit");
+  EMBER_CHECK(bytes < 0x1p64, what, "=\"", text, "\" is too large (", bytes,
+              " bytes does not fit in 64 bits)");
+  return static_cast<size_t>(bytes);
+}
+
+double parse_memory_fraction(const std::string& text, const std::string& what) {
+  double number = 0;
+  std::string unit;
+  const bool ok = split_number(text, &number, &unit) && unit.empty();
+  EMBER_CHECK(ok && number > 0.0 && number <= 1.0, what, "=\"", text,
+              "\" is not a fraction of the device's memory; expected a number in (0, 1], "
+              "such as 0.5");
+  return number;
 }
 
 size_t round_size(size_t bytes) {
@@ -158,8 +253,23 @@ CachingAllocator::Block* CachingAllocator::take_free_block(BlockPool& pool, void
   return block;
 }
 
+bool CachingAllocator::over_limit(size_t segment_bytes) const {
+  if (limit_ == 0) return false;
+  const size_t held = stats_.reserved_bytes + source_->external_bytes();
+  return held > limit_ || segment_bytes > limit_ - held;
+}
+
+size_t CachingAllocator::segment_bytes_for(size_t rounded_bytes) const {
+  const size_t policy = segment_size_for(rounded_bytes);
+  // See Note [Memory limits]: a segment just big enough may still fit under the limit.
+  const size_t tight = (rounded_bytes + kRoundLarge - 1) / kRoundLarge * kRoundLarge;
+  if (tight < policy && over_limit(policy) && !over_limit(tight)) return tight;
+  return policy;
+}
+
 CachingAllocator::Block* CachingAllocator::new_segment(size_t segment_bytes, void* stream,
                                                        bool small) {
+  if (over_limit(segment_bytes)) return nullptr;  // Note [Memory limits]
   auto block = std::make_unique<Block>(nullptr, segment_bytes, stream, small);
   void* ptr = source_->allocate(segment_bytes);
   if (ptr == nullptr) return nullptr;
@@ -188,7 +298,7 @@ void* CachingAllocator::allocate(size_t bytes, void* stream) {
   if (bytes == 0) return nullptr;
   std::lock_guard<std::mutex> lock(mu_);
   process_events(/*wait=*/false);
-  if (bytes > kMaxRequest) throw_oom(bytes);
+  if (bytes > kMaxRequest) throw_oom(bytes, limit_ != 0);
 
   const size_t size = round_size(bytes);
   const bool small = size <= kSmallSize;
@@ -198,7 +308,7 @@ void* CachingAllocator::allocate(size_t bytes, void* stream) {
   Block* block = take_free_block(pool, stream, size);
   if (block == nullptr) {
     from_cache = false;
-    block = new_segment(segment_size_for(size), stream, small);
+    block = new_segment(segment_bytes_for(size), stream, small);
   }
   if (block == nullptr) {
     // Out of memory: blocks held back by events may be free once those are waited
@@ -209,9 +319,9 @@ void* CachingAllocator::allocate(size_t bytes, void* stream) {
     from_cache = block != nullptr;
     if (block == nullptr) {
       release_cached_segments();
-      block = new_segment(segment_size_for(size), stream, small);
+      block = new_segment(segment_bytes_for(size), stream, small);
     }
-    if (block == nullptr) throw_oom(bytes);
+    if (block == nullptr) throw_oom(bytes, over_limit(segment_bytes_for(size)));
   }
 
   split(block, size);
@@ -224,7 +334,7 @@ void* CachingAllocator::allocate(size_t bytes, void* stream) {
   return block->ptr;
 }
 
-void CachingAllocator::throw_oom(size_t requested_bytes) {
+void CachingAllocator::throw_oom(size_t requested_bytes, bool limit_hit) {
   ++stats_.ooms;
   size_t free_bytes = 0, total_bytes = 0;
   bool have_info = false;
@@ -233,9 +343,12 @@ void CachingAllocator::throw_oom(size_t requested_bytes) {
   } catch (...) {
     // The figures are a courtesy; the OutOfMemoryError below is what matters.
   }
-  throw OutOfMemoryError(out_of_memory_message(requested_bytes, source_->device(), have_info,
-                                               free_bytes, total_bytes, stats_.allocated_bytes,
-                                               stats_.reserved_bytes));
+  // Memory held outside the pool (the CPU's small buffers) is in use too.
+  const size_t external = source_->external_bytes();
+  throw OutOfMemoryError(out_of_memory_message(
+      requested_bytes, source_->device(), have_info, free_bytes, total_bytes,
+      stats_.allocated_bytes + external, stats_.reserved_bytes + external,
+      limit_hit ? limit_ : 0));
 }
 
 CachingAllocator::Block* CachingAllocator::find_allocated(void* ptr, const char* op) const {
@@ -343,6 +456,28 @@ void CachingAllocator::empty_cache() {
   std::lock_guard<std::mutex> lock(mu_);
   process_events(/*wait=*/true);
   release_cached_segments();
+}
+
+void CachingAllocator::set_memory_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit_ = bytes;
+}
+
+size_t CachingAllocator::set_memory_fraction(double fraction) {
+  EMBER_CHECK(fraction > 0.0 && fraction <= 1.0, "set_memory_fraction: the fraction must be in "
+              "(0, 1], got ", fraction, " for ", device_name(source_->device()));
+  size_t free_bytes = 0, total_bytes = 0;
+  EMBER_CHECK(source_->memory_info(&free_bytes, &total_bytes) && total_bytes > 0,
+              "set_memory_fraction: the total memory of ", device_name(source_->device()),
+              " is unknown; give the limit in bytes instead");
+  const auto bytes = static_cast<size_t>(fraction * static_cast<double>(total_bytes));
+  set_memory_limit(std::max<size_t>(bytes, 1));
+  return std::max<size_t>(bytes, 1);
+}
+
+size_t CachingAllocator::memory_limit() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return limit_;
 }
 
 AllocatorStats CachingAllocator::stats() const {

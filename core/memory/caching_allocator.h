@@ -47,6 +47,8 @@ namespace ember::memory {
 // * Out of memory: when the source fails, wait for the pending events, release every
 //   segment that is wholly free back to the source, and retry once; if that fails too,
 //   throw OutOfMemoryError with the request and the pool's figures.
+// * A memory limit, when set (Note [Memory limits]), is one more way for a new segment to
+//   fail, handled the same way.
 // * allocate(0) returns nullptr and free(nullptr) does nothing.
 inline constexpr size_t kMinBlockSize = 512;
 inline constexpr size_t kSmallSize = size_t{1} << 20;
@@ -57,6 +59,23 @@ inline constexpr size_t kRoundLarge = size_t{2} << 20;
 
 // SegmentSource::device() of the CPU pool (see host_memory.h).
 inline constexpr int kCpuDevice = -1;
+
+// Note [Memory limits]
+// A pool may be given a limit (CachingAllocator::set_memory_limit; the CPU's from
+// EMBER_CPU_MEMORY_LIMIT or cpu::set_memory_limit, a GPU's from EMBER_CUDA_MEMORY_FRACTION,
+// EMBER_CUDA_MEMORY_LIMIT or cuda::set_memory_fraction / set_memory_limit, like PyTorch's
+// torch.cuda.set_per_process_memory_fraction). It bounds what the pool has *reserved* from
+// the system or the driver (its segments: memory in use plus memory cached), plus the
+// bytes the source reports as held outside the pool (SegmentSource::external_bytes: the
+// CPU's buffers of 1 MiB or less, which bypass the pool). A new segment that would cross
+// the limit is not asked for; the allocation then takes the out-of-memory path (release
+// the cache, retry once) and, if still over, throws OutOfMemoryError naming the request,
+// the memory in use, the memory cached, the limit and the device. Nothing is left
+// changed by the failure: the next allocation that fits succeeds. When the policy's
+// segment (20 MiB for a 2 MiB request) would not fit under the limit but the request
+// rounded to 2 MiB would, the segment is that smaller one. A limit below what is already
+// reserved takes nothing back by itself: it stops the pool from growing, and
+// empty_cache() gives back what is cached. No limit (0) is the default.
 
 // Where segments come from (cudaMalloc/cudaFree on one device, aligned_alloc for the CPU).
 struct EMBER_API SegmentSource {
@@ -71,6 +90,9 @@ struct EMBER_API SegmentSource {
     return false;
   }
   virtual int device() const { return 0; }
+  // Bytes of this device held outside the pool that count against its memory limit
+  // (Note [Memory limits]); 0 for a GPU.
+  virtual size_t external_bytes() const { return 0; }
 };
 
 // Events on streams; streams and events are opaque here (cudaStream_t / cudaEvent_t).
@@ -97,6 +119,9 @@ struct AllocatorStats {
   int64_t cache_hits = 0;      // of those, served from a cached block
   int64_t oom_retries = 0;     // times the cache was flushed after a failed segment allocation
   int64_t ooms = 0;            // OutOfMemoryErrors thrown
+  // The CPU only: buffers of 1 MiB or less, which bypass the pool but count against its
+  // limit (Note [CPU memory limit] in host_memory.h); 0 for a GPU.
+  size_t unpooled_bytes = 0;
 };
 
 // "512 B", "1.50 KiB", "20.00 MiB", "1.70 GiB".
@@ -104,9 +129,22 @@ EMBER_API std::string format_size(size_t bytes);
 
 // The out-of-memory message of CONVENTIONS.md ("CUDA out of memory. ..." for a GPU,
 // "CPU out of memory. ..." for kCpuDevice). `have_info` false omits the capacity part.
+// `limit_bytes` > 0: the request failed against ember's memory limit of that many bytes
+// (Note [Memory limits]) rather than the device's capacity, and the message says so.
 EMBER_API std::string out_of_memory_message(size_t requested_bytes, int device, bool have_info,
                                             size_t free_bytes, size_t total_bytes,
-                                            size_t allocated_bytes, size_t reserved_bytes);
+                                            size_t allocated_bytes, size_t reserved_bytes,
+                                            size_t limit_bytes = 0);
+
+// A memory size as the environment gives it: a whole or decimal number of bytes with an
+// optional unit, case-insensitive, spaces allowed before it: "8GiB", "8G", "1.5 GiB",
+// "512MiB", "4096". K, M, G, T and KiB, MiB, GiB, TiB are powers of 1024 (as ulimit and
+// docker read them); KB, MB, GB, TB powers of 1000; B bytes. `what` names the source
+// (the variable) in the Error thrown for anything else, for a size of zero or one that
+// does not fit in 64 bits.
+EMBER_API size_t parse_memory_size(const std::string& text, const std::string& what);
+// A fraction of a device's memory in (0, 1] ("0.5"); Error naming `what` otherwise.
+EMBER_API double parse_memory_fraction(const std::string& text, const std::string& what);
 
 // Request size rounded to the block granularity, and the segment size for a rounded
 // request; see Note [Caching allocator policy].
@@ -130,6 +168,14 @@ class EMBER_API CachingAllocator {
   // Gives every wholly free segment back to the source.
   void empty_cache();
 
+  // Bounds the bytes reserved from the source (Note [Memory limits]); 0 removes the bound.
+  void set_memory_limit(size_t bytes);
+  // The limit as a fraction in (0, 1] of the device's total memory (from
+  // SegmentSource::memory_info); throws ember::Error when the fraction is out of range or
+  // the source cannot tell its total. Returns the limit in bytes.
+  size_t set_memory_fraction(double fraction);
+  size_t memory_limit() const;
+
   AllocatorStats stats() const;
   void reset_peak_stats();
   // The size of the block behind an allocated pointer (>= the request).
@@ -147,12 +193,14 @@ class EMBER_API CachingAllocator {
   BlockPool& pool_of(const Block* block);
   Block* take_free_block(BlockPool& pool, void* stream, size_t size);
   Block* new_segment(size_t segment_bytes, void* stream, bool small);
+  size_t segment_bytes_for(size_t rounded_bytes) const;
+  bool over_limit(size_t segment_bytes) const;
   void split(Block* block, size_t size);
   void free_block(Block* block);
   void merge_into(Block* dst, Block* src);
   void process_events(bool wait);
   void release_cached_segments();
-  [[noreturn]] void throw_oom(size_t requested_bytes);
+  [[noreturn]] void throw_oom(size_t requested_bytes, bool limit_hit);
   Block* find_allocated(void* ptr, const char* op) const;
 
   std::unique_ptr<SegmentSource> source_;
@@ -165,6 +213,7 @@ class EMBER_API CachingAllocator {
   // one stream complete in order, so polling stops at the first incomplete one.
   std::unordered_map<void*, std::deque<std::pair<void*, Block*>>> pending_;
   AllocatorStats stats_;
+  size_t limit_ = 0;  // Note [Memory limits]; 0: none
 };
 
 }  // namespace ember::memory

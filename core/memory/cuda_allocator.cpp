@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/cuda_context.h"
@@ -102,6 +103,25 @@ AsyncAllocator::AsyncAllocator(int device) : device_(device) {
 void* AsyncAllocator::allocate(size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return nullptr;
   cuda::DeviceGuard guard(device_);
+  size_t limit = 0, in_use = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    limit = limit_;
+    in_use = stats_.allocated_bytes;
+  }
+  if (limit != 0 && (in_use > limit || bytes > limit - in_use)) {
+    const AllocatorStats s = stats();
+    size_t free_bytes = 0, total_bytes = 0;
+    const bool have_info = cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess;
+    if (!have_info) (void)cudaGetLastError();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.ooms;
+    }
+    throw OutOfMemoryError(out_of_memory_message(bytes, device_, have_info, free_bytes,
+                                                 total_bytes, s.allocated_bytes,
+                                                 s.reserved_bytes, limit));
+  }
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes, stream);
   if (err == cudaErrorMemoryAllocation) {
@@ -213,6 +233,28 @@ void AsyncAllocator::reset_peak_stats() {
   EMBER_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, &zero));
 }
 
+void AsyncAllocator::set_memory_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit_ = bytes;
+}
+
+size_t AsyncAllocator::set_memory_fraction(double fraction) {
+  EMBER_CHECK(fraction > 0.0 && fraction <= 1.0, "set_memory_fraction: the fraction must be in "
+              "(0, 1], got ", fraction, " for cuda:", device_);
+  cuda::DeviceGuard guard(device_);
+  size_t free_bytes = 0, total_bytes = 0;
+  EMBER_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const size_t bytes =
+      std::max<size_t>(static_cast<size_t>(fraction * static_cast<double>(total_bytes)), 1);
+  set_memory_limit(bytes);
+  return bytes;
+}
+
+size_t AsyncAllocator::memory_limit() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return limit_;
+}
+
 size_t AsyncAllocator::block_size(void* ptr) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = live_.find(ptr);
@@ -291,9 +333,30 @@ AsyncAllocator* existing_async(int device) {
   return registry().asyncs[device].load(std::memory_order_acquire);
 }
 
+// The limit the environment sets for every device (Note [CUDA memory limits]), read
+// when a device's allocator is created: a bad value fails that first allocation.
+template <typename Allocator>
+void apply_env_limit(Allocator& a) {
+  const char* fraction = std::getenv("EMBER_CUDA_MEMORY_FRACTION");
+  const char* bytes = std::getenv("EMBER_CUDA_MEMORY_LIMIT");
+  const bool has_fraction = fraction != nullptr && fraction[0] != '\0';
+  const bool has_bytes = bytes != nullptr && bytes[0] != '\0';
+  EMBER_CHECK(!(has_fraction && has_bytes), "EMBER_CUDA_MEMORY_FRACTION=", fraction,
+              " and EMBER_CUDA_MEMORY_LIMIT=", bytes,
+              " are both set; set one of them to limit the memory of each GPU");
+  if (has_fraction) {
+    a.set_memory_fraction(parse_memory_fraction(fraction, "EMBER_CUDA_MEMORY_FRACTION"));
+  } else if (has_bytes) {
+    a.set_memory_limit(parse_memory_size(bytes, "EMBER_CUDA_MEMORY_LIMIT"));
+  }
+}
+
 AsyncAllocator& async_allocator(int device) {
-  return get_or_create(registry().asyncs[device],
-                       [device] { return new AsyncAllocator(device); });
+  return get_or_create(registry().asyncs[device], [device] {
+    auto a = std::make_unique<AsyncAllocator>(device);
+    apply_env_limit(*a);
+    return a.release();
+  });
 }
 
 }  // namespace
@@ -301,8 +364,10 @@ AsyncAllocator& async_allocator(int device) {
 CachingAllocator& device_allocator(int device) {
   check_device("device_allocator", device);
   return get_or_create(registry().pools[device], [device] {
-    return new CachingAllocator(std::make_unique<CudaSegmentSource>(device),
-                                std::make_unique<CudaEventSource>(device));
+    auto a = std::make_unique<CachingAllocator>(std::make_unique<CudaSegmentSource>(device),
+                                                std::make_unique<CudaEventSource>(device));
+    apply_env_limit(*a);
+    return a.release();
   });
 }
 
@@ -369,6 +434,32 @@ void reset_peak_memory_stats(int device) {
   memory::check_device("reset_peak_memory_stats", device);
   if (memory::AsyncAllocator* a = memory::existing_async(device)) a->reset_peak_stats();
   if (memory::CachingAllocator* a = memory::existing_pool(device)) a->reset_peak_stats();
+}
+
+void set_memory_fraction(double fraction, int device) {
+  memory::check_device("set_memory_fraction", device);
+  if (memory::backend() == AllocatorBackend::kAsync) {
+    memory::async_allocator(device).set_memory_fraction(fraction);
+  } else {
+    memory::device_allocator(device).set_memory_fraction(fraction);
+  }
+}
+
+void set_memory_limit(size_t bytes, int device) {
+  memory::check_device("set_memory_limit", device);
+  if (memory::backend() == AllocatorBackend::kAsync) {
+    memory::async_allocator(device).set_memory_limit(bytes);
+  } else {
+    memory::device_allocator(device).set_memory_limit(bytes);
+  }
+}
+
+size_t memory_limit(int device) {
+  memory::check_device("memory_limit", device);
+  if (memory::backend() == AllocatorBackend::kAsync) {
+    return memory::async_allocator(device).memory_limit();
+  }
+  return memory::device_allocator(device).memory_limit();
 }
 
 void empty_cache() {

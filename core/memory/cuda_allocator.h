@@ -58,6 +58,10 @@ class EMBER_API AsyncAllocator {
   AllocatorStats stats() const;
   void reset_peak_stats();
   size_t block_size(void* ptr) const;
+  // Note [CUDA memory limits]: with this backend the bound is on the memory in use.
+  void set_memory_limit(size_t bytes);
+  size_t set_memory_fraction(double fraction);  // returns the limit in bytes
+  size_t memory_limit() const;
 
  private:
   struct Allocation {
@@ -71,6 +75,7 @@ class EMBER_API AsyncAllocator {
   mutable std::mutex mu_;
   std::unordered_map<void*, Allocation> live_;
   AllocatorStats stats_;
+  size_t limit_ = 0;  // 0: none
 };
 
 enum class AllocatorBackend { kPool, kAsync };

@@ -36,4 +36,25 @@ EMBER_API void reset_peak_memory_stats(int device = 0);
 // the events that hold blocks back). Live allocations are untouched.
 EMBER_API void empty_cache();
 
+// Note [CUDA memory limits]
+// A per-device bound on the memory ember's pool reserves from the driver (in use plus
+// cached; Note [Memory limits]), as PyTorch's torch.cuda.set_per_process_memory_fraction:
+// set_memory_fraction(0.5, 0) lets cuda:0's pool hold at most half of the GPU's total
+// memory, set_memory_limit(bytes, device) the same in bytes. Beyond it an allocation
+// releases the cache, retries once, then throws OutOfMemoryError naming the request, the
+// memory in use, the memory cached, the limit and the GPU; the next allocation that fits
+// succeeds, and memory_stats(device).ooms counts the errors. The environment sets the
+// limit of every device when its pool is created (its first allocation):
+// EMBER_CUDA_MEMORY_FRACTION=0.5, or EMBER_CUDA_MEMORY_LIMIT=20GiB (sizes as
+// memory::parse_memory_size reads them); setting both, or a bad value, is an ember::Error
+// naming the variable at that first allocation. A call overrides the variables. With
+// EMBER_CUDA_ALLOC=async the driver's pool does the caching, so the limit bounds the
+// memory in use only. Throws DeviceError when there is no such device, ember::Error for a
+// fraction outside (0, 1].
+EMBER_API void set_memory_fraction(double fraction, int device = 0);
+// `bytes` 0 removes the limit.
+EMBER_API void set_memory_limit(size_t bytes, int device = 0);
+// The device's limit in bytes, 0 when there is none.
+EMBER_API size_t memory_limit(int device = 0);
+
 }  // namespace ember::cuda

@@ -26,6 +26,11 @@ void record_stream(void* /*ptr*/, int device, void* /*stream*/) {
 memory::AllocatorStats memory_stats(int device) { no_cuda("memory_stats", device); }
 void reset_peak_memory_stats(int device) { no_cuda("reset_peak_memory_stats", device); }
 void empty_cache() {}
+void set_memory_fraction(double /*fraction*/, int device) {
+  no_cuda("set_memory_fraction", device);
+}
+void set_memory_limit(size_t /*bytes*/, int device) { no_cuda("set_memory_limit", device); }
+size_t memory_limit(int device) { no_cuda("memory_limit", device); }
 
 }  // namespace ember::cuda
 

@@ -36,7 +36,30 @@ EMBER_API void* raw_alloc(size_t bytes);
 // `ptr` from raw_alloc(bytes), with the same `bytes`; nullptr is a no-op.
 EMBER_API void raw_free(void* ptr, size_t bytes);
 
-// Figures of the pool (buffers above 1 MiB only); all zero with the "system" backend.
+// Note [CPU memory limit]
+// A process-wide bound on the CPU memory ember's tensors hold (Note [Memory limits]):
+// the pool's segments (buffers in use and cached) plus the buffers of 1 MiB or less that
+// bypass it (and, with the "system" backend, every buffer). The environment variable
+// EMBER_CPU_MEMORY_LIMIT sets it at the first allocation ("8GiB", "512MiB", "1.5G",
+// bytes; see memory::parse_memory_size; a bad value is an ember::Error naming the
+// variable, at the first allocation and every one after until it is fixed);
+// set_memory_limit() sets it from code and overrides the variable. An allocation that
+// would cross it releases the cache, retries once, and then throws OutOfMemoryError
+// ("CPU out of memory. Tried to allocate 2.00 GiB on the CPU, over the memory limit of
+// 4.00 GiB ...", with the memory in use, the memory cached and the limit); nothing is
+// held back by the failure, so a smaller allocation right after succeeds.
+// memory_stats().ooms counts these errors. Without a limit (the default) only the
+// machine bounds the pool.
+//
+// `bytes` 0 removes the limit.
+EMBER_API void set_memory_limit(size_t bytes);
+// The limit in bytes, 0 when there is none. Reads EMBER_CPU_MEMORY_LIMIT on first use
+// (throws for a bad value, as above).
+EMBER_API size_t memory_limit();
+
+// Figures of the pool (buffers above 1 MiB only), except `ooms`, which counts every CPU
+// OutOfMemoryError ember threw, and `unpooled_bytes`, the bytes of the buffers outside the
+// pool; the rest are zero with the "system" backend.
 // device_allocs / device_frees count the segments taken from and given back to the
 // system.
 EMBER_API memory::AllocatorStats memory_stats();

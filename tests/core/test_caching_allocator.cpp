@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -605,6 +606,170 @@ TEST(CachingAllocator, ConcurrentAllocAndFreeFromTwoThreads) {
   EXPECT_EQ(s.num_allocs, 2 * kIters);
   EXPECT_EQ(s.allocated_bytes, 0u);
   EXPECT_GT(s.cache_hits, 0);
+}
+
+// --- memory limits (Note [Memory limits]) -------------------------------------------------
+
+TEST(CachingAllocatorLimit, NewSegmentOverTheLimitThrowsWithTheFiguresAndTheNextFitSucceeds) {
+  Fixture f;  // a device far larger than the limit: only the limit can refuse
+  f.alloc->set_memory_limit(40 * kMiB);
+  EXPECT_EQ(f.alloc->memory_limit(), 40 * kMiB);
+  void* live = f.alloc->allocate(30 * kMiB, kStream1);
+  try {
+    f.alloc->allocate(12 * kMiB, kStream1);
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const ember::OutOfMemoryError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("CUDA out of memory. Tried to allocate 12.00 MiB on GPU 0, over the "
+                       "memory limit of 40.00 MiB"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("In use: 30.00 MiB; cached (reserved by ember but unallocated): 0 B; "
+                       "limit: 40.00 MiB."),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("EMBER_CUDA_MEMORY_FRACTION"), std::string::npos) << msg;
+  }
+  AllocatorStats s = f.stats();
+  EXPECT_EQ(s.ooms, 1);
+  EXPECT_EQ(s.oom_retries, 1);
+  EXPECT_EQ(s.reserved_bytes, 30 * kMiB);
+  EXPECT_EQ(f.device->failed_allocates, 0);  // the device was never asked
+  // 8 MiB would take a 20 MiB segment by the policy; under the limit it takes 8 MiB.
+  void* fits = f.alloc->allocate(8 * kMiB, kStream1);
+  ASSERT_NE(fits, nullptr);
+  EXPECT_EQ(f.device->last_request, 8 * kMiB);
+  EXPECT_EQ(f.stats().reserved_bytes, 38 * kMiB);
+  f.alloc->free(fits);
+  f.alloc->free(live);
+}
+
+TEST(CachingAllocatorLimit, CachedSegmentsAreReleasedBeforeGivingUp) {
+  Fixture f;
+  f.alloc->set_memory_limit(40 * kMiB);
+  f.alloc->free(f.alloc->allocate(30 * kMiB, kStream1));  // 30 MiB cached
+  // Another stream cannot take that block: a new segment, which fits once the cache is gone.
+  void* p = f.alloc->allocate(20 * kMiB, kStream2);
+  ASSERT_NE(p, nullptr);
+  const AllocatorStats s = f.stats();
+  EXPECT_EQ(s.ooms, 0);
+  EXPECT_EQ(s.oom_retries, 1);
+  EXPECT_EQ(s.device_frees, 1);
+  EXPECT_EQ(s.reserved_bytes, 20 * kMiB);
+  f.alloc->free(p);
+}
+
+TEST(CachingAllocatorLimit, CachedMemoryShowsInTheError) {
+  Fixture f;
+  f.alloc->set_memory_limit(24 * kMiB);
+  void* a = f.alloc->allocate(3 * kMiB, kStream1);  // a 20 MiB segment: 17 MiB cached in it
+  try {
+    f.alloc->allocate(18 * kMiB, kStream1);  // no free block fits; 20 + 18 > 24
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const ember::OutOfMemoryError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("In use: 3.00 MiB; cached (reserved by ember but unallocated): "
+                       "17.00 MiB; limit: 24.00 MiB."),
+              std::string::npos)
+        << msg;
+  }
+  f.alloc->free(a);
+}
+
+TEST(CachingAllocatorLimit, FractionOfTheDeviceSize) {
+  Fixture f(/*capacity=*/100 * kMiB);
+  EXPECT_EQ(f.alloc->set_memory_fraction(0.5), 50 * kMiB);
+  EXPECT_EQ(f.alloc->memory_limit(), 50 * kMiB);
+  void* a = f.alloc->allocate(40 * kMiB, kStream1);
+  try {
+    f.alloc->allocate(12 * kMiB, kStream1);
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const ember::OutOfMemoryError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("over the memory limit of 50.00 MiB"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("GPU 0 has a total capacity of 100.00 MiB of which 60.00 MiB is free."),
+              std::string::npos)
+        << msg;
+  }
+  // Removing the limit lets the device decide again.
+  f.alloc->set_memory_limit(0);
+  void* b = f.alloc->allocate(12 * kMiB, kStream1);
+  EXPECT_NE(b, nullptr);
+  f.alloc->free(b);
+  f.alloc->free(a);
+}
+
+TEST(CachingAllocatorLimit, BadFractionsAndUnknownTotalsAreErrors) {
+  Fixture f(/*capacity=*/100 * kMiB);
+  for (const double bad : {0.0, -0.5, 1.5, std::nan("")}) {
+    EXPECT_THROW(f.alloc->set_memory_fraction(bad), ember::Error) << bad;
+  }
+  EXPECT_EQ(f.alloc->memory_limit(), 0u);
+  f.device->has_info = false;
+  EXPECT_THROW(f.alloc->set_memory_fraction(0.5), ember::Error);
+}
+
+TEST(CachingAllocatorLimit, AbsurdRequestUnderALimitNamesTheLimit) {
+  Fixture f;
+  f.alloc->set_memory_limit(kLargeBuffer);
+  try {
+    f.alloc->allocate(SIZE_MAX, kStream1);
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const ember::OutOfMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("over the memory limit of 20.00 MiB"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(MemorySize, ParsesBytesAndUnits) {
+  using ember::memory::parse_memory_size;
+  const size_t kGiB = 1024 * kMiB;
+  EXPECT_EQ(parse_memory_size("4096", "X"), 4096u);
+  EXPECT_EQ(parse_memory_size("8GiB", "X"), 8 * kGiB);
+  EXPECT_EQ(parse_memory_size("8G", "X"), 8 * kGiB);
+  EXPECT_EQ(parse_memory_size("8gib", "X"), 8 * kGiB);
+  EXPECT_EQ(parse_memory_size(" 1.5 GiB ", "X"), 3 * kGiB / 2);
+  EXPECT_EQ(parse_memory_size("512MiB", "X"), 512 * kMiB);
+  EXPECT_EQ(parse_memory_size("512M", "X"), 512 * kMiB);
+  EXPECT_EQ(parse_memory_size("2K", "X"), 2048u);
+  EXPECT_EQ(parse_memory_size("2KiB", "X"), 2048u);
+  EXPECT_EQ(parse_memory_size("10KB", "X"), 10000u);
+  EXPECT_EQ(parse_memory_size("3GB", "X"), 3000000000u);
+  EXPECT_EQ(parse_memory_size("100B", "X"), 100u);
+  EXPECT_EQ(parse_memory_size("1TiB", "X"), 1024 * kGiB);
+}
+
+TEST(MemorySize, BadValuesNameTheVariable) {
+  using ember::memory::parse_memory_size;
+  for (const char* bad : {"", "lots", "8XB", "-1", "0", "0.1B", "1e3", "GiB", "8 Gi B",
+                          "99999999999TiB"}) {
+    try {
+      parse_memory_size(bad, "EMBER_CPU_MEMORY_LIMIT");
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const ember::Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::string("EMBER_CPU_MEMORY_LIMIT=\"") + bad + "\""),
+                std::string::npos)
+          << msg;
+    }
+  }
+}
+
+TEST(MemorySize, FractionsAreInZeroToOne) {
+  using ember::memory::parse_memory_fraction;
+  EXPECT_EQ(parse_memory_fraction("0.5", "F"), 0.5);
+  EXPECT_EQ(parse_memory_fraction("1", "F"), 1.0);
+  EXPECT_EQ(parse_memory_fraction(" .25 ", "F"), 0.25);
+  for (const char* bad : {"", "0", "1.5", "half", "0.5GiB", "-0.5"}) {
+    try {
+      parse_memory_fraction(bad, "EMBER_CUDA_MEMORY_FRACTION");
+      ADD_FAILURE() << "accepted \"" << bad << "\"";
+    } catch (const ember::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("EMBER_CUDA_MEMORY_FRACTION=\""), std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 }  // namespace

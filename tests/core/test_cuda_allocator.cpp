@@ -151,6 +151,43 @@ TEST(CudaAllocator, OnePebibyteIsAnOutOfMemoryErrorNotACrash) {
   pool->free(keep);
 }
 
+TEST(CudaAllocator, MemoryFractionBoundsThePoolAndTheNextFitSucceeds) {
+  EMBER_SKIP_WITHOUT_GPU();
+  Stream stream;
+  auto pool = make_pool();
+  const size_t limit = pool->set_memory_fraction(0.01);  // under 1 GiB on an 80 GiB GPU
+  ASSERT_GT(limit, 64 * kMiB);
+  void* half = pool->allocate(limit / 2, stream.get());
+  try {
+    pool->allocate(limit / 2 + 64 * kMiB, stream.get());
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const ember::OutOfMemoryError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("over the memory limit of " + ember::memory::format_size(limit)),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("GPU 0 has a total capacity of"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(pool->stats().ooms, 1);
+  EXPECT_LE(pool->stats().reserved_bytes, limit);
+  void* more = pool->allocate(16 * kMiB, stream.get());
+  EXPECT_NE(more, nullptr);
+  pool->free(more);
+  pool->free(half);
+}
+
+TEST(CudaAllocator, PublicMemoryLimitFunctions) {
+  EMBER_SKIP_WITHOUT_GPU();
+  ember::cuda::set_memory_fraction(0.5, 0);
+  const size_t limit = ember::cuda::memory_limit(0);
+  EXPECT_GT(limit, 0u);
+  EXPECT_THROW(ember::cuda::set_memory_fraction(1.5, 0), ember::Error);
+  EXPECT_EQ(ember::cuda::memory_limit(0), limit);
+  EXPECT_THROW(ember::cuda::set_memory_fraction(0.5, 1 << 20), ember::DeviceError);
+  ember::cuda::set_memory_limit(0, 0);
+  EXPECT_EQ(ember::cuda::memory_limit(0), 0u);
+}
+
 TEST(CudaAllocator, PublicApiAllocatesFromTheDevicePool) {
   EMBER_SKIP_WITHOUT_GPU();
   Stream stream;

@@ -404,6 +404,130 @@ TEST(TrainerNaN, TerminateOnNaNInTheFirstEpochRestoresTheInitialWeights) {
   EXPECT_TRUE(bit_identical(weights_of(*model), initial));
 }
 
+TEST(TrainerNaN, TerminateOnNaNRecordsWhereItStoppedInTheHistoryAndTheProgressLine) {
+  manual_seed(2);
+  auto ds = separable(64);
+  auto model = mlp();
+  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  auto recorder = std::make_shared<WeightRecorder>();
+  auto blow_up = std::make_shared<callbacks::LearningRateScheduler>(
+      [](int64_t epoch, double lr) { return epoch == 1 ? 1e30 : lr; });
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  testing::internal::CaptureStdout();
+  testing::internal::CaptureStderr();
+  History h = trainer.fit(ds, {.epochs = 5, .batch_size = 16,
+                               .callbacks = {recorder, blow_up,
+                                             std::make_shared<callbacks::TerminateOnNaN>()},
+                               .verbose = 2});
+  const std::string err = testing::internal::GetCapturedStderr();
+  const std::string out = testing::internal::GetCapturedStdout();
+
+  ASSERT_TRUE(h.stop().has_value());
+  const TrainingStop& stop = *h.stop();
+  EXPECT_EQ(stop.epoch, 1);
+  EXPECT_GE(stop.batch, 0);
+  EXPECT_LT(stop.batch, 4);
+  EXPECT_EQ(stop.metric, "loss");
+  EXPECT_FALSE(std::isfinite(stop.value));
+  EXPECT_TRUE(stop.restored);
+  EXPECT_EQ(stop.restored_epoch, 0);
+  EXPECT_NE(err.find(stop.message), std::string::npos) << err;
+  EXPECT_NE(stop.message.find("at epoch 2, batch " + std::to_string(stop.batch + 1)),
+            std::string::npos)
+      << stop.message;
+  EXPECT_NE(stop.message.find("restored the weights from the end of epoch 1"), std::string::npos)
+      << stop.message;
+  // The stopped epoch's line counts the batches it ran and says why it ended.
+  const std::string batches = std::to_string(stop.batch + 1) + "/4 [";
+  EXPECT_NE(out.find(batches), std::string::npos) << out;
+  EXPECT_NE(out.find(" - stopped: loss " + format_metric(stop.value) + " at batch " +
+                     std::to_string(stop.batch + 1) +
+                     "; weights from the end of epoch 1 restored\n"),
+            std::string::npos)
+      << out;
+  EXPECT_TRUE(bit_identical(weights_of(*model), recorder->epochs[0]));
+  EXPECT_EQ(h.epochs(), 2u);
+}
+
+TEST(TrainerNaN, DivergingFromTheStartRestoresTheInitialWeights) {
+  manual_seed(3);
+  auto ds = separable(64);
+  auto model = mlp();
+  const auto initial = weights_of(*model);
+  optim::SGD opt(model->parameters(), {.lr = 1e30});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  testing::internal::CaptureStderr();
+  History h = trainer.fit(ds, {.epochs = 3, .batch_size = 16,
+                               .callbacks = {std::make_shared<callbacks::TerminateOnNaN>()},
+                               .verbose = 0});
+  const std::string err = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(h.stop().has_value());
+  EXPECT_EQ(h.stop()->epoch, 0);
+  EXPECT_TRUE(h.stop()->restored);
+  EXPECT_EQ(h.stop()->restored_epoch, -1);
+  EXPECT_NE(err.find("restored the weights training started with"), std::string::npos) << err;
+  EXPECT_TRUE(bit_identical(weights_of(*model), initial));
+}
+
+TEST(TrainerNaN, TerminateOnNaNWithoutACopySaysNoGoodWeightsWereKept) {
+  manual_seed(3);
+  auto ds = separable(64);
+  auto model = mlp();
+  const auto initial = weights_of(*model);
+  optim::SGD opt(model->parameters(), {.lr = 1e30});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  auto terminate =
+      std::make_shared<callbacks::TerminateOnNaN>(callbacks::TerminateOnNaNOptions{
+          .restore_last_good = false});
+  testing::internal::CaptureStderr();
+  History h = trainer.fit(ds, {.epochs = 3, .batch_size = 16, .callbacks = {terminate},
+                               .verbose = 0});
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(terminate->terminated());
+  ASSERT_TRUE(h.stop().has_value());
+  EXPECT_FALSE(h.stop()->restored);
+  EXPECT_NE(err.find("no good weights were kept"), std::string::npos) << err;
+  EXPECT_FALSE(bit_identical(weights_of(*model), initial));  // left as the bad step made them
+}
+
+TEST(TrainerNaN, WithoutTerminateOnNaNTheErrorSaysNoGoodWeightsWereKept) {
+  manual_seed(1);
+  auto ds = separable(64);
+  auto model = mlp();
+  optim::SGD opt(model->parameters(), {.lr = 1e30});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  std::string msg;
+  try {
+    trainer.fit(ds, {.epochs = 3, .batch_size = 16, .verbose = 0});
+    FAIL() << "a NaN loss must stop fit";
+  } catch (const ValueError& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("no good weights were kept"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("detect_anomaly"), std::string::npos) << msg;
+}
+
+TEST(TrainerNaN, DetectAnomalyNamesTheOpTheEpochAndTheBatch) {
+  auto clean = separable(64);
+  Tensor x = clean.x().clone();
+  x.narrow(0, 20, 1).fill_(std::numeric_limits<double>::quiet_NaN());  // in batch 2
+  data::TensorDataset ds(x, clean.y());
+  auto model = mlp();
+  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  Trainer trainer(*model, opt, loss::CrossEntropy(), {}, Device::cpu());
+  std::string msg;
+  try {
+    trainer.fit(ds, {.epochs = 2, .batch_size = 16, .shuffle = false, .verbose = 0,
+                     .detect_anomaly = true});
+    FAIL() << "expected autograd::AnomalyError";
+  } catch (const autograd::AnomalyError& e) {
+    msg = e.what();
+  }
+  EXPECT_EQ(msg.rfind("fit: epoch 1, batch 2 of 4: anomaly mode: the forward of ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("[16, 8]"), std::string::npos) << msg;  // the first layer's output
+  EXPECT_FALSE(autograd::anomaly_mode_enabled());  // fit turned it off again
+}
+
 // --- resuming ----------------------------------------------------------------------------------
 
 namespace {
