@@ -161,7 +161,12 @@ class AccumulateGrad final : public Node {
     auto leaf = leaf_.lock();
     if (!leaf || !grads[0].defined()) return {};
     accumulate(leaf, grads[0]);
+    for (const auto& hook : ready_hooks_) hook(Tensor(leaf));
     return {};
+  }
+
+  void add_ready_hook(std::function<void(const Tensor&)> hook) {
+    ready_hooks_.push_back(std::move(hook));
   }
 
   static void accumulate(const std::shared_ptr<TensorImpl>& leaf, const Tensor& g) {
@@ -182,6 +187,7 @@ class AccumulateGrad final : public Node {
 
  private:
   std::weak_ptr<TensorImpl> leaf_;
+  std::vector<std::function<void(const Tensor&)>> ready_hooks_;
 };
 
 }  // namespace
@@ -196,6 +202,15 @@ std::shared_ptr<Node> grad_accumulator(const Tensor& leaf) {
     acc->outputs_.push_back({leaf.shape(), leaf.dtype(), leaf.device()});
     impl.grad_accumulator = acc;
   }
+  return acc;
+}
+
+std::shared_ptr<Node> add_grad_ready_hook(const Tensor& leaf,
+                                          std::function<void(const Tensor& leaf)> hook) {
+  EMBER_CHECK(leaf.defined() && leaf.is_leaf() && leaf.requires_grad(),
+              "add_grad_ready_hook: the tensor must be a leaf that requires grad");
+  auto acc = grad_accumulator(leaf);
+  static_cast<AccumulateGrad&>(*acc).add_ready_hook(std::move(hook));
   return acc;
 }
 

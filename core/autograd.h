@@ -127,6 +127,13 @@ EMBER_API void record(const char* name, const std::vector<Tensor>& inputs,
 // The gradient-accumulating node of a leaf that requires grad (created on first use).
 EMBER_API std::shared_ptr<Node> grad_accumulator(const Tensor& leaf);
 
+// Calls `hook` after backward has added a new gradient into `leaf`'s .grad (once per
+// backward pass that reaches it: uses of the leaf are summed first). The hook lives in
+// the leaf's accumulator node, which this returns: keep it, or the hook goes with the
+// graph. DistributedDataParallel starts its gradient all-reduce from here.
+EMBER_API std::shared_ptr<Node> add_grad_ready_hook(
+    const Tensor& leaf, std::function<void(const Tensor& leaf)> hook);
+
 // Runs backward from `roots` with their `grads` (see Note [The tape]).
 EMBER_API void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
                         bool retain_graph);

@@ -10,7 +10,7 @@ set -euo pipefail
 EMBER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EMBER_PACKAGES=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev libgtest-dev
                 libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev libpng-dev
-                libjpeg62-turbo-dev libprotobuf-dev libonnx-dev
+                libjpeg62-turbo-dev libprotobuf-dev libonnx-dev libgloo-dev
                 python3-venv dataset-fashion-mnist)
 
 ember_install_dependencies() {

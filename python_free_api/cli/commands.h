@@ -46,4 +46,17 @@ struct ExportOnnxOptions {
 CLI::App* add_export_onnx_command(CLI::App& app, ExportOnnxOptions& opts);
 int run_export_onnx(const ExportOnnxOptions& opts);
 
+// ember launch: N ranks of a distributed job on this machine, torchrun's environment.
+struct LaunchOptions {
+  int nproc_per_node = 1;
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  double kill_grace_s = 5.0;          // SIGTERM -> SIGKILL when stopping the ranks
+  std::vector<std::string> command;   // the program and its arguments
+};
+CLI::App* add_launch_command(CLI::App& app, LaunchOptions& opts);
+int run_launch(const LaunchOptions& opts);
+
 }  // namespace ember::cli

@@ -24,12 +24,38 @@ int error(const std::string& message) {
   return 1;
 }
 
+// `ember launch [OPTIONS] PROGRAM ARGS...`: PROGRAM is the first word after the launch
+// options (each of which takes a value) or after `--`. Removes it and its arguments from
+// `args` and returns them, untouched, whatever options they hold.
+std::vector<std::string> split_launched_program(std::vector<std::string>& args,
+                                               std::vector<std::string>::iterator launch) {
+  if (launch == args.end()) return {};
+  auto it = launch + 1;
+  while (it != args.end()) {
+    const std::string& w = *it;
+    if (w == "--") {
+      std::vector<std::string> program(it + 1, args.end());
+      args.erase(it, args.end());
+      return program;
+    }
+    if (w.empty() || w[0] != '-') break;
+    const bool takes_value = w != "-h" && w != "--help" && w.find('=') == std::string::npos;
+    it += takes_value && it + 1 != args.end() ? 2 : 1;
+  }
+  std::vector<std::string> program(it, args.end());
+  args.erase(it, args.end());
+  return program;
+}
+
 int run(int argc, char** argv) {
   using namespace ember::cli;
 
-  // Everything after `--` goes, untouched, to the programs `ember bench` runs.
+  // Everything after `--` goes, untouched, to the programs `ember bench` runs. `ember
+  // launch` takes its program's words as they are, `--` included.
   std::vector<std::string> args(argv + 1, argv + argc);
   std::vector<std::string> passthrough;
+  const auto launch_word = std::find(args.begin(), args.end(), std::string("launch"));
+  std::vector<std::string> launched = split_launched_program(args, launch_word);
   const auto dashes = std::find(args.begin(), args.end(), std::string("--"));
   const bool has_passthrough = dashes != args.end();
   if (has_passthrough) {
@@ -44,14 +70,17 @@ int run(int argc, char** argv) {
   BenchOptions bench;
   ExportImagesOptions export_images;
   ExportOnnxOptions export_onnx;
+  LaunchOptions launch;
   CLI::App* info_cmd = add_info_command(app);
   CLI::App* bench_cmd = add_bench_command(app, bench);
   CLI::App* export_cmd = add_export_images_command(app, export_images);
   CLI::App* onnx_cmd = add_export_onnx_command(app, export_onnx);
+  CLI::App* launch_cmd = add_launch_command(app, launch);
   CLI::App* help_cmd = app.add_subcommand("help", "show the help of ember or of one command");
   std::string topic;
   help_cmd->add_option("command", topic, "the command to describe");
-  const std::vector<CLI::App*> commands = {info_cmd, bench_cmd, export_cmd, onnx_cmd, help_cmd};
+  const std::vector<CLI::App*> commands = {info_cmd, bench_cmd, export_cmd, onnx_cmd,
+                                          launch_cmd, help_cmd};
   for (CLI::App* c : commands) c->group("Commands");
   app.get_formatter()->label("SUBCOMMAND", "COMMAND");
   // Set after the commands are added, which would otherwise inherit it.
@@ -105,6 +134,10 @@ int run(int argc, char** argv) {
   if (command == info_cmd) return run_info();
   if (command == bench_cmd) return run_bench(bench);
   if (command == onnx_cmd) return run_export_onnx(export_onnx);
+  if (command == launch_cmd) {
+    launch.command = launched;
+    return run_launch(launch);
+  }
   return run_export_images(export_images);
 }
 
