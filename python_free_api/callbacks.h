@@ -39,6 +39,11 @@ class EMBER_API Callback {
   // rate the epoch trained with) into the epoch's logs before any callback's
   // on_epoch_end, so CSVLogger and TensorBoard record it wherever they sit in the list.
   virtual bool changes_lr() const { return false; }
+  // True for a callback that writes files (checkpoints, CSV, TensorBoard): in a
+  // distributed fit it runs on rank 0 only (Note [Distributed fit] in trainer.h), as
+  // Lightning's rank_zero_only. Every other callback runs on every rank and sees the same
+  // (averaged) logs there, so they all decide alike (EarlyStopping, TerminateOnNaN).
+  virtual bool main_process_only() const { return false; }
 };
 
 // The value of `name` in `logs`, if present.
@@ -94,6 +99,7 @@ class EMBER_API ModelCheckpoint : public Callback {
  public:
   explicit ModelCheckpoint(std::string path_template, ModelCheckpointOptions options = {});
   void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) override;
+  bool main_process_only() const override { return true; }
   // The path the template gives for `epoch` (0-based) and `logs`.
   std::string format_path(int64_t epoch, const Logs& logs) const;
   const std::string& last_saved() const { return last_saved_; }
@@ -112,6 +118,7 @@ class EMBER_API CSVLogger : public Callback {
   ~CSVLogger() override;
   void on_train_begin(Trainer& trainer) override;
   void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) override;
+  bool main_process_only() const override { return true; }
   void on_train_end(Trainer& trainer) override;
 
  private:
@@ -173,6 +180,7 @@ class EMBER_API TensorBoard : public Callback {
   explicit TensorBoard(std::string log_dir);
   void on_train_begin(Trainer& trainer) override;
   void on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) override;
+  bool main_process_only() const override { return true; }
   void on_train_end(Trainer& trainer) override;
 
  private:

@@ -9,10 +9,13 @@
 #include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/device.h"
+#include "ember/core/dist/dist.h"
 #include "ember/core/ops.h"
 #include "ember/core/pending_value.h"
 #include "ember/core/random.h"
 #include "ember/python_free_api/callbacks.h"
+#include "ember/python_free_api/data/sampler.h"
+#include "ember/python_free_api/dist/ddp.h"
 #include "ember/python_free_api/io/safetensors.h"
 
 namespace ember {
@@ -82,6 +85,65 @@ std::string stop_text(const TrainingStop& stop) {
                          " restored");
 }
 
+// Note [Distributed fit]: the world this fit trains in (one rank without a group).
+struct World {
+  bool distributed = false;
+  int rank = 0;
+  int size = 1;
+};
+
+World current_world() {
+  if (!dist::is_initialized() || dist::get_world_size() <= 1) return {};
+  return {true, dist::get_rank(), dist::get_world_size()};
+}
+
+// Tensors for a collective: on the GPU for NCCL, else float64 on the CPU (Gloo).
+TensorOptions collective_options(Device device) {
+  if (dist::get_backend() == "nccl") return {.dtype = kFloat32, .device = device};
+  return {.dtype = kFloat64};
+}
+
+// Rank 0's shuffle seed for the epoch, on every rank.
+uint64_t shared_seed(uint64_t seed, Device device) {
+  // Two 32-bit halves: exact in float32 as well as float64 (the collective's dtype).
+  Tensor t = Tensor::from_vector<double>({static_cast<double>(seed >> 32),
+                                          static_cast<double>(seed & 0xffffffffu)},
+                                         {2})
+                 .to(collective_options(device).dtype)
+                 .to(collective_options(device).device);
+  t = t.contiguous();
+  dist::broadcast(t, 0).wait();
+  const std::vector<double> v = t.cpu().to(kFloat64).to_vector<double>();
+  // In float32 a half may have been rounded, on rank 0 before it was sent as well: every
+  // rank still gets the same seed, which is all that matters.
+  return (static_cast<uint64_t>(v[0]) << 32) ^ static_cast<uint64_t>(v[1]);
+}
+
+// Whether `flag` is set on any rank.
+bool any_rank(bool flag, Device device) {
+  const TensorOptions opts = collective_options(device);
+  Tensor t = full({1}, flag ? 1.0 : 0.0, opts);
+  dist::all_reduce(t, dist::ReduceOp::Max).wait();
+  return t.cpu().to(kFloat64).item() > 0.0;
+}
+
+// The logs as means over every rank's examples: each value weighted by the examples
+// `seen` here, summed over the group, divided by the group's total.
+void average_over_ranks(Logs& logs, int64_t seen, Device device) {
+  std::vector<double> v;
+  for (const auto& [name, value] : logs) v.push_back(value * static_cast<double>(seen));
+  v.push_back(static_cast<double>(seen));
+  const TensorOptions opts = collective_options(device);
+  Tensor t = Tensor::from_vector<double>(v, {static_cast<int64_t>(v.size())})
+                 .to(opts.dtype)
+                 .to(opts.device)
+                 .contiguous();
+  dist::all_reduce(t, dist::ReduceOp::Sum).wait();
+  const std::vector<double> sum = t.cpu().to(kFloat64).to_vector<double>();
+  const double total = sum.back();
+  for (size_t i = 0; i < logs.size(); ++i) logs[i].second = total > 0 ? sum[i] / total : 0.0;
+}
+
 }  // namespace
 
 const std::vector<std::string>& precision_options() {
@@ -114,7 +176,7 @@ Trainer::Trainer(nn::Module& model, optim::Optimizer& optimizer, loss::AnyLoss l
 
 Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
                         const std::vector<std::shared_ptr<callbacks::Callback>>& cbs,
-                        const std::string& where) {
+                        const std::string& where, nn::Module& forward, bool across_ranks) {
   // A loss that refuses a batch (labels out of range, wrong dtype) is told where it was.
   const auto loss_of = [&](const Tensor& out, const Tensor& y, int64_t step) {
     const auto at = [&] {
@@ -152,7 +214,7 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
       try {
         {
           AutocastGuard autocast(low, mixed);
-          out = model_(b.x);
+          out = forward(b.x);
           loss = loss_of(out, b.y, step);
         }
         optimizer_.zero_grad();
@@ -171,7 +233,7 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
     } else {
       NoGradGuard no_grad;
       AutocastGuard autocast(low, mixed);
-      out = model_(b.x);
+      out = forward(b.x);
       loss = loss_of(out, b.y, step);
     }
     {
@@ -197,6 +259,9 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
       for (const auto& cb : cbs) {
         if (cb->wants_batch_logs()) cb->on_batch_end(*this, step - 1, logs);
       }
+      // A batch-level stop (TerminateOnNaN's) on any rank stops every rank at this batch,
+      // or the others would wait for it in the next step's collectives.
+      if (across_ranks) stop_ = any_rank(stop_, device_);
     }
     if (stop_) break;
   }
@@ -210,6 +275,7 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
     throw ShapeError(detail::str_cat(where, ", in one of batches 1 to ", step, ": ", e.what()));
   }
   for (auto& m : mets) logs.emplace_back(m->name(), m->result());
+  if (across_ranks) average_over_ranks(logs, seen, device_);
   return logs;
 }
 
@@ -223,6 +289,9 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
               "fit: give either validation data or validation_split, not both");
   check_precision(options.precision, "fit");
   precision_ = options.precision;
+  const World world = current_world();  // Note [Distributed fit]
+  main_process_ = world.rank == 0;
+  const int verbose = main_process_ ? options.verbose : 0;
   // A new scaler per fit() call, as a new torch.amp.GradScaler per training run.
   scaler_ = precision_ == "16-mixed" ? std::make_unique<optim::GradScaler>() : nullptr;
   model_.to(device_);
@@ -245,17 +314,39 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
   EMBER_CHECK(train_set->size() > 0, "fit: the training data is empty");
 
   const data::DataLoaderOptions train_options{.batch_size = options.batch_size,
-                                              .shuffle = options.shuffle,
+                                              .shuffle = options.shuffle && !world.distributed,
                                               .drop_last = options.drop_last,
                                               .transforms = options.transform,
                                               .device = device_};
+  // Each rank's shard (Note [Distributed fit]); the sampler pads the last one.
+  const auto shard = [&](const data::Dataset& set, bool shuffle, uint64_t seed) {
+    return std::make_shared<const data::DistributedSampler>(
+        set.size(), data::DistributedSamplerOptions{.num_replicas = world.size,
+                                                    .rank = world.rank,
+                                                    .shuffle = shuffle,
+                                                    .seed = seed,
+                                                    .drop_last = options.drop_last});
+  };
   std::optional<data::DataLoader> val_loader;
   if (val_set) {
-    val_loader.emplace(val_set, data::DataLoaderOptions{.batch_size = options.batch_size,
-                                                        .seed = kUnshuffledSeed, .device = device_});
+    data::DataLoaderOptions val_options{.batch_size = options.batch_size,
+                                        .seed = kUnshuffledSeed, .device = device_};
+    if (world.distributed) val_options.sampler = shard(*val_set, false, kUnshuffledSeed);
+    val_loader.emplace(val_set, val_options);
   }
 
-  const auto& cbs = options.callbacks;
+  // Data-parallel: the model wrapped for this fit (it does not own the model).
+  std::optional<dist::DistributedDataParallel> ddp;
+  if (world.distributed) {
+    ddp.emplace(nn::AnyModule(std::shared_ptr<nn::Module>(&model_, [](nn::Module*) {})));
+  }
+  nn::Module& forward = ddp ? static_cast<nn::Module&>(*ddp) : model_;
+
+  // Callbacks that write files run on rank 0 only.
+  std::vector<std::shared_ptr<callbacks::Callback>> cbs;
+  for (const auto& cb : options.callbacks) {
+    if (main_process_ || !cb->main_process_only()) cbs.push_back(cb);
+  }
   History history;
   stop_ = false;
   stop_info_.reset();
@@ -266,20 +357,27 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
   for (int64_t epoch = first_epoch; epoch < options.epochs && !stop_; ++epoch) {
     epoch_ = epoch;
     for (const auto& cb : cbs) cb->on_epoch_begin(*this, epoch);
-    if (options.verbose > 0) {
+    if (verbose > 0) {
       std::printf("Epoch %lld/%lld\n", static_cast<long long>(epoch + 1),
                   static_cast<long long>(options.epochs));
       std::fflush(stdout);
     }
     data::DataLoaderOptions epoch_options = train_options;
-    epoch_options.seed = draw_shuffle_seed();  // see Note [Shuffle seeds and resuming]
+    uint64_t seed = draw_shuffle_seed();  // see Note [Shuffle seeds and resuming]
+    if (world.distributed) {
+      seed = shared_seed(seed, device_);
+      epoch_options.sampler = shard(*train_set, options.shuffle, seed);
+    }
+    epoch_options.seed = seed;
     data::DataLoader train_loader(train_set, epoch_options);
     train_loader.set_epoch(epoch);
-    ProgressBar bar(train_loader.size(), options.verbose);
+    ProgressBar bar(train_loader.size(), verbose);
     const std::string where = "fit: epoch " + std::to_string(epoch + 1);
-    Logs logs = run_epoch(train_loader, true, options.verbose == 1 ? &bar : nullptr, cbs, where);
+    Logs logs = run_epoch(train_loader, true, verbose == 1 ? &bar : nullptr, cbs, where, forward,
+                          world.distributed);
     if (val_loader) {
-      for (const auto& [name, v] : run_epoch(*val_loader, false, nullptr, {}, where + ", validation")) {
+      for (const auto& [name, v] : run_epoch(*val_loader, false, nullptr, {}, where + ", validation",
+                                             model_, world.distributed)) {
         logs.emplace_back("val_" + name, v);
       }
     }
@@ -330,7 +428,8 @@ Logs Trainer::evaluate(data::DatasetRef data, EvaluateOptions options) {
   data::DataLoader loader(data.shared(), {.batch_size = options.batch_size, .seed = kUnshuffledSeed,
                                          .device = device_});
   ProgressBar bar(loader.size(), options.verbose);
-  Logs logs = run_epoch(loader, false, options.verbose == 1 ? &bar : nullptr, {}, "evaluate");
+  Logs logs =
+      run_epoch(loader, false, options.verbose == 1 ? &bar : nullptr, {}, "evaluate", model_, false);
   bar.finish(logs);
   return logs;
 }

@@ -98,6 +98,19 @@ struct EvaluateOptions {
 EMBER_API const std::vector<std::string>& precision_options();
 EMBER_API void check_precision(const std::string& precision, const char* where);
 
+// Note [Distributed fit]
+// When fit() starts with a process group of more than one rank (dist::init_process_group,
+// e.g. under `ember launch`), it trains data-parallel as PyTorch Lightning's DDP strategy
+// does: the model is wrapped in dist::DistributedDataParallel for the fit (rank 0's
+// weights broadcast, gradients averaged during backward), each epoch's shuffle seed comes
+// from rank 0, and every rank reads its own shard of the training and validation data
+// (data::DistributedSampler; batch_size is per rank, so the global batch is world_size
+// times it). The epoch's loss and metrics are averaged over the ranks (weighted by the
+// examples each saw), so every rank logs, and its callbacks decide on, the same values.
+// Only rank 0 prints the progress line and runs the callbacks that write files
+// (Callback::main_process_only). resume_from works with the same world size (every rank
+// reads the checkpoint). evaluate() and predict() are not distributed: each rank runs
+// them over the whole dataset it is given.
 class EMBER_API Trainer {
  public:
   // The model is moved to `device` (default: Device::best()) by fit/evaluate/predict.
@@ -133,13 +146,18 @@ class EMBER_API Trainer {
     stop_ = true;
   }
   const std::optional<TrainingStop>& stop_info() const { return stop_info_; }
+  // Whether this process prints and writes files: always, except in a distributed fit on
+  // a rank other than 0 (Note [Distributed fit]).
+  bool is_main_process() const { return main_process_; }
 
  private:
   // One pass over `loader`: trains when `train`, else evaluates without gradients.
   // `where` ("fit: epoch 3", "evaluate") prefixes a loss's shape or dtype error.
+  // `forward` runs the model (the model itself, or its DistributedDataParallel wrapper);
+  // `across_ranks` averages the logs over the process group.
   Logs run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
                  const std::vector<std::shared_ptr<callbacks::Callback>>& cbs,
-                 const std::string& where);
+                 const std::string& where, nn::Module& forward, bool across_ranks);
 
   nn::Module& model_;
   optim::Optimizer& optimizer_;
@@ -152,6 +170,7 @@ class EMBER_API Trainer {
   bool stop_ = false;
   std::optional<TrainingStop> stop_info_;
   int64_t epoch_ = 0;
+  bool main_process_ = true;
 };
 
 }  // namespace ember

@@ -175,9 +175,21 @@ struct MixedPrecision {
 };
 
 // Seeds the generators, parses the device and says which one runs (and why not the GPU).
+// Under `ember launch` (WORLD_SIZE above 1 in the environment) it first joins the process
+// group, so the Trainer's fit trains data-parallel (Note [Distributed fit] in trainer.h),
+// and each rank takes the GPU of its LOCAL_RANK.
 inline Device start(const CommonOptions& o) {
   manual_seed(o.seed);
-  const Device device = Device::parse(o.device);
+  Device device = Device::parse(o.device);
+  if (const char* world = std::getenv("WORLD_SIZE"); world != nullptr && std::atoi(world) > 1) {
+    // NCCL for a model on the GPU, Gloo for one on the CPU.
+    dist::init_process_group(
+        {.backend = device.is_cuda() && dist::is_nccl_available() ? "nccl" : "gloo"});
+    std::atexit([] { dist::destroy_process_group(); });
+    if (device.is_cuda()) device = Device::cuda(dist::get_local_rank());
+    std::printf("rank %d of %d (%s)\n", dist::get_rank(), dist::get_world_size(),
+                dist::get_backend().c_str());
+  }
   std::printf("device: %s%s\n", device.str().c_str(),
               cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
   return device;

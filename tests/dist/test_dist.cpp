@@ -22,6 +22,8 @@
 
 #include "ember/ember.h"
 
+#include "support/free_port.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -35,18 +37,7 @@ std::string self_dir() {
 std::string worker_path() { return self_dir() + "/ember_dist_worker"; }
 std::string ember_tool_path() { return self_dir() + "/../bin/ember"; }
 
-// A port nobody listens on now (the kernel's pick for port 0).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  return ntohs(sa.sin_port);
-}
+using ember::testing::free_port;
 
 struct Result {
   int code = -1;         // exit code, 128 + signal, or -1 when killed at the deadline
