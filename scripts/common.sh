@@ -12,10 +12,14 @@ EMBER_PACKAGES=(cmake ninja-build g++ pkg-config libopenblas-dev zlib1g-dev libg
                 libbenchmark-dev nlohmann-json3-dev libcli11-dev libstb-dev libpng-dev
                 libjpeg62-turbo-dev libprotobuf-dev libonnx-dev libgloo-dev
                 python3-venv dataset-fashion-mnist)
+# Only for the sanitizer builds and the fuzzers (scripts/sanitize.sh, fuzz.sh): clang and
+# its sanitizer and libFuzzer runtimes.
+EMBER_RELIABILITY_PACKAGES=(clang-14 libclang-rt-14-dev)
 
+# ember_install_dependencies [MORE_PACKAGES...]: EMBER_PACKAGES and MORE_PACKAGES.
 ember_install_dependencies() {
   local missing=()
-  for p in "${EMBER_PACKAGES[@]}"; do
+  for p in "${EMBER_PACKAGES[@]}" "$@"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then

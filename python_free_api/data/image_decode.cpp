@@ -44,7 +44,8 @@
 // torchvision rely on and that are fuzzed continuously upstream: libpng and
 // libjpeg-turbo (Debian's libpng-dev and libjpeg62-turbo-dev). stb (compiled without
 // its PNG and JPEG readers) keeps only the formats nothing better is packaged for: BMP,
-// GIF, TGA, PSD, HDR, PIC and binary PNM.
+// GIF, TGA, PSD, HDR, PIC and binary PNM (8-bit only; its header read by ember first,
+// pnm_header_problem).
 // The format is found from the first bytes, never from the name: a .png holding a JPEG
 // decodes as a JPEG, and a file that starts like a JPEG (FF D8) never reaches stb.
 // Every decoder reads the header first; before anything the size of the image is
@@ -418,9 +419,94 @@ StbFormat stb_format(const unsigned char* d, size_t n) {
   return {"TGA", 512};  // RLE: 128 pixels from a 2-byte packet, RGBA
 }
 
+// Binary PNM's header (P5/P6, width, height, maxval, separated by whitespace and '#'
+// comments), read as stb_image reads it, before stb does: Debian's stb 2.27 parses the
+// numbers into an int without an overflow check (undefined behaviour for "P6 99999999999"),
+// and decodes a 16-bit file (maxval > 255) into a buffer half the size it then reads
+// (a heap overflow: both found by fuzzing, tests/fuzz/regressions/image_decode). Returns ""
+// when stb may read the file, else why not.
+std::string pnm_header_problem(const unsigned char* d, size_t n) {
+  size_t i = 2;  // past "P5" / "P6"
+  const auto space = [](unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+  };
+  const char* const what[] = {"width", "height", "maximum value"};
+  int64_t maxval = 0;
+  for (const char* field : what) {
+    for (;;) {  // whitespace, then a comment to the end of its line, as often as they come
+      while (i < n && space(d[i])) ++i;
+      if (i >= n || d[i] != '#') break;
+      while (i < n && d[i] != '\n' && d[i] != '\r') ++i;
+    }
+    int64_t value = 0;
+    for (; i < n && d[i] >= '0' && d[i] <= '9'; ++i) {
+      value = value * 10 + (d[i] - '0');
+      if (value > INT_MAX) {
+        return std::string("not a decodable image (the PNM header's ") + field +
+               " has more digits than fit in an int)";
+      }
+    }
+    maxval = value;
+  }
+  if (maxval > 255) {
+    return "16-bit PNM images (maximum value " + std::to_string(maxval) +
+           ") are not supported; convert the file to 8 bits";
+  }
+  return "";
+}
+
+// Run-length Radiance HDR data walked as stb_image walks it, before stb does: Debian's stb
+// 2.27 loops forever on a scanline that the file ends inside (at the end it reads zeros, a
+// count of 0 is a copy of 0 bytes, and the scanline never fills: found by fuzzing,
+// tests/fuzz/regressions/image_decode). Returns "" when stb's walk ends, else why not.
+std::string hdr_problem(const unsigned char* d, size_t n, int64_t width, int64_t height) {
+  size_t i = 0;
+  // One header line as stbi__hdr_gettoken reads it; true when it is empty (its first
+  // byte '\n' or NUL, or the data is over).
+  const auto line = [&] {
+    const bool empty = i >= n || d[i] == '\n' || d[i] == 0;
+    while (i < n && d[i] != '\n') ++i;
+    if (i < n) ++i;
+    return empty;
+  };
+  line();  // #?RADIANCE
+  while (!line()) {
+  }
+  line();  // -Y <height> +X <width>
+  if (width < 8 || width >= 32768) return "";  // stored flat: stb's loop is bounded
+  const auto get = [&]() -> int { return i < n ? d[i++] : 0; };  // stb reads 0 past the end
+  for (int64_t j = 0; j < height; ++j) {
+    const int c1 = get(), c2 = get();
+    int len = get();
+    if (c1 != 2 || c2 != 2 || (len & 0x80)) return "";  // stb reads the rest flat: bounded
+    len = (len << 8) | get();
+    if (len != width) return "";  // stb refuses the scanline
+    for (int k = 0; k < 4; ++k) {
+      for (int64_t x = 0; x < width;) {
+        const bool at_end = i >= n;
+        int count = get();
+        if (count > 128) {
+          get();
+          count -= 128;
+        } else if (count == 0 && at_end) {
+          return "truncated HDR image: the data ends inside scanline " + std::to_string(j);
+        } else {
+          i = std::min(n, i + static_cast<size_t>(count));
+        }
+        if (count > width - x) return "";  // stb refuses the run
+        x += count;
+      }
+    }
+  }
+  return "";
+}
+
 std::string decode_stb(const unsigned char* data, size_t size, int want, int64_t max_pixels,
                        RawImage& out) {
   const int n = static_cast<int>(size);
+  if (size >= 2 && data[0] == 'P' && (data[1] == '5' || data[1] == '6')) {
+    if (std::string why = pnm_header_problem(data, size); !why.empty()) return why;
+  }
   int w = 0, h = 0, file_channels = 0;
   if (stbi_info_from_memory(data, n, &w, &h, &file_channels) == 0) {
     const std::string reason = stbi_failure_reason();
@@ -447,6 +533,9 @@ std::string decode_stb(const unsigned char* data, size_t size, int want, int64_t
     return std::string("the ") + format.name + " declares " + std::to_string(w) + "x" +
            std::to_string(h) + " pixels, more than its " + std::to_string(size) +
            " bytes can hold: a forged or broken header";
+  }
+  if (std::strcmp(format.name, "HDR") == 0) {
+    if (std::string why = hdr_problem(data, size, w, h); !why.empty()) return why;
   }
   int w2 = 0, h2 = 0, c2 = 0;
   unsigned char* pixels = stbi_load_from_memory(data, n, &w2, &h2, &c2, want);

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "ember/kernels/lru_cache.h"
 
@@ -53,6 +56,36 @@ TEST(LruCache, AnEvictedValueLivesWhileACallerHoldsIt) {
   EXPECT_EQ(*held, 41);
   held.reset();
   EXPECT_TRUE(watch.expired());
+}
+
+// The plan caches' pattern (kernels/cudnn/conv.cpp): one mutex around every call, values
+// used after it is released while other threads evict them. Run under ThreadSanitizer by
+// scripts/sanitize.sh, so the pattern itself is checked without a GPU.
+TEST(LruCache, ThreadsUseValuesOthersEvictUnderOneMutex) {
+  LruCache<int, std::vector<int>> cache(4);
+  std::mutex mutex;
+  const auto lookup = [&](int key) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto v = cache.find(key)) return v;
+    return cache.insert(key, std::make_shared<std::vector<int>>(64, key));
+  };
+  std::vector<std::thread> threads;
+  std::vector<long> sums(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        const std::shared_ptr<std::vector<int>> v = lookup((i * (t + 1)) % 16);
+        for (const int x : *v) sums[t] += x;  // outside the lock, as a plan is run
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) {
+    long expected = 0;
+    for (int i = 0; i < 2000; ++i) expected += 64L * ((i * (t + 1)) % 16);
+    EXPECT_EQ(sums[t], expected) << "thread " << t;
+  }
+  EXPECT_LE(cache.size(), 4u);
 }
 
 }  // namespace

@@ -28,10 +28,9 @@ using ember::testing::random_f64;
 using ember::testing::set_state;
 using ember::testing::values;
 
-// Tolerances, stated once, relative to 1 + |expected|: float32 layers against values
-// computed by hand in double; float64 layers to rounding.
+// Tolerance, stated once, relative to 1 + |expected|: float32 layers against values
+// computed by hand in double.
 constexpr double kTolF32 = 1e-5;
-constexpr double kTolF64 = 1e-12;
 constexpr double kEps = 1e-5;  // BatchNorm's and LayerNorm's default eps
 
 Tensor f64(const std::vector<double>& v, const Shape& shape) {

@@ -48,7 +48,9 @@ TEST_P(Half16Optim, OptimizersUpdate16BitParametersInFloat) {
   const Tensor init = (rand({40}) * 2.0 - 1.0).to(dt);
   const Tensor grad = (rand({40}) * 2.0 - 1.0).to(dt);
   auto run = [&](DType d, auto make) {
-    Tensor p = init.to(d).detach().requires_grad_();
+    // A copy: init.to(dt) is init itself, and the steps below update p in place (the
+    // runs are arguments of one call, evaluated in either order).
+    Tensor p = init.to(d).clone().detach().requires_grad_();
     auto opt = make(p);
     for (int i = 0; i < 3; ++i) {
       p.set_grad(grad.to(d));

@@ -1,0 +1,11 @@
+// libFuzzer target "image_decode": one input a run through check_image_decode (fuzz_checks.h
+// says what it checks); a FuzzFailure escaping is a finding.
+#include <cstddef>
+#include <cstdint>
+
+#include "fuzz_checks.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  ember::fuzz::check_image_decode(data, size);
+  return 0;
+}
