@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # CI's reliability stage (docs/reliability.md): the ASan+UBSan build and the whole CPU
 # suite under it twice (system allocator, then ember's pool), the TSan build and the
-# threaded tests, then every fuzz target for EMBER_FUZZ_SECONDS (default 60) from the
-# committed corpus. Fails on any sanitizer report, failed test or fuzz finding; the
+# threaded tests (those of ember_internal_tests: EMBER_TSAN_SCOPE), then every fuzz target
+# for EMBER_FUZZ_SECONDS (default 30) from the committed corpus. Fails on any sanitizer report, failed test or fuzz finding; the
 # findings are left in build-asan/fuzz/findings/<target>/. Prints each step's wall time.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-seconds="${EMBER_FUZZ_SECONDS:-60}"
+seconds="${EMBER_FUZZ_SECONDS:-30}"
+# Within CI's time: TSan over ember_internal_tests' threaded suites (scripts/sanitize.sh).
+export EMBER_TSAN_SCOPE="${EMBER_TSAN_SCOPE:-internal}"
 start=$(date +%s)
 status=0
 "$root/scripts/sanitize.sh" all || status=1
