@@ -46,9 +46,10 @@ DATA_SRC="${FASHION_MNIST_SRC:-/usr/share/datasets/fashion-mnist}"
 CARRY_LIMIT=$((64 * 1024 * 1024))
 TEST_BINS=(ember_api_tests ember_internal_tests)
 CUDA_DIRS="${GPU_CHECK_CUDA_DIRS:-/usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib}"
-# The CUDA libraries ember loads, searched for and reported; cuDNN and cuBLAS first.
+# The CUDA libraries ember loads (NCCL too: the toolkit's, or PyTorch's pip nvidia/nccl),
+# searched for and reported, never carried; cuDNN and cuBLAS first.
 CUDA_LIBS=(libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libcurand.so.10
-  libnvrtc.so.13)
+  libnvrtc.so.13 libnccl.so.2)
 
 # Note [Time budget]
 # One device call may run 10 minutes, and the machine's start counts against the 15 lent:
@@ -85,7 +86,7 @@ non_cuda_libs() {
   ldd "$@" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }' | sort -u |
     grep -Ev '^(libember\.|linux-vdso|ld-linux|libc\.|libm\.|libdl\.|libpthread\.)' |
     grep -Ev '^(librt\.|libresolv\.)' |
-    grep -Ev '^lib(cuda|cudart|cublas|cublasLt|cudnn|curand|nvrtc|nvJitLink)[._]' || true
+    grep -Ev '^lib(cuda|cudart|cublas|cublasLt|cudnn|curand|nvrtc|nvJitLink|nccl)[._]' || true
 }
 
 # pack BUILD_DIR DEST_DIR: what runs there, from a built tree, as two xz tarballs with paths
