@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    o.data_parallel = false;  // its own loop: under ember launch each rank trains alone
     const Device device = samples::start(o);
     std::string text;
     if (text_path.empty()) {

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    o.data_parallel = false;  // its own loop: under ember launch each rank trains alone
     const Device device = samples::start(o);
     auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
     data::FashionMNIST test(o.data, data::Split::Test);

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    o.data_parallel = use_trainer;  // the raw loop: under ember launch each rank trains alone
     const Device device = samples::start(o);
     const auto train = std::make_shared<data::FashionMNIST>(o.data, data::Split::Train);
     const auto test_set = std::make_shared<data::FashionMNIST>(o.data, data::Split::Test);

@@ -121,6 +121,11 @@ struct CommonOptions {
   int verbose = 1;
   bool quick = false;
   std::string precision = "32";
+  // Trained by the Trainer, which shards the data over the ranks of a process group: then
+  // --batch-size is the global batch, split over the ranks (start() divides it), as Keras
+  // reads the batch size under a distribution strategy. false for the hand-written loops,
+  // where each rank trains alone.
+  bool data_parallel = true;
 };
 
 // --epochs, --batch-size, --lr, --device, --data, --seed, --verbose and --quick
@@ -177,8 +182,9 @@ struct MixedPrecision {
 // Seeds the generators, parses the device and says which one runs (and why not the GPU).
 // Under `ember launch` (WORLD_SIZE above 1 in the environment) it first joins the process
 // group, so the Trainer's fit trains data-parallel (Note [Distributed fit] in trainer.h),
-// and each rank takes the GPU of its LOCAL_RANK.
-inline Device start(const CommonOptions& o) {
+// and each rank takes the GPU of its LOCAL_RANK; --batch-size is then split over the ranks
+// (CommonOptions::data_parallel), so N ranks train as one process with that batch.
+inline Device start(CommonOptions& o) {
   manual_seed(o.seed);
   Device device = Device::parse(o.device);
   if (const char* world = std::getenv("WORLD_SIZE"); world != nullptr && std::atoi(world) > 1) {
@@ -189,6 +195,14 @@ inline Device start(const CommonOptions& o) {
     if (device.is_cuda()) device = Device::cuda(dist::get_local_rank());
     std::printf("rank %d of %d (%s)\n", dist::get_rank(), dist::get_world_size(),
                 dist::get_backend().c_str());
+    if (o.data_parallel) {
+      const int64_t world_size = dist::get_world_size();
+      const int64_t per_rank = std::max<int64_t>(1, o.batch_size / world_size);
+      std::printf("batch: %lld in all, %lld per rank%s\n", static_cast<long long>(o.batch_size),
+                  static_cast<long long>(per_rank),
+                  o.batch_size % world_size != 0 ? " (the rest of the division dropped)" : "");
+      o.batch_size = per_rank;
+    }
   }
   std::printf("device: %s%s\n", device.str().c_str(),
               cuda::is_available() ? "" : (" (no GPU: " + cuda::unavailable_reason() + ")").c_str());
