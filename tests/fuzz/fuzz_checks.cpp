@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -278,8 +279,14 @@ void check_idx(const uint8_t* data, size_t size) {
   AllocationMeter meter;
   expect_typed("idx", path, [&] {
     const data::IdxArray a = data::read_idx(path);
-    int64_t count = 1;
-    for (const int64_t d : a.dims) count *= d;
+    // The element count, without overflow: a zero extent makes it 0 whatever the others
+    // (huge extents beside a zero are a valid, empty array).
+    int64_t count = std::find(a.dims.begin(), a.dims.end(), 0) != a.dims.end() ? 0 : 1;
+    for (const int64_t d : a.dims) {
+      if (count != 0 && __builtin_mul_overflow(count, d, &count)) {
+        throw FuzzFailure("idx: accepted dimensions whose product overflows int64");
+      }
+    }
     if (static_cast<int64_t>(a.data.size()) != count * data::idx_element_size(a.type)) {
       throw FuzzFailure("idx: " + std::to_string(a.data.size()) + " data bytes for " +
                         std::to_string(count) + " elements");
