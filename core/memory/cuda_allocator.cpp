@@ -100,6 +100,20 @@ AsyncAllocator::AsyncAllocator(int device) : device_(device) {
   EMBER_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold));
 }
 
+void AsyncAllocator::throw_out_of_memory(size_t bytes, size_t limit) {
+  const AllocatorStats s = stats();
+  size_t free_bytes = 0, total_bytes = 0;
+  const bool have_info = cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess;
+  if (!have_info) (void)cudaGetLastError();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.ooms;
+  }
+  throw OutOfMemoryError(out_of_memory_message(bytes, device_, have_info, free_bytes,
+                                               total_bytes, s.allocated_bytes, s.reserved_bytes,
+                                               limit));
+}
+
 void* AsyncAllocator::allocate(size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return nullptr;
   cuda::DeviceGuard guard(device_);
@@ -109,19 +123,7 @@ void* AsyncAllocator::allocate(size_t bytes, cudaStream_t stream) {
     limit = limit_;
     in_use = stats_.allocated_bytes;
   }
-  if (limit != 0 && (in_use > limit || bytes > limit - in_use)) {
-    const AllocatorStats s = stats();
-    size_t free_bytes = 0, total_bytes = 0;
-    const bool have_info = cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess;
-    if (!have_info) (void)cudaGetLastError();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.ooms;
-    }
-    throw OutOfMemoryError(out_of_memory_message(bytes, device_, have_info, free_bytes,
-                                                 total_bytes, s.allocated_bytes,
-                                                 s.reserved_bytes, limit));
-  }
+  if (limit != 0 && (in_use > limit || bytes > limit - in_use)) throw_out_of_memory(bytes, limit);
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes, stream);
   if (err == cudaErrorMemoryAllocation) {
@@ -138,17 +140,7 @@ void* AsyncAllocator::allocate(size_t bytes, cudaStream_t stream) {
   }
   if (err == cudaErrorMemoryAllocation) {
     (void)cudaGetLastError();
-    const AllocatorStats s = stats();
-    size_t free_bytes = 0, total_bytes = 0;
-    const bool have_info = cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess;
-    if (!have_info) (void)cudaGetLastError();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.ooms;
-    }
-    throw OutOfMemoryError(out_of_memory_message(bytes, device_, have_info, free_bytes,
-                                                 total_bytes, s.allocated_bytes,
-                                                 s.reserved_bytes));
+    throw_out_of_memory(bytes, 0);
   }
   EMBER_CUDA_CHECK(err);
 

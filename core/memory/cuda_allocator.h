@@ -70,6 +70,10 @@ class EMBER_API AsyncAllocator {
     std::vector<cudaStream_t> uses;  // other streams, waited for before the free
   };
 
+  // Counts an out-of-memory and throws OutOfMemoryError for `bytes` with the device's and
+  // the pool's figures (and `limit` when a limit refused it).
+  [[noreturn]] void throw_out_of_memory(size_t bytes, size_t limit);
+
   int device_;
   cudaMemPool_t pool_ = nullptr;
   mutable std::mutex mu_;
