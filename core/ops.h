@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ember/core/base/export.h"
@@ -47,7 +48,9 @@ EMBER_API Tensor relu(const Tensor& x);
 EMBER_API Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 EMBER_API Tensor sigmoid(const Tensor& x);
 EMBER_API Tensor tanh(const Tensor& x);
-EMBER_API Tensor gelu(const Tensor& x);
+// GELU, exact (0.5 x (1 + erf(x / sqrt 2))) or, with approximate = "tanh", PyTorch's tanh
+// approximation 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+EMBER_API Tensor gelu(const Tensor& x, std::string_view approximate = "none");
 EMBER_API Tensor softmax(const Tensor& x, int64_t dim = -1);
 EMBER_API Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 
@@ -73,6 +76,14 @@ EMBER_API Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 EMBER_API Tensor matmul(const Tensor& a, const Tensor& b);
 // y = x @ weight^T + bias: x [N, in], weight [out, in], bias [out] (may be undefined).
 EMBER_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// The activation linear() applies after the bias, the same as calling it on linear()'s
+// result. On a GPU the bias and the activation run inside the GEMM (cuBLASLt's epilogue),
+// and the backward computes the bias gradient inside the weight-gradient GEMM (Note [Fused
+// linear] in core/ops/linalg.cpp). kGeluTanh is gelu(x, "tanh"), the GELU cuBLASLt fuses;
+// the exact kGelu runs as its own kernel after the fused bias.
+enum class LinearActivation { kNone, kRelu, kGelu, kGeluTanh };
+EMBER_API Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                        LinearActivation activation);
 
 // --- joining and splitting (core/ops/join.cpp) ---------------------------------------------
 // Concatenates along an existing dimension; all other sizes must match.

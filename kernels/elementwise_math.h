@@ -33,6 +33,7 @@ EMBER_HD inline double hd_pow(double x, double a) { return ::pow(x, a); }
 
 inline constexpr double kSqrt1_2 = 0.70710678118654752440;      // 1 / sqrt(2)
 inline constexpr double kInvSqrt2Pi = 0.39894228040143267794;   // 1 / sqrt(2 pi)
+inline constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2 / pi)
 
 // ---------------------------------------------------------------------------------
 // Unary ops. Each functor has forward(x) -> y and derivative(x, y) -> dy/dx; backward
@@ -132,6 +133,22 @@ struct Gelu {
     const T cdf = T(0.5) * (T(1) + hd_erf(x * T(kSqrt1_2)));
     const T pdf = T(kInvSqrt2Pi) * hd_exp(T(-0.5) * x * x);
     return cdf + x * pdf;
+  }
+};
+
+template <typename T>
+struct GeluTanh {
+  // PyTorch's gelu(approximate="tanh") and cuBLASLt's GELU epilogue:
+  // 0.5 x (1 + tanh(u)), u = sqrt(2 / pi) (x + 0.044715 x^3).
+  EMBER_HD T forward(T x) const {
+    const T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+    return T(0.5) * x * (T(1) + hd_tanh(u));
+  }
+  // 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx, t = tanh(u), du/dx = sqrt(2 / pi) (1 + 3 0.044715 x^2).
+  EMBER_HD T derivative(T x, T) const {
+    const T t = hd_tanh(T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x));
+    const T du = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
   }
 };
 
@@ -262,6 +279,7 @@ void visit_unary(UnaryOp op, UnaryParams p, Visitor&& visit) {
     case UnaryOp::Sigmoid: return visit(Sigmoid<T>{});
     case UnaryOp::Tanh: return visit(Tanh<T>{});
     case UnaryOp::Gelu: return visit(Gelu<T>{});
+    case UnaryOp::GeluTanh: return visit(GeluTanh<T>{});
     case UnaryOp::AddScalar: return visit(AddScalar<T>{a});
     case UnaryOp::MulScalar: return visit(MulScalar<T>{a});
   }

@@ -20,6 +20,7 @@ enum class UnaryOp : int {
   Sigmoid,    // 1 / (1 + e^-x)
   Tanh,       // tanh x
   Gelu,       // exact: 0.5 x (1 + erf(x / sqrt 2))
+  GeluTanh,   // tanh approximation: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))
   AddScalar,  // x + p.a
   MulScalar,  // x * p.a
 };
@@ -28,6 +29,11 @@ struct UnaryParams {
   double a = 0.0;
   double b = 0.0;
 };
+
+// The activation a GEMM applies on the way out, after the bias (kernels::cpu/cuda::
+// gemm_bias_act): cuBLASLt's RELU_BIAS and GELU_BIAS epilogues, whose GELU is the tanh
+// approximation.
+enum class GemmActivation : int { kNone, kRelu, kGeluTanh };
 
 // Binary elementwise ops with NumPy broadcasting (see BroadcastIndex).
 enum class BinaryOp : int { Add, Sub, Mul, Div, Maximum, Minimum };

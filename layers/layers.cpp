@@ -94,6 +94,14 @@ Linear::Linear(int64_t in_features, int64_t out_features, LinearOptions options)
     : in_(in_features), out_(out_features), options_(std::move(options)) {
   EMBER_CHECK_T(ValueError, in_features > 0 && out_features > 0,
                 "Linear: features must be positive, got in=", in_features, " out=", out_features);
+  const std::string& a = options_.activation;
+  EMBER_CHECK_T(ValueError, a == "none" || a == "relu" || a == "gelu" || a == "gelu_tanh",
+                "Linear: activation must be \"none\", \"relu\", \"gelu\" or \"gelu_tanh\", "
+                "got \"", a, "\"");
+  activation_ = a == "relu"        ? LinearActivation::kRelu
+                : a == "gelu"      ? LinearActivation::kGelu
+                : a == "gelu_tanh" ? LinearActivation::kGeluTanh
+                                   : LinearActivation::kNone;
   register_parameter("weight", empty({out_, in_}));
   register_parameter("bias", options_.bias ? empty({out_}) : Tensor());
   reset_parameters();
@@ -108,12 +116,14 @@ Tensor Linear::forward(const Tensor& x) {
   EMBER_CHECK_T(ShapeError, x.dim() >= 1 && x.size(-1) == in_, "Linear(in_features=", in_,
                 ", out_features=", out_, "): expected input [*, ", in_, "], got ",
                 shape_str(x.shape()));
-  return linear(x, weight(), options_.bias ? bias() : Tensor());
+  return linear(x, weight(), options_.bias ? bias() : Tensor(), activation_);
 }
 
 std::string Linear::extra_repr() const {
-  return "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
-         ", bias=" + (options_.bias ? "True" : "False");
+  std::string r = "in_features=" + std::to_string(in_) + ", out_features=" + std::to_string(out_) +
+                  ", bias=" + (options_.bias ? "True" : "False");
+  if (activation_ != LinearActivation::kNone) r += ", activation=" + options_.activation;
+  return r;
 }
 
 // --- Conv2d --------------------------------------------------------------------------------
@@ -310,6 +320,14 @@ std::string LayerNorm::extra_repr() const {
 
 std::string LeakyReLU::extra_repr() const { return "negative_slope=" + fmt(slope_); }
 std::string Softmax::extra_repr() const { return "dim=" + std::to_string(dim_); }
+
+GELU::GELU(std::string approximate) : approximate_(std::move(approximate)) {
+  EMBER_CHECK_T(ValueError, approximate_ == "none" || approximate_ == "tanh",
+                "GELU: approximate must be \"none\" or \"tanh\", got \"", approximate_, "\"");
+}
+std::string GELU::extra_repr() const {
+  return approximate_ == "none" ? std::string() : "approximate='" + approximate_ + "'";
+}
 
 Tensor LogSoftmax::forward(const Tensor& x) {
   check_defined(*this, x);

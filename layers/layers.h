@@ -44,9 +44,13 @@ struct EMBER_API Padding {
 struct LinearOptions {
   bool bias = true;
   std::string init = "default";  // PyTorch's; or "glorot_uniform", "he_normal", ... (nn::init)
+  // Applied after the bias, as Keras's Dense(activation=...): "none", "relu", "gelu" (exact)
+  // or "gelu_tanh" (GELU's tanh approximation). On a GPU the bias and "relu"/"gelu_tanh"
+  // run inside the GEMM (linear(x, w, b, LinearActivation) in core/ops.h).
+  std::string activation = "none";
 };
 
-// y = x W^T + b. weight [out_features, in_features], bias [out_features].
+// y = act(x W^T + b). weight [out_features, in_features], bias [out_features].
 class EMBER_API Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, LinearOptions options = {});
@@ -61,6 +65,7 @@ class EMBER_API Linear : public Module {
  private:
   int64_t in_, out_;
   LinearOptions options_;
+  LinearActivation activation_ = LinearActivation::kNone;
 };
 
 // --- Conv2d ---------------------------------------------------------------------------------
@@ -258,11 +263,17 @@ class EMBER_API Tanh : public Module {
   OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
 };
 
+// approximate: "none" (exact) or "tanh", as PyTorch's nn.GELU.
 class EMBER_API GELU : public Module {
  public:
-  Tensor forward(const Tensor& x) override { return gelu(x); }
+  explicit GELU(std::string approximate = "none");
+  Tensor forward(const Tensor& x) override { return gelu(x, approximate_); }
   std::string name() const override { return "GELU"; }
   OnnxValue emit_onnx(OnnxGraph& g, const OnnxValue& x) override;
+  std::string extra_repr() const override;
+
+ private:
+  std::string approximate_;
 };
 
 class EMBER_API Softmax : public Module {

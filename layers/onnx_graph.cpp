@@ -193,13 +193,22 @@ OnnxValue OnnxGraph::leaky_relu(const OnnxValue& x, double negative_slope) {
                {{"alpha", static_cast<float>(negative_slope)}});
 }
 
-OnnxValue OnnxGraph::gelu(const OnnxValue& x) {
-  // Opset 17 has no Gelu: the exact form 0.5 x (1 + erf(x / sqrt 2)), as ember computes it.
-  const std::string scaled =
-      op("Div", {x.name, constant_float(static_cast<float>(std::sqrt(2.0)))});
-  const std::string one_plus = op("Add", {op("Erf", {scaled}), constant_float(1.0f)});
+OnnxValue OnnxGraph::gelu(const OnnxValue& x, std::string_view approximate) {
+  // Opset 17 has no Gelu: the exact form 0.5 x (1 + erf(x / sqrt 2)) or the tanh form
+  // 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), as ember computes them.
+  std::string inner;
+  if (approximate == "tanh") {
+    const std::string cube = op("Mul", {op("Mul", {x.name, x.name}), x.name});
+    const std::string poly =
+        op("Add", {x.name, op("Mul", {cube, constant_float(0.044715f)})});
+    const auto sqrt_2_over_pi = static_cast<float>(std::sqrt(2.0 / 3.14159265358979323846));
+    inner = op("Tanh", {op("Mul", {poly, constant_float(sqrt_2_over_pi)})});
+  } else {
+    inner = op("Erf", {op("Div", {x.name, constant_float(static_cast<float>(std::sqrt(2.0)))})});
+  }
+  const std::string one_plus = op("Add", {inner, constant_float(1.0f)});
   const std::string y = op("Mul", {op("Mul", {x.name, one_plus}), constant_float(0.5f)});
-  return {y, ember::gelu(x.example)};
+  return {y, ember::gelu(x.example, approximate)};
 }
 
 OnnxValue OnnxGraph::softmax(const OnnxValue& x, int64_t dim) {
@@ -296,15 +305,25 @@ OnnxValue Sequential::emit_onnx(OnnxGraph& g, const OnnxValue& x) {
 
 OnnxValue Linear::emit_onnx(OnnxGraph& g, const OnnxValue& x) {
   const std::string w = g.parameter(*this, "weight");
+  std::string y;
   if (x.example.dim() == 2) {  // Gemm takes the weight as stored: y = x W^T + b
     std::vector<std::string> in{x.name, w};
     if (options_.bias) in.push_back(g.parameter(*this, "bias"));
-    return {g.op("Gemm", in, {{"transB", int64_t{1}}}), Tensor()};
+    y = g.op("Gemm", in, {{"transB", int64_t{1}}});
+  } else {
+    y = g.op("MatMul", {x.name, g.op("Transpose", {w}, {{"perm", std::vector<int64_t>{1, 0}}})});
+    if (options_.bias) y = g.op("Add", {y, g.parameter(*this, "bias")});
   }
-  const std::string y =
-      g.op("MatMul", {x.name, g.op("Transpose", {w}, {{"perm", std::vector<int64_t>{1, 0}}})});
-  if (!options_.bias) return {y, Tensor()};
-  return {g.op("Add", {y, g.parameter(*this, "bias")}), Tensor()};
+  if (activation_ == LinearActivation::kNone) return {y, Tensor()};
+  // The activation as its own node, on the affine part's value.
+  Tensor z;
+  {
+    NoGradGuard no_grad;
+    z = linear(x.example, weight(), options_.bias ? bias() : Tensor());
+  }
+  const OnnxValue affine{y, z};
+  if (activation_ == LinearActivation::kRelu) return g.relu(affine);
+  return g.gelu(affine, activation_ == LinearActivation::kGeluTanh ? "tanh" : "none");
 }
 
 OnnxValue Conv2d::emit_onnx(OnnxGraph& g, const OnnxValue& x) {
@@ -407,7 +426,9 @@ OnnxValue ReLU::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.relu(x); 
 OnnxValue LeakyReLU::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.leaky_relu(x, slope_); }
 OnnxValue Sigmoid::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.sigmoid(x); }
 OnnxValue Tanh::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.tanh(x); }
-OnnxValue GELU::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.gelu(x); }
+OnnxValue GELU::emit_onnx(OnnxGraph& g, const OnnxValue& x) {
+  return g.gelu(x, approximate_);
+}
 OnnxValue Softmax::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.softmax(x, dim_); }
 OnnxValue LogSoftmax::emit_onnx(OnnxGraph& g, const OnnxValue& x) { return g.log_softmax(x, dim_); }
 

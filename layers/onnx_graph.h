@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -105,7 +106,7 @@ class EMBER_API OnnxGraph {
   OnnxValue leaky_relu(const OnnxValue& x, double negative_slope = 0.01);
   OnnxValue sigmoid(const OnnxValue& x);
   OnnxValue tanh(const OnnxValue& x);
-  OnnxValue gelu(const OnnxValue& x);
+  OnnxValue gelu(const OnnxValue& x, std::string_view approximate = "none");
   OnnxValue softmax(const OnnxValue& x, int64_t dim = -1);
   OnnxValue log_softmax(const OnnxValue& x, int64_t dim = -1);
   OnnxValue add(const OnnxValue& a, const OnnxValue& b);

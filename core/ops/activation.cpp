@@ -18,7 +18,11 @@ Tensor leaky_relu(const Tensor& x, double negative_slope) {
 }
 Tensor sigmoid(const Tensor& x) { return detail::unary(x, UnaryOp::Sigmoid, {}, "sigmoid"); }
 Tensor tanh(const Tensor& x) { return detail::unary(x, UnaryOp::Tanh, {}, "tanh"); }
-Tensor gelu(const Tensor& x) { return detail::unary(x, UnaryOp::Gelu, {}, "gelu"); }
+Tensor gelu(const Tensor& x, std::string_view approximate) {
+  EMBER_CHECK_T(ValueError, approximate == "none" || approximate == "tanh",
+                "gelu: approximate must be \"none\" or \"tanh\", got \"", approximate, "\"");
+  return detail::unary(x, approximate == "tanh" ? UnaryOp::GeluTanh : UnaryOp::Gelu, {}, "gelu");
+}
 
 namespace {
 

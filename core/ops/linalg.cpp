@@ -1,12 +1,18 @@
 // matmul (1-D, 2-D and batched 3-D) and linear, through the GEMM kernels
-// (kernels/cpu/gemm.h, OpenBLAS, and its CUDA twin, cuBLAS). Transposed views are passed
-// to the GEMM as transpose flags, not copied.
+// (kernels/cpu/gemm.h, OpenBLAS, and its CUDA twin, cuBLAS / cuBLASLt). Transposed views
+// are passed to the GEMM as transpose flags, not copied. linear fuses its bias, activation
+// and bias gradient into the GEMMs (Note [Fused linear]).
+#include <tuple>
+#include <utility>
+
 #include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/dispatch.h"
 #include "ember/core/ops.h"
 #include "ember/core/ops/op_utils.h"
+#include "ember/kernels/cpu/elementwise.h"
 #include "ember/kernels/cpu/gemm.h"
+#include "ember/kernels/cuda/elementwise.cuh"
 #include "ember/kernels/cuda/gemm.cuh"
 
 namespace ember {
@@ -143,8 +149,80 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return y;
 }
 
+// Note [Fused linear]
+// A linear layer is a GEMM, a bias and often an activation; its backward is two GEMMs and a
+// column sum. Composed, the bias, the activation and the sum each read and write the whole
+// [N, out] matrix once more. cuBLASLt fuses them into the GEMMs (its epilogues), as
+// PyTorch's addmm with a bias and its _addmm_activation do:
+//  - forward: y = act(x W^T + b) in one call (BIAS, RELU_BIAS, GELU_BIAS). Training with
+//    the tanh GELU also needs z = x W^T + b: GELU_AUX_BIAS writes it beside y. ReLU's
+//    backward needs no z: y > 0 exactly where z > 0, so y is what is saved.
+//  - backward: the activation's derivative (the elementwise kernel), dx = g W, and
+//    dW = g^T x with db = the column sums of g in the same call (BGRADB).
+// The CPU twins (kernels/cpu/gemm.h) compute the same in float with one rounding per
+// output, and the tests hold both to the composed ops. Where cuBLASLt has no fused kernel
+// (a case its heuristic refuses, an unaligned bias view, k == 0) the CUDA twin says so
+// and the op composes: bias broadcast, GEMM accumulating onto it, activation kernel. The
+// exact GELU has no cuBLASLt epilogue: linear(..., kGelu) is gelu() of the fused bias.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  if (auto c = autocast::to_lower({x, weight, bias})) return linear((*c)[0], (*c)[1], (*c)[2]);
+  return linear(x, weight, bias, LinearActivation::kNone);
+}
+
+namespace {
+
+kernels::UnaryOp unary_op_of(kernels::GemmActivation act) {
+  return act == kernels::GemmActivation::kRelu ? kernels::UnaryOp::Relu
+                                               : kernels::UnaryOp::GeluTanh;
+}
+
+// The composed forward (Note [Fused linear]): z = bias broadcast + x W^T, then y = act(z).
+// Returns y; `pre` receives z when asked for (an activation and a recorded backward).
+Tensor linear_composed(const GemmOperand& xa, const GemmOperand& w_t, const Tensor& bias,
+                       kernels::GemmActivation act, int64_t n_rows, int64_t out_features,
+                       int64_t in_features, bool want_pre, Tensor* pre) {
+  // clone(), not contiguous(): for one row the expanded bias is already contiguous, and
+  // contiguous() would hand back the bias itself for the GEMM to accumulate into.
+  Tensor z = bias.defined()
+                 ? bias.detach().unsqueeze(0).expand({n_rows, out_features}).clone()
+                 : detail::empty_on({n_rows, out_features}, xa.t.dtype(), xa.t.device());
+  run_gemm(xa, w_t, z, n_rows, out_features, in_features, 1, bias.defined() ? 1.0 : 0.0,
+           "linear");
+  if (act == kernels::GemmActivation::kNone) return z;
+  // In place unless z must be kept.
+  Tensor y = want_pre ? detail::empty_like(z) : z;
+  const kernels::UnaryOp op = unary_op_of(act);
+  dispatch::run(z, dispatch::kFloatingAndHalf, "linear", [&]<typename T>(auto ctx) {
+    unary_forward(ctx, op, z.data<T>(), y.data<T>(), z.numel(), {});
+  });
+  if (want_pre) *pre = z;
+  return y;
+}
+
+// dW = g^T x and db = the column sums of g (g [N, out], x [N, in]), in one GEMM where the
+// backend fuses them.
+std::pair<Tensor, Tensor> linear_weight_bias_grad(const Tensor& g2, const Tensor& x2) {
+  const int64_t n_rows = g2.size(0), out_features = g2.size(1), in_features = x2.size(1);
+  Tensor dw = detail::empty_on({out_features, in_features}, g2.dtype(), g2.device());
+  Tensor db = detail::empty_on({out_features}, g2.dtype(), g2.device());
+  const GemmOperand ga = gemm_operand(g2.t());
+  const GemmOperand xb = gemm_operand(x2);
+  bool fused = false;
+  dispatch::run(dw, dispatch::kFloatingAndHalf, "linear", [&]<typename T>(auto ctx) {
+    fused = gemm_bias_grad(ctx, ga.trans, xb.trans, out_features, in_features, n_rows,
+                           ga.t.data<T>(), ga.ld, xb.t.data<T>(), xb.ld, dw.data<T>(),
+                           in_features, db.data<T>());
+  });
+  if (fused) return {dw, db};
+  return {matmul_forward(g2.t(), x2), sum(g2, {0})};
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
+              LinearActivation activation) {
+  if (auto c = autocast::to_lower({x, weight, bias})) {
+    return linear((*c)[0], (*c)[1], (*c)[2], activation);
+  }
   check_matmul_inputs(x, weight, "linear");
   EMBER_CHECK_T(ShapeError, weight.dim() == 2, "linear: weight must be [out_features, "
                 "in_features], got ", shape_str(weight.shape()));
@@ -152,50 +230,95 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                 shape_str(x.shape()), " has ", x.dim() ? x.size(-1) : 0,
                 " features in its last dimension, weight ", shape_str(weight.shape()),
                 " expects ", weight.size(1));
-  const int64_t out_features = weight.size(0);
+  const int64_t out_features = weight.size(0), in_features = weight.size(1);
   if (bias.defined()) {
     detail::check_same_device(x, bias, "linear");
     detail::check_same_dtype(x, bias, "linear");
     EMBER_CHECK_T(ShapeError, bias.dim() == 1 && bias.size(0) == out_features, "linear: bias ",
                   shape_str(bias.shape()), " must be [", out_features, "]");
   }
-  // x: [*, in] -> [N, in]; y = x w^T + b: [N, out]
+  EMBER_CHECK_T(ValueError,
+                activation >= LinearActivation::kNone && activation <= LinearActivation::kGeluTanh,
+                "linear: unknown activation code ", static_cast<int>(activation));
+  if (activation == LinearActivation::kGelu) return gelu(linear(x, weight, bias), "none");
+  const kernels::GemmActivation act =
+      activation == LinearActivation::kRelu       ? kernels::GemmActivation::kRelu
+      : activation == LinearActivation::kGeluTanh ? kernels::GemmActivation::kGeluTanh
+                                                  : kernels::GemmActivation::kNone;
+  // x: [*, in] -> [N, in]; y = act(x w^T + b): [N, out]
   Shape out_shape(x.shape().begin(), x.shape().end() - 1);
   out_shape.push_back(out_features);
   // The row count is spelled out: -1 cannot be inferred when in_features is 0.
   int64_t n_rows = 1;
   for (int64_t d = 0; d + 1 < x.dim(); ++d) n_rows *= x.size(d);
   Tensor x2 = x.dim() == 2 ? x : x.reshape({n_rows, x.size(-1)});
-  Tensor y;
+  const bool record = autograd::needs_grad({&x, &weight, &bias});
+  // The GELU's backward reads its input z (ReLU's reads y: Note [Fused linear]).
+  const bool want_pre = record && act == kernels::GemmActivation::kGeluTanh;
+  Tensor y, pre;
   {
     NoGradGuard no_grad;
-    // The bias is written first and the GEMM accumulates onto it (beta = 1): one pass.
-    // clone(), not contiguous(): for one row the expanded bias is already contiguous, and
-    // contiguous() would hand back the bias itself for the GEMM to accumulate into.
-    y = bias.defined() ? bias.detach().unsqueeze(0).expand({n_rows, out_features}).clone()
-                       : detail::empty_on({n_rows, out_features}, x.dtype(), x.device());
+    y = detail::empty_on({n_rows, out_features}, x.dtype(), x.device());
     if (y.numel() > 0) {
+      const GemmOperand xa = gemm_operand(x2.detach());
       GemmOperand w_t = gemm_operand(weight.detach());
       w_t.trans = !w_t.trans;  // weight^T
-      run_gemm(gemm_operand(x2.detach()), w_t, y, n_rows, out_features, weight.size(1), 1,
-               bias.defined() ? 1.0 : 0.0, "linear");
+      bool fused = false;
+      if (bias.defined()) {
+        const Tensor b = bias.detach().contiguous();
+        if (want_pre) pre = detail::empty_like(y);
+        dispatch::run(y, dispatch::kFloatingAndHalf, "linear", [&]<typename T>(auto ctx) {
+          fused = gemm_bias_act(ctx, xa.trans, w_t.trans, n_rows, out_features, in_features,
+                                xa.t.data<T>(), xa.ld, w_t.t.data<T>(), w_t.ld, b.data<T>(),
+                                act, y.data<T>(), out_features,
+                                want_pre ? pre.data<T>() : nullptr);
+        });
+      }
+      if (!fused) {
+        y = linear_composed(xa, w_t, bias, act, n_rows, out_features, in_features, want_pre,
+                            &pre);
+      }
+    } else if (want_pre) {
+      pre = y;
     }
   }
-  y = y.detach().reshape(out_shape);
-  if (autograd::needs_grad({&x, &weight, &bias})) {
+  Tensor y2 = y.detach();
+  y = y2.reshape(out_shape);
+  if (record) {
     const bool gx = x.requires_grad(), gw = weight.requires_grad(),
                gb = bias.defined() && bias.requires_grad();
-    autograd::record("linear", {x, weight, bias}, {y},
-                     [gx, gw, gb, sx = autograd::SavedTensor(gw ? x2 : Tensor(), "linear"),
-                      sw = autograd::SavedTensor(gx ? weight : Tensor(), "linear"),
-                      x_shape = x.shape(), n_rows, out_features](std::vector<Tensor>& g) {
-                       Tensor g2 = g[0].reshape({n_rows, out_features});  // [N, out]
-                       Tensor dx, dw, db;
-                       if (gx) dx = matmul_forward(g2, sw.unpack()).reshape(x_shape);  // [N, in]
-                       if (gw) dw = matmul_forward(g2.t(), sx.unpack());               // [out, in]
-                       if (gb) db = sum(g2, {0});                                      // [out]
-                       return std::vector<Tensor>{dx, dw, db};
-                     });
+    const bool relu = act == kernels::GemmActivation::kRelu;
+    autograd::record(
+        "linear", {x, weight, bias}, {y},
+        [gx, gw, gb, act, sx = autograd::SavedTensor(gw ? x2 : Tensor(), "linear"),
+         sw = autograd::SavedTensor(gx ? weight : Tensor(), "linear"),
+         // The activation's input (GELU) or output (ReLU) for its derivative.
+         sa = autograd::SavedTensor(relu ? y2 : pre, "linear"), x_shape = x.shape(), n_rows,
+         out_features](std::vector<Tensor>& g) {
+          Tensor g2 = g[0].reshape({n_rows, out_features});  // [N, out]
+          if (act != kernels::GemmActivation::kNone) {
+            // dz = dy * act'(z): for ReLU z's sign is y's, and y stands in for z.
+            const Tensor za = sa.unpack();
+            const Tensor gy = g2.contiguous();
+            Tensor gz = detail::empty_like(za);
+            const kernels::UnaryOp op = unary_op_of(act);
+            dispatch::run(za, dispatch::kFloatingAndHalf, "linear", [&]<typename T>(auto ctx) {
+              unary_backward(ctx, op, za.data<T>(), za.data<T>(), gy.data<T>(), gz.data<T>(),
+                             za.numel(), {});
+            });
+            g2 = gz;
+          }
+          Tensor dx, dw, db;
+          if (gx) dx = matmul_forward(g2, sw.unpack()).reshape(x_shape);  // [N, in]
+          if (gw && gb) {
+            std::tie(dw, db) = linear_weight_bias_grad(g2, sx.unpack());   // [out, in], [out]
+          } else if (gw) {
+            dw = matmul_forward(g2.t(), sx.unpack());
+          } else if (gb) {
+            db = sum(g2, {0});
+          }
+          return std::vector<Tensor>{dx, dw, db};
+        });
   }
   return y;
 }

@@ -4,12 +4,14 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "ember/core/base/error.h"
 #include "ember/core/base/half.h"
+#include "ember/kernels/elementwise_math.h"
 
 namespace ember::kernels::cpu {
 
@@ -38,11 +40,17 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, bla
 
 // Half and BFloat16 have no BLAS routine: A, B (and C when beta reads it) are widened to
 // float, multiplied by sgemm, and C is rounded once per element -- the same products and
-// float sums a GPU's 16-bit GEMM with float accumulation computes.
-template <typename T>
+// float sums a GPU's 16-bit GEMM with float accumulation computes. `epilogue(r, row)`, when
+// given, sees each float row of C before it is rounded (gemm_bias_act's activation, applied
+// in float as cuBLASLt's epilogue does).
+struct NoEpilogue {
+  void operator()(int64_t, float*) const {}
+};
+
+template <typename T, typename Epilogue = NoEpilogue>
 void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
                float alpha, const T* a, blasint lda, const T* b, blasint ldb, float beta, T* c,
-               blasint ldc) {
+               blasint ldc, Epilogue epilogue = {}) {
   static_assert(is_reduced_float_v<T>);
   // The stored extent of a row-major matrix of `rows` rows of `cols` used columns.
   const auto widen = [](const T* p, int64_t rows, int64_t cols, int64_t ld) {
@@ -59,6 +67,7 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, bla
   cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, wa.data(), lda, wb.data(), ldb, beta,
               wc.data(), ldc);
   for (int64_t r = 0; r < m; ++r) {
+    epilogue(r, wc.data() + r * ldc);
     for (int64_t j = 0; j < n; ++j) c[r * ldc + j] = T(wc[r * ldc + j]);
   }
 }
@@ -141,5 +150,104 @@ template void gemm<Half>(Context, bool, bool, int64_t, int64_t, int64_t, Half, c
 template void gemm<BFloat16>(Context, bool, bool, int64_t, int64_t, int64_t, BFloat16,
                              const BFloat16*, int64_t, int64_t, const BFloat16*, int64_t,
                              int64_t, BFloat16, BFloat16*, int64_t, int64_t, int64_t);
+
+
+namespace {
+
+// The activation of gemm_bias_act on one row of n values in the compute type U; `pre`
+// (may be null) receives the values before it, rounded to T.
+template <typename T, typename U>
+void activate_row(GemmActivation act, U* row, int64_t n, T* pre) {
+  if (pre != nullptr) {
+    for (int64_t j = 0; j < n; ++j) pre[j] = T(row[j]);
+  }
+  switch (act) {
+    case GemmActivation::kNone: return;
+    case GemmActivation::kRelu: {
+      const math::Relu<U> f;
+      for (int64_t j = 0; j < n; ++j) row[j] = f.forward(row[j]);
+      return;
+    }
+    case GemmActivation::kGeluTanh: {
+      const math::GeluTanh<U> f;
+      for (int64_t j = 0; j < n; ++j) row[j] = f.forward(row[j]);
+      return;
+    }
+  }
+  EMBER_CHECK(false, "gemm_bias_act: unknown GemmActivation code ", static_cast<int>(act));
+}
+
+}  // namespace
+
+template <typename T>
+bool gemm_bias_act(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   const T* a, int64_t lda, const T* b, int64_t ldb, const T* bias,
+                   GemmActivation act, T* c, int64_t ldc, T* pre) {
+  EMBER_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm_bias_act: negative size (m = ", m, ", n = ", n,
+              ", k = ", k, ")");
+  if (m == 0 || n == 0) return true;
+  EMBER_CHECK(ldc >= n, "gemm_bias_act: ldc = ", ldc, " is smaller than the row length ", n);
+  // C starts as the bias in every row and the product accumulates onto it (beta = 1), as
+  // linear() always did: one rounding of product + bias, as in cuBLASLt's epilogue.
+  for (int64_t r = 0; r < m; ++r) std::copy(bias, bias + n, c + r * ldc);
+  if constexpr (is_reduced_float_v<T>) {
+    if (k > 0) {
+      const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+      const CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+      EMBER_CHECK(lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n),
+                  "gemm_bias_act: lda = ", lda, " or ldb = ", ldb, " is too small");
+      blas_gemm(ta, tb, to_blas_int(m, "m"), to_blas_int(n, "n"), to_blas_int(k, "k"), 1.0f, a,
+                to_blas_int(lda, "lda"), b, to_blas_int(ldb, "ldb"), 1.0f, c,
+                to_blas_int(ldc, "ldc"), [&](int64_t r, float* row) {
+                  activate_row(act, row, n, pre == nullptr ? nullptr : pre + r * ldc);
+                });
+      return true;
+    }
+    // k == 0: C is the bias; the activation is applied in float and rounded once.
+    std::vector<float> row(static_cast<size_t>(n));
+    for (int64_t r = 0; r < m; ++r) {
+      for (int64_t j = 0; j < n; ++j) row[j] = static_cast<float>(c[r * ldc + j]);
+      activate_row(act, row.data(), n, pre == nullptr ? nullptr : pre + r * ldc);
+      for (int64_t j = 0; j < n; ++j) c[r * ldc + j] = T(row[j]);
+    }
+  } else {
+    gemm(ctx, trans_a, trans_b, m, n, k, T(1), a, lda, 0, b, ldb, 0, T(1), c, ldc, 0, 1);
+    for (int64_t r = 0; r < m; ++r) {
+      activate_row(act, c + r * ldc, n, pre == nullptr ? nullptr : pre + r * ldc);
+    }
+  }
+  return true;
+}
+
+template <typename T>
+bool gemm_bias_grad(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
+                    T* bias_grad) {
+  gemm(ctx, trans_a, trans_b, m, n, k, T(1), a, lda, 0, b, ldb, 0, T(0), c, ldc, 0, 1);
+  // bias_grad[i] = sum over k of op(A)[i, :], accumulated in double and rounded once, as
+  // the CPU sum kernels do (kernels/cpu/reduce.cpp: the same result as sum(dY, {0})). A is
+  // stored [m, k] or, transposed, [k, m]: the loops walk its rows in memory order.
+  using U = double;
+  std::vector<U> acc(static_cast<size_t>(m), U(0));
+  for (int64_t kk = 0; kk < k; ++kk) {
+    for (int64_t i = 0; i < m; ++i) {
+      acc[i] += static_cast<U>(trans_a ? a[kk * lda + i] : a[i * lda + kk]);
+    }
+  }
+  for (int64_t i = 0; i < m; ++i) bias_grad[i] = T(acc[i]);
+  return true;
+}
+
+#define EMBER_CPU_GEMM_EPILOGUE_INSTANTIATE(T)                                                  \
+  template bool gemm_bias_act<T>(Context, bool, bool, int64_t, int64_t, int64_t, const T*,     \
+                                 int64_t, const T*, int64_t, const T*, GemmActivation, T*,     \
+                                 int64_t, T*);                                                 \
+  template bool gemm_bias_grad<T>(Context, bool, bool, int64_t, int64_t, int64_t, const T*,    \
+                                  int64_t, const T*, int64_t, T*, int64_t, T*);
+EMBER_CPU_GEMM_EPILOGUE_INSTANTIATE(float)
+EMBER_CPU_GEMM_EPILOGUE_INSTANTIATE(double)
+EMBER_CPU_GEMM_EPILOGUE_INSTANTIATE(Half)
+EMBER_CPU_GEMM_EPILOGUE_INSTANTIATE(BFloat16)
+#undef EMBER_CPU_GEMM_EPILOGUE_INSTANTIATE
 
 }  // namespace ember::kernels::cpu

@@ -203,14 +203,68 @@ void gemm(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t
       return;
     }
   }
-  cublas::gemm_lt<T>(ctx.cublas, trans_a, trans_b, m, n, k, static_cast<float>(alpha), a, lda,
-                     stride_a, b, ldb, stride_b, static_cast<float>(beta), c, ldc, stride_c,
-                     batch);
+  (void)cublas::gemm_lt<T>(ctx.cublas, trans_a, trans_b, m, n, k, static_cast<float>(alpha), a,
+                           lda, stride_a, b, ldb, stride_b, static_cast<float>(beta), c, ldc,
+                           stride_c, batch, {.allow_tf32 = ctx.allow_tf32});
+}
+
+// Note [Fused linear] in core/ops/linalg.cpp: one cuBLASLt call with the epilogue, float32
+// in TF32 or full float32 as ctx.allow_tf32 says. false (nothing enqueued) when cuBLASLt
+// has no fused kernel for the case, when k == 0, or when `pre` is asked for other than
+// GELU's aux output with a row stride cuBLASLt takes.
+template <typename T>
+bool gemm_bias_act(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   const T* a, int64_t lda, const T* b, int64_t ldb, const T* bias,
+                   GemmActivation act, T* c, int64_t ldc, T* pre) {
+  EMBER_INTERNAL_ASSERT(ctx.cublas != nullptr, "gemm (CUDA): the context has no cuBLAS handle");
+  EMBER_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm_bias_act (CUDA): negative size (m = ", m,
+              ", n = ", n, ", k = ", k, ")");
+  if (m == 0 || n == 0) return true;
+  if (k == 0) return false;
+  cublas::LtOptions<T> o;
+  o.bias = const_cast<T*>(bias);  // read only: cuBLASLt's bias pointer is not const
+  o.allow_tf32 = ctx.allow_tf32;
+  switch (act) {
+    case GemmActivation::kNone: o.epilogue = cublas::LtEpilogue::kBias; break;
+    case GemmActivation::kRelu: o.epilogue = cublas::LtEpilogue::kBiasRelu; break;
+    case GemmActivation::kGeluTanh: o.epilogue = cublas::LtEpilogue::kBiasGelu; break;
+  }
+  if (pre != nullptr) {
+    if (act != GemmActivation::kGeluTanh || ldc % 8 != 0) return false;
+    o.epilogue = cublas::LtEpilogue::kBiasGeluAux;
+    o.aux = pre;
+    o.aux_ld = ldc;
+  }
+  return cublas::gemm_lt<T>(ctx.cublas, trans_a, trans_b, m, n, k, 1.0f, a, lda, 0, b, ldb, 0,
+                            0.0f, c, ldc, 0, 1, o);
+}
+
+// The weight gradient with the bias gradient in its epilogue (cuBLASLt's BGRADB); false
+// when cuBLASLt has none for the case or the product is empty.
+template <typename T>
+bool gemm_bias_grad(Context ctx, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
+                    T* bias_grad) {
+  EMBER_INTERNAL_ASSERT(ctx.cublas != nullptr, "gemm (CUDA): the context has no cuBLAS handle");
+  EMBER_CHECK(m >= 0 && n >= 0 && k >= 0, "gemm_bias_grad (CUDA): negative size (m = ", m,
+              ", n = ", n, ", k = ", k, ")");
+  if (m == 0 || n == 0 || k == 0) return false;
+  cublas::LtOptions<T> o;
+  o.epilogue = cublas::LtEpilogue::kBiasGradA;
+  o.bias = bias_grad;
+  o.allow_tf32 = ctx.allow_tf32;
+  return cublas::gemm_lt<T>(ctx.cublas, trans_a, trans_b, m, n, k, 1.0f, a, lda, 0, b, ldb, 0,
+                            0.0f, c, ldc, 0, 1, o);
 }
 
 #define EMBER_CUDA_GEMM_INSTANTIATE(T)                                                        \
   template void gemm<T>(Context, bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, \
-                        int64_t, const T*, int64_t, int64_t, T, T*, int64_t, int64_t, int64_t);
+                        int64_t, const T*, int64_t, int64_t, T, T*, int64_t, int64_t, int64_t); \
+  template bool gemm_bias_act<T>(Context, bool, bool, int64_t, int64_t, int64_t, const T*,    \
+                                 int64_t, const T*, int64_t, const T*, GemmActivation, T*,    \
+                                 int64_t, T*);                                                \
+  template bool gemm_bias_grad<T>(Context, bool, bool, int64_t, int64_t, int64_t, const T*,   \
+                                  int64_t, const T*, int64_t, T*, int64_t, T*);
 EMBER_CUDA_GEMM_INSTANTIATE(float)
 EMBER_CUDA_GEMM_INSTANTIATE(Half)
 EMBER_CUDA_GEMM_INSTANTIATE(BFloat16)

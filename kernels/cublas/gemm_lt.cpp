@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <type_traits>
+#include <utility>
 #include <unordered_map>
 
 #include "ember/core/base/cuda_check.h"
@@ -28,10 +29,20 @@ constexpr cudaDataType_t kCudaType = std::is_same_v<T, Half>       ? CUDA_R_16F
                                      : std::is_same_v<T, BFloat16> ? CUDA_R_16BF
                                                                    : CUDA_R_32F;
 
-// float32 comes here only for TF32; the 16-bit types accumulate in float.
+// float32 with TF32 tensor cores or in full float32; the 16-bit types accumulate in float.
 template <typename T>
-constexpr cublasComputeType_t kCompute =
-    std::is_same_v<T, float> ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+cublasComputeType_t compute_type(bool allow_tf32) {
+  return std::is_same_v<T, float> && allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                : CUBLAS_COMPUTE_32F;
+}
+
+// The largest power of two up to 256 (cuBLASLt's default assumption) dividing the address.
+uint32_t alignment(const void* p) {
+  const auto v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && v % a != 0) a /= 2;
+  return a;
+}
 
 // One cuBLASLt handle per thread and device, created on first use and kept for the
 // process (as the cuDNN caches are: Note [cuDNN caches are never destroyed]).
@@ -46,8 +57,8 @@ cublasLtHandle_t lt_handle(int device) {
 }
 
 // device, dtype, compute, trans_a, trans_b, m, n, k, lda, ldb, ldc, stride_a, stride_b,
-// stride_c, batch, epilogue, workspace bytes.
-using Key = std::array<int64_t, 17>;
+// stride_c, batch, epilogue, workspace bytes, the alignments of A, B and C, aux_ld.
+using Key = std::array<int64_t, 21>;
 
 struct KeyHash {
   size_t operator()(const Key& k) const {
@@ -61,6 +72,7 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool has_algo = false;  // false: the heuristic had none for this epilogue (cached too)
   Plan() = default;
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
@@ -89,6 +101,8 @@ cublasLtEpilogue_t lt_epilogue(LtEpilogue e) {
     case LtEpilogue::kBias: return CUBLASLT_EPILOGUE_BIAS;
     case LtEpilogue::kBiasRelu: return CUBLASLT_EPILOGUE_RELU_BIAS;
     case LtEpilogue::kBiasGelu: return CUBLASLT_EPILOGUE_GELU_BIAS;
+    case LtEpilogue::kBiasGeluAux: return CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
+    case LtEpilogue::kBiasGradA: return CUBLASLT_EPILOGUE_BGRADB;
   }
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
@@ -105,10 +119,13 @@ template <typename T>
 std::shared_ptr<Plan> make_plan(cublasLtHandle_t lt, bool trans_a, bool trans_b, int64_t m,
                                 int64_t n, int64_t k, int64_t lda, int64_t stride_a,
                                 int64_t ldb, int64_t stride_b, int64_t ldc, int64_t stride_c,
-                                int32_t batch, LtEpilogue epilogue, size_t workspace_bytes) {
+                                int32_t batch, const LtOptions<T>& o,
+                                const std::array<uint32_t, 3>& align) {
+  const LtEpilogue epilogue = o.epilogue;
   auto plan = std::make_shared<Plan>();
   const cudaDataType_t type = kCudaType<T>;
-  EMBER_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, kCompute<T>, CUDA_R_32F));
+  EMBER_CUBLAS_CHECK(
+      cublasLtMatmulDescCreate(&plan->desc, compute_type<T>(o.allow_tf32), CUDA_R_32F));
   // Column-major: Lt's A is our B and Lt's B is our A (see the file comment).
   const cublasOperation_t op_first = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -122,6 +139,11 @@ std::shared_ptr<Plan> make_plan(cublasLtHandle_t lt, bool trans_a, bool trans_b,
   if (epilogue != LtEpilogue::kNone) {
     EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
+  }
+  if (epilogue == LtEpilogue::kBiasGeluAux) {
+    const int64_t aux_ld = o.aux_ld;
+    EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof(aux_ld)));
   }
   // Stored shapes in column-major terms: B^T is [b_rows, b_cols] with leading dim ldb.
   const uint64_t b_rows = static_cast<uint64_t>(trans_b ? k : n);
@@ -138,22 +160,40 @@ std::shared_ptr<Plan> make_plan(cublasLtHandle_t lt, bool trans_a, bool trans_b,
 
   cublasLtMatmulPreference_t pref = nullptr;
   EMBER_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  const uint64_t ws = workspace_bytes;
+  const uint64_t ws = o.workspace_bytes;
   cublasLtMatmulHeuristicResult_t result{};
   int returned = 0;
   const cublasStatus_t status = [&] {
     cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
         pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws));
+    // Lt's A is our B and Lt's B our A (see the file comment); C and D are both c.
+    const std::array<std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t>, 4> aligns{{
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align[1]},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align[0]},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align[2]},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align[2]},
+    }};
+    for (const auto& [attr, value] : aligns) {
+      if (st != CUBLAS_STATUS_SUCCESS) return st;
+      st = cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value));
+    }
     if (st != CUBLAS_STATUS_SUCCESS) return st;
     return cublasLtMatmulAlgoGetHeuristic(lt, plan->desc, plan->a, plan->b, plan->c, plan->c,
                                           pref, 1, &result, &returned);
   }();
   cublasLtMatmulPreferenceDestroy(pref);
+  // An epilogue cuBLASLt cannot fuse for this case is not an error: the caller composes the
+  // op. (The heuristic answers NOT_SUPPORTED or zero results for it.)
+  if (epilogue != LtEpilogue::kNone &&
+      (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && returned == 0))) {
+    return plan;
+  }
   EMBER_CUBLAS_CHECK(status);
   EMBER_CHECK_T(CudaError, returned > 0, "gemm (cuBLASLt): no algorithm for [", m, ", ", k,
-                "] x [", k, ", ", n, "] (batch ", batch, ") with ", workspace_bytes,
+                "] x [", k, ", ", n, "] (batch ", batch, ") with ", o.workspace_bytes,
                 " bytes of workspace");
   plan->algo = result.algo;
+  plan->has_algo = true;
   return plan;
 }
 
@@ -166,19 +206,29 @@ int64_t checked_int(int64_t v, const char* what) {
 }  // namespace
 
 template <typename T>
-void gemm_lt(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t n,
+bool gemm_lt(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64_t n,
              int64_t k, float alpha, const T* a, int64_t lda, int64_t stride_a, const T* b,
              int64_t ldb, int64_t stride_b, float beta, T* c, int64_t ldc, int64_t stride_c,
-             int64_t batch, LtEpilogue epilogue, const T* bias, void* workspace,
-             size_t workspace_bytes) {
+             int64_t batch, const LtOptions<T>& o) {
   EMBER_CHECK(m > 0 && n > 0 && k > 0 && batch > 0, "gemm (cuBLASLt): sizes must be positive "
               "(m = ", m, ", n = ", n, ", k = ", k, ", batch = ", batch,
               "); empty and k == 0 products are handled by the caller");
-  EMBER_CHECK(epilogue == LtEpilogue::kNone || (bias != nullptr && batch == 1),
-              "gemm (cuBLASLt): a bias epilogue needs a bias and batch == 1");
+  const LtEpilogue epilogue = o.epilogue;
+  EMBER_CHECK(epilogue == LtEpilogue::kNone || (o.bias != nullptr && batch == 1),
+              "gemm (cuBLASLt): an epilogue needs a bias vector and batch == 1");
+  EMBER_CHECK(epilogue != LtEpilogue::kBiasGeluAux ||
+                  (o.aux != nullptr && o.aux_ld >= n && o.aux_ld % 8 == 0),
+              "gemm (cuBLASLt): the GELU epilogue's aux output needs a pointer and a row "
+              "stride >= n that is a multiple of 8 (aux_ld = ", o.aux_ld, ", n = ", n, ")");
   EMBER_CHECK(ldc >= n && lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n),
               "gemm (cuBLASLt): leading dimensions lda = ", lda, ", ldb = ", ldb, ", ldc = ",
               ldc, " are too small for m = ", m, ", n = ", n, ", k = ", k);
+  // The epilogue's vectors are read and written with wide accesses; a vector that starts
+  // off a 16-byte boundary (a view into a larger buffer) is composed by the caller instead.
+  if (epilogue != LtEpilogue::kNone &&
+      (alignment(o.bias) < 16 || (o.aux != nullptr && alignment(o.aux) < 16))) {
+    return false;
+  }
   const int32_t ibatch = static_cast<int32_t>(checked_int(batch, "batch"));
   int device = 0;
   EMBER_CUDA_CHECK(cudaGetDevice(&device));
@@ -186,35 +236,42 @@ void gemm_lt(cublasHandle_t handle, bool trans_a, bool trans_b, int64_t m, int64
   EMBER_CUBLAS_CHECK(cublasGetStream(handle, &stream));
   cublasLtHandle_t lt = lt_handle(device);
 
-  const Key key{device,   static_cast<int64_t>(kCudaType<T>), static_cast<int64_t>(kCompute<T>),
-                trans_a,  trans_b, m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch,
-                static_cast<int64_t>(epilogue), static_cast<int64_t>(workspace_bytes)};
+  const std::array<uint32_t, 3> align{alignment(a), alignment(b), alignment(c)};
+  const Key key{device,
+                static_cast<int64_t>(kCudaType<T>),
+                static_cast<int64_t>(compute_type<T>(o.allow_tf32)),
+                trans_a,
+                trans_b,
+                m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch,
+                static_cast<int64_t>(epilogue),
+                static_cast<int64_t>(o.workspace_bytes),
+                align[0], align[1], align[2],
+                epilogue == LtEpilogue::kBiasGeluAux ? o.aux_ld : 0};
   Cache& cc = cache();
-  std::shared_ptr<Plan> plan;
-  {
-    std::lock_guard<std::mutex> lock(cc.mu);
-    plan = cc.plans.find(key);
-    if (!plan) {
-      plan = cc.plans.insert(key, make_plan<T>(lt, trans_a, trans_b, m, n, k, lda, stride_a,
-                                               ldb, stride_b, ldc, stride_c, ibatch, epilogue,
-                                               workspace_bytes));
-    }
+  // The bias and aux pointers change per call and the descriptor is shared between
+  // threads: they are set and the matmul enqueued under the cache's lock (cuBLASLt reads
+  // the descriptor when the call is made, not when it runs).
+  std::lock_guard<std::mutex> lock(cc.mu);
+  std::shared_ptr<Plan> plan = cc.plans.find(key);
+  if (!plan) {
+    plan = cc.plans.insert(key, make_plan<T>(lt, trans_a, trans_b, m, n, k, lda, stride_a, ldb,
+                                             stride_b, ldc, stride_c, ibatch, o, align));
   }
+  if (!plan->has_algo) return false;
   if (epilogue != LtEpilogue::kNone) {
-    // The bias pointer changes per call and the descriptor is shared between threads: the
-    // pointer is set and the matmul enqueued under the cache's lock (cuBLASLt reads the
-    // descriptor when the call is made, not when it runs).
-    std::lock_guard<std::mutex> lock(cc.mu);
+    const void* bias = o.bias;
     EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    EMBER_CUBLAS_CHECK(cublasLtMatmul(lt, plan->desc, &alpha, b, plan->a, a, plan->b, &beta, c,
-                                      plan->c, c, plan->c, &plan->algo, workspace,
-                                      workspace_bytes, stream));
-    return;
+  }
+  if (epilogue == LtEpilogue::kBiasGeluAux) {
+    void* aux = o.aux;
+    EMBER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
   }
   EMBER_CUBLAS_CHECK(cublasLtMatmul(lt, plan->desc, &alpha, b, plan->a, a, plan->b, &beta, c,
-                                    plan->c, c, plan->c, &plan->algo, workspace, workspace_bytes,
-                                    stream));
+                                    plan->c, c, plan->c, &plan->algo, o.workspace,
+                                    o.workspace_bytes, stream));
+  return true;
 }
 
 size_t gemm_lt_cached_plans() {
@@ -224,9 +281,9 @@ size_t gemm_lt_cached_plans() {
 }
 
 #define EMBER_GEMM_LT_INSTANTIATE(T)                                                          \
-  template void gemm_lt<T>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float,     \
+  template bool gemm_lt<T>(cublasHandle_t, bool, bool, int64_t, int64_t, int64_t, float,     \
                            const T*, int64_t, int64_t, const T*, int64_t, int64_t, float, T*, \
-                           int64_t, int64_t, int64_t, LtEpilogue, const T*, void*, size_t);
+                           int64_t, int64_t, int64_t, const LtOptions<T>&);
 EMBER_GEMM_LT_INSTANTIATE(float)
 EMBER_GEMM_LT_INSTANTIATE(Half)
 EMBER_GEMM_LT_INSTANTIATE(BFloat16)

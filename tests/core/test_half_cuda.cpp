@@ -154,6 +154,37 @@ TEST_P(Half16Cuda, MatmulAndLinearThroughCublasLt) {
                   "batched matmul", 8.0);
 }
 
+// Note [Fused linear]: cuBLASLt's BIAS / RELU_BIAS / GELU_AUX_BIAS epilogues forward and
+// BGRADB backward against the CPU's float computation; 16 output features take GELU's aux
+// output, 13 (not a multiple of 8) the composed path; a bias view one element in is
+// unaligned for the epilogue and composes too.
+TEST_P(Half16Cuda, LinearWithFusedEpiloguesMatchesTheCpu) {
+  const DType dt = GetParam();
+  uint64_t seed = 260;
+  for (LinearActivation act : {LinearActivation::kNone, LinearActivation::kRelu,
+                               LinearActivation::kGelu, LinearActivation::kGeluTanh}) {
+    for (int64_t out : {16, 13}) {
+      for (Layout lb : {Layout::Contiguous, Layout::Narrowed}) {
+        const std::string what = "linear act " + std::to_string(static_cast<int>(act)) +
+                                 " out " + std::to_string(out) + " bias " + layout_name(lb);
+        expect_parity16([act](const auto& in) { return linear(in[0], in[1], in[2], act); },
+                        {in16({33, 64}, dt, -1, 1, seed++), in16({out, 64}, dt, -1, 1, seed++),
+                         in16({out}, dt, -1, 1, seed++, lb)},
+                        what, 8.0);
+      }
+    }
+    // Without a bias, and without gradients (inference takes GELU_BIAS without aux).
+    expect_parity16([act](const auto& in) { return linear(in[0], in[1], Tensor(), act); },
+                    {in16({9, 24}, dt, -1, 1, seed++), in16({16, 24}, dt, -1, 1, seed++)},
+                    "linear without bias", 8.0);
+    expect_parity16([act](const auto& in) { return linear(in[0], in[1], in[2], act); },
+                    {in16({9, 24}, dt, -1, 1, seed++, Layout::Contiguous, false),
+                     in16({16, 24}, dt, -1, 1, seed++, Layout::Contiguous, false),
+                     in16({16}, dt, -1, 1, seed++, Layout::Contiguous, false)},
+                    "linear inference", 8.0);
+  }
+}
+
 TEST_P(Half16Cuda, ConvolutionPoolingAndNormalizationThroughCudnn) {
   const DType dt = GetParam();
   uint64_t seed = 300;

@@ -74,6 +74,30 @@ void check_against_float32(const Fn& f, const std::vector<Tensor>& in16, const s
   }
 }
 
+TEST_P(Half16Ops, LinearWithItsFusedActivationComputesInFloatAndRoundsOnce) {
+  const DType dt = GetParam();
+  for (LinearActivation act : {LinearActivation::kNone, LinearActivation::kRelu,
+                               LinearActivation::kGelu, LinearActivation::kGeluTanh}) {
+    const std::string what = "linear activation " + std::to_string(static_cast<int>(act));
+    check_against_float32(
+        [act](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2], act); },
+        {random16({9, 40}, dt), random16({24, 40}, dt, -0.5, 0.5), random16({24}, dt)}, what,
+        4.0);
+    // Rounded once: ReLU of the rounded sum is the rounded ReLU, so the fused op equals the
+    // composed one bit for bit; the tanh GELU is applied before rounding (one rounding,
+    // where the composed op rounds twice).
+    const Tensor x = random16({9, 40}, dt), w = random16({24, 40}, dt, -0.5, 0.5),
+                 b = random16({24}, dt);
+    if (act == LinearActivation::kRelu) {
+      EXPECT_EQ(values(linear(x, w, b, act)), values(relu(linear(x, w, b))));
+    }
+    if (act == LinearActivation::kGeluTanh) {
+      const Tensor z32 = linear(x.to(kFloat32), w.to(kFloat32), b.to(kFloat32));
+      EXPECT_EQ(values(linear(x, w, b, act)), values(gelu(z32, "tanh").to(dt)));
+    }
+  }
+}
+
 TEST_P(Half16Ops, Conv2dComputesInFloatAndRoundsOnce) {
   const DType dt = GetParam();
   manual_seed(11);

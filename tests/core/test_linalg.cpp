@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -249,6 +250,115 @@ TEST(OpsLinear, ZeroSizedFeaturesAndRows) {
     EXPECT_EQ(w.grad().shape(), ws);
     EXPECT_EQ(bb.grad().shape(), (Shape{ws[0]}));
   }
+}
+
+// ---- the activation fused into linear (Note [Fused linear]) --------------------------------
+
+struct ActivationCase {
+  const char* name;
+  LinearActivation act;
+  Tensor (*composed)(const Tensor&);
+};
+const std::vector<ActivationCase> kActivations = {
+    {"none", LinearActivation::kNone, [](const Tensor& t) { return t; }},
+    {"relu", LinearActivation::kRelu, [](const Tensor& t) { return relu(t); }},
+    {"gelu", LinearActivation::kGelu, [](const Tensor& t) { return gelu(t); }},
+    {"gelu_tanh", LinearActivation::kGeluTanh, [](const Tensor& t) { return gelu(t, "tanh"); }},
+};
+
+TEST(OpsLinearActivation, ForwardIsTheActivationOfTheLinearResultBitForBit) {
+  // The CPU computes the fused op as the composed one does (product onto the bias, then the
+  // activation on the float32 value), so they agree exactly.
+  for (DType dt : kFloatDTypes) {
+    for (const ActivationCase& a : kActivations) {
+      for (const Shape& xs : {Shape{5, 4}, Shape{2, 3, 4}, Shape{4}, Shape{0, 4}, Shape{3, 0}}) {
+        for (bool with_bias : {false, true}) {
+          SCOPED_TRACE(std::string(a.name) + " " + shape_str(xs) + (with_bias ? " bias " : " ") +
+                       dtype_name(dt));
+          const int64_t in = xs.back();
+          Tensor x = uniform(xs, -2, 2, 1, dt), w = uniform({6, in}, -1, 1, 2, dt);
+          Tensor b = with_bias ? uniform({6}, -1, 1, 3, dt) : Tensor();
+          const Tensor got = linear(x, w, b, a.act);
+          const Tensor want = a.composed(linear(x, w, b));
+          ASSERT_EQ(got.shape(), want.shape());
+          EXPECT_EQ(values(got), values(want));
+        }
+      }
+    }
+  }
+}
+
+TEST(OpsLinearActivation, BackwardPassesTheGradientCheck) {
+  for (const ActivationCase& a : kActivations) {
+    SCOPED_TRACE(a.name);
+    const LinearActivation act = a.act;
+    // Inputs spread over [-2, 2]: ReLU's kink at 0 is hit with probability 0.
+    for (const Shape& xs : {Shape{5, 4}, Shape{2, 3, 4}}) {
+      EXPECT_TRUE(grad_ok(
+          [act](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2], act); },
+          {leaf(xs, -2, 2, 1), leaf({3, 4}, -1, 1, 2), leaf({3}, -1, 1, 3)}));
+      EXPECT_TRUE(grad_ok(
+          [act](const std::vector<Tensor>& in) { return linear(in[0], in[1], Tensor(), act); },
+          {leaf(xs, -2, 2, 4), leaf({3, 4}, -1, 1, 5)}));
+    }
+    // A transposed input and weight (the GEMMs take them as transpose flags).
+    EXPECT_TRUE(grad_ok(
+        [act](const std::vector<Tensor>& in) { return linear(in[0].t(), in[1].t(), in[2], act); },
+        {leaf({4, 5}, -2, 2, 6), leaf({4, 3}, -1, 1, 7), leaf({3}, -1, 1, 8)}));
+  }
+}
+
+TEST(OpsLinearActivation, GradientsEqualTheComposedOpsAndOnlyTheOnesAskedFor) {
+  for (const ActivationCase& a : kActivations) {
+    SCOPED_TRACE(a.name);
+    for (int wanted = 1; wanted < 8; ++wanted) {  // every subset of {x, weight, bias}
+      const bool gx = wanted & 1, gw = wanted & 2, gb = wanted & 4;
+      auto make = [&](uint64_t seed) {
+        Tensor x = uniform({7, 5}, -2, 2, seed), w = uniform({4, 5}, -1, 1, seed + 1),
+               b = uniform({4}, -1, 1, seed + 2);
+        x.requires_grad_(gx);
+        w.requires_grad_(gw);
+        b.requires_grad_(gb);
+        return std::vector<Tensor>{x, w, b};
+      };
+      std::vector<Tensor> f = make(10), c = make(10);
+      const Tensor g = uniform({7, 4}, -1, 1, 20);
+      linear(f[0], f[1], f[2], a.act).backward(g);
+      a.composed(linear(c[0], c[1], c[2])).backward(g);
+      for (size_t i = 0; i < 3; ++i) {
+        ASSERT_EQ(f[i].grad().defined(), c[i].grad().defined()) << "input " << i;
+        if (!f[i].grad().defined()) continue;
+        EXPECT_TRUE(matches(f[i].grad(), c[i].grad().shape(), values(c[i].grad()), kFloat64))
+            << "input " << i;
+      }
+    }
+  }
+}
+
+TEST(OpsLinearActivation, ReluSavesItsOutputSoAnInPlaceChangeIsCaught) {
+  Tensor x = leaf({3, 4}, -2, 2, 1), w = leaf({5, 4}, -1, 1, 2), b = leaf({5}, -1, 1, 3);
+  Tensor y = linear(x, w, b, LinearActivation::kRelu);
+  Tensor s = sum(y);
+  {
+    NoGradGuard no_grad;
+    y.mul_(2.0);
+  }
+  EXPECT_THROW(s.backward(), Error);
+}
+
+TEST(OpsGelu, TanhApproximationMatchesItsFormulaAndGradient) {
+  Tensor x = uniform({64}, -6, 6, 1, kFloat64);
+  const auto xv = values(x);
+  std::vector<double> want;
+  for (double v : xv) {
+    want.push_back(0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))));
+  }
+  EXPECT_TRUE(matches(gelu(x, "tanh"), {64}, want, kFloat64));
+  // It differs from the exact GELU (by up to ~5e-4 near |x| = 2), which stays the default.
+  EXPECT_GT(max(abs(sub(gelu(x, "tanh"), gelu(x)))).item<double>(), 1e-4);
+  EXPECT_TRUE(grad_ok([](const std::vector<Tensor>& in) { return gelu(in[0], "tanh"); },
+                      {leaf({4, 9}, -4, 4, 2)}));
+  EXPECT_TRUE(throws<ValueError>([&] { gelu(x, "erf"); }, {"gelu", "approximate", "erf"}));
 }
 
 TEST(OpsLinear, FeatureMismatchNamesBothShapes) {

@@ -276,6 +276,32 @@ TEST_F(OpsCuda, LinearMatchesTheCpu) {
                 {input({3, 0}, -1, 1, 1), input({2, 0}, -1, 1, 2), input({2}, -1, 1, 3)});
 }
 
+TEST_F(OpsCuda, LinearWithItsActivationMatchesTheCpu) {
+  // float32 through cuBLASLt (CUBLAS_COMPUTE_32F unless TF32 is allowed) with the fused
+  // epilogues (Note [Fused linear]); 8 and 7 output features (GELU's aux output needs a
+  // multiple of 8), a transposed input, no bias, and the bias alone (no input features).
+  uint64_t seed = 650;
+  for (LinearActivation act : {LinearActivation::kNone, LinearActivation::kRelu,
+                               LinearActivation::kGelu, LinearActivation::kGeluTanh}) {
+    for (int64_t out : {8, 7}) {
+      for (Layout lx : {Layout::Contiguous, Layout::Transposed}) {
+        SCOPED_TRACE(std::to_string(static_cast<int>(act)) + " out " + std::to_string(out) + " " +
+                     layout_name(lx));
+        expect_parity(
+            [act](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2], act); },
+            {input({37, 20}, -1, 1, seed++, lx), input({out, 20}, -1, 1, seed++),
+             input({out}, -1, 1, seed++)});
+      }
+    }
+    expect_parity(
+        [act](const std::vector<Tensor>& t) { return linear(t[0], t[1], Tensor(), act); },
+        {input({5, 4}, -1, 1, seed++), input({8, 4}, -1, 1, seed++)});
+    expect_parity([act](const std::vector<Tensor>& t) { return linear(t[0], t[1], t[2], act); },
+                  {input({3, 0}, -1, 1, seed++), input({8, 0}, -1, 1, seed++),
+                   input({8}, -1, 1, seed++)});
+  }
+}
+
 // ===========================================================================================
 // Losses, dropout
 // ===========================================================================================

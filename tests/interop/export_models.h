@@ -35,8 +35,10 @@ class AllLayers : public nn::Module {
     gru_ = register_module("gru", nn::GRU(24, 8, {.batch_first = true}));
     rnn_ = register_module("rnn", nn::RNN(8, 6, {.nonlinearity = "relu"}));
     head_ = register_module(
-        "head", nn::Sequential{nn::Linear(16, 10), nn::BatchNorm1d(10), nn::LeakyReLU(0.1),
-                               nn::Dropout(0.3), nn::Linear(10, 5, {.bias = false})});
+        "head", nn::Sequential{nn::Linear(16, 10, {.activation = "gelu_tanh"}),
+                               nn::BatchNorm1d(10), nn::LeakyReLU(0.1), nn::Dropout(0.3),
+                               nn::Linear(10, 8, {.activation = "relu"}), nn::GELU("tanh"),
+                               nn::Linear(8, 5, {.bias = false})});
     out_ = register_module("out", nn::LogSoftmax(1));
   }
 

@@ -53,6 +53,7 @@ void expect_gradients_match(nn::Module& layer, const Tensor& x, const std::strin
 }
 
 using ember::testing::error_of;
+using ember::testing::throws;
 
 // x = [[1 2 3] [4 5 6] [7 8 9]] as [1, 1, 3, 3].
 Tensor one_to_nine() { return f32({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3}); }
@@ -98,6 +99,31 @@ TEST(LinearLayer, GradientsMatchFiniteDifferences) {
   expect_gradients_match(fc, random_f64({5, 4}, 10), "Linear(4, 3)");
   Float64<nn::Linear> no_bias(3, 2, nn::LinearOptions{.bias = false});
   expect_gradients_match(no_bias, random_f64({2, 2, 3}, 11), "Linear(3, 2, bias=False), rank 3");
+}
+
+TEST(LinearLayer, ActivationOptionAppliesAfterTheBiasAsKerasDense) {
+  const Tensor w = f32({1, 2, 3, -1, 0, 1}, {2, 3}), b = f32({0.5f, -0.5f}, {2});
+  const Tensor x = f32({1, 1, 1, 2, 0, -1}, {2, 3});  // x W^T + b = [[6.5, -0.5], [-0.5, -3.5]]
+  nn::Linear relu_fc(3, 2, {.activation = "relu"});
+  set_state(relu_fc, {{"weight", w}, {"bias", b}});
+  expect_close(relu_fc(x), {6.5, 0, 0, 0}, kTolF32);
+  EXPECT_EQ(relu_fc.repr(), "Linear(in_features=3, out_features=2, bias=True, activation=relu)");
+  for (const char* act : {"gelu", "gelu_tanh"}) {
+    SCOPED_TRACE(act);
+    nn::Linear fc(3, 2, {.activation = act});
+    set_state(fc, {{"weight", w}, {"bias", b}});
+    const Tensor want = gelu(linear(x, w, b), std::string(act) == "gelu" ? "none" : "tanh");
+    expect_close(fc(x), values(want), kTolF32);
+  }
+  // Without a bias too, and gradients through the activation.
+  nn::Linear no_bias(3, 2, {.bias = false, .activation = "relu"});
+  set_state(no_bias, {{"weight", w}});
+  expect_close(no_bias(x), {6.0, 0, 0, 0}, kTolF32);
+  manual_seed(2);
+  Float64<nn::Linear> fc(4, 3, nn::LinearOptions{.activation = "gelu_tanh"});
+  expect_gradients_match(fc, random_f64({5, 4}, 12), "Linear(4, 3, activation=gelu_tanh)");
+  EXPECT_TRUE(throws<ValueError>([] { nn::Linear(3, 2, {.activation = "softmax"}); },
+                                 {"Linear", "activation", "relu", "gelu_tanh", "softmax"}));
 }
 
 // ---- Conv2d ----------------------------------------------------------------------------------
@@ -670,6 +696,10 @@ TEST(ActivationLayers, EachMatchesItsFormula) {
   EXPECT_NEAR(values(nn::GELU()(x))[3], 0.8413447, 1e-6);
   EXPECT_EQ(nn::LeakyReLU(0.2).repr(), "LeakyReLU(negative_slope=0.2)");
   EXPECT_EQ(nn::GELU().repr(), "GELU()");
+  // The tanh approximation on request, as PyTorch's nn.GELU(approximate="tanh").
+  EXPECT_NEAR(values(nn::GELU("tanh")(x))[3], 0.841192, 1e-6);
+  EXPECT_EQ(nn::GELU("tanh").repr(), "GELU(approximate='tanh')");
+  EXPECT_TRUE(throws<ValueError>([] { nn::GELU("fast"); }, {"GELU", "approximate", "fast"}));
 }
 
 TEST(ActivationLayers, SoftmaxNormalizesAlongItsDim) {
