@@ -2,6 +2,8 @@
 // weights; mse, l1, binary cross-entropy on probabilities and on logits (the latter with
 // PyTorch's pos_weight). Each records one backward node; the kernels are
 // kernels/cpu/loss.h and their CUDA twins.
+#include <utility>
+
 #include "ember/core/autocast.h"
 #include "ember/core/autograd.h"
 #include "ember/core/deferred_check.h"
@@ -75,6 +77,35 @@ detail::CheckRaise bad_targets_error(const Tensor& target, int64_t classes, int6
     throw ShapeError(detail::str_cat(
         op, ": ", bad, " of ", targets, " target(s) are outside the valid class range [0, ",
         classes, ") (and are not ignore_index)", first,
+        deferred ? "; found at the device's next synchronization after the call (set "
+                   "EMBER_SYNC_CHECKS=1 to raise at the call)"
+                 : ""));
+  };
+}
+
+// binary_cross_entropy's input and target are probabilities: values outside [0, 1] (or NaN)
+// would give a loss of the wrong sign or a NaN, not an error, so they are counted and
+// refused as PyTorch refuses them. `what` is "input" or "target"; on the CPU the message
+// names the first few.
+detail::CheckRaise outside_unit_interval_error(const Tensor& values, const char* what,
+                                               const char* op) {
+  const Tensor on_cpu = values.is_cuda() ? Tensor() : values.to(kFloat64);
+  return [n = values.numel(), what, op, on_cpu](int64_t bad, bool deferred) {
+    std::string first;
+    if (on_cpu.defined()) {
+      const double* v = on_cpu.data<double>();
+      int shown = 0;
+      for (int64_t i = 0; i < on_cpu.numel() && shown < 3; ++i) {
+        if (v[i] >= 0.0 && v[i] <= 1.0) continue;
+        first += detail::str_cat(shown++ == 0 ? "; first: " : ", ", what, "[", i, "] = ", v[i]);
+      }
+    }
+    throw ValueError(detail::str_cat(
+        op, ": all elements of ", what, " should be between 0 and 1, but ", bad, " of ", n,
+        " are not (NaN included)", first,
+        std::string(what) == "input"
+            ? "; for scores that are not probabilities use binary_cross_entropy_with_logits"
+            : "",
         deferred ? "; found at the device's next synchronization after the call (set "
                    "EMBER_SYNC_CHECKS=1 to raise at the call)"
                  : ""));
@@ -261,6 +292,17 @@ Tensor pointwise(const Tensor& input, const Tensor& target, Reduction reduction,
   Tensor x = input.contiguous(), t = target.contiguous();
   Tensor rows = detail::empty_like(x);
   const int64_t n = x.numel();
+  if (op == PointwiseLoss::BinaryCrossEntropy) {
+    const std::pair<const Tensor*, const char*> checked[] = {{&x, "input"}, {&t, "target"}};
+    for (const auto& v : checked) {
+      const Tensor& values = *v.first;
+      detail::DeviceCheck outside(values.device());
+      dispatch::run(values, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
+        count_outside(ctx, values.data<T>(), n, 0.0, 1.0, outside.counter());
+      });
+      outside.commit(outside_unit_interval_error(values, v.second, name));
+    }
+  }
   dispatch::run(x, dispatch::kFloatingAndHalf, name, [&]<typename T>(auto ctx) {
     if (pw.values.defined()) {
       bce_with_logits_forward(ctx, x.data<T>(), t.data<T>(), pw.values.data<T>(), pw.period,

@@ -197,6 +197,18 @@ void target_class_weights(Context, const int64_t* target, const T* class_weight,
 }
 
 template <typename T>
+void count_outside(Context, const T* x, int64_t n, double lo, double hi, int64_t* count) {
+  int64_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    // Written so that NaN counts: it compares false both ways.
+    const double v = is_reduced_float_v<T> ? static_cast<double>(static_cast<float>(x[i]))
+                                           : static_cast<double>(x[i]);
+    if (!(v >= lo && v <= hi)) ++bad;
+  }
+  *count += bad;
+}
+
+template <typename T>
 void pointwise_loss_forward(Context ctx, PointwiseLoss op, const T* input, const T* target, T* out,
                             int64_t n) {
   if constexpr (is_reduced_float_v<T>) {
@@ -331,6 +343,11 @@ template void target_class_weights<float>(Context, const int64_t*, const float*,
                                           int64_t, int64_t, int64_t);
 template void target_class_weights<double>(Context, const int64_t*, const double*, double*,
                                            int64_t, int64_t, int64_t);
+template void count_outside<float>(Context, const float*, int64_t, double, double, int64_t*);
+template void count_outside<double>(Context, const double*, int64_t, double, double, int64_t*);
+template void count_outside<Half>(Context, const Half*, int64_t, double, double, int64_t*);
+template void count_outside<BFloat16>(Context, const BFloat16*, int64_t, double, double,
+                                      int64_t*);
 template void pointwise_loss_forward<float>(Context, PointwiseLoss, const float*, const float*,
                                             float*, int64_t);
 template void pointwise_loss_forward<double>(Context, PointwiseLoss, const double*,

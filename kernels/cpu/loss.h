@@ -60,6 +60,11 @@ template <typename T>
 void target_class_weights(Context ctx, const int64_t* target, const T* class_weight, T* out,
                           int64_t N, int64_t C, int64_t ignore_index);
 
+// Adds to *count the number of x[i] outside [lo, hi], NaN included: binary_cross_entropy's
+// input and target must be probabilities (a deferred check: core/deferred_check.h).
+template <typename T>
+void count_outside(Context ctx, const T* x, int64_t n, double lo, double hi, int64_t* count);
+
 // out[i] = loss(input[i], target[i]); contiguous, n elements.
 template <typename T>
 void pointwise_loss_forward(Context ctx, PointwiseLoss op, const T* input, const T* target,

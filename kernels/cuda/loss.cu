@@ -366,6 +366,19 @@ __global__ void dropout_mask_kernel(T* mask, int64_t n, uint64_t seed, uint64_t 
 
 // ---- launchers --------------------------------------------------------------------------
 
+// One atomic per thread that found any: bad values are rare, and the count only has to be
+// right, not fast.
+template <typename T>
+__global__ void count_outside_kernel(const T* x, int64_t n, float lo, float hi,
+                                     int64_t* count) {
+  unsigned long long bad = 0;
+  for (int64_t i : grid_stride(n)) {
+    const float v = static_cast<float>(x[i]);
+    if (!(v >= lo && v <= hi)) ++bad;  // NaN compares false both ways
+  }
+  if (bad != 0) atomicAdd(reinterpret_cast<unsigned long long*>(count), bad);
+}
+
 template <typename Loss, typename T>
 void launch_pointwise_forward(cudaStream_t stream, const T* input, const T* target, T* out,
                               int64_t n) {
@@ -446,6 +459,12 @@ void target_class_weights(Context ctx, const int64_t* target, const T* class_wei
                           T* out, int64_t N, int64_t C, int64_t ignore_index) {
   launch_1d(target_class_weights_kernel<T>, N, ctx.stream, target, class_weight, out, N, C,
             ignore_index);
+}
+
+template <typename T>
+void count_outside(Context ctx, const T* x, int64_t n, double lo, double hi, int64_t* count) {
+  launch_1d(count_outside_kernel<T>, n, ctx.stream, x, n, static_cast<float>(lo),
+            static_cast<float>(hi), count);
 }
 
 template <typename T>
@@ -532,6 +551,7 @@ void dropout_mask(Context ctx, T* mask, int64_t n, double p, uint64_t seed,
                                 int64_t, int64_t, int64_t);                                  \
   template void target_class_weights<T>(Context, const int64_t*, const T*, T*, int64_t,     \
                                         int64_t, int64_t);                                   \
+  template void count_outside<T>(Context, const T*, int64_t, double, double, int64_t*);     \
   template void pointwise_loss_forward<T>(Context, PointwiseLoss, const T*, const T*, T*,   \
                                           int64_t);                                          \
   template void pointwise_loss_backward<T>(Context, PointwiseLoss, const T*, const T*,      \

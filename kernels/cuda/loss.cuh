@@ -40,6 +40,10 @@ template <typename T>
 void target_class_weights(Context ctx, const int64_t* target, const T* class_weight,
                           T* out, int64_t N, int64_t C, int64_t ignore_index);
 
+// As kernels::cpu::count_outside, adding to the device counter on ctx.stream.
+template <typename T>
+void count_outside(Context ctx, const T* x, int64_t n, double lo, double hi, int64_t* count);
+
 template <typename T>
 void pointwise_loss_forward(Context ctx, PointwiseLoss op, const T* input,
                             const T* target, T* out, int64_t n);

@@ -393,6 +393,12 @@ std::vector<Row> table() {
           });
   add_row("binary_cross_entropy int64 targets", E::DType, {"binary_cross_entropy", "int64"},
           [] { binary_cross_entropy(rand({2}), typed({2}, kInt64)); });
+  add_row("binary_cross_entropy input outside [0, 1]", E::Value,
+          {"binary_cross_entropy", "input", "between 0 and 1", "1 of 3"},
+          [] { binary_cross_entropy(full({3}, 0.5) + arange(0, 3) * 0.3, full({3}, 1.0)); });
+  add_row("binary_cross_entropy target outside [0, 1]", E::Value,
+          {"binary_cross_entropy", "target", "between 0 and 1"},
+          [] { binary_cross_entropy(full({3}, 0.5), full({3}, 2.0)); });
   add_row("bce_with_logits [3] vs [4]", E::Shape,
           {"binary_cross_entropy_with_logits", "[3]", "[4]"},
           [] { binary_cross_entropy_with_logits(g({3}), rand({4})); });

@@ -85,6 +85,22 @@ TEST(DeferredChecks, OnAGpuABadTargetRaisesAtTheNextRead) {
   EXPECT_NO_THROW((void)zeros({1}).to(gpu).item());
 }
 
+TEST(DeferredChecks, OnAGpuAProbabilityOutsideTheUnitIntervalRaisesAtTheNextRead) {
+  EMBER_SKIP_WITHOUT_GPU();
+  SyncChecks off(false);
+  const Device gpu = Device::cuda(0);
+  cuda::synchronize();
+  const uint64_t before = cuda::host_sync_count();
+  const Tensor x = Tensor::from_vector(std::vector<float>{0.5f, 1.5f, -0.25f}, {3}).to(gpu);
+  Tensor loss = binary_cross_entropy(x, full({3}, 1.0).to(gpu));
+  EXPECT_EQ(cuda::host_sync_count(), before) << "the op waited for the GPU";
+  const std::string e = error_of<ValueError>([&] { (void)loss.item(); });
+  EXPECT_TRUE(contains(e, "binary_cross_entropy: all elements of input should be between 0 and "
+                          "1, but 2 of 3 are not")) << e;
+  EXPECT_TRUE(contains(e, "next synchronization")) << e;
+  EXPECT_NO_THROW(cuda::synchronize());
+}
+
 TEST(DeferredChecks, OnAGpuABadIndexRaisesAtSynchronizeAndNothingIsReadOutOfBounds) {
   EMBER_SKIP_WITHOUT_GPU();
   SyncChecks off(false);

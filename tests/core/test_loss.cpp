@@ -280,6 +280,35 @@ TEST(OpsPointwiseLoss, BackwardPassesTheGradientCheck) {
   }
 }
 
+TEST(OpsPointwiseLoss, BinaryCrossEntropyRefusesValuesThatAreNotProbabilities) {
+  // A score outside [0, 1] would give a negative or NaN loss, not an error: refused, as
+  // PyTorch refuses it, naming the first offenders and the op to use for scores.
+  for (DType dt : {kFloat32, kFloat64, kFloat16, kBFloat16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor t = from({1.0, 0.0, 1.0, 0.0}, {2, 2}, dt);
+    const std::string e = error_of<ValueError>([&] {
+      binary_cross_entropy(from({0.5, 1.5, -0.25, 0.5}, {2, 2}, dt), t);
+    });
+    EXPECT_TRUE(contains(e, "binary_cross_entropy: all elements of input should be between 0 "
+                            "and 1, but 2 of 4 are not")) << e;
+    EXPECT_TRUE(contains(e, "input[1] = 1.5, input[2] = -0.25")) << e;
+    EXPECT_TRUE(contains(e, "binary_cross_entropy_with_logits")) << e;
+    EXPECT_FALSE(contains(e, "next synchronization")) << e;
+    // NaN is not a probability either.
+    EXPECT_TRUE(throws<ValueError>(
+        [&] { binary_cross_entropy(from({0.5, std::nan(""), 0.5, 0.5}, {2, 2}, dt), t); },
+        {"binary_cross_entropy", "input", "1 of 4", "nan"}));
+    // Nor is a target outside [0, 1]; soft targets inside it are fine.
+    EXPECT_TRUE(throws<ValueError>(
+        [&] { binary_cross_entropy(full({2, 2}, 0.5, {.dtype = dt}), from({1, 2, 0, -1}, {2, 2}, dt)); },
+        {"binary_cross_entropy", "target", "2 of 4", "target[1] = 2"}));
+    EXPECT_NO_THROW(binary_cross_entropy(from({0.0, 1.0, 0.3, 1.0}, {2, 2}, dt),
+                                         from({0.0, 1.0, 0.25, 0.75}, {2, 2}, dt)));
+  }
+  // An empty batch has nothing to refuse.
+  EXPECT_EQ(binary_cross_entropy(zeros({0}), zeros({0}), Reduction::Sum).item<double>(), 0.0);
+}
+
 TEST(OpsPointwiseLoss, BinaryCrossEntropyClampsItsLogsLikePyTorch) {
   // Predictions of exactly 0 and 1 give a loss of 100 (log clamped at -100), not inf.
   Tensor x = from({0.0, 1.0, 0.0, 1.0}, {4});
