@@ -1,8 +1,8 @@
 // nn::Conv2d on CUDA tensors (a forward, and a training step: forward, then backward of a
 // fixed upstream gradient into the input, weight and bias) against the same cuDNN calls
 // made directly with the benchmark's own handle and descriptors, the algorithms ember
-// chose and a workspace allocated once. The ratio ember / raw is the framework's cost
-// (target <= 1.05).
+// chose and a workspace allocated once; in float32, float16 and bfloat16. The ratio
+// ember / raw is the framework's cost (target <= 1.05).
 #include <cudnn.h>
 #include <cuda_runtime_api.h>
 
@@ -38,16 +38,25 @@ namespace kcudnn = kernels::cudnn;
 using bench::CudnnHandle;
 using bench::TensorDesc;
 using FilterDesc = bench::CudnnObject<cudnnFilterDescriptor_t, cudnnDestroyFilterDescriptor>;
-using ConvDesc = bench::CudnnObject<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
+using ConvDesc =
+    bench::CudnnObject<cudnnConvolutionDescriptor_t, cudnnDestroyConvolutionDescriptor>;
 
 enum Dir { kFwd = 0, kBwdData = 1, kBwdFilter = 2, kDirs = 3 };
 constexpr kcudnn::ConvDirection kConvDirection[kDirs] = {
     kcudnn::ConvDirection::kForward, kcudnn::ConvDirection::kBackwardData,
     kcudnn::ConvDirection::kBackwardFilter};
 
-// Descriptors of one convolution as a hand-written cuDNN program would make them: float32
-// NCHW, cross-correlation, one convolution descriptor per direction carrying the math
-// type ember runs that direction with.
+// The cuDNN data type of a benchmarked dtype.
+cudnnDataType_t cudnn_type(DType dtype) {
+  if (dtype == kFloat16) return CUDNN_DATA_HALF;
+  if (dtype == kBFloat16) return CUDNN_DATA_BFLOAT16;
+  return CUDNN_DATA_FLOAT;
+}
+
+// Descriptors of one convolution as a hand-written cuDNN program would make them: NCHW data
+// of type `dt` (float, half or bfloat16), cross-correlation with a float compute type (the
+// 16-bit types accumulate in float), one convolution descriptor per direction carrying the
+// math type ember runs that direction with (tensor-core math for the 16-bit types).
 struct RawConv {
   TensorDesc x{"cudnnDestroyTensorDescriptor"}, y{"cudnnDestroyTensorDescriptor"},
       bias{"cudnnDestroyTensorDescriptor"};
@@ -57,19 +66,20 @@ struct RawConv {
                           ConvDesc{"cudnnDestroyConvolutionDescriptor"}};
 
   // The shapes here are small: every size fits in int.
-  RawConv(const ConvShape& s, const kcudnn::ConvAlgorithm (&algos)[kDirs]) {
+  RawConv(const ConvShape& s, cudnnDataType_t dt,
+          const kcudnn::ConvAlgorithm (&algos)[kDirs]) {
     const auto i = [](int64_t v) { return static_cast<int>(v); };
     EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(x.out()));
-    EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                                 i(s.n), i(s.c), i(s.h), i(s.w)));
+    EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.get(), CUDNN_TENSOR_NCHW, dt, i(s.n),
+                                                 i(s.c), i(s.h), i(s.w)));
     EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(y.out()));
-    EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y.get(), CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                                 i(s.n), i(s.o), i(s.out_h), i(s.out_w)));
+    EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y.get(), CUDNN_TENSOR_NCHW, dt, i(s.n),
+                                                 i(s.o), i(s.out_h), i(s.out_w)));
     EMBER_CUDNN_CHECK(cudnnCreateTensorDescriptor(bias.out()));
-    EMBER_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bias.get(), CUDNN_TENSOR_NCHW,
-                                                 CUDNN_DATA_FLOAT, 1, i(s.o), 1, 1));
+    EMBER_CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(bias.get(), CUDNN_TENSOR_NCHW, dt, 1, i(s.o), 1, 1));
     EMBER_CUDNN_CHECK(cudnnCreateFilterDescriptor(w.out()));
-    EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+    EMBER_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w.get(), dt, CUDNN_TENSOR_NCHW,
                                                  i(s.o), i(s.c / s.groups), i(s.kh), i(s.kw)));
     for (int d = 0; d < kDirs; ++d) {
       EMBER_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(conv[d].out()));
@@ -143,7 +153,10 @@ const char* math_name(cudnnMathType_t m) {
 
 // --- data and references ---------------------------------------------------------------------
 
-std::vector<float> to_host(const Tensor& t) { return t.contiguous().cpu().to_vector<float>(); }
+// Host copy as float (float16 and bfloat16 widen exactly).
+std::vector<float> to_host(const Tensor& t) {
+  return t.contiguous().cpu().to(kFloat32).to_vector<float>();
+}
 
 // Host copies of one case's operands; the references below assume stride 1, dilation 1
 // and one group (every case of this benchmark).
@@ -260,19 +273,225 @@ double conv_flops(const ConvShape& s) {
   return 2.0 * s.n * s.o * s.out_h * s.out_w * (s.c / s.groups) * s.kh * s.kw;
 }
 
+// One case in one dtype: correctness, then the forward and training-step rows.
+void conv_case(Report& report, cudnnHandle_t raw, const ConvCase& cc, DType dtype,
+               const kcudnn::ConvPolicy& base_policy, Device gpu, cudaStream_t stream) {
+  const bench::Options& opts = report.options();
+  ConvShape s;
+  s.n = cc.n;
+  s.c = cc.c;
+  s.h = cc.h;
+  s.w = cc.w;
+  s.o = cc.o;
+  s.kh = s.kw = cc.k;
+  s.pad_h = s.pad_w = cc.pad;
+  s.out_h = kernels::conv_out_size(s.h, s.kh, s.pad_h, s.stride_h, s.dil_h);
+  s.out_w = kernels::conv_out_size(s.w, s.kw, s.pad_w, s.stride_w, s.dil_w);
+  const Shape x_shape{s.n, s.c, s.h, s.w}, y_shape{s.n, s.o, s.out_h, s.out_w};
+  const Shape w_shape{s.o, s.c, s.kh, s.kw};
+  const std::string label = std::string(cc.label) + " " + shape_str(x_shape) + " -> " +
+                            shape_str(y_shape) + ", " + dtype_name(dtype);
+  // The plan cache's key names the data type (conv2d's CUDA twin sets it from T).
+  kcudnn::ConvPolicy policy = base_policy;
+  policy.data_type = cudnn_type(dtype);
+  // float32: TF32 rounds inputs to 10 mantissa bits, FMA math keeps float32 sums. The 16-bit
+  // types: raw against the f64 reference relative to the largest term-magnitude sum (float
+  // accumulation, outputs rounded to 11 or 8 significant bits); ember against raw relative
+  // to the largest value (the same algorithms; ember's bias gradient is its own reduction).
+  const double raw_rtol = dtype == kFloat16    ? 5e-3
+                          : dtype == kBFloat16 ? 2e-2
+                          : policy.allow_tf32  ? 3e-3
+                                               : 1e-4;
+  const double ember_rtol = dtype == kFloat32 ? raw_rtol : 2e-2;
+
+  // ember's side: the layer as a user builds it (converted with .to(dtype)), an input that
+  // requires grad (so that backward computes dx too) and a fixed upstream gradient, both
+  // rounded to the dtype before the host reads them back for the reference.
+  nn::Conv2d layer(s.c, s.o, {s.kh, s.kw}, {.padding = {s.pad_h, s.pad_w}});
+  layer.to(gpu);
+  if (dtype != kFloat32) layer.to(dtype);
+  Tensor x = Tensor::from_vector(bench::host_values(shape_numel(x_shape), 1, 1.0f), x_shape, gpu)
+                 .to(dtype)
+                 .detach();
+  x.requires_grad_();
+  const Tensor dy =
+      Tensor::from_vector(bench::host_values(shape_numel(y_shape), 2, 1.0f), y_shape, gpu)
+          .to(dtype)
+          .detach();
+  HostConv host;
+  host.s = s;
+  host.x = to_host(x);
+  host.dy = to_host(dy);
+  host.w = to_host(layer.weight());
+  host.b = to_host(layer.bias());
+
+  auto ember_step = [&] {
+    layer.zero_grad();
+    x.set_grad(Tensor());
+    Tensor y = layer.forward(x);
+    y.backward(dy);
+  };
+  auto ember_forward = [&] {
+    NoGradGuard no_grad;
+    (void)layer.forward(x);
+  };
+
+  // One step first: it makes ember choose (and cache) the three algorithms.
+  layer.zero_grad();
+  x.set_grad(Tensor());
+  Tensor ember_y = layer.forward(x);
+  ember_y.backward(dy);
+  const Tensor ember_dx = x.grad(), ember_dw = layer.weight().grad(),
+               ember_db = layer.bias().grad();
+  if (!ember_dx.defined() || !ember_dw.defined() || !ember_db.defined()) {
+    report.fail("Conv2d " + label + ": ember's backward left a gradient undefined");
+    return;
+  }
+
+  kcudnn::ConvAlgorithm algos[kDirs];
+  bool chosen = true;
+  for (int d = 0; d < kDirs; ++d) {
+    chosen = chosen && kcudnn::conv2d_chosen_algorithm(cuda::cudnn_handle(gpu.index()), s,
+                                                       policy, kConvDirection[d], &algos[d]);
+  }
+  if (!chosen) {
+    report.fail("Conv2d " + label + ": ember's plan cache has no algorithm for this shape "
+                "(the benchmark's ConvShape or policy differs from conv2d's)");
+    return;
+  }
+
+  // The baseline: its own descriptors, ember's algorithm and math type per direction,
+  // and one workspace for the largest of the three, allocated before anything is timed.
+  const RawConv rc(s, policy.data_type, algos);
+  size_t ws_bytes = 0;
+  Json algo_json = Json::object();
+  std::string algo_note;
+  for (int d = 0; d < kDirs; ++d) {
+    const size_t raw_bytes = rc.workspace(raw, algos, static_cast<Dir>(d));
+    ws_bytes = std::max({ws_bytes, raw_bytes, algos[d].workspace_bytes});
+    static const char* const kKeys[kDirs] = {"forward", "backward_data", "backward_filter"};
+    algo_json[kKeys[d]] = {{"algo", algos[d].algo},
+                           {"name", algo_name(static_cast<Dir>(d), algos[d].algo)},
+                           {"math", math_name(algos[d].math)},
+                           {"ember_workspace_bytes", algos[d].workspace_bytes},
+                           {"raw_workspace_bytes", raw_bytes}};
+    algo_note += std::string(d ? "/" : "") + algo_name(static_cast<Dir>(d), algos[d].algo);
+  }
+  const Tensor raw_ws = ws_bytes > 0 ? empty({static_cast<int64_t>(ws_bytes)},
+                                             {.dtype = kUInt8, .device = gpu})
+                                     : Tensor();
+  void* ws = raw_ws.defined() ? raw_ws.data_ptr() : nullptr;
+  // Outputs of the baseline; it reads x, dy and the layer's weight and bias in place.
+  const TensorOptions o{.dtype = dtype, .device = gpu};
+  const Tensor raw_y = empty(y_shape, o);
+  const Tensor raw_dx = empty(x_shape, o);
+  const Tensor raw_dw = empty(w_shape, o);
+  const Tensor raw_db = empty({s.o}, o);
+  const void* xp = x.data_ptr();
+  const void* wp = layer.weight().data_ptr();
+  const void* bp = layer.bias().data_ptr();
+  const void* dyp = dy.data_ptr();
+  // Scaling factors are float for float, half and bfloat16 data alike.
+  const float one = 1.0f, zero = 0.0f;
+
+  auto raw_forward = [&] {
+    EMBER_CUDNN_CHECK(cudnnConvolutionForward(
+        raw, &one, rc.x.get(), xp, rc.w.get(), wp, rc.conv[kFwd].get(),
+        static_cast<cudnnConvolutionFwdAlgo_t>(algos[kFwd].algo), ws, ws_bytes, &zero,
+        rc.y.get(), raw_y.data_ptr()));
+    EMBER_CUDNN_CHECK(
+        cudnnAddTensor(raw, &one, rc.bias.get(), bp, &one, rc.y.get(), raw_y.data_ptr()));
+  };
+  auto raw_step = [&] {
+    raw_forward();
+    EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(
+        raw, &one, rc.w.get(), wp, rc.y.get(), dyp, rc.conv[kBwdData].get(),
+        static_cast<cudnnConvolutionBwdDataAlgo_t>(algos[kBwdData].algo), ws, ws_bytes, &zero,
+        rc.x.get(), raw_dx.data_ptr()));
+    EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+        raw, &one, rc.x.get(), xp, rc.y.get(), dyp, rc.conv[kBwdFilter].get(),
+        static_cast<cudnnConvolutionBwdFilterAlgo_t>(algos[kBwdFilter].algo), ws, ws_bytes,
+        &zero, rc.w.get(), raw_dw.data_ptr()));
+    EMBER_CUDNN_CHECK(cudnnConvolutionBackwardBias(raw, &one, rc.y.get(), dyp, &zero,
+                                                   rc.bias.get(), raw_db.data_ptr()));
+  };
+
+  // Correctness first: the baseline against f64 sums at a few places, then ember's
+  // outputs and gradients against the baseline's everywhere. A cuDNN call that refuses
+  // this dtype fails the case, not the run.
+  try {
+    raw_step();
+    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
+  } catch (const Error& e) {
+    report.fail("Conv2d " + label + ": the raw cuDNN calls failed: " + e.what());
+    return;
+  }
+  const std::vector<float> ry = to_host(raw_y), rdx = to_host(raw_dx), rdw = to_host(raw_dw),
+                           rdb = to_host(raw_db);
+  std::string failed = spot_check("raw y", ry, y_shape, raw_rtol, [&](auto n, auto o_, auto i,
+                                                                      auto j) {
+    return host.y(n, o_, i, j);
+  });
+  if (failed.empty()) {
+    failed = spot_check("raw dx", rdx, x_shape, raw_rtol,
+                        [&](auto n, auto c, auto h, auto w_) { return host.dx(n, c, h, w_); });
+  }
+  if (failed.empty()) {
+    failed = spot_check("raw dw", rdw, w_shape, raw_rtol,
+                        [&](auto o_, auto c, auto i, auto j) { return host.dw(o_, c, i, j); });
+  }
+  if (failed.empty()) {
+    failed = spot_check("raw db", rdb, {s.o, 1, 1, 1}, raw_rtol,
+                        [&](auto o_, auto, auto, auto) { return host.db(o_); });
+  }
+  if (!failed.empty()) {
+    report.fail("Conv2d " + label + ": " + failed);
+    return;
+  }
+  const double diff_y = bench::max_relative_diff(to_host(ember_y), ry);
+  const double diff_dx = bench::max_relative_diff(to_host(ember_dx), rdx);
+  const double diff_dw = bench::max_relative_diff(to_host(ember_dw), rdw);
+  const double diff_db = bench::max_relative_diff(to_host(ember_db), rdb);
+  const double diff = std::max({diff_y, diff_dx, diff_dw, diff_db});
+  if (!(diff <= ember_rtol)) {
+    report.fail("Conv2d " + label + ": ember differs from raw cuDNN by " + std::to_string(diff) +
+                " (relative to the largest value; y " + std::to_string(diff_y) + ", dx " +
+                std::to_string(diff_dx) + ", dw " + std::to_string(diff_dw) + ", db " +
+                std::to_string(diff_db) + ")");
+    return;
+  }
+
+  const Json extra = {
+      {"case", cc.label},
+      {"dtype", dtype_name(dtype)},
+      {"x_shape", x_shape},
+      {"weight_shape", w_shape},
+      {"padding", cc.pad},
+      {"algorithms", algo_json},
+      {"raw_workspace_bytes", ws_bytes},
+      {"max_relative_diff", {{"y", diff_y}, {"dx", diff_dx}, {"dw", diff_dw}, {"db", diff_db}}}};
+  const double fwd_flops = conv_flops(s);
+  report.add(bench::ratio_row(label + ", forward", "cudnnConvolutionForward + cudnnAddTensor",
+                              bench::time_on_stream(stream, ember_forward, opts),
+                              bench::time_on_stream(stream, raw_forward, opts), fwd_flops,
+                              algo_note, extra));
+  report.add(bench::ratio_row(label + ", train step",
+                              "cuDNN forward + bias, backward data, filter and bias",
+                              bench::time_on_stream(stream, ember_step, opts),
+                              bench::time_on_stream(stream, raw_step, opts), 3.0 * fwd_flops,
+                              algo_note, extra));
+}
+
 void run(Report& report) {
   report.begin();
-  const bench::Options& opts = report.options();
   const int dev = 0;
   const Device gpu = Device::cuda(dev);
   const cudaStream_t stream = cuda::compute_stream(dev);
   // The policy conv2d's CUDA twin passes to the plan cache (policy_of in
   // kernels/cudnn/conv.cpp, from the kernel context's switches): ember's defaults unless
-  // the process changed them, so heuristic choice and no TF32.
+  // the process changed them, so heuristic choice and no TF32. Each case sets the data type.
   const kcudnn::ConvPolicy policy{cuda::cudnn_benchmark(), cuda::deterministic(),
                                   cuda::allow_tf32()};
-  // TF32 rounds inputs to 10 mantissa bits; FMA math keeps float32 sums.
-  const double rtol = policy.allow_tf32 ? 3e-3 : 1e-4;
 
   CudnnHandle raw{"cudnnDestroy"};
   EMBER_CUDNN_CHECK(cudnnCreate(raw.out()));
@@ -282,12 +501,13 @@ void run(Report& report) {
   report.set("tf32", policy.allow_tf32);
   report.set("cudnn_benchmark", policy.benchmark);
   report.set("deterministic", policy.deterministic);
-  std::printf("# ember: nn::Conv2d (bias) on cuda:0; train step = zero_grad, forward, backward of "
-              "a fixed dy into x, weight and bias\n");
+  std::printf("# ember: nn::Conv2d (bias) on cuda:0, converted with .to(dtype); train step = "
+              "zero_grad, forward, backward of a fixed dy into x, weight and bias\n");
   std::printf("# baseline: cudnnConvolutionForward + cudnnAddTensor; train step adds "
               "cudnnConvolutionBackwardData, BackwardFilter and BackwardBias; own handle on "
-              "ember's stream, ember's algorithms, one preallocated workspace\n");
-  std::printf("# policy: %s choice, deterministic %s, TF32 %s\n",
+              "ember's stream, ember's algorithms, one preallocated workspace; float16 and "
+              "bfloat16 with a float compute type and ember's (tensor-core) math type\n");
+  std::printf("# policy: %s choice, deterministic %s, TF32 %s (float32)\n",
               policy.benchmark ? "measured" : "heuristic", policy.deterministic ? "on" : "off",
               policy.allow_tf32 ? "on" : "off");
   report.table("TFLOP/s (nominal)");
@@ -300,182 +520,15 @@ void run(Report& report) {
       {"ResNet 3x3", 32, 64, 56, 56, 64, 3, 1},
   };
   for (const ConvCase& cc : cases) {
-    ConvShape s;
-    s.n = cc.n;
-    s.c = cc.c;
-    s.h = cc.h;
-    s.w = cc.w;
-    s.o = cc.o;
-    s.kh = s.kw = cc.k;
-    s.pad_h = s.pad_w = cc.pad;
-    s.out_h = kernels::conv_out_size(s.h, s.kh, s.pad_h, s.stride_h, s.dil_h);
-    s.out_w = kernels::conv_out_size(s.w, s.kw, s.pad_w, s.stride_w, s.dil_w);
-    const Shape x_shape{s.n, s.c, s.h, s.w}, y_shape{s.n, s.o, s.out_h, s.out_w};
-    const Shape w_shape{s.o, s.c, s.kh, s.kw};
-    const std::string label = std::string(cc.label) + " " + shape_str(x_shape) + " -> " +
-                              shape_str(y_shape);
-
-    // ember's side: the layer as a user builds it, an input that requires grad (so that
-    // backward computes dx too) and a fixed upstream gradient.
-    nn::Conv2d layer(s.c, s.o, {s.kh, s.kw}, {.padding = {s.pad_h, s.pad_w}});
-    layer.to(gpu);
-    HostConv host;
-    host.s = s;
-    host.x = bench::host_values(shape_numel(x_shape), 1, 1.0f);
-    host.dy = bench::host_values(shape_numel(y_shape), 2, 1.0f);
-    host.w = to_host(layer.weight());
-    host.b = to_host(layer.bias());
-    Tensor x = Tensor::from_vector(host.x, x_shape, gpu);
-    x.requires_grad_();
-    const Tensor dy = Tensor::from_vector(host.dy, y_shape, gpu);
-
-    auto ember_step = [&] {
-      layer.zero_grad();
-      x.set_grad(Tensor());
-      Tensor y = layer.forward(x);
-      y.backward(dy);
-    };
-    auto ember_forward = [&] {
-      NoGradGuard no_grad;
-      (void)layer.forward(x);
-    };
-
-    // One step first: it makes ember choose (and cache) the three algorithms.
-    layer.zero_grad();
-    x.set_grad(Tensor());
-    Tensor ember_y = layer.forward(x);
-    ember_y.backward(dy);
-    const Tensor ember_dx = x.grad(), ember_dw = layer.weight().grad(),
-                 ember_db = layer.bias().grad();
-    if (!ember_dx.defined() || !ember_dw.defined() || !ember_db.defined()) {
-      report.fail("Conv2d " + label + ": ember's backward left a gradient undefined");
-      continue;
+    for (const DType dtype : {kFloat32, kFloat16, kBFloat16}) {
+      // A case that throws (a dtype a library refuses) fails alone; the others still run.
+      try {
+        conv_case(report, raw.get(), cc, dtype, policy, gpu, stream);
+      } catch (const Error& e) {
+        report.fail(std::string("Conv2d ") + cc.label + " batch " + std::to_string(cc.n) +
+                    ", " + dtype_name(dtype) + ": " + e.what());
+      }
     }
-
-    kcudnn::ConvAlgorithm algos[kDirs];
-    bool chosen = true;
-    for (int d = 0; d < kDirs; ++d) {
-      chosen = chosen && kcudnn::conv2d_chosen_algorithm(cuda::cudnn_handle(dev), s, policy,
-                                                         kConvDirection[d], &algos[d]);
-    }
-    if (!chosen) {
-      report.fail("Conv2d " + label + ": ember's plan cache has no algorithm for this shape "
-                  "(the benchmark's ConvShape or policy differs from conv2d's)");
-      continue;
-    }
-
-    // The baseline: its own descriptors, ember's algorithm and math type per direction,
-    // and one workspace for the largest of the three, allocated before anything is timed.
-    const RawConv rc(s, algos);
-    size_t ws_bytes = 0;
-    Json algo_json = Json::object();
-    std::string algo_note;
-    for (int d = 0; d < kDirs; ++d) {
-      const size_t raw_bytes = rc.workspace(raw.get(), algos, static_cast<Dir>(d));
-      ws_bytes = std::max({ws_bytes, raw_bytes, algos[d].workspace_bytes});
-      static const char* const kKeys[kDirs] = {"forward", "backward_data", "backward_filter"};
-      algo_json[kKeys[d]] = {{"algo", algos[d].algo},
-                             {"name", algo_name(static_cast<Dir>(d), algos[d].algo)},
-                             {"math", math_name(algos[d].math)},
-                             {"ember_workspace_bytes", algos[d].workspace_bytes},
-                             {"raw_workspace_bytes", raw_bytes}};
-      algo_note += std::string(d ? "/" : "") + algo_name(static_cast<Dir>(d), algos[d].algo);
-    }
-    const Tensor raw_ws = ws_bytes > 0 ? empty({static_cast<int64_t>(ws_bytes)},
-                                               {.dtype = kUInt8, .device = gpu})
-                                       : Tensor();
-    void* ws = raw_ws.defined() ? raw_ws.data_ptr() : nullptr;
-    // Outputs of the baseline; it reads x, dy and the layer's weight and bias in place.
-    const Tensor raw_y = empty(y_shape, {.device = gpu});
-    const Tensor raw_dx = empty(x_shape, {.device = gpu});
-    const Tensor raw_dw = empty(w_shape, {.device = gpu});
-    const Tensor raw_db = empty({s.o}, {.device = gpu});
-    const float* xp = x.data<float>();
-    const float* wp = layer.weight().data<float>();
-    const float* bp = layer.bias().data<float>();
-    const float* dyp = dy.data<float>();
-    const float one = 1.0f, zero = 0.0f;
-
-    auto raw_forward = [&] {
-      EMBER_CUDNN_CHECK(cudnnConvolutionForward(
-          raw.get(), &one, rc.x.get(), xp, rc.w.get(), wp, rc.conv[kFwd].get(),
-          static_cast<cudnnConvolutionFwdAlgo_t>(algos[kFwd].algo), ws, ws_bytes, &zero,
-          rc.y.get(), raw_y.data<float>()));
-      EMBER_CUDNN_CHECK(cudnnAddTensor(raw.get(), &one, rc.bias.get(), bp, &one, rc.y.get(),
-                                       raw_y.data<float>()));
-    };
-    auto raw_step = [&] {
-      raw_forward();
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardData(
-          raw.get(), &one, rc.w.get(), wp, rc.y.get(), dyp, rc.conv[kBwdData].get(),
-          static_cast<cudnnConvolutionBwdDataAlgo_t>(algos[kBwdData].algo), ws, ws_bytes,
-          &zero, rc.x.get(), raw_dx.data<float>()));
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-          raw.get(), &one, rc.x.get(), xp, rc.y.get(), dyp, rc.conv[kBwdFilter].get(),
-          static_cast<cudnnConvolutionBwdFilterAlgo_t>(algos[kBwdFilter].algo), ws, ws_bytes,
-          &zero, rc.w.get(), raw_dw.data<float>()));
-      EMBER_CUDNN_CHECK(cudnnConvolutionBackwardBias(raw.get(), &one, rc.y.get(), dyp, &zero,
-                                                     rc.bias.get(), raw_db.data<float>()));
-    };
-
-    // Correctness first: the baseline against f64 sums at a few places, then ember's
-    // outputs and gradients against the baseline's everywhere.
-    raw_step();
-    EMBER_CUDA_CHECK(cudaStreamSynchronize(stream));
-    const std::vector<float> ry = to_host(raw_y), rdx = to_host(raw_dx), rdw = to_host(raw_dw),
-                             rdb = to_host(raw_db);
-    std::string failed = spot_check("raw y", ry, y_shape, rtol, [&](auto n, auto o, auto i,
-                                                                    auto j) {
-      return host.y(n, o, i, j);
-    });
-    if (failed.empty()) {
-      failed = spot_check("raw dx", rdx, x_shape, rtol,
-                          [&](auto n, auto c, auto h, auto w_) { return host.dx(n, c, h, w_); });
-    }
-    if (failed.empty()) {
-      failed = spot_check("raw dw", rdw, w_shape, rtol,
-                          [&](auto o, auto c, auto i, auto j) { return host.dw(o, c, i, j); });
-    }
-    if (failed.empty()) {
-      failed = spot_check("raw db", rdb, {s.o, 1, 1, 1}, rtol,
-                          [&](auto o, auto, auto, auto) { return host.db(o); });
-    }
-    if (!failed.empty()) {
-      report.fail("Conv2d " + label + ": " + failed);
-      continue;
-    }
-    const double diff_y = bench::max_relative_diff(to_host(ember_y), ry);
-    const double diff_dx = bench::max_relative_diff(to_host(ember_dx), rdx);
-    const double diff_dw = bench::max_relative_diff(to_host(ember_dw), rdw);
-    const double diff_db = bench::max_relative_diff(to_host(ember_db), rdb);
-    const double diff = std::max({diff_y, diff_dx, diff_dw, diff_db});
-    if (!(diff <= rtol)) {
-      report.fail("Conv2d " + label + ": ember differs from raw cuDNN by " + std::to_string(diff) +
-                  " (relative to the largest value; y " + std::to_string(diff_y) + ", dx " +
-                  std::to_string(diff_dx) + ", dw " + std::to_string(diff_dw) + ", db " +
-                  std::to_string(diff_db) + ")");
-      continue;
-    }
-
-    auto add_row = [&](const std::string& what, const std::string& baseline, const Timing& t,
-                       const Timing& base, double flops) {
-      report.add(bench::ratio_row(
-          label + ", " + what, baseline, t, base, flops, algo_note,
-          {{"case", cc.label},
-           {"x_shape", x_shape},
-           {"weight_shape", w_shape},
-           {"padding", cc.pad},
-           {"algorithms", algo_json},
-           {"raw_workspace_bytes", ws_bytes},
-           {"max_relative_diff", {{"y", diff_y}, {"dx", diff_dx}, {"dw", diff_dw}, {"db", diff_db}}}}));
-    };
-    const double fwd_flops = conv_flops(s);
-    add_row("forward", "cudnnConvolutionForward + cudnnAddTensor",
-            bench::time_on_stream(stream, ember_forward, opts),
-            bench::time_on_stream(stream, raw_forward, opts), fwd_flops);
-    add_row("train step", "cuDNN forward + bias, backward data, filter and bias",
-            bench::time_on_stream(stream, ember_step, opts),
-            bench::time_on_stream(stream, raw_step, opts), 3.0 * fwd_flops);
   }
 }
 
