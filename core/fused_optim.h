@@ -86,9 +86,9 @@ EMBER_API void fused_rmsprop_(const std::vector<Tensor>& params,
 // mix of dtypes) becomes g * inv_scale in place, and found_inf (a float32 tensor of one
 // element on the gradients' device) is set to 1 when any gradient held an inf or NaN (left
 // as it was otherwise). inv_scale is a float32 tensor of one element on that device, so
-// nothing waits for a GPU. On the CPU one multi-tensor kernel call per dtype does it
-// (kernels/cpu/amp.h); on a GPU, until that kernel has a CUDA twin, it is composed from
-// one reduction and one multiply per tensor.
+// nothing waits for a GPU. One multi-tensor kernel call per device and dtype does it
+// (kernels/cpu/amp.h; on a GPU its twin kernels/cuda/amp.cuh, one launch for up to
+// hundreds of tensors).
 EMBER_API void amp_unscale_and_check_(const std::vector<Tensor>& grads, const Tensor& found_inf,
                                       const Tensor& inv_scale);
 

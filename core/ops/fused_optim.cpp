@@ -16,6 +16,7 @@
 #include "ember/kernels/acc_type.h"
 #include "ember/kernels/cpu/amp.h"
 #include "ember/kernels/cpu/optim.h"
+#include "ember/kernels/cuda/amp.cuh"
 #include "ember/kernels/cuda/optim.cuh"
 
 namespace ember {
@@ -278,25 +279,14 @@ void amp_unscale_and_check_(const std::vector<Tensor>& grads, const Tensor& foun
   for (const std::vector<size_t>& group : group_by_device(grads)) {
     const Tensor& first = grads[group.front()];
     dispatch::run(first, dispatch::kFloatingAndHalf, kOp, [&]<typename T>(auto ctx) {
-      if constexpr (std::is_same_v<decltype(ctx), kernels::cpu::Context>) {
-        std::vector<kernels::UnscaleEntry<T>> entries(group.size());
-        for (size_t k = 0; k < group.size(); ++k) {
-          entries[k] = {grads[group[k]].template data<T>(), grads[group[k]].numel()};
-        }
-        const auto count = static_cast<int64_t>(entries.size());
-        unscale_and_check_multi_tensor(ctx, entries.data(), count, inv_scale.data<float>(),
-                                       found_inf.data<float>());
-      } else {
-        // Composed on the GPU: sum(g * 0) is NaN exactly when g holds an inf or a NaN.
-        Tensor flag = found_inf;
-        for (size_t i : group) {
-          Tensor g = grads[i];
-          Tensor z = sum(mul(g, 0.0)).to(kFloat32);
-          Tensor bad = ne(z, z).to(kFloat32);
-          flag.copy_(maximum(flag.reshape({}), bad).reshape(flag.shape()));
-          g.copy_(mul(g.to(kFloat32), inv_scale.reshape({})));
-        }
+      // One pass over the whole group, in one launch on a GPU (multi-tensor tables).
+      std::vector<kernels::UnscaleEntry<T>> entries(group.size());
+      for (size_t k = 0; k < group.size(); ++k) {
+        entries[k] = {grads[group[k]].template data<T>(), grads[group[k]].numel()};
       }
+      const auto count = static_cast<int64_t>(entries.size());
+      unscale_and_check_multi_tensor(ctx, entries.data(), count, inv_scale.data<float>(),
+                                     found_inf.data<float>());
     });
   }
 }

@@ -1,7 +1,8 @@
 // Multi-tensor CUDA optimizer updates, the twins of kernels/cpu/optim.cpp: the arithmetic
 // is the shared kernels/optim_math.h; this file adds the launch table, indexing and launch.
 // core/ops/fused_optim.cpp calls them with one device's float32 (or float16 / bfloat16)
-// tensors.
+// tensors. The gradient scaler's unscale-and-check (kernels/cuda/amp.cuh) shares the launch
+// tables.
 //
 // Note [Multi-tensor apply]
 // An optimizer step touches every parameter tensor once. One launch per tensor would cost
@@ -37,6 +38,7 @@
 
 #include "ember/core/base/cuda_check.h"
 #include "ember/core/base/half.h"
+#include "ember/kernels/cuda/amp.cuh"
 #include "ember/kernels/cuda/launch.cuh"
 #include "ember/kernels/optim_math.h"
 
@@ -132,18 +134,25 @@ __device__ void update_chunk(const Entry& e, int64_t begin, int64_t n) {
   }
 }
 
-// See Note [Multi-tensor apply].
-template <typename Table>
-__global__ void __launch_bounds__(kBlockSize)
-    multi_tensor_kernel(const __grid_constant__ Table table) {
+// This block's chunks of the table (Note [Multi-tensor apply]): f(entry, begin, n) for
+// each, n elements of the entry from `begin`.
+template <typename Table, typename F>
+__device__ void for_each_chunk(const Table& table, F f) {
   const int64_t total = table.chunk_begin[table.count];
   for (int64_t c = blockIdx.x; c < total; c += gridDim.x) {
     const int32_t t = multi_tensor_chunk_owner(table.chunk_begin, table.count, c);
     const auto& e = table.entries[t];
     const int64_t begin = (c - table.chunk_begin[t]) * kMultiTensorChunk;
     const int64_t n = e.numel - begin < kMultiTensorChunk ? e.numel - begin : kMultiTensorChunk;
-    update_chunk(e, begin, n);
+    f(e, begin, n);
   }
+}
+
+// See Note [Multi-tensor apply].
+template <typename Table>
+__global__ void __launch_bounds__(kBlockSize)
+    multi_tensor_kernel(const __grid_constant__ Table table) {
+  for_each_chunk(table, [](const auto& e, int64_t begin, int64_t n) { update_chunk(e, begin, n); });
 }
 
 // ---------------------------------------------------------------------------------
@@ -152,8 +161,9 @@ __global__ void __launch_bounds__(kBlockSize)
 // More blocks than this only queue up; the chunk loop covers the rest.
 constexpr int64_t kMaxGrid = 65535LL * 8;
 
-template <typename Table, typename Entry>
-void launch_tables(cudaStream_t stream, const Entry* entries, int64_t count) {
+// `launch(table, grid)` launches one kernel over a packed table on the caller's stream.
+template <typename Table, typename Entry, typename Launch>
+void launch_tables(const Entry* entries, int64_t count, Launch launch) {
   static_assert(sizeof(Table) <= kLargeTableBytes, "multi-tensor table exceeds the argument limit");
   // Heap, not stack: the large table is 32 KB. The launch copies it into the argument
   // block, so it may be refilled (or freed) as soon as the launch returns.
@@ -163,14 +173,15 @@ void launch_tables(cudaStream_t stream, const Entry* entries, int64_t count) {
     next = pack_multi_tensor_table(table.get(), entries, count, next);
     const int64_t chunks = table->chunk_begin[table->count];
     if (chunks == 0) continue;
-    const unsigned grid = static_cast<unsigned>(std::min(chunks, kMaxGrid));
-    multi_tensor_kernel<Table><<<grid, kBlockSize, 0, stream>>>(*table);
+    launch(*table, static_cast<unsigned>(std::min(chunks, kMaxGrid)));
     EMBER_KERNEL_LAUNCH_CHECK();
   }
 }
 
-template <typename Entry>
-void multi_tensor_apply(cudaStream_t stream, const Entry* entries, int64_t count) {
+// Runs `launch` (a generic callable taking the table and the grid size) over the entries
+// with the smallest table that holds them (Note [Multi-tensor apply]).
+template <typename Entry, typename Launch>
+void for_each_table(const Entry* entries, int64_t count, Launch launch) {
   using Small = MultiTensorTable<Entry, multi_tensor_capacity<Entry>(kSmallTableBytes)>;
   using Large = MultiTensorTable<Entry, multi_tensor_capacity<Entry>(kLargeTableBytes)>;
   static_assert(sizeof(Small) <= kSmallTableBytes && sizeof(Large) <= kLargeTableBytes,
@@ -179,10 +190,38 @@ void multi_tensor_apply(cudaStream_t stream, const Entry* entries, int64_t count
   for (int64_t i = 0; i < count; ++i) nonempty += entries[i].numel > 0 ? 1 : 0;
   if (nonempty == 0) return;
   if (nonempty <= Small::kCapacity) {
-    launch_tables<Small>(stream, entries, count);
+    launch_tables<Small>(entries, count, launch);
   } else {
-    launch_tables<Large>(stream, entries, count);
+    launch_tables<Large>(entries, count, launch);
   }
+}
+
+template <typename Entry>
+void multi_tensor_apply(cudaStream_t stream, const Entry* entries, int64_t count) {
+  for_each_table(entries, count, [stream](const auto& table, unsigned grid) {
+    using Table = std::decay_t<decltype(table)>;
+    multi_tensor_kernel<Table><<<grid, kBlockSize, 0, stream>>>(table);
+  });
+}
+
+// The gradient scaler's unscale and inf/NaN check over every gradient of one device and
+// dtype in one launch (kernels/cuda/amp.cuh). Every thread that met an inf or a NaN makes
+// its block write 1 to found_inf (all writers write the same value).
+template <typename Table>
+__global__ void __launch_bounds__(kBlockSize)
+    unscale_kernel(const __grid_constant__ Table table, const float* inv_scale,
+                   float* found_inf) {
+  const float s = *inv_scale;
+  bool bad = false;
+  for_each_chunk(table, [&](const auto& e, int64_t begin, int64_t n) {
+    auto* x = e.data + begin;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+      const float v = static_cast<float>(x[i]);
+      bad = bad || !isfinite(v);
+      x[i] = v * s;
+    }
+  });
+  if (__syncthreads_or(bad) != 0 && threadIdx.x == 0) *found_inf = 1.0f;
 }
 
 }  // namespace
@@ -205,10 +244,21 @@ void rmsprop_multi_tensor(Context ctx, const RmspropEntry<T>* entries, int64_t c
   multi_tensor_apply(ctx.stream, entries, count);
 }
 
+template <typename T>
+void unscale_and_check_multi_tensor(Context ctx, const UnscaleEntry<T>* entries, int64_t count,
+                                    const float* inv_scale, float* found_inf) {
+  for_each_table(entries, count, [&](const auto& table, unsigned grid) {
+    using Table = std::decay_t<decltype(table)>;
+    unscale_kernel<Table><<<grid, kBlockSize, 0, ctx.stream>>>(table, inv_scale, found_inf);
+  });
+}
+
 #define EMBER_OPTIM_INSTANTIATE(T)                                                 \
   template void sgd_multi_tensor<T>(Context, const SgdEntry<T>*, int64_t);         \
   template void adam_multi_tensor<T>(Context, const AdamEntry<T>*, int64_t);       \
-  template void rmsprop_multi_tensor<T>(Context, const RmspropEntry<T>*, int64_t);
+  template void rmsprop_multi_tensor<T>(Context, const RmspropEntry<T>*, int64_t); \
+  template void unscale_and_check_multi_tensor<T>(Context, const UnscaleEntry<T>*, int64_t, \
+                                                  const float*, float*);
 EMBER_OPTIM_INSTANTIATE(float)
 EMBER_OPTIM_INSTANTIATE(Half)
 EMBER_OPTIM_INSTANTIATE(BFloat16)

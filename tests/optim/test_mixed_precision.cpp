@@ -3,6 +3,7 @@
 // option.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -182,6 +183,34 @@ TEST(GradScaler, SkipsAStepOnOverflowAndTheScaleRecoversOnCuda) {
   amp_unscale_and_check_({a, b}, found, full({1}, 0.5, {.device = Device::cuda()}));
   EXPECT_EQ(found.item(), 1.0);
   EXPECT_EQ(a.cpu().to_vector<float>()[999], 0.5f);
+}
+
+// Many gradients of mixed sizes and dtypes (more than one launch table holds on a GPU: 700
+// tensors): each unscaled exactly, the flag left alone while all are finite, and one inf in
+// the last tensor of one dtype found.
+void unscale_many(Device device) {
+  std::vector<Tensor> grads;
+  for (int i = 0; i < 700; ++i) {
+    const DType dt = i % 3 == 0 ? kFloat16 : (i % 3 == 1 ? kBFloat16 : kFloat32);
+    grads.push_back(full({(i * 37) % 9001}, 4.0, {.dtype = dt, .device = device}));
+  }
+  Tensor found = zeros({1}, {.device = device});
+  amp_unscale_and_check_(grads, found, full({1}, 0.25, {.device = device}));
+  EXPECT_EQ(found.item(), 0.0);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const std::vector<double> v = values(grads[i].to(kFloat64));
+    ASSERT_TRUE(std::all_of(v.begin(), v.end(), [](double x) { return x == 1.0; })) << i;
+  }
+  grads.back().narrow(0, grads.back().size(0) - 1, 1).fill_(INFINITY);
+  amp_unscale_and_check_(grads, found, full({1}, 1.0, {.device = device}));
+  EXPECT_EQ(found.item(), 1.0);
+}
+
+TEST(GradScaler, OneFusedPassOverManyGradients) { unscale_many(Device::cpu()); }
+
+TEST(GradScaler, OneFusedPassOverManyGradientsOnCuda) {
+  EMBER_SKIP_WITHOUT_GPU();
+  unscale_many(Device::cuda());
 }
 
 TEST(GradScaler, UnscaleBeforeClippingThenStep) {
