@@ -500,6 +500,77 @@ void reduced_case(Report& report, cublasLtHandle_t lt, const LinearCase& lc, DTy
            bench::time_on_stream(stream, raw_step, opts));
 }
 
+// What the fused epilogue buys (Note [Fused linear] in core/ops/linalg.cpp): nn::Linear with
+// {.activation = "relu"} (one cuBLASLt call with RELU_BIAS forward; dW with BGRADB backward)
+// against the same weights as nn::Linear followed by nn::ReLU (GEMM with the bias epilogue,
+// then the ReLU kernel each way), both ember, same run. The outputs and gradients must agree
+// (the same products; the ReLU only moves into the epilogue).
+void fused_relu_case(Report& report, const LinearCase& lc, DType dtype, const Device& gpu,
+                     cudaStream_t stream) {
+  const bench::Options& opts = report.options();
+  const std::string label = case_label(lc, dtype) + ", ReLU";
+  nn::Linear fused(lc.in, lc.out, {.activation = "relu"});
+  nn::Linear plain(lc.in, lc.out);
+  nn::ReLU relu;
+  fused.to(gpu);
+  fused.to(dtype);
+  plain.to(gpu);
+  plain.to(dtype);
+  {
+    NoGradGuard no_grad;
+    plain.weight().copy_(fused.weight());
+    plain.bias().copy_(fused.bias());
+  }
+  Tensor x = Tensor::from_vector(bench::host_values(lc.n * lc.in, 1, 1.0f), {lc.n, lc.in}, gpu)
+                 .to(dtype);
+  x.requires_grad_();
+  const Tensor dy =
+      Tensor::from_vector(bench::host_values(lc.n * lc.out, 2, 1.0f), {lc.n, lc.out}, gpu)
+          .to(dtype);
+  auto step = [&](nn::Module& layer, bool composed) {
+    layer.zero_grad();
+    x.set_grad(Tensor());
+    Tensor y = layer.forward(x);
+    if (composed) y = relu.forward(y);
+    y.backward(dy);
+    return y;
+  };
+  const Tensor y_fused = step(fused, false);
+  const Tensor dx_fused = x.grad(), dw_fused = fused.weight().grad(), db_fused = fused.bias().grad();
+  const Tensor y_plain = step(plain, true);
+  const Tensor dx_plain = x.grad(), dw_plain = plain.weight().grad(), db_plain = plain.bias().grad();
+  const double diff = std::max({bench::max_relative_diff(to_host(y_fused), to_host(y_plain)),
+                                bench::max_relative_diff(to_host(dx_fused), to_host(dx_plain)),
+                                bench::max_relative_diff(to_host(dw_fused), to_host(dw_plain)),
+                                bench::max_relative_diff(to_host(db_fused), to_host(db_plain))});
+  const double rtol = dtype == kFloat32 ? 1e-4 : 2e-2;
+  if (!(diff <= rtol)) {
+    report.fail("Linear " + label + ": the fused layer differs from Linear + ReLU by " +
+                std::to_string(diff));
+    return;
+  }
+  auto forward = [&](nn::Module& layer, bool composed) {
+    NoGradGuard no_grad;
+    Tensor y = layer.forward(x);
+    if (composed) y = relu.forward(y);
+  };
+  const double gemm_flops = 2.0 * lc.n * lc.in * lc.out;
+  const Json extra{{"case", lc.label}, {"dtype", dtype_name(dtype)}, {"batch", lc.n},
+                   {"in_features", lc.in}, {"out_features", lc.out},
+                   {"max_relative_diff", diff}};
+  const std::string detail = "baseline: ember's nn::Linear then nn::ReLU";
+  report.add(bench::ratio_row(
+      label + " fused, forward", "ember Linear + ReLU",
+      bench::time_on_stream(stream, [&] { forward(fused, false); }, opts),
+      bench::time_on_stream(stream, [&] { forward(plain, true); }, opts), gemm_flops, detail,
+      extra));
+  report.add(bench::ratio_row(
+      label + " fused, train step", "ember Linear + ReLU",
+      bench::time_on_stream(stream, [&] { (void)step(fused, false); }, opts),
+      bench::time_on_stream(stream, [&] { (void)step(plain, true); }, opts), 3.0 * gemm_flops,
+      detail, extra));
+}
+
 void run(Report& report) {
   report.begin();
   const int dev = 0;
@@ -553,6 +624,16 @@ void run(Report& report) {
         }
       } catch (const Error& e) {
         report.fail("Linear " + case_label(lc, dtype) + ": " + e.what());
+      }
+    }
+  }
+  for (const LinearCase& lc : {LinearCase{"seed CNN fc1", 128, 1600, 128},
+                               LinearCase{"large", 512, 4096, 4096}}) {
+    for (const DType dtype : {kFloat32, kBFloat16}) {
+      try {
+        fused_relu_case(report, lc, dtype, gpu, stream);
+      } catch (const Error& e) {
+        report.fail("Linear " + case_label(lc, dtype) + ", ReLU: " + e.what());
       }
     }
   }
