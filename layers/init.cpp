@@ -20,7 +20,7 @@ int64_t receptive_field(const Tensor& t) {
 
 template <typename Dist>
 Tensor& fill_from(Tensor& t, Dist dist) {
-  EMBER_CHECK(t.defined(), "init: undefined tensor");
+  EMBER_CHECK_T(ValueError, t.defined(), "init: undefined tensor");
   std::vector<double> v(static_cast<size_t>(t.numel()));
   {
     std::lock_guard<std::mutex> lock(cpu_generator_mutex());
@@ -96,9 +96,9 @@ Tensor& by_name(Tensor& t, const std::string& name) {
   if (name == "zeros") return zeros_(t);
   if (name == "ones") return ones_(t);
   // "default" is resolved by the layer itself, which knows PyTorch's rule for it.
-  throw Error("init: unknown initializer '" + name +
-              "' (known: default, glorot_uniform, glorot_normal, he_uniform, he_normal, "
-              "xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal, zeros, ones)");
+  throw ValueError("init: unknown initializer '" + name +
+                   "' (known: default, glorot_uniform, glorot_normal, he_uniform, he_normal, "
+                   "xavier_uniform, xavier_normal, kaiming_uniform, kaiming_normal, zeros, ones)");
 }
 
 }  // namespace ember::nn::init

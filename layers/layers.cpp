@@ -83,8 +83,8 @@ Padding::Padding(const std::string& mode) {
   if (mode == "same") {
     same = true;
   } else if (mode != "valid") {
-    throw Error("Conv2d: padding '" + mode + "' is not known (use a number, a pair, "
-                "\"same\" or \"valid\")");
+    throw ValueError("Conv2d: padding '" + mode + "' is not known (use a number, a pair, "
+                     "\"same\" or \"valid\")");
   }
 }
 

@@ -36,10 +36,12 @@ std::string Module::name() const { return class_name(typeid(*this)); }
 // --- registration ---------------------------------------------------------------------------
 
 Tensor& Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
-  EMBER_CHECK(!name.empty() && name.find('.') == std::string::npos, name,
-              ": a parameter name must be non-empty and contain no '.'");
+  EMBER_CHECK_T(ValueError, !name.empty() && name.find('.') == std::string::npos,
+                "register_parameter: '", name,
+                "': a parameter name must be non-empty and contain no '.'");
   for (auto& p : params_) {
-    EMBER_CHECK(p.first != name, "register_parameter: '", name, "' is already registered");
+    EMBER_CHECK_T(ValueError, p.first != name, "register_parameter: '", name,
+                  "' is already registered");
   }
   if (t.defined()) {
     t = t.detach();
@@ -51,16 +53,18 @@ Tensor& Module::register_parameter(const std::string& name, Tensor t, bool requi
 
 Tensor& Module::register_buffer(const std::string& name, Tensor t) {
   for (auto& b : buffers_) {
-    EMBER_CHECK(b.first != name, "register_buffer: '", name, "' is already registered");
+    EMBER_CHECK_T(ValueError, b.first != name, "register_buffer: '", name,
+                  "' is already registered");
   }
   buffers_.emplace_back(name, std::make_unique<Tensor>(t.defined() ? t.detach() : t));
   return *buffers_.back().second;
 }
 
 void Module::add_child(const std::string& name, std::shared_ptr<Module> child) {
-  EMBER_CHECK(child != nullptr, "register_module: '", name, "' is null");
+  EMBER_CHECK_T(ValueError, child != nullptr, "register_module: '", name, "' is null");
   for (auto& c : children_) {
-    EMBER_CHECK(c.first != name, "register_module: '", name, "' is already registered");
+    EMBER_CHECK_T(ValueError, c.first != name, "register_module: '", name,
+                  "' is already registered");
   }
   child->train(training_);
   children_.emplace_back(name, std::move(child));
@@ -70,7 +74,7 @@ Tensor& Module::parameter_slot(const std::string& name) {
   for (auto& p : params_) {
     if (p.first == name) return *p.second;
   }
-  EMBER_CHECK(false, this->name(), ": no parameter named '", name, "'");
+  EMBER_CHECK_T(ValueError, false, this->name(), ": no parameter named '", name, "'");
   throw;  // unreachable
 }
 
@@ -78,7 +82,7 @@ Tensor& Module::buffer_slot(const std::string& name) {
   for (auto& b : buffers_) {
     if (b.first == name) return *b.second;
   }
-  EMBER_CHECK(false, this->name(), ": no buffer named '", name, "'");
+  EMBER_CHECK_T(ValueError, false, this->name(), ": no buffer named '", name, "'");
   throw;  // unreachable
 }
 

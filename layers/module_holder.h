@@ -39,7 +39,7 @@ EMBER_API std::string class_name(const std::type_info& type);
 // register_module, nn::Sequential and the holder's owner all do), `fc->weight()` reaches
 // the layer's own members, and `fc(x)` goes through Module::operator() so summary() sees
 // the layer. A default-constructed holder is empty until assigned; using it then throws
-// an ember::Error naming the layer type instead of dereferencing null.
+// an ember::ValueError naming the layer type instead of dereferencing null.
 template <typename M>
 class ModuleHolder {
   static_assert(std::is_base_of_v<Module, M>, "ModuleHolder<M>: M must derive from nn::Module");
@@ -67,10 +67,10 @@ class ModuleHolder {
   M& operator*() const { return *get(); }
   // The module; throws when the holder is empty.
   M* get() const {
-    EMBER_CHECK(impl_ != nullptr, "ModuleHolder<", class_name(typeid(M)),
-                ">: used while empty; assign it a module first, e.g. `layer = "
-                "register_module(\"layer\", nn::", class_name(typeid(M)), "(...))` in the "
-                "model's constructor");
+    EMBER_CHECK_T(ValueError, impl_ != nullptr, "ModuleHolder<", class_name(typeid(M)),
+                  ">: used while empty; assign it a module first, e.g. `layer = "
+                  "register_module(\"layer\", nn::", class_name(typeid(M)), "(...))` in the "
+                  "model's constructor");
     return impl_.get();
   }
   const std::shared_ptr<M>& ptr() const { return impl_; }

@@ -271,7 +271,7 @@ OnnxValue OnnxGraph::narrow(const OnnxValue& x, int64_t dim, int64_t start, int6
 }
 
 OnnxValue OnnxGraph::cat(const std::vector<OnnxValue>& xs, int64_t dim) {
-  EMBER_CHECK(!xs.empty(), "export_onnx: cat of no values");
+  EMBER_CHECK_T(ValueError, !xs.empty(), "export_onnx: cat of no values");
   std::vector<std::string> names;
   std::vector<Tensor> examples;
   for (const OnnxValue& v : xs) {

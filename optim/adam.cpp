@@ -60,16 +60,16 @@ AdamW::AdamW(std::vector<ParamGroup<AdamWOptions>> groups) {
 }
 
 void Adam::validate(const AdamOptions& o) const {
-  EMBER_CHECK(std::isfinite(o.lr) && o.lr >= 0.0, name(), ": invalid learning rate lr=", o.lr,
-              " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.eps) && o.eps >= 0.0, name(), ": invalid eps=", o.eps,
-              " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.lr) && o.lr >= 0.0, name(),
+                ": invalid learning rate lr=", o.lr, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.eps) && o.eps >= 0.0, name(), ": invalid eps=", o.eps,
+                " (expected >= 0)");
   for (int i = 0; i < 2; ++i) {
-    EMBER_CHECK(o.betas[i] >= 0.0 && o.betas[i] < 1.0, name(), ": invalid betas[", i,
-                "]=", o.betas[i], " (expected 0 <= beta < 1)");
+    EMBER_CHECK_T(ValueError, o.betas[i] >= 0.0 && o.betas[i] < 1.0, name(), ": invalid betas[", i,
+                  "]=", o.betas[i], " (expected 0 <= beta < 1)");
   }
-  EMBER_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0, name(),
-              ": invalid weight_decay=", o.weight_decay, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.weight_decay) && o.weight_decay >= 0.0, name(),
+                ": invalid weight_decay=", o.weight_decay, " (expected >= 0)");
 }
 
 std::optional<double> Adam::momentum(size_t group) const { return options(group).betas[0]; }

@@ -22,10 +22,10 @@ Tensor to_target(const Tensor& t, Device device, DType dtype) {
 }  // namespace
 
 Tensor clip_grad_norm(const std::vector<Tensor>& params, double max_norm, double norm_type) {
-  EMBER_CHECK(!std::isnan(max_norm), "clip_grad_norm: max_norm is NaN");
+  EMBER_CHECK_T(ValueError, !std::isnan(max_norm), "clip_grad_norm: max_norm is NaN");
   const bool inf_norm = std::isinf(norm_type) && norm_type > 0;
-  EMBER_CHECK(inf_norm || (std::isfinite(norm_type) && norm_type > 0.0),
-              "clip_grad_norm: norm_type must be > 0 or infinity, got ", norm_type);
+  EMBER_CHECK_T(ValueError, inf_norm || (std::isfinite(norm_type) && norm_type > 0.0),
+                "clip_grad_norm: norm_type must be > 0 or infinity, got ", norm_type);
   NoGradGuard no_grad;
 
   std::vector<Tensor> owners;

@@ -20,14 +20,14 @@ constexpr const char* kNotNeeded =
     "{.enabled = false} or leave it out";
 
 void check_options(const GradScalerOptions& o, const char* op) {
-  EMBER_CHECK(std::isfinite(o.init_scale) && o.init_scale > 0.0, op,
-              ": init_scale must be positive and finite, got ", o.init_scale);
-  EMBER_CHECK(std::isfinite(o.growth_factor) && o.growth_factor > 1.0, op,
-              ": growth_factor must be > 1, got ", o.growth_factor);
-  EMBER_CHECK(o.backoff_factor > 0.0 && o.backoff_factor < 1.0, op,
-              ": backoff_factor must be in (0, 1), got ", o.backoff_factor);
-  EMBER_CHECK(o.growth_interval > 0, op, ": growth_interval must be positive, got ",
-              o.growth_interval);
+  EMBER_CHECK_T(ValueError, std::isfinite(o.init_scale) && o.init_scale > 0.0, op,
+                ": init_scale must be positive and finite, got ", o.init_scale);
+  EMBER_CHECK_T(ValueError, std::isfinite(o.growth_factor) && o.growth_factor > 1.0, op,
+                ": growth_factor must be > 1, got ", o.growth_factor);
+  EMBER_CHECK_T(ValueError, o.backoff_factor > 0.0 && o.backoff_factor < 1.0, op,
+                ": backoff_factor must be in (0, 1), got ", o.backoff_factor);
+  EMBER_CHECK_T(ValueError, o.growth_interval > 0, op, ": growth_interval must be positive, got ",
+                o.growth_interval);
 }
 
 }  // namespace
@@ -59,16 +59,16 @@ void GradScaler::unscale_(Optimizer& opt) {
   constexpr const char* kOp = "GradScaler::unscale_";
   check_dtypes(opt, kOp);
   for (const auto& entry : unscaled_) {
-    EMBER_CHECK(entry.first != &opt, kOp, ": unscale_ was already called for this ",
-                opt.name(), " since the last update()");
+    EMBER_CHECK_T(ValueError, entry.first != &opt, kOp, ": unscale_ was already called for this ",
+                  opt.name(), " since the last update()");
   }
   // Gradients grouped by device: one flag and one 1/scale per device.
   std::vector<std::vector<Tensor>> by_device;
   for (const Tensor& p : opt.all_params()) {
     const Tensor g = p.grad();
     if (!g.defined()) continue;
-    EMBER_CHECK(g.is_contiguous(), kOp, ": the gradient of a ", opt.name(),
-                " parameter is not contiguous");
+    EMBER_CHECK_T(ValueError, g.is_contiguous(), kOp, ": the gradient of a ", opt.name(),
+                  " parameter is not contiguous");
     auto it = std::find_if(by_device.begin(), by_device.end(),
                            [&](const auto& list) { return list[0].device() == g.device(); });
     if (it == by_device.end()) {
@@ -135,9 +135,9 @@ StateDict GradScaler::state_dict() const {
 void GradScaler::load_state_dict(const StateDict& dict) {
   constexpr const char* kOp = "GradScaler::load_state_dict";
   if (!enabled_) return;
-  EMBER_CHECK(dict.size() > 0, kOp,
-              ": the state dict is empty (saved by a disabled scaler?); expected 'scale', "
-              "'growth_factor', 'backoff_factor', 'growth_interval' and 'growth_tracker'");
+  EMBER_CHECK_T(ValueError, dict.size() > 0, kOp,
+                ": the state dict is empty (saved by a disabled scaler?); expected 'scale', "
+                "'growth_factor', 'backoff_factor', 'growth_interval' and 'growth_tracker'");
   auto value = [&](const char* key) {
     const Tensor& t = dict.at(key);
     EMBER_CHECK_T(ShapeError, t.numel() == 1, kOp, ": '", key, "' must hold one value, got ",
@@ -150,13 +150,13 @@ void GradScaler::load_state_dict(const StateDict& dict) {
   o.growth_factor = value("growth_factor");
   o.backoff_factor = value("backoff_factor");
   const double interval = value("growth_interval"), tracker = value("growth_tracker");
-  EMBER_CHECK(interval >= 1 && interval < 9.0e15 && interval == std::floor(interval), kOp,
-              ": 'growth_interval' must be a positive whole number, got ", interval);
+  EMBER_CHECK_T(ValueError, interval >= 1 && interval < 9.0e15 && interval == std::floor(interval),
+                kOp, ": 'growth_interval' must be a positive whole number, got ", interval);
   o.growth_interval = static_cast<int64_t>(interval);
   check_options(o, kOp);
-  EMBER_CHECK(tracker >= 0 && tracker < interval && tracker == std::floor(tracker), kOp,
-              ": 'growth_tracker' must be a whole number in [0, growth_interval = ", interval,
-              "), got ", tracker);
+  EMBER_CHECK_T(ValueError, tracker >= 0 && tracker < interval && tracker == std::floor(tracker),
+                kOp, ": 'growth_tracker' must be a whole number in [0, growth_interval = ",
+                interval, "), got ", tracker);
   options_ = o;
   scale_ = scale;
   growth_tracker_ = static_cast<int64_t>(tracker);

@@ -25,7 +25,7 @@ void LRScheduler::initial_step() { apply(0); }
 void LRScheduler::step() { apply(last_epoch_ + 1); }
 
 void LRScheduler::set_last_epoch(int64_t epoch) {
-  EMBER_CHECK(epoch >= 0, name(), "::set_last_epoch: epoch ", epoch, " must be >= 0");
+  EMBER_CHECK_T(ValueError, epoch >= 0, name(), "::set_last_epoch: epoch ", epoch, " must be >= 0");
   apply(epoch);
 }
 
@@ -56,8 +56,8 @@ void LRScheduler::load_state_dict(const StateDict& dict) {
                 name(), "::load_state_dict: 'base_lrs' has shape ", shape_str(base.shape()),
                 " but the optimizer has ", base_lrs_.size(), " parameter group(s)");
   const double e = epoch.item();
-  EMBER_CHECK(e >= 0 && e == std::floor(e), name(),
-              "::load_state_dict: 'last_epoch' should be a non-negative integer, got ", e);
+  EMBER_CHECK_T(ValueError, e >= 0 && e == std::floor(e), name(),
+                "::load_state_dict: 'last_epoch' should be a non-negative integer, got ", e);
   const std::vector<double> previous = base_lrs_;
   base_lrs_ = base.cpu().to(kFloat64).to_vector<double>();
   try {
@@ -72,7 +72,7 @@ void LRScheduler::load_state_dict(const StateDict& dict) {
 
 StepLR::StepLR(Optimizer& optimizer, int64_t step_size, double gamma)
     : LRScheduler(optimizer), step_size_(step_size), gamma_(gamma) {
-  EMBER_CHECK(step_size > 0, "StepLR: step_size must be > 0, got ", step_size);
+  EMBER_CHECK_T(ValueError, step_size > 0, "StepLR: step_size must be > 0, got ", step_size);
   initial_step();
 }
 
@@ -91,7 +91,7 @@ double ExponentialLR::lr_at(size_t group, int64_t epoch) const {
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& optimizer, int64_t T_max, double eta_min)
     : LRScheduler(optimizer), t_max_(T_max), eta_min_(eta_min) {
-  EMBER_CHECK(T_max > 0, "CosineAnnealingLR: T_max must be > 0, got ", T_max);
+  EMBER_CHECK_T(ValueError, T_max > 0, "CosineAnnealingLR: T_max must be > 0, got ", T_max);
   initial_step();
 }
 
@@ -106,11 +106,12 @@ LinearLR::LinearLR(Optimizer& optimizer, double start_factor, double end_factor,
       start_factor_(start_factor),
       end_factor_(end_factor),
       total_iters_(total_iters) {
-  EMBER_CHECK(start_factor > 0.0 && start_factor <= 1.0,
-              "LinearLR: start_factor must be in (0, 1], got ", start_factor);
-  EMBER_CHECK(end_factor >= 0.0 && end_factor <= 1.0,
-              "LinearLR: end_factor must be in [0, 1], got ", end_factor);
-  EMBER_CHECK(total_iters > 0, "LinearLR: total_iters must be > 0, got ", total_iters);
+  EMBER_CHECK_T(ValueError, start_factor > 0.0 && start_factor <= 1.0,
+                "LinearLR: start_factor must be in (0, 1], got ", start_factor);
+  EMBER_CHECK_T(ValueError, end_factor >= 0.0 && end_factor <= 1.0,
+                "LinearLR: end_factor must be in [0, 1], got ", end_factor);
+  EMBER_CHECK_T(ValueError, total_iters > 0, "LinearLR: total_iters must be > 0, got ",
+                total_iters);
   initial_step();
 }
 
@@ -125,17 +126,18 @@ double LinearLR::lr_at(size_t group, int64_t epoch) const {
 OneCycleLR::OneCycleLR(Optimizer& optimizer, OneCycleLROptions options)
     : LRScheduler(optimizer), options_(options) {
   const OneCycleLROptions& o = options_;
-  EMBER_CHECK(o.total_steps > 0, "OneCycleLR: total_steps must be > 0, got ", o.total_steps);
-  EMBER_CHECK(std::isfinite(o.max_lr) && o.max_lr > 0.0, "OneCycleLR: max_lr must be > 0, got ",
-              o.max_lr);
-  EMBER_CHECK(o.pct_start >= 0.0 && o.pct_start <= 1.0,
-              "OneCycleLR: pct_start must be in [0, 1], got ", o.pct_start);
-  EMBER_CHECK(o.div_factor > 0.0 && o.final_div_factor > 0.0,
-              "OneCycleLR: div_factor and final_div_factor must be > 0, got ", o.div_factor,
-              " and ", o.final_div_factor);
+  EMBER_CHECK_T(ValueError, o.total_steps > 0, "OneCycleLR: total_steps must be > 0, got ",
+                o.total_steps);
+  EMBER_CHECK_T(ValueError, std::isfinite(o.max_lr) && o.max_lr > 0.0,
+                "OneCycleLR: max_lr must be > 0, got ", o.max_lr);
+  EMBER_CHECK_T(ValueError, o.pct_start >= 0.0 && o.pct_start <= 1.0,
+                "OneCycleLR: pct_start must be in [0, 1], got ", o.pct_start);
+  EMBER_CHECK_T(ValueError, o.div_factor > 0.0 && o.final_div_factor > 0.0,
+                "OneCycleLR: div_factor and final_div_factor must be > 0, got ", o.div_factor,
+                " and ", o.final_div_factor);
   if (o.cycle_momentum) {
-    EMBER_CHECK(optimizer.momentum(0).has_value(), "OneCycleLR: ", optimizer.name(),
-                " has no momentum or beta1 to cycle; set cycle_momentum = false");
+    EMBER_CHECK_T(ValueError, optimizer.momentum(0).has_value(), "OneCycleLR: ", optimizer.name(),
+                  " has no momentum or beta1 to cycle; set cycle_momentum = false");
   }
   const double initial_lr = o.max_lr / o.div_factor;
   const double min_lr = initial_lr / o.final_div_factor;
@@ -153,18 +155,18 @@ OneCycleLR::OneCycleLR(Optimizer& optimizer, OneCycleLROptions options)
   // PyTorch divides by each phase's length; a zero-length phase is a division by zero there.
   double start = 0.0;
   for (const Phase& p : phases_) {
-    EMBER_CHECK(p.end_step > start, "OneCycleLR: total_steps=", o.total_steps,
-                " and pct_start=", o.pct_start,
-                " leave a phase with no steps (it would end at step ", p.end_step,
-                ", starting at ", start, ")");
+    EMBER_CHECK_T(ValueError, p.end_step > start, "OneCycleLR: total_steps=", o.total_steps,
+                  " and pct_start=", o.pct_start,
+                  " leave a phase with no steps (it would end at step ", p.end_step,
+                  ", starting at ", start, ")");
     start = p.end_step;
   }
   initial_step();
 }
 
 const OneCycleLR::Phase& OneCycleLR::phase_at(int64_t epoch, double* pct) const {
-  EMBER_CHECK(epoch <= options_.total_steps, "OneCycleLR: tried to step ", epoch,
-              " times; the specified number of total steps is ", options_.total_steps);
+  EMBER_CHECK_T(ValueError, epoch <= options_.total_steps, "OneCycleLR: tried to step ", epoch,
+                " times; the specified number of total steps is ", options_.total_steps);
   const double step = static_cast<double>(epoch);
   double start = 0.0;
   for (size_t i = 0; i < phases_.size(); ++i) {

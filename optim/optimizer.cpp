@@ -73,7 +73,8 @@ void Optimizer::add_param_group(std::vector<Tensor> params) {
   const size_t group = groups_.size();
   for (size_t k = 0; k < params.size(); ++k) {
     const Tensor& p = params[k];
-    EMBER_CHECK(p.defined(), name(), ": parameter ", k, " of group ", group, " is undefined");
+    EMBER_CHECK_T(ValueError, p.defined(), name(), ": parameter ", k, " of group ", group,
+                  " is undefined");
     EMBER_CHECK_T(DTypeError, is_floating(p.dtype()), name(), ": parameter ", k, " of group ",
                   group, " is ", describe(p),
                   "; only float32, float16, bfloat16 (and float64 on the CPU) parameters can "
@@ -81,24 +82,26 @@ void Optimizer::add_param_group(std::vector<Tensor> params) {
     EMBER_CHECK_T(DTypeError, !(p.dtype() == kFloat64 && p.is_cuda()), name(), ": parameter ",
                   k, " of group ", group, " is ", describe(p),
                   "; float64 is supported on the CPU only");
-    EMBER_CHECK(p.requires_grad(), name(), ": parameter ", k, " of group ", group, " (",
-                describe(p), ") does not require grad; call requires_grad_() on it or leave "
-                "it out of the optimizer");
-    EMBER_CHECK(p.is_leaf(), name(), ": parameter ", k, " of group ", group, " (", describe(p),
-                ") is not a leaf tensor (it was computed from other tensors); optimize the "
-                "leaves it was computed from, or detach() it and call requires_grad_()");
-    EMBER_CHECK(p.is_contiguous(), name(), ": parameter ", k, " of group ", group, " (",
-                describe(p), ") is not contiguous; updates run over flat memory");
+    EMBER_CHECK_T(ValueError, p.requires_grad(), name(), ": parameter ", k, " of group ", group,
+                  " (", describe(p),
+                  ") does not require grad; call requires_grad_() on it or leave "
+                  "it out of the optimizer");
+    EMBER_CHECK_T(ValueError, p.is_leaf(), name(), ": parameter ", k, " of group ", group, " (",
+                  describe(p),
+                  ") is not a leaf tensor (it was computed from other tensors); optimize the "
+                  "leaves it was computed from, or detach() it and call requires_grad_()");
+    EMBER_CHECK_T(ValueError, p.is_contiguous(), name(), ": parameter ", k, " of group ", group,
+                  " (", describe(p), ") is not contiguous; updates run over flat memory");
     for (size_t g = 0; g < groups_.size(); ++g) {
       for (const Tensor& q : groups_[g]) {
-        EMBER_CHECK(!q.is_same(p), name(), ": parameter ", k, " of group ", group,
-                    " already appears in group ", g,
-                    "; a parameter may belong to one group only");
+        EMBER_CHECK_T(ValueError, !q.is_same(p), name(), ": parameter ", k, " of group ", group,
+                      " already appears in group ", g,
+                      "; a parameter may belong to one group only");
       }
     }
     for (size_t j = 0; j < k; ++j) {
-      EMBER_CHECK(!params[j].is_same(p), name(), ": parameter ", k, " of group ", group,
-                  " appears twice in the group (also at ", j, ")");
+      EMBER_CHECK_T(ValueError, !params[j].is_same(p), name(), ": parameter ", k, " of group ",
+                    group, " appears twice in the group (also at ", j, ")");
     }
   }
   groups_.push_back(std::move(params));
@@ -106,8 +109,8 @@ void Optimizer::add_param_group(std::vector<Tensor> params) {
 }
 
 void Optimizer::check_group(size_t group, const char* op) const {
-  EMBER_CHECK(group < groups_.size(), name(), "::", op, ": parameter group ", group,
-              " does not exist (the optimizer has ", groups_.size(), ")");
+  EMBER_CHECK_T(ValueError, group < groups_.size(), name(), "::", op, ": parameter group ", group,
+                " does not exist (the optimizer has ", groups_.size(), ")");
 }
 
 const std::vector<Tensor>& Optimizer::params(size_t group) const {
@@ -132,13 +135,14 @@ void Optimizer::set_lr(double lr) {
 
 void Optimizer::set_lr(size_t group, double lr) {
   check_group(group, "set_lr");
-  EMBER_CHECK(std::isfinite(lr) && lr >= 0.0, name(), "::set_lr: invalid learning rate ", lr,
-              " for group ", group, " (expected a finite value >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(lr) && lr >= 0.0, name(),
+                "::set_lr: invalid learning rate ", lr, " for group ", group,
+                " (expected a finite value >= 0)");
   set_group_lr(group, lr);
 }
 
 void Optimizer::set_momentum(size_t group, double) {
-  EMBER_CHECK(false, name(), " has no momentum option to set");
+  EMBER_CHECK_T(ValueError, false, name(), " has no momentum option to set");
 }
 
 void Optimizer::zero_grad(bool set_to_none) {
@@ -177,8 +181,8 @@ std::vector<Optimizer::Work> Optimizer::collect_work() {
       EMBER_CHECK_T(DTypeError, !(p.dtype() == kFloat64 && p.is_cuda()), name(),
                     "::step: parameter ", k, " of group ", g, " is ", describe(p),
                     "; float64 is supported on the CPU only");
-      EMBER_CHECK(p.is_contiguous(), name(), "::step: parameter ", k, " of group ", g, " (",
-                  describe(p), ") is not contiguous");
+      EMBER_CHECK_T(ValueError, p.is_contiguous(), name(), "::step: parameter ", k, " of group ", g,
+                    " (", describe(p), ") is not contiguous");
       if (!grad.is_contiguous()) {
         NoGradGuard no_grad;
         grad = grad.contiguous();
@@ -238,12 +242,12 @@ std::vector<double> Optimizer::option_values(const OptionList& values, const std
                                              size_t count) const {
   for (const auto& [n, v] : values) {
     if (n != option) continue;
-    EMBER_CHECK(v.size() == count, name(), ": option '", option, "' has ", v.size(),
-                " values, expected ", count);
+    EMBER_CHECK_T(ValueError, v.size() == count, name(), ": option '", option, "' has ", v.size(),
+                  " values, expected ", count);
     return v;
   }
-  EMBER_CHECK(false, name(), ": option '", option, "' is missing (was the state saved by "
-              "another optimizer?)");
+  EMBER_CHECK_T(ValueError, false, name(), ": option '", option,
+                "' is missing (was the state saved by another optimizer?)");
   return {};
 }
 
@@ -301,13 +305,15 @@ Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const 
                   "' should be a rank-0 tensor, got ", describe(t));
     if (!is_floating(t.dtype())) {  // read exactly, not through a double
       const int64_t v = t.cpu().to(kInt64).item<int64_t>();
-      EMBER_CHECK(v >= 0 && v <= kMaxStepCount, op, ": '", key,
-                  "' should hold a step count (a whole number from 0 to 2^53), got ", v);
+      EMBER_CHECK_T(ValueError, v >= 0 && v <= kMaxStepCount, op, ": '", key,
+                    "' should hold a step count (a whole number from 0 to 2^53), got ", v);
       return v;
     }
     const double v = t.item();
-    EMBER_CHECK(std::isfinite(v) && v >= 0 && v == std::floor(v) && v <= static_cast<double>(kMaxStepCount),
-                op, ": '", key, "' should hold a step count (a whole number from 0 to 2^53), got ", v);
+    EMBER_CHECK_T(
+        ValueError,
+        std::isfinite(v) && v >= 0 && v == std::floor(v) && v <= static_cast<double>(kMaxStepCount),
+        op, ": '", key, "' should hold a step count (a whole number from 0 to 2^53), got ", v);
     return static_cast<int64_t>(v);
   };
 
@@ -324,8 +330,8 @@ Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const 
     if (key == "step") {
       parsed.steps = integer_of(key, t);
     } else if (parse_indexed_key(key, "param_groups.", &index, &rest)) {
-      EMBER_CHECK(index < groups_.size(), op, ": the state dict has parameter group ", index,
-                  " ('", key, "') but the optimizer has ", groups_.size(), " group(s)");
+      EMBER_CHECK_T(ValueError, index < groups_.size(), op, ": the state dict has parameter group ",
+                    index, " ('", key, "') but the optimizer has ", groups_.size(), " group(s)");
       if (rest == "params") {
         const size_t expected = groups_[index].size();
         EMBER_CHECK_T(ShapeError, t.dim() == 1 && static_cast<size_t>(t.numel()) == expected,
@@ -334,9 +340,9 @@ Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const 
                       describe(t), ") but the optimizer's has ", expected);
         const std::vector<int64_t> got = t.cpu().to(kInt64).to_vector<int64_t>();
         for (size_t k = 0; k < got.size(); ++k) {
-          EMBER_CHECK(got[k] == group_begin[index] + static_cast<int64_t>(k), op, ": '", key,
-                      "' lists parameter ", got[k], " at position ", k, ", expected ",
-                      group_begin[index] + static_cast<int64_t>(k));
+          EMBER_CHECK_T(ValueError, got[k] == group_begin[index] + static_cast<int64_t>(k), op,
+                        ": '", key, "' lists parameter ", got[k], " at position ", k, ", expected ",
+                        group_begin[index] + static_cast<int64_t>(k));
         }
         has_params[index] = true;
       } else {
@@ -345,16 +351,15 @@ Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const 
         parsed.options[index].emplace_back(rest, t.cpu().to(kFloat64).to_vector<double>());
       }
     } else if (parse_indexed_key(key, "state.", &index, &rest)) {
-      EMBER_CHECK(index < params.size(), op, ": '", key, "' refers to parameter ", index,
-                  " but the optimizer has ", params.size(), " parameters");
+      EMBER_CHECK_T(ValueError, index < params.size(), op, ": '", key, "' refers to parameter ",
+                    index, " but the optimizer has ", params.size(), " parameters");
       if (rest == "step") {
         parsed.state[index].step = integer_of(key, t);
       } else {
         const bool known_name =
             rest == kMasterName || std::find(known.begin(), known.end(), rest) != known.end();
-        EMBER_CHECK(known_name, op,
-                    ": unknown state '", rest, "' in '", key, "' (", name(),
-                    " keeps no such state; was the state saved by another optimizer?)");
+        EMBER_CHECK_T(ValueError, known_name, op, ": unknown state '", rest, "' in '", key, "' (",
+                      name(), " keeps no such state; was the state saved by another optimizer?)");
         const Tensor& p = params[index];
         EMBER_CHECK_T(ShapeError, t.shape() == p.shape(), op, ": '", key, "' is ",
                       describe(t), " but parameter ", index, " is ", describe(p));
@@ -372,12 +377,12 @@ Optimizer::ParsedState Optimizer::parse_state_dict(const StateDict& dict, const 
     std::string list;
     for (size_t i = 0; i < unexpected.size() && i < kShown; ++i) list += (i ? ", '" : "'") + unexpected[i] + "'";
     if (unexpected.size() > kShown) list += detail::str_cat(" and ", unexpected.size() - kShown, " more");
-    EMBER_CHECK(false, op, ": unexpected keys ", list,
-                " (expected 'step', 'param_groups.<g>.<option>' and 'state.<i>.<name>')");
+    EMBER_CHECK_T(ValueError, false, op, ": unexpected keys ", list,
+                  " (expected 'step', 'param_groups.<g>.<option>' and 'state.<i>.<name>')");
   }
   for (size_t g = 0; g < groups_.size(); ++g) {
-    EMBER_CHECK(has_params[g], op, ": the state dict has no 'param_groups.", g,
-                ".params' (the optimizer has ", groups_.size(), " group(s))");
+    EMBER_CHECK_T(ValueError, has_params[g], op, ": the state dict has no 'param_groups.", g,
+                  ".params' (the optimizer has ", groups_.size(), " group(s))");
   }
   return parsed;
 }
@@ -387,6 +392,11 @@ void Optimizer::set_all_group_options(const std::vector<OptionList>& options, co
   for (size_t g = 0; g < groups_.size(); ++g) previous.push_back(group_options(g));
   try {
     for (size_t g = 0; g < groups_.size(); ++g) set_group_options(g, options[g]);
+  } catch (const ValueError& e) {
+    // A bad option value (validate()) stays a ValueError, which the loaders of files turn
+    // into an IOError naming the file.
+    for (size_t g = 0; g < groups_.size(); ++g) set_group_options(g, previous[g]);
+    throw ValueError(detail::str_cat(op, ": ", e.what()));
   } catch (const Error& e) {
     for (size_t g = 0; g < groups_.size(); ++g) set_group_options(g, previous[g]);
     throw Error(detail::str_cat(op, ": ", e.what()));

@@ -180,7 +180,7 @@ class OptimizerBase : public Optimizer {
 
  protected:
   void init(std::vector<ParamGroup<Options>> groups) {
-    EMBER_CHECK(!groups.empty(), name(), ": got no parameter groups");
+    EMBER_CHECK_T(ValueError, !groups.empty(), name(), ": got no parameter groups");
     for (auto& g : groups) {
       validate(g.options);
       add_param_group(std::move(g.params));
@@ -195,8 +195,8 @@ class OptimizerBase : public Optimizer {
 
  private:
   void check_index(size_t group) const {
-    EMBER_CHECK(group < options_.size(), name(), ": parameter group ", group,
-                " does not exist (the optimizer has ", options_.size(), ")");
+    EMBER_CHECK_T(ValueError, group < options_.size(), name(), ": parameter group ", group,
+                  " does not exist (the optimizer has ", options_.size(), ")");
   }
 };
 

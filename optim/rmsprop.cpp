@@ -31,16 +31,16 @@ RMSprop::RMSprop(std::vector<Tensor> params, RMSpropOptions options) {
 RMSprop::RMSprop(std::vector<ParamGroup<RMSpropOptions>> groups) { init(std::move(groups)); }
 
 void RMSprop::validate(const RMSpropOptions& o) const {
-  EMBER_CHECK(std::isfinite(o.lr) && o.lr >= 0.0, "RMSprop: invalid learning rate lr=", o.lr,
-              " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.eps) && o.eps >= 0.0, "RMSprop: invalid eps=", o.eps,
-              " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.alpha) && o.alpha >= 0.0, "RMSprop: invalid alpha=", o.alpha,
-              " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.momentum) && o.momentum >= 0.0, "RMSprop: invalid momentum=",
-              o.momentum, " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0,
-              "RMSprop: invalid weight_decay=", o.weight_decay, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.lr) && o.lr >= 0.0,
+                "RMSprop: invalid learning rate lr=", o.lr, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.eps) && o.eps >= 0.0, "RMSprop: invalid eps=", o.eps,
+                " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.alpha) && o.alpha >= 0.0,
+                "RMSprop: invalid alpha=", o.alpha, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.momentum) && o.momentum >= 0.0,
+                "RMSprop: invalid momentum=", o.momentum, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.weight_decay) && o.weight_decay >= 0.0,
+                "RMSprop: invalid weight_decay=", o.weight_decay, " (expected >= 0)");
 }
 
 std::optional<double> RMSprop::momentum(size_t group) const { return options(group).momentum; }

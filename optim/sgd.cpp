@@ -31,16 +31,16 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions options) {
 SGD::SGD(std::vector<ParamGroup<SGDOptions>> groups) { init(std::move(groups)); }
 
 void SGD::validate(const SGDOptions& o) const {
-  EMBER_CHECK(std::isfinite(o.lr) && o.lr >= 0.0, "SGD: invalid learning rate lr=", o.lr,
-              " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.momentum) && o.momentum >= 0.0, "SGD: invalid momentum=",
-              o.momentum, " (expected >= 0)");
-  EMBER_CHECK(std::isfinite(o.dampening), "SGD: invalid dampening=", o.dampening);
-  EMBER_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0.0,
-              "SGD: invalid weight_decay=", o.weight_decay, " (expected >= 0)");
-  EMBER_CHECK(!o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0),
-              "SGD: Nesterov momentum requires momentum > 0 and dampening == 0 (got momentum=",
-              o.momentum, ", dampening=", o.dampening, ")");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.lr) && o.lr >= 0.0,
+                "SGD: invalid learning rate lr=", o.lr, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.momentum) && o.momentum >= 0.0,
+                "SGD: invalid momentum=", o.momentum, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, std::isfinite(o.dampening), "SGD: invalid dampening=", o.dampening);
+  EMBER_CHECK_T(ValueError, std::isfinite(o.weight_decay) && o.weight_decay >= 0.0,
+                "SGD: invalid weight_decay=", o.weight_decay, " (expected >= 0)");
+  EMBER_CHECK_T(ValueError, !o.nesterov || (o.momentum > 0.0 && o.dampening == 0.0),
+                "SGD: Nesterov momentum requires momentum > 0 and dampening == 0 (got momentum=",
+                o.momentum, ", dampening=", o.dampening, ")");
 }
 
 std::optional<double> SGD::momentum(size_t group) const { return options(group).momentum; }

@@ -45,9 +45,9 @@ double monitored(const Logs& logs, const std::string& monitor, const char* who) 
   if (!v) {
     std::string known;
     for (const auto& [n, x] : logs) known += (known.empty() ? "" : ", ") + n;
-    throw Error(std::string(who) + ": the monitored value '" + monitor +
-                "' is not in the logs (available: " + known +
-                "); give validation data for val_* values");
+    throw ValueError(std::string(who) + ": the monitored value '" + monitor +
+                     "' is not in the logs (available: " + known +
+                     "); give validation data for val_* values");
   }
   return *v;
 }
@@ -68,16 +68,17 @@ std::string format_field(const std::string& spec, double v, bool integer_default
            c == ' ' || c == '#';
   });
   const std::string integer_types = "dixXo", float_types = "fFeEgG%";
-  EMBER_CHECK(flags_ok && (integer_types.find(type) != std::string::npos ||
-                           float_types.find(type) != std::string::npos),
-              "ModelCheckpoint: unsupported format spec '", spec, "' in '", path_template,
-              "' (use forms like {epoch:02d} or {val_loss:.2f})");
+  EMBER_CHECK_T(ValueError,
+                flags_ok && (integer_types.find(type) != std::string::npos ||
+                             float_types.find(type) != std::string::npos),
+                "ModelCheckpoint: unsupported format spec '", spec, "' in '", path_template,
+                "' (use forms like {epoch:02d} or {val_loss:.2f})");
   char buf[128];
   if (type == '%') {
     std::snprintf(buf, sizeof buf, ("%" + flags + "f%%").c_str(), v * 100.0);
   } else if (integer_types.find(type) != std::string::npos) {
-    EMBER_CHECK(std::isfinite(v), "ModelCheckpoint: cannot format ", v, " as an integer in '",
-                path_template, "'");
+    EMBER_CHECK_T(ValueError, std::isfinite(v), "ModelCheckpoint: cannot format ", v,
+                  " as an integer in '", path_template, "'");
     std::snprintf(buf, sizeof buf, ("%" + flags + "ll" + type).c_str(), static_cast<long long>(v));
   } else {
     std::snprintf(buf, sizeof buf, ("%" + flags + type).c_str(), v);
@@ -90,7 +91,8 @@ std::string format_field(const std::string& spec, double v, bool integer_default
 // --- EarlyStopping -----------------------------------------------------------------------
 
 EarlyStopping::EarlyStopping(EarlyStoppingOptions options) : options_(std::move(options)) {
-  EMBER_CHECK(options_.patience >= 0, "EarlyStopping: patience must be >= 0, got ", options_.patience);
+  EMBER_CHECK_T(ValueError, options_.patience >= 0, "EarlyStopping: patience must be >= 0, got ",
+                options_.patience);
   maximize_ = maximize_for(options_.monitor, options_.mode);
 }
 
@@ -137,7 +139,7 @@ void EarlyStopping::on_train_end(Trainer& trainer) {
 
 ModelCheckpoint::ModelCheckpoint(std::string path_template, ModelCheckpointOptions options)
     : template_(std::move(path_template)), options_(std::move(options)) {
-  EMBER_CHECK(!template_.empty(), "ModelCheckpoint: empty path");
+  EMBER_CHECK_T(ValueError, !template_.empty(), "ModelCheckpoint: empty path");
 }
 
 std::string ModelCheckpoint::format_path(int64_t epoch, const Logs& logs) const {
@@ -152,7 +154,8 @@ std::string ModelCheckpoint::format_path(int64_t epoch, const Logs& logs) const 
     }
     out += template_.substr(i, open - i);
     const size_t close = template_.find('}', open);
-    EMBER_CHECK(close != std::string::npos, "ModelCheckpoint: unclosed '{' in '", template_, "'");
+    EMBER_CHECK_T(ValueError, close != std::string::npos, "ModelCheckpoint: unclosed '{' in '",
+                  template_, "'");
     const std::string field = template_.substr(open + 1, close - open - 1);
     const size_t colon = field.find(':');
     const std::string name = field.substr(0, colon);
@@ -317,12 +320,12 @@ void TerminateOnNaN::on_epoch_end(Trainer& trainer, int64_t epoch, Logs& logs) {
 
 LearningRateScheduler::LearningRateScheduler(std::shared_ptr<optim::LRScheduler> scheduler)
     : scheduler_(std::move(scheduler)) {
-  EMBER_CHECK(scheduler_ != nullptr, "LearningRateScheduler: null schedule");
+  EMBER_CHECK_T(ValueError, scheduler_ != nullptr, "LearningRateScheduler: null schedule");
 }
 
 LearningRateScheduler::LearningRateScheduler(std::function<double(int64_t, double)> fn)
     : fn_(std::move(fn)) {
-  EMBER_CHECK(fn_ != nullptr, "LearningRateScheduler: empty function");
+  EMBER_CHECK_T(ValueError, fn_ != nullptr, "LearningRateScheduler: empty function");
 }
 
 void LearningRateScheduler::on_epoch_begin(Trainer& trainer, int64_t epoch) {
@@ -331,8 +334,8 @@ void LearningRateScheduler::on_epoch_begin(Trainer& trainer, int64_t epoch) {
   if (scheduler_ && scheduler_->last_epoch() != epoch) scheduler_->set_last_epoch(epoch);
   if (fn_) {
     const double lr = fn_(epoch, trainer.optimizer().lr());
-    EMBER_CHECK(std::isfinite(lr) && lr >= 0, "LearningRateScheduler: the function returned lr = ",
-                lr, " for epoch ", epoch);
+    EMBER_CHECK_T(ValueError, std::isfinite(lr) && lr >= 0,
+                  "LearningRateScheduler: the function returned lr = ", lr, " for epoch ", epoch);
     trainer.optimizer().set_lr(lr);
   }
 }

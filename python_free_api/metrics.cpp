@@ -19,7 +19,8 @@ bool is_binary_output(const Tensor& out) {
 // Predicted and true class indices (int64 [N]) for class scores or a binary output.
 void classes_of(const Tensor& output, const Tensor& target, double threshold, const char* who,
                 Tensor* pred, Tensor* truth) {
-  EMBER_CHECK(output.defined() && target.defined(), who, ": undefined output or target");
+  EMBER_CHECK_T(ValueError, output.defined() && target.defined(), who,
+                ": undefined output or target");
   EMBER_CHECK_T(ShapeError, output.dim() >= 1 && target.dim() >= 1 && output.size(0) == target.size(0),
                 who, ": output ", shape_str(output.shape()), " and target ", shape_str(target.shape()),
                 " must have the same batch size");
@@ -84,7 +85,7 @@ double Accuracy::result() const {
 // --- TopKAccuracy ---------------------------------------------------------------------------
 
 TopKAccuracy::TopKAccuracy(int64_t k) : k_(k) {
-  EMBER_CHECK(k >= 1, "TopKAccuracy: k must be at least 1, got ", k);
+  EMBER_CHECK_T(ValueError, k >= 1, "TopKAccuracy: k must be at least 1, got ", k);
 }
 
 void TopKAccuracy::reset() {
@@ -113,7 +114,8 @@ double TopKAccuracy::result() const {
 
 ConfusionMatrix::ConfusionMatrix(int64_t num_classes, double threshold, const char* owner)
     : classes_(num_classes), threshold_(threshold), owner_(owner) {
-  EMBER_CHECK(num_classes >= 2, owner_, ": num_classes must be at least 2, got ", num_classes);
+  EMBER_CHECK_T(ValueError, num_classes >= 2, owner_, ": num_classes must be at least 2, got ",
+                num_classes);
 }
 
 void ConfusionMatrix::reset() { counts_ = Tensor(); }
@@ -193,7 +195,8 @@ double F1Score::result() const { return reduce_average(cm_.f1(), average_); }
 // --- AUC -----------------------------------------------------------------------------------
 
 AUC::AUC(int64_t num_thresholds) : bins_(num_thresholds) {
-  EMBER_CHECK(num_thresholds >= 2, "AUC: num_thresholds must be at least 2, got ", num_thresholds);
+  EMBER_CHECK_T(ValueError, num_thresholds >= 2, "AUC: num_thresholds must be at least 2, got ",
+                num_thresholds);
 }
 
 void AUC::reset() {
@@ -203,7 +206,8 @@ void AUC::reset() {
 
 void AUC::update(const Tensor& output, const Tensor& target) {
   NoGradGuard no_grad;
-  EMBER_CHECK(output.defined() && target.defined(), "AUC: undefined output or target");
+  EMBER_CHECK_T(ValueError, output.defined() && target.defined(),
+                "AUC: undefined output or target");
   EMBER_CHECK_T(ShapeError, is_binary_output(output) && target.dim() >= 1 && target.numel() == output.size(0),
                 "AUC: expected a binary output [N] or [N, 1] and targets [N], got ",
                 shape_str(output.shape()), " and ", shape_str(target.shape()));

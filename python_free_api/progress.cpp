@@ -16,7 +16,7 @@ double log_value(const Logs& logs, const std::string& name) {
     if (key == name) return value;
     present += (present.empty() ? "" : ", ") + key;
   }
-  throw Error("no value named '" + name + "' in the logs (present: " + present + ")");
+  throw ValueError("no value named '" + name + "' in the logs (present: " + present + ")");
 }
 
 std::string format_metric(double v) {

@@ -15,7 +15,7 @@ namespace ember {
 
 using Logs = std::vector<std::pair<std::string, double>>;
 
-// The value named `name` in `logs` ("loss", "accuracy", "val_loss", ...); throws an Error
+// The value named `name` in `logs` ("loss", "accuracy", "val_loss", ...); throws a ValueError
 // listing the names present when there is none.
 EMBER_API double log_value(const Logs& logs, const std::string& name);
 

@@ -34,7 +34,7 @@ const std::vector<double>& History::operator[](const std::string& name) const {
   if (it == values_.end()) {
     std::string known;
     for (const auto& n : order_) known += (known.empty() ? "" : ", ") + n;
-    throw Error("History: no values named '" + name + "' (recorded: " + known + ")");
+    throw ValueError("History: no values named '" + name + "' (recorded: " + known + ")");
   }
   return it->second;
 }
@@ -57,7 +57,7 @@ std::ostream& operator<<(std::ostream& os, const Logs& logs) {
 namespace {
 
 void check_given(const data::DatasetRef& d, const char* op) {
-  EMBER_CHECK(d, op, ": the dataset is null");
+  EMBER_CHECK_T(ValueError, d, op, ": the dataset is null");
 }
 
 // Note [Shuffle seeds and resuming]
@@ -281,12 +281,13 @@ Logs Trainer::run_epoch(data::DataLoader& loader, bool train, ProgressBar* bar,
 
 History Trainer::fit(data::DatasetRef train, FitOptions options) {
   check_given(train, "fit");
-  EMBER_CHECK(options.epochs >= 0 && options.batch_size > 0, "fit: need epochs >= 0 and batch_size > 0, got epochs=",
-              options.epochs, " batch_size=", options.batch_size);
-  EMBER_CHECK(options.validation_split >= 0.0 && options.validation_split < 1.0,
-              "fit: validation_split must be in [0, 1), got ", options.validation_split);
-  EMBER_CHECK(!(options.validation && options.validation_split > 0.0),
-              "fit: give either validation data or validation_split, not both");
+  EMBER_CHECK_T(ValueError, options.epochs >= 0 && options.batch_size > 0,
+                "fit: need epochs >= 0 and batch_size > 0, got epochs=", options.epochs,
+                " batch_size=", options.batch_size);
+  EMBER_CHECK_T(ValueError, options.validation_split >= 0.0 && options.validation_split < 1.0,
+                "fit: validation_split must be in [0, 1), got ", options.validation_split);
+  EMBER_CHECK_T(ValueError, !(options.validation && options.validation_split > 0.0),
+                "fit: give either validation data or validation_split, not both");
   check_precision(options.precision, "fit");
   precision_ = options.precision;
   const World world = current_world();  // Note [Distributed fit]
@@ -311,7 +312,7 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
     train_set = split.train;
     val_set = split.validation;
   }
-  EMBER_CHECK(train_set->size() > 0, "fit: the training data is empty");
+  EMBER_CHECK_T(ValueError, train_set->size() > 0, "fit: the training data is empty");
 
   const data::DataLoaderOptions train_options{.batch_size = options.batch_size,
                                               .shuffle = options.shuffle && !world.distributed,
@@ -421,7 +422,8 @@ History Trainer::fit(data::DatasetRef train, FitOptions options) {
 
 Logs Trainer::evaluate(data::DatasetRef data, EvaluateOptions options) {
   check_given(data, "evaluate");
-  EMBER_CHECK(options.batch_size > 0, "evaluate: batch_size must be positive, got ", options.batch_size);
+  EMBER_CHECK_T(ValueError, options.batch_size > 0, "evaluate: batch_size must be positive, got ",
+                options.batch_size);
   check_precision(options.precision, "evaluate");
   precision_ = options.precision;
   model_.to(device_);
@@ -436,7 +438,8 @@ Logs Trainer::evaluate(data::DatasetRef data, EvaluateOptions options) {
 
 Tensor Trainer::predict(data::DatasetRef data, int64_t batch_size) {
   check_given(data, "predict");
-  EMBER_CHECK(batch_size > 0, "predict: batch_size must be positive, got ", batch_size);
+  EMBER_CHECK_T(ValueError, batch_size > 0, "predict: batch_size must be positive, got ",
+                batch_size);
   model_.to(device_);
   model_.eval();
   NoGradGuard no_grad;

@@ -50,8 +50,8 @@ int run_export_onnx(const ExportOnnxOptions& opts) {
   for (const auto& m : all) {
     if (m.name == opts.model) sample = &m;
   }
-  EMBER_CHECK(sample != nullptr, "export-onnx: no bundled sample is named '", opts.model, "' (",
-              sample_names(), ")");
+  EMBER_CHECK_T(ValueError, sample != nullptr, "export-onnx: no bundled sample is named '",
+                opts.model, "' (", sample_names(), ")");
 
   // A training checkpoint holds the model under "model."; a weights file holds it as is.
   const nn::StateDict file = io::load_safetensors(opts.weights).tensors;

@@ -225,10 +225,10 @@ struct DataLoader::Epoch {
     if (it == done.end()) {
       finished = true;
       lock.unlock();
-      throw Error("DataLoader: this epoch was stopped after " + std::to_string(b) + " of " +
-                  std::to_string(num_batches) +
-                  " batches (by a later begin() or by destroying the loader); "
-                  "its iterators cannot be advanced");
+      throw ValueError("DataLoader: this epoch was stopped after " + std::to_string(b) + " of " +
+                       std::to_string(num_batches) +
+                       " batches (by a later begin() or by destroying the loader); "
+                       "its iterators cannot be advanced");
     }
     Slot slot = std::move(it->second);
     done.erase(it);
@@ -253,10 +253,10 @@ struct DataLoader::Epoch {
   }
 
   void advance_inline() {
-    EMBER_CHECK(!stopping, "DataLoader: this epoch was stopped after ", next_inline, " of ",
-                num_batches,
-                " batches (by a later begin() or by destroying the loader); "
-                "its iterators cannot be advanced");
+    EMBER_CHECK_T(ValueError, !stopping, "DataLoader: this epoch was stopped after ", next_inline,
+                  " of ", num_batches,
+                  " batches (by a later begin() or by destroying the loader); "
+                  "its iterators cannot be advanced");
     if (next_inline >= num_batches) {
       finished = true;
       return;
@@ -277,12 +277,12 @@ bool DataLoader::Iterator::at_end() const {
 }
 
 const Batch& DataLoader::Iterator::operator*() const {
-  EMBER_CHECK(!at_end(), "DataLoader: dereferencing an iterator past the last batch");
+  EMBER_CHECK_T(ValueError, !at_end(), "DataLoader: dereferencing an iterator past the last batch");
   return *epoch_->current;
 }
 
 DataLoader::Iterator& DataLoader::Iterator::operator++() {
-  EMBER_CHECK(epoch_ != nullptr, "DataLoader: incrementing an end iterator");
+  EMBER_CHECK_T(ValueError, epoch_ != nullptr, "DataLoader: incrementing an end iterator");
   epoch_->advance();
   return *this;
 }
@@ -291,17 +291,17 @@ DataLoader::Iterator& DataLoader::Iterator::operator++() {
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options)
     : dataset_(std::move(dataset)), options_(std::move(options)) {
-  EMBER_CHECK(dataset_ != nullptr, "DataLoader: the dataset is null");
-  EMBER_CHECK(options_.batch_size >= 1, "DataLoader: batch_size must be at least 1, got ",
-              options_.batch_size);
-  EMBER_CHECK(options_.prefetch >= 0, "DataLoader: prefetch must be non-negative, got ",
-              options_.prefetch);
-  EMBER_CHECK(options_.num_workers >= 0, "DataLoader: num_workers must be non-negative, got ",
-              options_.num_workers);
+  EMBER_CHECK_T(ValueError, dataset_ != nullptr, "DataLoader: the dataset is null");
+  EMBER_CHECK_T(ValueError, options_.batch_size >= 1,
+                "DataLoader: batch_size must be at least 1, got ", options_.batch_size);
+  EMBER_CHECK_T(ValueError, options_.prefetch >= 0,
+                "DataLoader: prefetch must be non-negative, got ", options_.prefetch);
+  EMBER_CHECK_T(ValueError, options_.num_workers >= 0,
+                "DataLoader: num_workers must be non-negative, got ", options_.num_workers);
   if (options_.sampler) {
-    EMBER_CHECK(!options_.shuffle,
-                "DataLoader: shuffle is set together with a sampler; the sampler orders the "
-                "samples (DistributedSamplerOptions::shuffle), leave the loader's shuffle false");
+    EMBER_CHECK_T(ValueError, !options_.shuffle,
+                  "DataLoader: shuffle is set together with a sampler; the sampler orders the "
+                  "samples (DistributedSamplerOptions::shuffle), leave the loader's shuffle false");
   }
   if (options_.device.is_cuda()) {
     // Validates the device and creates its streams (with its first tensor) here rather
@@ -326,8 +326,9 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions
 }
 
 void DataLoader::check_sampler() const {
-  EMBER_CHECK(sampler_->dataset_size() == dataset_->size(), "DataLoader: the sampler is for ",
-              sampler_->dataset_size(), " samples but the dataset has ", dataset_->size());
+  EMBER_CHECK_T(ValueError, sampler_->dataset_size() == dataset_->size(),
+                "DataLoader: the sampler is for ", sampler_->dataset_size(),
+                " samples but the dataset has ", dataset_->size());
 }
 
 DataLoader::~DataLoader() { stop_current(); }

@@ -73,7 +73,7 @@ struct DataLoaderOptions {
 // type and its message prefixed with the batch and its sample indices; any other
 // exception comes back as thrown. Destroying the loader, calling begin() again, or
 // dropping the last iterator of an epoch stops its workers (each finishes at most the
-// batch in hand) and joins them; an iterator of a stopped epoch throws ember::Error when
+// batch in hand) and joins them; an iterator of a stopped epoch throws ember::ValueError when
 // advanced. A loader and its iterators are used from one thread.
 class EMBER_API DataLoader {
   struct Epoch;
@@ -91,7 +91,7 @@ class EMBER_API DataLoader {
     Iterator() = default;
     const Batch& operator*() const;
     const Batch* operator->() const { return &**this; }
-    // Rethrows an exception of the worker; throws ember::Error if the epoch was stopped.
+    // Rethrows an exception of the worker; throws ember::ValueError if the epoch was stopped.
     Iterator& operator++();
     bool operator==(const Iterator& other) const { return at_end() == other.at_end(); }
     bool operator!=(const Iterator& other) const { return !(*this == other); }
@@ -103,7 +103,7 @@ class EMBER_API DataLoader {
     std::shared_ptr<Epoch> epoch_;
   };
 
-  // Throws ember::Error for a null dataset, batch_size < 1, num_workers < 0, prefetch < 0,
+  // Throws ember::ValueError for a null dataset, batch_size < 1, num_workers < 0, prefetch < 0,
   // a sampler for another dataset size, or both a sampler and shuffle.
   explicit DataLoader(std::shared_ptr<const Dataset> dataset, DataLoaderOptions options = {});
   ~DataLoader();

@@ -21,8 +21,8 @@ Tensor as_stored(const Tensor& t) {
 }
 
 void check_index(const char* op, int64_t index, int64_t size) {
-  EMBER_CHECK(index >= 0 && index < size, op, ": index ", index,
-              " is out of range for a dataset of ", size, " samples");
+  EMBER_CHECK_T(ValueError, index >= 0 && index < size, op, ": index ", index,
+                " is out of range for a dataset of ", size, " samples");
 }
 
 // Rows `indices` of the contiguous CPU tensor `t` ([N, ...]) as a new [B, ...] tensor.
@@ -89,7 +89,7 @@ Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
 
 Subset::Subset(std::shared_ptr<const Dataset> dataset, std::vector<int64_t> indices)
     : dataset_(std::move(dataset)), indices_(std::move(indices)) {
-  EMBER_CHECK(dataset_ != nullptr, "Subset: the dataset is null");
+  EMBER_CHECK_T(ValueError, dataset_ != nullptr, "Subset: the dataset is null");
   const int64_t n = dataset_->size();
   for (int64_t i : indices_) check_index("Subset", i, n);
 }
@@ -106,7 +106,7 @@ Batch Subset::get_batch(const std::vector<int64_t>& indices) const {
 // --- splits -------------------------------------------------------------------------------
 
 std::vector<int64_t> random_permutation(int64_t n, uint64_t seed) {
-  EMBER_CHECK(n >= 0, "random_permutation: n must be non-negative, got ", n);
+  EMBER_CHECK_T(ValueError, n >= 0, "random_permutation: n must be non-negative, got ", n);
   std::vector<int64_t> p(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) p[static_cast<size_t>(i)] = i;
   std::mt19937_64 gen(seed);
@@ -120,14 +120,14 @@ std::vector<int64_t> random_permutation(int64_t n, uint64_t seed) {
 std::vector<std::shared_ptr<Subset>> random_split(std::shared_ptr<const Dataset> dataset,
                                                   const std::vector<double>& lengths,
                                                   std::optional<uint64_t> seed) {
-  EMBER_CHECK(dataset != nullptr, "random_split: the dataset is null");
-  EMBER_CHECK(!lengths.empty(), "random_split: no lengths given");
+  EMBER_CHECK_T(ValueError, dataset != nullptr, "random_split: the dataset is null");
+  EMBER_CHECK_T(ValueError, !lengths.empty(), "random_split: no lengths given");
   const int64_t n = dataset->size();
   double total = 0;
   bool all_fractions = true, all_counts = true;
   for (double l : lengths) {
-    EMBER_CHECK(std::isfinite(l) && l >= 0, "random_split: length ", l,
-                " must be a non-negative count or fraction");
+    EMBER_CHECK_T(ValueError, std::isfinite(l) && l >= 0, "random_split: length ", l,
+                  " must be a non-negative count or fraction");
     total += l;
     all_fractions = all_fractions && l <= 1.0;
     all_counts = all_counts && l == std::floor(l);
@@ -136,9 +136,10 @@ std::vector<std::shared_ptr<Subset>> random_split(std::shared_ptr<const Dataset>
   if (all_counts && static_cast<int64_t>(total) == n) {
     for (double l : lengths) counts.push_back(static_cast<int64_t>(l));
   } else {
-    EMBER_CHECK(all_fractions && std::abs(total - 1.0) < 1e-6, "random_split: lengths sum to ",
-                total, "; give sample counts summing to the dataset's size (", n,
-                ") or fractions summing to 1");
+    EMBER_CHECK_T(ValueError, all_fractions && std::abs(total - 1.0) < 1e-6,
+                  "random_split: lengths sum to ", total,
+                  "; give sample counts summing to the dataset's size (", n,
+                  ") or fractions summing to 1");
     int64_t assigned = 0;
     for (double f : lengths) {
       counts.push_back(static_cast<int64_t>(std::floor(f * static_cast<double>(n))));
@@ -157,14 +158,14 @@ std::vector<std::shared_ptr<Subset>> random_split(std::shared_ptr<const Dataset>
 }
 
 TrainValidation validation_split(std::shared_ptr<const Dataset> dataset, double fraction) {
-  EMBER_CHECK(dataset != nullptr, "validation_split: the dataset is null");
-  EMBER_CHECK(fraction > 0.0 && fraction < 1.0,
-              "validation_split: fraction must be in (0, 1), got ", fraction);
+  EMBER_CHECK_T(ValueError, dataset != nullptr, "validation_split: the dataset is null");
+  EMBER_CHECK_T(ValueError, fraction > 0.0 && fraction < 1.0,
+                "validation_split: fraction must be in (0, 1), got ", fraction);
   const int64_t n = dataset->size();
   const auto split_at = static_cast<int64_t>(std::floor(static_cast<double>(n) * (1.0 - fraction)));
-  EMBER_CHECK(split_at > 0 && split_at < n, "validation_split: a fraction of ", fraction, " of ", n,
-              " samples leaves ", split_at, " for training and ", n - split_at,
-              " for validation; both must be non-empty");
+  EMBER_CHECK_T(ValueError, split_at > 0 && split_at < n, "validation_split: a fraction of ",
+                fraction, " of ", n, " samples leaves ", split_at, " for training and ",
+                n - split_at, " for validation; both must be non-empty");
   std::vector<int64_t> head(static_cast<size_t>(split_at)), tail(static_cast<size_t>(n - split_at));
   for (int64_t i = 0; i < n; ++i) {
     if (i < split_at) {

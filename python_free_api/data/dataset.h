@@ -92,7 +92,7 @@ class EMBER_API TensorDataset : public Dataset {
 // The samples of `dataset` at `indices`, in that order (like torch.utils.data.Subset).
 class EMBER_API Subset : public Dataset {
  public:
-  // Throws ember::Error when an index is outside [0, dataset->size()).
+  // Throws ember::ValueError when an index is outside [0, dataset->size()).
   Subset(std::shared_ptr<const Dataset> dataset, std::vector<int64_t> indices);
 
   int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
@@ -128,7 +128,7 @@ struct TrainValidation {
 // Keras's validation_split: the validation set is the LAST `fraction` of the samples, in
 // their stored order and taken before any shuffling; the training set is the rest. With
 // N samples, training gets floor(N * (1 - fraction)) (Keras's split_at). Throws
-// ember::Error unless 0 < fraction < 1 and both parts are non-empty.
+// ember::ValueError unless 0 < fraction < 1 and both parts are non-empty.
 EMBER_API TrainValidation validation_split(std::shared_ptr<const Dataset> dataset, double fraction);
 // validation_split(dataset, fraction).validation.
 EMBER_API std::shared_ptr<Subset> take_last(std::shared_ptr<const Dataset> dataset,

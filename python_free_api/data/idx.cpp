@@ -344,8 +344,8 @@ std::string find_idx_file(const std::string& dir, const std::string& base) {
 
 IdxDataset read_idx_pair(const std::string& images_path, const std::string& labels_path,
                          int64_t num_classes) {
-  EMBER_CHECK(num_classes > 0, "read_idx_pair: num_classes must be positive, got ",
-              num_classes);
+  EMBER_CHECK_T(ValueError, num_classes > 0, "read_idx_pair: num_classes must be positive, got ",
+                num_classes);
   IdxDataset ds;
   ds.images = read_idx(images_path);
   ds.labels = read_idx(labels_path);

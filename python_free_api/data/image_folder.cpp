@@ -167,8 +167,8 @@ Tensor ImageFolder::decode_rows(const std::vector<int64_t>& indices) const {
 
 Batch ImageFolder::get_batch(const std::vector<int64_t>& indices) const {
   for (const int64_t i : indices) {
-    EMBER_CHECK(i >= 0 && i < size(), "ImageFolder::get_batch: index ", i,
-                " is out of range for a dataset of ", size(), " samples");
+    EMBER_CHECK_T(ValueError, i >= 0 && i < size(), "ImageFolder::get_batch: index ", i,
+                  " is out of range for a dataset of ", size(), " samples");
   }
   // The bytes and class indices of the rows, in the order asked for: gathered from the
   // decoded pixels, or decoded now (lazy).
@@ -207,17 +207,20 @@ Tensor ImageFolder::images() const {
 }
 
 ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolderOptions& o) {
-  EMBER_CHECK(o.height >= 1 && o.width >= 1 && o.height <= INT_MAX && o.width <= INT_MAX,
-              "ImageFolder: height and width must be positive, got ", o.height, "x", o.width);
-  EMBER_CHECK(o.channels >= 1 && o.channels <= 4,
-              "ImageFolder: channels must be 1, 2, 3 or 4, got ", o.channels);
-  EMBER_CHECK(o.max_pixels > 0, "ImageFolder: max_pixels must be positive, got ", o.max_pixels);
-  EMBER_CHECK(std::isfinite(o.rescale), "ImageFolder: rescale must be finite, got ", o.rescale);
-  EMBER_CHECK(o.max_images == -1 || o.max_images >= 1,
-              "ImageFolder: max_images must be -1 (all) or positive, got ", o.max_images);
-  EMBER_CHECK(!(o.lazy && o.skip_bad_files),
-              "ImageFolder: skip_bad_files needs eager decoding (a lazy folder's size is fixed "
-              "before any image is decoded); set lazy or skip_bad_files, not both");
+  EMBER_CHECK_T(ValueError,
+                o.height >= 1 && o.width >= 1 && o.height <= INT_MAX && o.width <= INT_MAX,
+                "ImageFolder: height and width must be positive, got ", o.height, "x", o.width);
+  EMBER_CHECK_T(ValueError, o.channels >= 1 && o.channels <= 4,
+                "ImageFolder: channels must be 1, 2, 3 or 4, got ", o.channels);
+  EMBER_CHECK_T(ValueError, o.max_pixels > 0, "ImageFolder: max_pixels must be positive, got ",
+                o.max_pixels);
+  EMBER_CHECK_T(ValueError, std::isfinite(o.rescale), "ImageFolder: rescale must be finite, got ",
+                o.rescale);
+  EMBER_CHECK_T(ValueError, o.max_images == -1 || o.max_images >= 1,
+                "ImageFolder: max_images must be -1 (all) or positive, got ", o.max_images);
+  EMBER_CHECK_T(ValueError, !(o.lazy && o.skip_bad_files),
+                "ImageFolder: skip_bad_files needs eager decoding (a lazy folder's size is fixed "
+                "before any image is decoded); set lazy or skip_bad_files, not both");
 
   // --- discovery: sorted classes, sorted files -----------------------------------------
   std::error_code ec;
@@ -259,10 +262,10 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   if (o.label_mode == LabelMode::kBinary && out.classes.size() != 2) {
     std::string names;
     for (const std::string& cls : out.classes) names += (names.empty() ? "" : ", ") + cls;
-    throw Error("ImageFolder: label_mode kBinary needs exactly 2 classes (as Keras's "
-                "label_mode=\"binary\"), but '" + root + "' has " +
-                std::to_string(out.classes.size()) + " (" + names +
-                "); use kCategorical or kInt for another number of classes");
+    throw ValueError("ImageFolder: label_mode kBinary needs exactly 2 classes (as Keras's "
+                     "label_mode=\"binary\"), but '" + root + "' has " +
+                     std::to_string(out.classes.size()) + " (" + names +
+                     "); use kCategorical or kInt for another number of classes");
   }
 
   std::vector<std::string> paths;
@@ -288,8 +291,8 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
     labels = std::move(some_labels);
   }
   const auto n = static_cast<int64_t>(paths.size());
-  EMBER_CHECK(static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
-              "ImageFolder: height x width ", o.height, "x", o.width, " is too large");
+  EMBER_CHECK_T(ValueError, static_cast<double>(o.height) * static_cast<double>(o.width) <= 1e12,
+                "ImageFolder: height x width ", o.height, "x", o.width, " is too large");
   if (o.lazy) {
     out.files = std::move(paths);
     out.y = Tensor::from_vector(labels, {n});
@@ -301,8 +304,9 @@ ImageFolder::Loaded ImageFolder::load(const std::string& root, const ImageFolder
   // --- memory check before decoding anything -----------------------------------------------
   const int64_t per_image = o.channels * o.height * o.width;
   // Divided by 4 so that images() (4 bytes a value) cannot overflow either.
-  EMBER_CHECK(per_image <= (INT64_MAX / 4) / std::max<int64_t>(n, 1), "ImageFolder: ", n,
-              " images of ", o.channels, "x", o.height, "x", o.width, " overflow a tensor's size");
+  EMBER_CHECK_T(ValueError, per_image <= (INT64_MAX / 4) / std::max<int64_t>(n, 1),
+                "ImageFolder: ", n, " images of ", o.channels, "x", o.height, "x", o.width,
+                " overflow a tensor's size");
   const double total_bytes = static_cast<double>(n) * static_cast<double>(per_image);
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
   if (pages > 0 && page_size > 0) {
@@ -396,15 +400,17 @@ void export_image_folder(const TensorDataset& dataset, const std::vector<std::st
   EMBER_CHECK_T(ShapeError, x.dim() == 4 && (x.size(1) == 1 || x.size(1) == 3 || x.size(1) == 4),
                 "export_image_folder: images must be [N, C, H, W] with C = 1, 3 or 4, got ",
                 shape_str(x.shape()));
-  EMBER_CHECK(dataset.y().defined(), "export_image_folder: the dataset has no labels");
+  EMBER_CHECK_T(ValueError, dataset.y().defined(),
+                "export_image_folder: the dataset has no labels");
   EMBER_CHECK_T(ShapeError, dataset.y().dim() == 1, "export_image_folder: labels must be [N], got ",
                 shape_str(dataset.y().shape()));
   std::vector<std::string> folders;
   std::set<std::string> distinct;
   for (const std::string& c : class_names) {
     folders.push_back(safe_file_name(c));
-    EMBER_CHECK(distinct.insert(folders.back()).second, "export_image_folder: class '", c,
-                "' has the same folder name '", folders.back(), "' as another class");
+    EMBER_CHECK_T(ValueError, distinct.insert(folders.back()).second,
+                  "export_image_folder: class '", c, "' has the same folder name '", folders.back(),
+                  "' as another class");
   }
   const int64_t n = x.size(0);
   const int64_t count = limit < 0 ? n : std::min(limit, n);
@@ -420,9 +426,9 @@ void export_image_folder(const TensorDataset& dataset, const std::vector<std::st
   std::vector<unsigned char> pixels(static_cast<size_t>(c * h * w));
   for (int64_t i = 0; i < count; ++i) {
     const int64_t label = labels[static_cast<size_t>(i)];
-    EMBER_CHECK(label >= 0 && label < static_cast<int64_t>(folders.size()),
-                "export_image_folder: sample ", i, " has label ", label, " but ", folders.size(),
-                " class names were given");
+    EMBER_CHECK_T(ValueError, label >= 0 && label < static_cast<int64_t>(folders.size()),
+                  "export_image_folder: sample ", i, " has label ", label, " but ", folders.size(),
+                  " class names were given");
     const fs::path dir = fs::path(out_dir) / folders[static_cast<size_t>(label)];
     if (!made[static_cast<size_t>(label)]) {
       std::error_code ec;

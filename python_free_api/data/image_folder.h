@@ -99,14 +99,14 @@ class EMBER_API ImageFolder : public Dataset {
   // Throws IOError when root is missing or has no class folders, when a class folder
   // has no image files, and (unless skip_bad_files) when a file cannot be decoded,
   // naming the file and the decoder's reason; OutOfMemoryError when the decoded images would not
-  // fit; ember::Error for bad options, and for LabelMode::kBinary unless root has
+  // fit; ember::ValueError for bad options, and for LabelMode::kBinary unless root has
   // exactly 2 classes (checked before decoding). Lazy, it decodes nothing, so neither
   // decoding errors nor OutOfMemoryError come from here.
   explicit ImageFolder(const std::string& root, ImageFolderOptions options = {});
 
   int64_t size() const override;
   // x: float32 [B, channels, height, width], the rows' bytes times rescale; y as
-  // options().label_mode says. Throws ember::Error naming an index outside [0, size()).
+  // options().label_mode says. Throws ember::ValueError naming an index outside [0, size()).
   Batch get_batch(const std::vector<int64_t>& indices) const override;
 
   // uint8 [N, channels, height, width]: the decoded pixels as held; undefined when lazy.

@@ -24,13 +24,13 @@ uint64_t mix_seeds(uint64_t a, uint64_t b) { return splitmix64(a ^ splitmix64(b)
 
 DistributedSampler::DistributedSampler(int64_t dataset_size, DistributedSamplerOptions options)
     : dataset_size_(dataset_size), options_(options) {
-  EMBER_CHECK(dataset_size_ >= 0, "DistributedSampler: dataset_size must be non-negative, got ",
-              dataset_size_);
-  EMBER_CHECK(options_.num_replicas >= 1,
-              "DistributedSampler: num_replicas must be at least 1, got ", options_.num_replicas);
-  EMBER_CHECK(options_.rank >= 0 && options_.rank < options_.num_replicas,
-              "DistributedSampler: rank ", options_.rank, " is outside [0, ",
-              options_.num_replicas, ") for num_replicas ", options_.num_replicas);
+  EMBER_CHECK_T(ValueError, dataset_size_ >= 0,
+                "DistributedSampler: dataset_size must be non-negative, got ", dataset_size_);
+  EMBER_CHECK_T(ValueError, options_.num_replicas >= 1,
+                "DistributedSampler: num_replicas must be at least 1, got ", options_.num_replicas);
+  EMBER_CHECK_T(ValueError, options_.rank >= 0 && options_.rank < options_.num_replicas,
+                "DistributedSampler: rank ", options_.rank, " is outside [0, ",
+                options_.num_replicas, ") for num_replicas ", options_.num_replicas);
   const int64_t r = options_.num_replicas;
   num_samples_ = options_.drop_last ? dataset_size_ / r : (dataset_size_ + r - 1) / r;
 }

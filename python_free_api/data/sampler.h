@@ -39,7 +39,7 @@ struct DistributedSamplerOptions {
 // group belongs beside the process-group code, delegating to this one.
 class EMBER_API DistributedSampler {
  public:
-  // Throws ember::Error for a negative dataset_size, num_replicas < 1 or a rank outside
+  // Throws ember::ValueError for a negative dataset_size, num_replicas < 1 or a rank outside
   // [0, num_replicas).
   DistributedSampler(int64_t dataset_size, DistributedSamplerOptions options);
 

@@ -17,7 +17,7 @@ namespace {
 
 // A contiguous float32 CPU batch of rank `rank` (or at least `rank` when at_least).
 Tensor checked_image_batch(const char* op, const Tensor& batch, int64_t rank, bool at_least) {
-  EMBER_CHECK(batch.defined(), op, ": the batch is undefined");
+  EMBER_CHECK_T(ValueError, batch.defined(), op, ": the batch is undefined");
   EMBER_CHECK_T(DeviceError, batch.device().is_cpu(), op, ": batch ", shape_str(batch.shape()),
                 " is on ", batch.device().str(),
                 "; transforms run on CPU batches (the DataLoader applies them before the copy)");
@@ -64,7 +64,7 @@ Tensor filled(const char* op, const Shape& shape, Fill fill) {
 }
 
 void check_generators(const char* op, const Tensor& batch, std::span<Generator> gens) {
-  EMBER_CHECK(batch.defined(), op, ": the batch is undefined");
+  EMBER_CHECK_T(ValueError, batch.defined(), op, ": the batch is undefined");
   EMBER_CHECK_T(ShapeError, batch.dim() >= 1 && batch.size(0) == static_cast<int64_t>(gens.size()),
                 op, ": batch ", shape_str(batch.shape()), " needs one generator per sample, got ",
                 gens.size());
@@ -77,8 +77,8 @@ constexpr double kTwoPi = 6.283185307179586476925286766559;
 // --- random tensors for custom transforms ----------------------------------------------------
 
 Tensor uniform(const Shape& shape, Generator& gen, double low, double high) {
-  EMBER_CHECK(std::isfinite(low) && std::isfinite(high) && low < high,
-              "data::uniform: need finite low < high, got low=", low, " high=", high);
+  EMBER_CHECK_T(ValueError, std::isfinite(low) && std::isfinite(high) && low < high,
+                "data::uniform: need finite low < high, got low=", low, " high=", high);
   // Rounding to float can reach `high`; the largest float below it keeps [low, high).
   const float below_high = std::nextafter(static_cast<float>(high), -INFINITY);
   return filled("data::uniform", shape, [&] {
@@ -88,8 +88,9 @@ Tensor uniform(const Shape& shape, Generator& gen, double low, double high) {
 }
 
 Tensor normal(const Shape& shape, Generator& gen, double mean, double stddev) {
-  EMBER_CHECK(std::isfinite(mean) && std::isfinite(stddev) && stddev >= 0.0,
-              "data::normal: need a finite mean and stddev >= 0, got mean=", mean, " stddev=", stddev);
+  EMBER_CHECK_T(ValueError, std::isfinite(mean) && std::isfinite(stddev) && stddev >= 0.0,
+                "data::normal: need a finite mean and stddev >= 0, got mean=", mean,
+                " stddev=", stddev);
   // Box-Muller: each pair of uniforms gives two independent standard normals.
   bool have_spare = false;
   double spare = 0.0;
@@ -107,7 +108,8 @@ Tensor normal(const Shape& shape, Generator& gen, double mean, double stddev) {
 }
 
 Tensor bernoulli(const Shape& shape, Generator& gen, double p) {
-  EMBER_CHECK(p >= 0.0 && p <= 1.0, "data::bernoulli: probability p must be in [0, 1], got ", p);
+  EMBER_CHECK_T(ValueError, p >= 0.0 && p <= 1.0,
+                "data::bernoulli: probability p must be in [0, 1], got ", p);
   return filled("data::bernoulli", shape, [&] { return uniform01(gen) < p ? 1.0f : 0.0f; });
 }
 
@@ -141,11 +143,12 @@ Tensor Transform::operator()(const Tensor& batch) const {
 
 Normalize::Normalize(std::vector<double> mean, std::vector<double> std)
     : mean_(std::move(mean)), std_(std::move(std)) {
-  EMBER_CHECK(!mean_.empty() && mean_.size() == std_.size(), "Normalize: mean ", list_str(mean_),
-              " and std ", list_str(std_), " must be non-empty and of the same length");
+  EMBER_CHECK_T(ValueError, !mean_.empty() && mean_.size() == std_.size(), "Normalize: mean ",
+                list_str(mean_), " and std ", list_str(std_),
+                " must be non-empty and of the same length");
   for (double s : std_) {
-    EMBER_CHECK(std::isfinite(s) && s != 0.0, "Normalize: std ", list_str(std_),
-                " has a zero or non-finite value");
+    EMBER_CHECK_T(ValueError, std::isfinite(s) && s != 0.0, "Normalize: std ", list_str(std_),
+                  " has a zero or non-finite value");
   }
 }
 
@@ -185,8 +188,9 @@ std::string Normalize::str() const {
 
 RandomCrop::RandomCrop(std::array<int64_t, 2> size, int64_t padding)
     : size_(size), padding_(padding) {
-  EMBER_CHECK(size_[0] > 0 && size_[1] > 0 && padding_ >= 0, "RandomCrop: size [", size_[0], ", ",
-              size_[1], "] must be positive and padding ", padding_, " non-negative");
+  EMBER_CHECK_T(ValueError, size_[0] > 0 && size_[1] > 0 && padding_ >= 0, "RandomCrop: size [",
+                size_[0], ", ", size_[1], "] must be positive and padding ", padding_,
+                " non-negative");
 }
 
 Tensor RandomCrop::apply(const Tensor& batch, Generator& gen) const {
@@ -247,7 +251,8 @@ std::string RandomCrop::str() const {
 // --- RandomHorizontalFlip -----------------------------------------------------------------
 
 RandomHorizontalFlip::RandomHorizontalFlip(double p) : p_(p) {
-  EMBER_CHECK(p_ >= 0.0 && p_ <= 1.0, "RandomHorizontalFlip: p must be in [0, 1], got ", p_);
+  EMBER_CHECK_T(ValueError, p_ >= 0.0 && p_ <= 1.0,
+                "RandomHorizontalFlip: p must be in [0, 1], got ", p_);
 }
 
 Tensor RandomHorizontalFlip::apply(const Tensor& batch, Generator& gen) const {
@@ -293,11 +298,12 @@ std::string RandomHorizontalFlip::str() const {
 // --- OneHot -------------------------------------------------------------------------------
 
 OneHot::OneHot(int64_t num_classes) : num_classes_(num_classes) {
-  EMBER_CHECK(num_classes_ > 0, "OneHot: num_classes must be positive, got ", num_classes_);
+  EMBER_CHECK_T(ValueError, num_classes_ > 0, "OneHot: num_classes must be positive, got ",
+                num_classes_);
 }
 
 Tensor OneHot::apply(const Tensor& batch, Generator&) const {
-  EMBER_CHECK(batch.defined(), "OneHot: the labels are undefined");
+  EMBER_CHECK_T(ValueError, batch.defined(), "OneHot: the labels are undefined");
   EMBER_CHECK_T(DeviceError, batch.device().is_cpu(), "OneHot: labels ", shape_str(batch.shape()),
                 " are on ", batch.device().str(), "; transforms run on CPU batches");
   EMBER_CHECK_T(ShapeError, batch.dim() == 1, "OneHot: labels must be 1-D [N], got ",
@@ -343,7 +349,7 @@ std::string OneHot::str() const {
 // --- Compose ------------------------------------------------------------------------------
 
 Compose& Compose::add(std::shared_ptr<const Transform> step) {
-  EMBER_CHECK(step != nullptr, "Compose: a step is null");
+  EMBER_CHECK_T(ValueError, step != nullptr, "Compose: a step is null");
   steps_.push_back(std::move(step));
   return *this;
 }

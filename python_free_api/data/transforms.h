@@ -25,7 +25,7 @@ using Generator = std::mt19937_64;
 // ember's own formulas (53-bit uniforms, Box-Muller), not <random>'s distributions, whose
 // results the C++ standard leaves to each library: a seed gives the same tensor with
 // every toolchain. Each returns a float32 CPU tensor of `shape`; bad arguments throw
-// ember::Error naming them, a negative size ShapeError.
+// ember::ValueError naming them, a negative size ShapeError.
 //   Tensor noise = data::normal(batch.shape(), gen, 0.0, 0.1);          // per element
 //   Tensor flip = data::bernoulli({batch.size(0)}, gen, 0.5);          // per sample
 // Uniform in [low, high).

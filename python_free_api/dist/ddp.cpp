@@ -175,7 +175,7 @@ DistributedDataParallel::DistributedDataParallel(nn::AnyModule module, DDPOption
   EMBER_CHECK_T(dist::DistributedError, is_initialized(), "DistributedDataParallel: the "
                 "default process group is not initialized; call dist::init_process_group() "
                 "first");
-  EMBER_CHECK(module_ != nullptr, "DistributedDataParallel: no module given");
+  EMBER_CHECK_T(ValueError, module_ != nullptr, "DistributedDataParallel: no module given");
   register_module("module", module_);
   std::vector<Tensor> params = module_->parameters();
   check_same_model(params);

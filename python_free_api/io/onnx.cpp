@@ -108,12 +108,13 @@ class EvalGuard {
 
 void export_onnx(nn::Module& module, const Tensor& example_input, const std::string& path,
                  const OnnxExportOptions& options) {
-  EMBER_CHECK(options.opset == 17, "export_onnx: opset ", options.opset,
-              " is not supported; ember writes opset 17");
-  EMBER_CHECK(!options.input_name.empty() && !options.output_name.empty() &&
-                  options.input_name != options.output_name,
-              "export_onnx: the input and output need two different non-empty names, got '",
-              options.input_name, "' and '", options.output_name, "'");
+  EMBER_CHECK_T(ValueError, options.opset == 17, "export_onnx: opset ", options.opset,
+                " is not supported; ember writes opset 17");
+  EMBER_CHECK_T(ValueError,
+                !options.input_name.empty() && !options.output_name.empty() &&
+                    options.input_name != options.output_name,
+                "export_onnx: the input and output need two different non-empty names, got '",
+                options.input_name, "' and '", options.output_name, "'");
   EMBER_CHECK_T(
       ShapeError, example_input.defined() && example_input.dim() >= 1,
       "export_onnx: the example input must be a tensor with a batch dimension, got ",

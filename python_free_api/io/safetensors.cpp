@@ -923,10 +923,12 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 }
 
 // Rethrows the exception being handled with `context` in front of its message, keeping
-// its type so callers can still catch ShapeError and friends. Only loads call it, so an
-// untyped Error (an optimizer's state dict with unknown keys or a bad option, say) is a
-// file whose content is wrong: it becomes an IOError, the loaders' typed error (fuzzing
-// found load_checkpoint throwing a plain Error for a mutated optimizer key).
+// its type so callers can still catch ShapeError and friends. Only loads call it, so a
+// ValueError or an untyped Error (an optimizer's or scaler's state dict with unknown keys,
+// a bad option or a non-integer step count, say: a ValueError when a caller hands such a
+// dict to load_state_dict directly) is a file whose content is wrong: it becomes an
+// IOError, the loaders' typed error (fuzzing found load_checkpoint throwing a plain Error
+// for a mutated optimizer key).
 [[noreturn]] void rethrow_with_context(const std::string& context) {
   try {
     throw;
@@ -941,7 +943,7 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   } catch (const CudaError& e) {
     throw CudaError(context + e.what());
   } catch (const ValueError& e) {
-    throw ValueError(context + e.what());
+    throw IOError(context + e.what());
   } catch (const IOError& e) {
     throw IOError(context + e.what());
   } catch (const Error& e) {
