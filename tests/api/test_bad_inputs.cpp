@@ -19,53 +19,17 @@
 
 #include <ember/ember.h>
 
+#include "support/error_table.h"
+
 namespace {
 
 using namespace ember;
 
-// What a row expects: a typed error, or (None) a valid call that checks its own answer.
-enum class Expect { Shape, DType, Device, Value, Error, None };
-
-const char* expect_name(Expect e) {
-  switch (e) {
-    case Expect::Shape: return "ShapeError";
-    case Expect::DType: return "DTypeError";
-    case Expect::Device: return "DeviceError";
-    case Expect::Value: return "ValueError";
-    case Expect::Error: return "ember::Error";
-    case Expect::None: return "no error";
-  }
-  return "?";
-}
-
-bool is_expected(Expect e, const std::exception& ex) {
-  switch (e) {
-    case Expect::Shape: return dynamic_cast<const ShapeError*>(&ex) != nullptr;
-    case Expect::DType: return dynamic_cast<const DTypeError*>(&ex) != nullptr;
-    case Expect::Device: return dynamic_cast<const DeviceError*>(&ex) != nullptr;
-    case Expect::Value: return dynamic_cast<const ValueError*>(&ex) != nullptr;
-    case Expect::Error: return dynamic_cast<const Error*>(&ex) != nullptr;
-    case Expect::None: return false;
-  }
-  return false;
-}
-
-std::string type_of(const std::exception& ex) {
-  if (dynamic_cast<const ShapeError*>(&ex)) return "ShapeError";
-  if (dynamic_cast<const DTypeError*>(&ex)) return "DTypeError";
-  if (dynamic_cast<const DeviceError*>(&ex)) return "DeviceError";
-  if (dynamic_cast<const ValueError*>(&ex)) return "ValueError";
-  if (dynamic_cast<const IOError*>(&ex)) return "IOError";
-  if (dynamic_cast<const Error*>(&ex)) return "ember::Error (untyped)";
-  return std::string("not an ember error: ") + typeid(ex).name();
-}
-
-struct Row {
-  std::string name;
-  Expect expect;
-  std::vector<std::string> parts;  // the message must contain each
-  std::function<void()> call;
-};
+using ember::testing::Expect;
+using ember::testing::expect_name;
+using ember::testing::is_expected;
+using ember::testing::Row;
+using ember::testing::type_of;
 
 // Every tensor a row makes with requires_grad, so the row can check that nothing (a node
 // left on the tape, a cache) keeps one alive after the call.

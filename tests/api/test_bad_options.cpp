@@ -20,50 +20,17 @@
 
 #include <ember/ember.h>
 
+#include "support/error_table.h"
+
 namespace {
 
 using namespace ember;
 
-enum class Expect { Shape, DType, Device, Value, IO };
-
-const char* expect_name(Expect e) {
-  switch (e) {
-    case Expect::Shape: return "ShapeError";
-    case Expect::DType: return "DTypeError";
-    case Expect::Device: return "DeviceError";
-    case Expect::Value: return "ValueError";
-    case Expect::IO: return "IOError";
-  }
-  return "?";
-}
-
-bool is_expected(Expect e, const std::exception& ex) {
-  switch (e) {
-    case Expect::Shape: return dynamic_cast<const ShapeError*>(&ex) != nullptr;
-    case Expect::DType: return dynamic_cast<const DTypeError*>(&ex) != nullptr;
-    case Expect::Device: return dynamic_cast<const DeviceError*>(&ex) != nullptr;
-    case Expect::Value: return dynamic_cast<const ValueError*>(&ex) != nullptr;
-    case Expect::IO: return dynamic_cast<const IOError*>(&ex) != nullptr;
-  }
-  return false;
-}
-
-std::string type_of(const std::exception& ex) {
-  if (dynamic_cast<const ShapeError*>(&ex)) return "ShapeError";
-  if (dynamic_cast<const DTypeError*>(&ex)) return "DTypeError";
-  if (dynamic_cast<const DeviceError*>(&ex)) return "DeviceError";
-  if (dynamic_cast<const ValueError*>(&ex)) return "ValueError";
-  if (dynamic_cast<const IOError*>(&ex)) return "IOError";
-  if (dynamic_cast<const Error*>(&ex)) return "ember::Error (untyped)";
-  return std::string("not an ember error: ") + typeid(ex).name();
-}
-
-struct Row {
-  std::string name;
-  Expect expect;
-  std::vector<std::string> parts;  // the message must contain each
-  std::function<void()> call;
-};
+using ember::testing::Expect;
+using ember::testing::expect_name;
+using ember::testing::is_expected;
+using ember::testing::Row;
+using ember::testing::type_of;
 
 // A leaf parameter with a gradient, as after a backward pass.
 Tensor param(const Shape& s = {2, 3}) {
