@@ -24,7 +24,7 @@ const Tensor* StateDict::find(const std::string& name) const {
 
 const Tensor& StateDict::at(const std::string& name) const {
   const Tensor* t = find(name);
-  EMBER_CHECK(t != nullptr, "StateDict: no entry named '", name, "'");
+  EMBER_CHECK_T(ValueError, t != nullptr, "StateDict: no entry named '", name, "'");
   return *t;
 }
 

@@ -328,7 +328,7 @@ Tensor OneHot::apply(const Tensor& batch, Generator&) const {
       os << (k ? ", " : "") << "label " << labels[static_cast<size_t>(bad[k])] << " at position " << bad[k];
     }
     if (bad.size() > kShown) os << ", ... (the first " << kShown << " shown)";
-    throw Error(os.str());
+    throw ShapeError(os.str());  // as cross_entropy's out-of-range class labels
   }
   Tensor out = zeros({n, num_classes_});
   float* dst = out.data<float>();

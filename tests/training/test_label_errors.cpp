@@ -68,6 +68,6 @@ TEST(LabelErrors, OtherShapeErrorsPassThroughUnchanged) {
 
 TEST(LabelErrors, OneHotListsEveryKindOfBadLabelWithItsPosition) {
   data::Generator gen(0);
-  const std::string msg = ember::testing::error_of<Error>([&] { data::OneHot(3).apply(labels({0, 3, -1, 2}), gen); });
+  const std::string msg = ember::testing::error_of<ShapeError>([&] { data::OneHot(3).apply(labels({0, 3, -1, 2}), gen); });
   EXPECT_EQ(msg, "OneHot: 2 of 4 labels are outside [0, 3): label 3 at position 1, label -1 at position 2");
 }
