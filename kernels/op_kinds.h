@@ -35,6 +35,11 @@ struct UnaryParams {
 // approximation.
 enum class GemmActivation : int { kNone, kRelu, kGeluTanh };
 
+// The elementwise op an activation other than kNone is (its forward and derivative).
+constexpr UnaryOp unary_op_of(GemmActivation act) {
+  return act == GemmActivation::kRelu ? UnaryOp::Relu : UnaryOp::GeluTanh;
+}
+
 // Binary elementwise ops with NumPy broadcasting (see BroadcastIndex).
 enum class BinaryOp : int { Add, Sub, Mul, Div, Maximum, Minimum };
 

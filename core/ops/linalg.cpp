@@ -170,11 +170,6 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 
 namespace {
 
-kernels::UnaryOp unary_op_of(kernels::GemmActivation act) {
-  return act == kernels::GemmActivation::kRelu ? kernels::UnaryOp::Relu
-                                               : kernels::UnaryOp::GeluTanh;
-}
-
 // The composed forward (Note [Fused linear]): z = bias broadcast + x W^T, then y = act(z).
 // Returns y; `pre` receives z when asked for (an activation and a recorded backward).
 Tensor linear_composed(const GemmOperand& xa, const GemmOperand& w_t, const Tensor& bias,
@@ -190,7 +185,7 @@ Tensor linear_composed(const GemmOperand& xa, const GemmOperand& w_t, const Tens
   if (act == kernels::GemmActivation::kNone) return z;
   // In place unless z must be kept.
   Tensor y = want_pre ? detail::empty_like(z) : z;
-  const kernels::UnaryOp op = unary_op_of(act);
+  const kernels::UnaryOp op = kernels::unary_op_of(act);
   dispatch::run(z, dispatch::kFloatingAndHalf, "linear", [&]<typename T>(auto ctx) {
     unary_forward(ctx, op, z.data<T>(), y.data<T>(), z.numel(), {});
   });
@@ -301,7 +296,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
             const Tensor za = sa.unpack();
             const Tensor gy = g2.contiguous();
             Tensor gz = detail::empty_like(za);
-            const kernels::UnaryOp op = unary_op_of(act);
+            const kernels::UnaryOp op = kernels::unary_op_of(act);
             dispatch::run(za, dispatch::kFloatingAndHalf, "linear", [&]<typename T>(auto ctx) {
               unary_backward(ctx, op, za.data<T>(), za.data<T>(), gy.data<T>(), gz.data<T>(),
                              za.numel(), {});

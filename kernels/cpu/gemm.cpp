@@ -151,30 +151,20 @@ template void gemm<BFloat16>(Context, bool, bool, int64_t, int64_t, int64_t, BFl
                              const BFloat16*, int64_t, int64_t, const BFloat16*, int64_t,
                              int64_t, BFloat16, BFloat16*, int64_t, int64_t, int64_t);
 
-
 namespace {
 
-// The activation of gemm_bias_act on one row of n values in the compute type U; `pre`
-// (may be null) receives the values before it, rounded to T.
+// The activation of gemm_bias_act on one row of n values in the compute type U (the
+// elementwise functors of kernels/elementwise_math.h); `pre` (may be null) receives the
+// values before it, rounded to T.
 template <typename T, typename U>
 void activate_row(GemmActivation act, U* row, int64_t n, T* pre) {
   if (pre != nullptr) {
     for (int64_t j = 0; j < n; ++j) pre[j] = T(row[j]);
   }
-  switch (act) {
-    case GemmActivation::kNone: return;
-    case GemmActivation::kRelu: {
-      const math::Relu<U> f;
-      for (int64_t j = 0; j < n; ++j) row[j] = f.forward(row[j]);
-      return;
-    }
-    case GemmActivation::kGeluTanh: {
-      const math::GeluTanh<U> f;
-      for (int64_t j = 0; j < n; ++j) row[j] = f.forward(row[j]);
-      return;
-    }
-  }
-  EMBER_CHECK(false, "gemm_bias_act: unknown GemmActivation code ", static_cast<int>(act));
+  if (act == GemmActivation::kNone) return;
+  math::visit_unary<U>(unary_op_of(act), {}, [&](auto f) {
+    for (int64_t j = 0; j < n; ++j) row[j] = f.forward(row[j]);
+  });
 }
 
 }  // namespace
