@@ -89,13 +89,15 @@ detail::CheckRaise bad_targets_error(const Tensor& target, int64_t classes, int6
 // names the first few.
 detail::CheckRaise outside_unit_interval_error(const Tensor& values, const char* what,
                                                const char* op) {
-  const Tensor on_cpu = values.is_cuda() ? Tensor() : values.to(kFloat64);
+  const Tensor on_cpu = values.is_cuda() ? Tensor() : values;
   return [n = values.numel(), what, op, on_cpu](int64_t bad, bool deferred) {
     std::string first;
     if (on_cpu.defined()) {
-      const double* v = on_cpu.data<double>();
+      // Widened only when there is an error to report: the check costs no copy otherwise.
+      const Tensor wide = on_cpu.to(kFloat64);
+      const double* v = wide.data<double>();
       int shown = 0;
-      for (int64_t i = 0; i < on_cpu.numel() && shown < 3; ++i) {
+      for (int64_t i = 0; i < wide.numel() && shown < 3; ++i) {
         if (v[i] >= 0.0 && v[i] <= 1.0) continue;
         first += detail::str_cat(shown++ == 0 ? "; first: " : ", ", what, "[", i, "] = ", v[i]);
       }
